@@ -1,0 +1,1 @@
+"""Invariant modules, one family per module (installed as ``vmfuzz.invariants``)."""

@@ -1,0 +1,1 @@
+"""Hypothesis strategies and rule-based state machines (installed as ``vmfuzz.strategies``)."""

@@ -1,0 +1,5 @@
+"""``python -m vmfuzz`` runs the command line."""
+
+from vmfuzz.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,554 @@
+"""Deterministic cooperative scheduler: simulated kernel paths interleave only where they yield.
+
+A task is a generator (``do_munmap``, ``try_to_unmap`` ...).  It yields a *label* string at each
+point where another CPU could interleave, or a request object made by one of the lock helpers
+(``yield sched.spin_lock(mm.page_table_lock)``).  One scheduler *step* resumes one task and runs
+it to its next yield.  Whenever two or more tasks are runnable, a pluggable schedule source
+(:mod:`vmfuzz.schedules`) picks one; everything else is fixed, so the same program and the same
+source decisions always give the same trace.
+
+The kernel's lock checks live here too: real deadlock (a wait-for cycle, reported when it forms),
+lockdep's potential deadlock (via :class:`vmfuzz.lockdep.LockDep`), sleeping while holding a
+spinlock, releasing a lock not held, lock held at task exit, and ``assert_held``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from collections.abc import Callable, Generator, Iterable
+from typing import Any, Protocol
+
+import attrs
+
+from vmfuzz._locks import READ, WRITE, BigKernelLock, Lock, Spinlock
+from vmfuzz.lockdep import LockDep
+from vmfuzz.violation import Violation
+
+TaskGen = Generator[Any, None, Any]
+Checker = Callable[["Scheduler"], None]
+
+
+class StepBudgetExceeded(Exception):
+    """The run used its whole step budget: an outcome of its own, never a failure."""
+
+
+class ScheduleDiverged(Exception):
+    """A recorded schedule asked for a task that is not runnable at that decision."""
+
+
+class Acquire:
+    """A request for a lock, made by :meth:`Scheduler.spin_lock` and friends."""
+
+    __slots__ = ("label", "lock", "mode")
+
+    def __init__(self, lock: Lock, mode: str, label: str) -> None:
+        self.lock = lock
+        self.mode = mode
+        self.label = label
+
+
+class WaitEvent:
+    """Sleep until ``cond()`` holds (wait_event / wait_on_page_locked / schedule())."""
+
+    __slots__ = ("cond", "force", "label", "what")
+
+    def __init__(self, cond: Callable[[], bool], label: str, what: str, force: bool) -> None:
+        self.cond = cond
+        self.label = label
+        self.what = what
+        self.force = force
+
+
+class Retry:
+    """A label at the top of a retry loop (trylock failed, back off): feeds livelock detection."""
+
+    __slots__ = ("label",)
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+
+class Task:
+    """One simulated kernel thread running one kernel path."""
+
+    __slots__ = (
+        "bkl_saved",
+        "blocked",
+        "done",
+        "gen",
+        "held",
+        "label",
+        "name",
+        "result",
+        "retries",
+        "tid",
+    )
+
+    def __init__(self, tid: int, name: str, gen: TaskGen) -> None:
+        self.tid = tid
+        self.name = name
+        self.gen = gen
+        self.blocked: Acquire | WaitEvent | None = None
+        self.held: list[tuple[Lock, str]] = []
+        self.bkl_saved = 0
+        self.label = "start"
+        self.done = False
+        self.result: Any = None
+        self.retries = 0
+
+    def held_names(self) -> tuple[str, ...]:
+        return tuple(lock.name for lock, _ in self.held)
+
+    def holds_spinlock(self) -> Lock | None:
+        for lock, _ in self.held:
+            if isinstance(lock, Spinlock):
+                return lock
+        return None
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name} at {self.label}>"
+
+
+class ScheduleSource(Protocol):
+    """Decides which runnable task runs next; consulted only when two or more are runnable.
+
+    ``runnable`` is in task-id order; ``default`` is the index the non-preemptive policy would
+    pick (the task that ran last if it can still run, else the lowest task id).  Return an index
+    into ``runnable``.
+    """
+
+    def choose(self, runnable: list[Task], default: int, sched: Scheduler) -> int: ...
+
+
+@attrs.define
+class TraceStep:
+    """One scheduler step: who ran, where it stopped, what happened to locks, what it held."""
+
+    step: int
+    task: str
+    label: str
+    event: str
+    held: tuple[str, ...]
+
+    def line(self) -> str:
+        return f"{self.step} {self.task} {self.label} {self.event} [{','.join(self.held)}]"
+
+
+@attrs.define
+class Outcome:
+    """How a run ended: ``clean``, ``violation``, ``budget`` (step budget used up)."""
+
+    kind: str
+    steps: int
+    violation: Violation | None = None
+    trace_sha256: str = ""
+
+    @property
+    def check(self) -> str | None:
+        return self.violation.check if self.violation else None
+
+
+class _NonPreemptive:
+    def choose(self, runnable: list[Task], default: int, sched: Scheduler) -> int:
+        return default
+
+
+class Scheduler:
+    """Runs tasks one step at a time under a schedule source, checking locks and invariants."""
+
+    def __init__(
+        self,
+        source: ScheduleSource | None = None,
+        *,
+        max_steps: int = 100_000,
+        lockdep: LockDep | None = None,
+        checkers: Iterable[Checker] = (),
+        record_trace: bool = True,
+        livelock_retries: int = 8,
+    ) -> None:
+        self.source: ScheduleSource = source if source is not None else _NonPreemptive()
+        self.max_steps = max_steps
+        self.lockdep = lockdep
+        self.checkers: list[Checker] = list(checkers)
+        self.record_trace = record_trace
+        self.livelock_retries = livelock_retries
+        self.tasks: list[Task] = []
+        self.live: list[Task] = []
+        self.current: Task | None = None
+        self.step_no = 0
+        self.trace: list[TraceStep] = []
+        self.decisions: list[int] = []
+        self.preemptions = 0
+        self.switches = 0
+        self.bkl = BigKernelLock()
+        self._event = ""
+
+    # ------------------------------------------------------------------ tasks
+    def spawn(self, gen: TaskGen, name: str | None = None) -> Task:
+        """Add a task; it becomes runnable at once.  Names default to ``T<tid>``."""
+        tid = len(self.tasks)
+        task = Task(tid, name or f"T{tid}", gen)
+        self.tasks.append(task)
+        self.live.append(task)
+        return task
+
+    @property
+    def finished(self) -> bool:
+        return not self.live
+
+    # ------------------------------------------------------------ lock calls
+    # Requests are yielded by the task: ``yield sched.spin_lock(lock)``.  Releases are plain
+    # calls.  The label of a request is "<calling function>:<primitive>(<lock class>)".
+    def _req(self, lock: Lock, mode: str, prim: str, at: str | None) -> Acquire:
+        if at is None:
+            at = sys._getframe(2).f_code.co_name
+        return Acquire(lock, mode, f"{at}:{prim}({lock.cls})")
+
+    def spin_lock(self, lock: Lock, at: str | None = None) -> Acquire:
+        return self._req(lock, WRITE, "spin_lock", at)
+
+    def mutex_lock(self, lock: Lock, at: str | None = None) -> Acquire:
+        return self._req(lock, WRITE, "down", at)
+
+    def lock_page(self, lock: Lock, at: str | None = None) -> Acquire:
+        return self._req(lock, WRITE, "lock_page", at)
+
+    def down_read(self, lock: Lock, at: str | None = None) -> Acquire:
+        return self._req(lock, READ, "down_read", at)
+
+    def down_write(self, lock: Lock, at: str | None = None) -> Acquire:
+        return self._req(lock, WRITE, "down_write", at)
+
+    def lock_kernel(self, at: str | None = None) -> Acquire:
+        return self._req(self.bkl, WRITE, "lock_kernel", at)
+
+    def wait_event(
+        self, cond: Callable[[], bool], what: str, at: str | None = None, *, force: bool = False
+    ) -> WaitEvent:
+        """Sleep until ``cond()``; ``force`` sleeps even if it already holds (schedule())."""
+        if at is None:
+            at = sys._getframe(1).f_code.co_name
+        return WaitEvent(cond, f"{at}:wait({what})", what, force)
+
+    def retry(self, label: str) -> Retry:
+        return Retry(label)
+
+    def trylock(self, lock: Lock, mode: str = WRITE) -> bool:
+        """spin_trylock / trylock_page / down_read_trylock: take it now or return False."""
+        task = self._cur()
+        if lock.available(task, mode):
+            lock.grant(task, mode)
+            task.held.append((lock, mode))
+            self._event = f"trylock {lock.name}"
+            return True
+        self._event = f"trylock {lock.name} failed"
+        return False
+
+    def unlock(self, lock: Lock, mode: str | None = None) -> None:
+        """spin_unlock / up / unlock_page / up_write / unlock_kernel (mode found from the hold)."""
+        task = self._cur()
+        for i in range(len(task.held) - 1, -1, -1):
+            held_lock, held_mode = task.held[i]
+            if held_lock is lock and (mode is None or mode == held_mode):
+                lock.release(task, held_mode)
+                del task.held[i]
+                self._event = f"unlock {lock.name}" if not self._event else self._event
+                return
+        raise Violation(
+            "unlock_not_held",
+            f"task {task.name} releases {lock.name} which it does not hold",
+            lock=lock.name,
+        )
+
+    up_read = unlock
+    up_write = unlock
+    spin_unlock = unlock
+    unlock_page = unlock
+    mutex_unlock = unlock
+
+    def unlock_kernel(self) -> None:
+        self.unlock(self.bkl)
+
+    def holds(self, lock: Lock, mode: str | None = None) -> bool:
+        return lock.held_by(self._cur(), mode)
+
+    def assert_held(self, lock: Lock, mode: str | None = None, why: str = "") -> None:
+        """lockdep_assert_held: the running task must hold ``lock`` (in ``mode`` if given)."""
+        task = self._cur()
+        if not lock.held_by(task, mode):
+            need = {READ: " for read", WRITE: " for write"}.get(mode or "", "")
+            raise Violation(
+                "lock_not_held",
+                f"{task.name} at {task.label} must hold {lock.name}{need}"
+                + (f" ({why})" if why else ""),
+                lock=lock.name,
+            )
+
+    def _cur(self) -> Task:
+        if self.current is None:
+            raise RuntimeError("lock call outside a running task")
+        return self.current
+
+    # ------------------------------------------------------------- stepping
+    def _can_wake(self, task: Task) -> bool:
+        req = task.blocked
+        if task.bkl_saved and not self.bkl.available(task, WRITE):
+            return False
+        if isinstance(req, Acquire):
+            return req.lock.available(task, req.mode)
+        assert req is not None
+        return bool(req.cond())
+
+    def runnable(self) -> list[Task]:
+        out = []
+        for t in self.live:
+            if t.blocked is None or self._can_wake(t):
+                out.append(t)
+        return out
+
+    def step(self) -> bool:
+        """Run one step; False when every task has finished.
+
+        Raises :class:`Violation` (annotated with step, task and label) or
+        :class:`StepBudgetExceeded`.
+        """
+        if not self.live:
+            return False
+        if self.step_no >= self.max_steps:
+            raise StepBudgetExceeded(f"step budget of {self.max_steps} used up")
+        runnable = self.runnable()
+        if not runnable:
+            raise self._annotate(self._deadlock_all(), self.live[0])
+        cur = self.current
+        if len(runnable) == 1:
+            task = runnable[0]
+        else:
+            default = runnable.index(cur) if cur in runnable else 0
+            idx = self.source.choose(runnable, default, self)
+            task = runnable[idx % len(runnable)]
+            self.decisions.append(task.tid)
+            if idx != default and cur in runnable:
+                self.preemptions += 1
+        if task is not cur:
+            self.switches += 1 if cur is not None else 0
+        self.current = task
+        self._event = ""
+        try:
+            if task.blocked is not None:
+                self._wake(task)
+            req = task.gen.send(None)
+            self._handle(task, req)
+        except StopIteration as stop:
+            task.result = stop.value
+            self._exit(task)
+        except Violation as v:
+            self._record(task)
+            raise self._annotate(v, task) from None
+        self._record(task)
+        try:
+            for check in self.checkers:
+                check(self)
+            if self.livelock_retries and task.retries >= self.livelock_retries:
+                self._check_livelock()
+        except Violation as v:
+            raise self._annotate(v, task) from None
+        return bool(self.live)
+
+    def run(self, max_steps: int | None = None) -> None:
+        """Step until all tasks finish (or ``max_steps`` more steps ran); raises like step()."""
+        limit = None if max_steps is None else self.step_no + max_steps
+        while self.live and (limit is None or self.step_no < limit):
+            self.step()
+
+    def run_to_outcome(self) -> Outcome:
+        """Run to the end and report how it ended, never raising for a violation or budget."""
+        try:
+            self.run()
+        except Violation as v:
+            return Outcome("violation", self.step_no, v, self.trace_sha256())
+        except StepBudgetExceeded:
+            return Outcome("budget", self.step_no, None, self.trace_sha256())
+        return Outcome("clean", self.step_no, None, self.trace_sha256())
+
+    def _record(self, task: Task) -> None:
+        if self.record_trace:
+            self.trace.append(
+                TraceStep(self.step_no, task.name, task.label, self._event, task.held_names())
+            )
+        self.step_no += 1
+
+    def _wake(self, task: Task) -> None:
+        req = task.blocked
+        task.blocked = None
+        if isinstance(req, Acquire):
+            if req.mode == WRITE and req.lock.kind == "rwsem":
+                req.lock.waiting_writers -= 1  # type: ignore[attr-defined]
+            self._grant(task, req.lock, req.mode)
+            self._event = f"wakes, takes {req.lock.name}"
+        else:
+            self._event = "wakes"
+        if task.bkl_saved:
+            self.bkl.owner = task
+            self.bkl.depth = task.bkl_saved
+            task.bkl_saved = 0
+            task.held.append((self.bkl, WRITE))
+            self._event += ", retakes BKL"
+
+    def _grant(self, task: Task, lock: Lock, mode: str) -> None:
+        lock.grant(task, mode)
+        task.held.append((lock, mode))
+
+    def _handle(self, task: Task, req: Any) -> None:
+        if isinstance(req, str):
+            task.label = req
+            task.retries = 0
+            return
+        if isinstance(req, Retry):
+            task.label = req.label
+            task.retries += 1
+            return
+        task.retries = 0
+        task.label = req.label
+        if isinstance(req, Acquire):
+            self._acquire(task, req)
+        elif isinstance(req, WaitEvent):
+            self._might_sleep(task, req.what)
+            if req.force or not req.cond():
+                task.blocked = req
+                self._drop_bkl(task)
+                self._event = f"sleeps ({req.what})"
+        else:
+            raise TypeError(f"task {task.name} yielded {req!r}: expected a label or a lock request")
+
+    def _acquire(self, task: Task, req: Acquire) -> None:
+        lock = req.lock
+        if lock.sleeping:
+            self._might_sleep(task, lock.name)
+        if self.lockdep is not None and lock is not self.bkl:
+            self.lockdep.acquire(task, lock, req.label)
+        if lock.available(task, req.mode):
+            self._grant(task, lock, req.mode)
+            self._event = f"takes {lock.name}"
+            return
+        task.blocked = req
+        if req.mode == WRITE and lock.kind == "rwsem":
+            lock.waiting_writers += 1  # type: ignore[attr-defined]
+        if lock.sleeping:
+            self._drop_bkl(task)
+        self._event = f"blocks on {lock.name}"
+        cycle = self._wait_cycle(task)
+        if cycle:
+            raise Violation(
+                "deadlock",
+                "wait-for cycle: " + " -> ".join(cycle),
+                tasks=[c for c in cycle],
+            )
+
+    def _might_sleep(self, task: Task, what: str) -> None:
+        spin = task.holds_spinlock()
+        if spin is not None:
+            raise Violation(
+                "sleep_in_atomic",
+                f"{task.name} may sleep on {what} while holding spinlock {spin.name}",
+                lock=spin.name,
+            )
+
+    def _drop_bkl(self, task: Task) -> None:
+        if self.bkl.owner is task:
+            task.bkl_saved = self.bkl.depth
+            self.bkl.owner = None
+            self.bkl.depth = 0
+            task.held = [(lk, m) for lk, m in task.held if lk is not self.bkl]
+            self._event += " (drops BKL)"
+
+    def _exit(self, task: Task) -> None:
+        task.done = True
+        task.label = "exit"
+        self.live.remove(task)
+        self._event = "exits"
+        if task.held:
+            raise Violation(
+                "lock_held_at_exit",
+                f"{task.name} finished holding {', '.join(task.held_names())}",
+            )
+
+    # ------------------------------------------------------------- checks
+    def _waits_for(self, task: Task) -> list[Task]:
+        req = task.blocked
+        out: list[Task] = []
+        if isinstance(req, Acquire):
+            out.extend(h for h in req.lock.holders() if h is not task)
+            if req.mode == READ and req.lock.kind == "rwsem" and req.lock.owner is None:
+                # A queued reader waits behind a queued writer: fairness edges.
+                out.extend(
+                    t for t in self.live
+                    if t is not task and isinstance(t.blocked, Acquire)
+                    and t.blocked.lock is req.lock and t.blocked.mode == WRITE
+                )
+        if task.bkl_saved and self.bkl.owner is not None and self.bkl.owner is not task:
+            out.append(self.bkl.owner)
+        return out
+
+    def _wait_cycle(self, start: Task) -> list[str]:
+        """Names along a wait-for cycle through ``start``, or [] (depth-first, task-id order)."""
+        path: list[Task] = [start]
+        seen = {start.tid}
+
+        def dfs(t: Task) -> bool:
+            for h in self._waits_for(t):
+                if h is start:
+                    return True
+                if h.tid not in seen and h.blocked is not None:
+                    seen.add(h.tid)
+                    path.append(h)
+                    if dfs(h):
+                        return True
+                    path.pop()
+            return False
+
+        if not dfs(start):
+            return []
+        names = []
+        for t in path:
+            req = t.blocked
+            what = req.lock.name if isinstance(req, Acquire) else getattr(req, "what", "BKL")
+            names.append(f"{t.name} (waits for {what} at {t.label})")
+        names.append(start.name)
+        return names
+
+    def _deadlock_all(self) -> Violation:
+        lines = []
+        for t in self.live:
+            req = t.blocked
+            if isinstance(req, Acquire):
+                holders = ", ".join(h.name for h in req.lock.holders()) or "nobody"
+                lines.append(f"{t.name} waits for {req.lock.name} (held by {holders})")
+            elif isinstance(req, WaitEvent):
+                lines.append(f"{t.name} sleeps on {req.what}")
+            else:
+                lines.append(f"{t.name} waits for BKL")
+        return Violation("deadlock", "no task can run: " + "; ".join(lines))
+
+    def _check_livelock(self) -> None:
+        if all(t.retries >= self.livelock_retries for t in self.live):
+            raise Violation(
+                "livelock",
+                f"every task has retried {self.livelock_retries}+ times without progress: "
+                + ", ".join(f"{t.name} at {t.label}" for t in self.live),
+            )
+
+    def _annotate(self, v: Violation, task: Task) -> Violation:
+        if v.step is None:
+            v.step = self.step_no - 1 if self.step_no else 0
+            v.task = task.name
+            v.label = task.label
+        return v
+
+    # -------------------------------------------------------------- output
+    def trace_sha256(self) -> str:
+        h = hashlib.sha256()
+        for s in self.trace:
+            h.update(s.line().encode())
+            h.update(b"\n")
+        return h.hexdigest()

@@ -1,0 +1,75 @@
+"""The ``vmfuzz`` command: one subcommand per module (``vmfuzz/_cmd_*.py``), registered here.
+
+Exit codes everywhere: 0 success/nothing found, 1 a failure was found, 2 usage or bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from vmfuzz import __version__
+
+# (subcommand, module, one-line help).  Each module defines add_arguments(p) and run(args) -> int.
+SUBCOMMANDS: list[tuple[str, str, str]] = [
+    ("bench", "vmfuzz._cmd_bench", "measure engine/model speed and bug-finding power"),
+]
+
+DESCRIPTION = """\
+Property-based fuzzing of the Linux VM subsystem's concurrency.
+
+Hypothesis generates operation sequences (mmap, munmap, fork, faults, reclaim, migration,
+swapoff ...) and thread schedules against a deterministic model of the kernel's mm, checking
+invariants after every scheduler step.  Minimal failures are saved to a JSON corpus and replayed.
+"""
+
+EPILOG = """\
+exit status: 0 ok / nothing found, 1 failure found, 2 usage or bad input.
+Run 'vmfuzz COMMAND --help' for each command's options."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one clear line, exit 2, no usage dump
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="vmfuzz",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"vmfuzz {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, module, help_text in SUBCOMMANDS:
+        mod = importlib.import_module(module)
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=(mod.__doc__ or help_text).strip(),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        mod.add_arguments(p)
+        p.set_defaults(_module=mod)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args._module.run(args))
+    except KeyboardInterrupt:
+        sys.stderr.write("vmfuzz: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,15 @@
+"""Schedule sources: everything that decides which runnable task runs next, one per module.
+
+All sources implement :class:`vmfuzz.ScheduleSource` and are consulted only when two or more
+tasks are runnable.  ``NonPreemptive`` is the deterministic default policy; the others deviate
+from it in their own way.
+"""
+
+from vmfuzz.schedules._exhaustive import explore
+from vmfuzz.schedules._nonpreemptive import NonPreemptive
+from vmfuzz.schedules._pct import PCT
+from vmfuzz.schedules._preemptions import PreemptionList
+from vmfuzz.schedules._random import RandomWalk
+from vmfuzz.schedules._replay import Replay
+
+__all__ = ["PCT", "NonPreemptive", "PreemptionList", "RandomWalk", "Replay", "explore"]

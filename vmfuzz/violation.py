@@ -1,0 +1,44 @@
+"""The one error type every check raises: which check, what objects, expected vs found, when.
+
+Engine checks (deadlock, lock order, sleeping in atomic ...), model checks (use after free) and
+the invariant modules all report through :class:`Violation`, so a failure always names its check.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Violation(Exception):
+    """A violated check.
+
+    ``check`` is the stable check name (e.g. ``"migration_pte_page_locked"``); ``message`` names
+    the objects involved (pfn, mm, vma range, swap entry, task, yield label) and what was
+    expected vs found.  The scheduler fills in ``step``, ``task`` and ``label`` when the
+    violation fires inside a run.
+    """
+
+    def __init__(self, check: str, message: str, **objects: Any) -> None:
+        super().__init__(f"{check}: {message}")
+        self.check = check
+        self.message = message
+        self.objects: dict[str, Any] = objects
+        self.step: int | None = None
+        self.task: str | None = None
+        self.label: str | None = None
+
+    def describe(self) -> str:
+        """One human line: check, message, and where in the run it fired."""
+        where = ""
+        if self.step is not None:
+            where = f" [step {self.step}, task {self.task}, at {self.label}]"
+        return f"{self.check}: {self.message}{where}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "check": self.check,
+            "message": self.message,
+            "step": self.step,
+            "task": self.task,
+            "label": self.label,
+        }
