@@ -1,0 +1,189 @@
+"""The simulated kernel: all mm state of one run, plus the scheduler its paths run on.
+
+One :class:`Kernel` holds the frames (``pages``), the free list, the LRU lists, the swap device
+and swap cache, the mm_structs, the drivers, the data-integrity bookkeeping (each mm's
+expected view of its memory) and the enabled historical-bug switches.  Kernel paths are
+generator functions in the sibling modules taking ``k`` first; operations (``ops.OPS``) are
+spawned as tasks with :meth:`Kernel.spawn`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from vmfuzz._locks import Spinlock
+from vmfuzz._scheduler import Scheduler, Task
+from vmfuzz.kernel.config import KernelConfig
+from vmfuzz.kernel.mm_types import (
+    AnonVma,
+    Driver,
+    FreedAnonVma,
+    FreedVma,
+    MigrationPte,
+    MmStruct,
+    Page,
+    PresentPte,
+    Pte,
+    SwapInfo,
+    SwapPte,
+    VmAreaStruct,
+    poison,
+)
+from vmfuzz.kernel.ops import OPS
+from vmfuzz.violation import Violation
+
+
+class Kernel:
+    """State of the modelled mm subsystem for one run."""
+
+    def __init__(self, config: KernelConfig | None = None, sched: Scheduler | None = None) -> None:
+        self.config = config or KernelConfig()
+        self.sched = sched or Scheduler()
+        c = self.config
+        # Frames: struct page array, free list (lowest pfn first), zone LRU lists.
+        self.pages: list[Page] = [Page(pfn) for pfn in range(c.nr_frames)]
+        self.free_list: list[int] = list(range(c.nr_frames))
+        self.zone_lock = Spinlock("zone->lock", "zone->lock")
+        self.lru_lock = Spinlock("zone->lru_lock", "lru_lock")
+        self.lru: dict[str, list[Page]] = {"active": [], "inactive": [], "unevictable": []}
+        # Swap device and swap cache.
+        self.swap = SwapInfo(c.nr_swap)
+        # Processes.  mm ids are stable small integers; fork adds new ones.
+        self.mms: dict[int, MmStruct] = {}
+        for i in range(c.nr_mms):
+            self.mms[i] = MmStruct(i)
+        self.mmlist_lock = Spinlock("mmlist_lock")
+        self.drivers: dict[str, Driver] = {"drv": Driver("drv")}
+        # Data integrity: the token each mm should read at each page (absent: never written or
+        # unmapped, reads as 0 = a fresh zero page).
+        self.expected: dict[int, dict[int, int]] = {i: {} for i in self.mms}
+        self._next_token = 1
+        self._next_id = {"vma": 0, "anon_vma": 0, "mm": c.nr_mms}
+        # Objects touched by the current step, for incremental invariant checks.
+        self.dirty_pfns: set[int] = set()
+        self.dirty_mms: set[int] = set()
+        self.dirty_entries: set[int] = set()
+        self.stats: dict[str, int] = {}
+        # Reverse indexes of every pte, kept by set_pte_at/pte_clear, so that invariants need
+        # not scan page tables: pfn -> {(mm id, addr)} for present and for migration ptes,
+        # swap entry -> {(mm id, addr)} for swap ptes.
+        self.present_ptes: dict[int, set[tuple[int, int]]] = {}
+        self.migration_ptes: dict[int, set[tuple[int, int]]] = {}
+        self.swap_ptes: dict[int, set[tuple[int, int]]] = {}
+
+    # ------------------------------------------------------------------ switches
+    def bug(self, name: str) -> bool:
+        """True when historical bug ``name`` is switched on (the old code runs)."""
+        return name in self.config.bugs
+
+    # ------------------------------------------------------------------ identities
+    def new_id(self, what: str) -> int:
+        self._next_id[what] += 1
+        return self._next_id[what]
+
+    def new_token(self) -> int:
+        tok = self._next_token
+        self._next_token += 1
+        return tok
+
+    def new_mm(self) -> MmStruct:
+        ident = self._next_id["mm"]
+        self._next_id["mm"] += 1
+        mm = MmStruct(ident)
+        self.mms[ident] = mm
+        self.expected[ident] = {}
+        return mm
+
+    def free_vma(self, vma: VmAreaStruct) -> None:
+        """kmem_cache_free(vm_area_cachep, vma): poison it."""
+        poison(vma, FreedVma, vma.describe())
+
+    def free_anon_vma(self, anon_vma: AnonVma) -> None:
+        """anon_vma_free(): poison it."""
+        poison(anon_vma, FreedAnonVma, repr(anon_vma))
+
+    # ------------------------------------------------------------------ page tables
+    def _index_for(self, pte: Pte) -> tuple[dict[int, set[tuple[int, int]]], int]:
+        if isinstance(pte, PresentPte):
+            return self.present_ptes, pte.pfn
+        if isinstance(pte, MigrationPte):
+            return self.migration_ptes, pte.pfn
+        return self.swap_ptes, pte.entry
+
+    def set_pte_at(self, mm: MmStruct, addr: int, pte: Pte) -> None:
+        """set_pte_at(): install ``pte`` (replacing any old one); keeps the reverse indexes."""
+        self.pte_clear(mm, addr)
+        mm.pgd[addr] = pte
+        index, key = self._index_for(pte)
+        index.setdefault(key, set()).add((mm.id, addr))
+        self._touch_pte(pte)
+        self.dirty_mms.add(mm.id)
+
+    def pte_clear(self, mm: MmStruct, addr: int) -> Pte | None:
+        """pte_clear() / ptep_get_and_clear(): remove and return the pte at ``addr``."""
+        old = mm.pgd.pop(addr, None)
+        if old is not None:
+            index, key = self._index_for(old)
+            users = index.get(key)
+            if users is not None:
+                users.discard((mm.id, addr))
+                if not users:
+                    del index[key]
+            self._touch_pte(old)
+            self.dirty_mms.add(mm.id)
+        return old
+
+    def _touch_pte(self, pte: Pte) -> None:
+        if isinstance(pte, SwapPte):
+            self.dirty_entries.add(pte.entry)
+        else:
+            self.dirty_pfns.add(pte.pfn)
+
+    # ------------------------------------------------------------------ bookkeeping
+    def touch_page(self, page: Page) -> None:
+        self.dirty_pfns.add(page.pfn)
+
+    def touch_mm(self, mm: MmStruct) -> None:
+        self.dirty_mms.add(mm.id)
+
+    def touch_entry(self, entry: int) -> None:
+        self.dirty_entries.add(entry)
+
+    def count(self, what: str) -> None:
+        self.stats[what] = self.stats.get(what, 0) + 1
+
+    def check_read(self, mm: MmStruct, addr: int, found: int) -> None:
+        """Data integrity: a user read of ``addr`` in ``mm`` must return the expected token."""
+        want = self.expected.get(mm.id, {}).get(addr, 0)
+        if found != want:
+            raise Violation(
+                "data_integrity",
+                f"{mm.name} reads token {found} at page {addr}, expected {want}"
+                + (" (lost write)" if found < want else " (stale or foreign data)"),
+                mm=mm.name,
+                addr=addr,
+            )
+
+    # ------------------------------------------------------------------ tasks
+    def spawn(self, op: str, name: str | None = None, **args: Any) -> Task:
+        """Start operation ``op`` (see ``ops.OPS``) as a new task."""
+        spec = OPS.get(op)
+        if spec is None:
+            raise KeyError(f"unknown operation {op!r}")
+        want = [a for a, _ in spec.params]
+        if sorted(args) != sorted(want):
+            raise TypeError(f"operation {op} takes {want}, got {sorted(args)}")
+        return self.sched.spawn(spec.fn(self, **args), name)
+
+    def add_checker(self, check: Callable[[Kernel], None]) -> None:
+        """Run ``check(self)`` after every scheduler step."""
+        self.sched.checkers.append(lambda _s: check(self))
+
+    def clear_dirty(self) -> None:
+        self.dirty_pfns.clear()
+        self.dirty_mms.clear()
+        self.dirty_entries.clear()
+
+    def live_mms(self) -> Iterable[MmStruct]:
+        return (mm for mm in self.mms.values() if not mm.dead)
