@@ -52,5 +52,6 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result))
     else:
         e = result["engine"]
-        print(f"engine: {e['steps']} steps in {e['seconds']:.3f}s = {e['steps_per_second']:,.0f} steps/s")
+        rate = e["steps_per_second"]
+        print(f"engine: {e['steps']} steps in {e['seconds']:.3f}s = {rate:,.0f} steps/s")
     return 0

@@ -182,7 +182,7 @@ class Scheduler:
         self.preemptions = 0
         self.switches = 0
         self.bkl = BigKernelLock()
-        self._event = ""
+        self._events: list[str] = []
 
     # ------------------------------------------------------------------ tasks
     def spawn(self, gen: TaskGen, name: str | None = None) -> Task:
@@ -232,7 +232,12 @@ class Scheduler:
         return WaitEvent(cond, f"{at}:wait({what})", what, force)
 
     def retry(self, label: str) -> Retry:
+        """A retry-loop label: all live tasks retrying ``livelock_retries`` times is a livelock."""
         return Retry(label)
+
+    def note_progress(self) -> None:
+        """The running task completed a unit of work (an operation): reset its retry count."""
+        self._cur().retries = 0
 
     def trylock(self, lock: Lock, mode: str = WRITE) -> bool:
         """spin_trylock / trylock_page / down_read_trylock: take it now or return False."""
@@ -240,9 +245,9 @@ class Scheduler:
         if lock.available(task, mode):
             lock.grant(task, mode)
             task.held.append((lock, mode))
-            self._event = f"trylock {lock.name}"
+            self._events.append(f"trylock {lock.name}")
             return True
-        self._event = f"trylock {lock.name} failed"
+        self._events.append(f"trylock {lock.name} failed")
         return False
 
     def unlock(self, lock: Lock, mode: str | None = None) -> None:
@@ -253,7 +258,7 @@ class Scheduler:
             if held_lock is lock and (mode is None or mode == held_mode):
                 lock.release(task, held_mode)
                 del task.held[i]
-                self._event = f"unlock {lock.name}" if not self._event else self._event
+                self._events.append(f"unlock {lock.name}")
                 return
         raise Violation(
             "unlock_not_held",
@@ -333,7 +338,7 @@ class Scheduler:
         if task is not cur:
             self.switches += 1 if cur is not None else 0
         self.current = task
-        self._event = ""
+        self._events.clear()
         try:
             if task.blocked is not None:
                 self._wake(task)
@@ -374,7 +379,10 @@ class Scheduler:
     def _record(self, task: Task) -> None:
         if self.record_trace:
             self.trace.append(
-                TraceStep(self.step_no, task.name, task.label, self._event, task.held_names())
+                TraceStep(
+                    self.step_no, task.name, task.label, "; ".join(self._events),
+                    task.held_names(),
+                )
             )
         self.step_no += 1
 
@@ -385,15 +393,15 @@ class Scheduler:
             if req.mode == WRITE and req.lock.kind == "rwsem":
                 req.lock.waiting_writers -= 1  # type: ignore[attr-defined]
             self._grant(task, req.lock, req.mode)
-            self._event = f"wakes, takes {req.lock.name}"
+            self._events.append(f"wakes, takes {req.lock.name}")
         else:
-            self._event = "wakes"
+            self._events.append("wakes")
         if task.bkl_saved:
             self.bkl.owner = task
             self.bkl.depth = task.bkl_saved
+            task.held.extend([(self.bkl, WRITE)] * task.bkl_saved)
             task.bkl_saved = 0
-            task.held.append((self.bkl, WRITE))
-            self._event += ", retakes BKL"
+            self._events.append("retakes BKL")
 
     def _grant(self, task: Task, lock: Lock, mode: str) -> None:
         lock.grant(task, mode)
@@ -402,13 +410,11 @@ class Scheduler:
     def _handle(self, task: Task, req: Any) -> None:
         if isinstance(req, str):
             task.label = req
-            task.retries = 0
             return
         if isinstance(req, Retry):
             task.label = req.label
             task.retries += 1
             return
-        task.retries = 0
         task.label = req.label
         if isinstance(req, Acquire):
             self._acquire(task, req)
@@ -416,8 +422,8 @@ class Scheduler:
             self._might_sleep(task, req.what)
             if req.force or not req.cond():
                 task.blocked = req
+                self._events.append(f"sleeps ({req.what})")
                 self._drop_bkl(task)
-                self._event = f"sleeps ({req.what})"
         else:
             raise TypeError(f"task {task.name} yielded {req!r}: expected a label or a lock request")
 
@@ -429,14 +435,14 @@ class Scheduler:
             self.lockdep.acquire(task, lock, req.label)
         if lock.available(task, req.mode):
             self._grant(task, lock, req.mode)
-            self._event = f"takes {lock.name}"
+            self._events.append(f"takes {lock.name}")
             return
         task.blocked = req
         if req.mode == WRITE and lock.kind == "rwsem":
             lock.waiting_writers += 1  # type: ignore[attr-defined]
+        self._events.append(f"blocks on {lock.name}")
         if lock.sleeping:
             self._drop_bkl(task)
-        self._event = f"blocks on {lock.name}"
         cycle = self._wait_cycle(task)
         if cycle:
             raise Violation(
@@ -460,13 +466,13 @@ class Scheduler:
             self.bkl.owner = None
             self.bkl.depth = 0
             task.held = [(lk, m) for lk, m in task.held if lk is not self.bkl]
-            self._event += " (drops BKL)"
+            self._events.append("drops BKL")
 
     def _exit(self, task: Task) -> None:
         task.done = True
         task.label = "exit"
         self.live.remove(task)
-        self._event = "exits"
+        self._events.append("exits")
         if task.held:
             raise Violation(
                 "lock_held_at_exit",

@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from vmfuzz._scheduler import Outcome, ScheduleSource, Scheduler
+from vmfuzz._scheduler import Outcome, Scheduler, ScheduleSource
 from vmfuzz.kernel import Kernel, KernelConfig
 from vmfuzz.kernel.ops import OPS
 from vmfuzz.lockdep import LockDep
@@ -95,6 +95,7 @@ def thread(k: Kernel, ops: Iterable[OpCall]) -> Generator[Any, None, None]:
     for call in ops:
         spec = OPS[call.op]
         yield from spec.fn(k, **call.args)
+        k.sched.note_progress()
 
 
 def execute(

@@ -49,7 +49,7 @@ def explore(
             return
         log = src.log
         used = sum(1 for n, d, c, p in log[: len(prefix)] if c != d and p)
-        for n, d, c, p in log[len(prefix):]:
+        for n, _d, c, p in log[len(prefix):]:
             cost = 1 if p else 0
             alts = [k for k in range(n) if k != c] if used + cost <= bound else []
             stack.append(alts)
