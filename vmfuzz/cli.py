@@ -15,6 +15,8 @@ from vmfuzz import __version__
 # (subcommand, module, one-line help).  Each module defines add_arguments(p) and run(args) -> int.
 SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("bench", "vmfuzz._cmd_bench", "measure engine/model speed and bug-finding power"),
+    ("replay", "vmfuzz._cmd_replay", "replay corpus cases and check their recorded outcomes"),
+    ("show", "vmfuzz._cmd_show", "draw a corpus case as a race diagram (one column per task)"),
 ]
 
 DESCRIPTION = """\

@@ -6,6 +6,7 @@ from it in their own way.
 """
 
 from vmfuzz.schedules._exhaustive import explore
+from vmfuzz.schedules._explicit import Explicit as Explicit
 from vmfuzz.schedules._nonpreemptive import NonPreemptive
 from vmfuzz.schedules._pct import PCT
 from vmfuzz.schedules._preemptions import PreemptionList

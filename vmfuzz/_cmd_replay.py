@@ -1,0 +1,94 @@
+"""Replay corpus cases (no Hypothesis needed): does each still show its recorded outcome?
+
+PATH is a case file or a folder (every *.json below it, in name order).  A case recorded with
+bug switches on is replayed a second time with every switch off, on the same schedule: the fix
+check says whether the fixed kernel stays clean there, or that the recorded schedule no longer
+applies (and what the fixed kernel does when the schedule is followed as far as it goes).
+
+A file that cannot be used (malformed, truncated, wrong version, unknown operation ...) gets one
+line on stderr naming the file and the problem; the other files are still replayed.
+
+--json prints one JSON object per line and case: path, name, ok, expected, observed, message,
+steps, trace_sha256 (of this replay), recorded_trace_sha256, trace_matches (null when the case
+records no hash), fix_check (null, or status holds|fails|diverged|budget|error, observed,
+message, lenient_observed).  An unusable file gives {"path", "ok": false, "error"}.
+
+exit status: 0 every case shows its recorded outcome, 1 some case differs, 2 some file is
+unusable (bad input wins over a difference).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", metavar="PATH", help="case files or folders of cases")
+    p.add_argument("--json", action="store_true", help="one JSON object per case (JSON lines)")
+    p.add_argument(
+        "--no-fix-check", action="store_true", help="skip replaying bug cases with the bugs off"
+    )
+    p.add_argument(
+        "--strict-trace",
+        action="store_true",
+        help="a trace that differs from the recorded hash counts as a difference",
+    )
+    p.add_argument(
+        "--timeline", action="store_true", help="draw the timeline of every case that differs"
+    )
+    p.add_argument("--width", type=int, default=None, help="timeline width (default: terminal)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from vmfuzz.corpus import CorpusError, case_files, load, replay
+    from vmfuzz.timeline import render_attempt
+
+    files, errors = case_files(args.paths)
+    bad = 0
+    differ = 0
+    good = 0
+
+    def report_bad(e: CorpusError) -> None:
+        nonlocal bad
+        bad += 1
+        sys.stderr.write(f"vmfuzz replay: {e}\n")
+        if args.json:
+            print(json.dumps({"path": e.path, "ok": False, "error": e.problem}), flush=True)
+
+    for e in errors:
+        report_bad(e)
+    width = args.width or shutil.get_terminal_size((100, 24)).columns
+    for path in files:
+        try:
+            cc = load(path)
+        except CorpusError as e:
+            report_bad(e)
+            continue
+        result = replay(cc, check_fix=not args.no_fix_check)
+        ok = result.ok and not (args.strict_trace and result.trace_matches is False)
+        if ok:
+            good += 1
+        else:
+            differ += 1
+        if args.json:
+            obj = result.to_json()
+            obj["ok"] = ok
+            print(json.dumps(obj), flush=True)
+        else:
+            print(f"{'ok  ' if ok else 'FAIL'}  {path}: {result.summary()}", flush=True)
+            if not ok and args.timeline:
+                print(render_attempt(cc, result.attempt, width=width))
+    if not args.json:
+        total = good + differ + bad
+        parts = [f"{good} ok"]
+        if differ:
+            parts.append(f"{differ} differ")
+        if bad:
+            parts.append(f"{bad} unusable")
+        print(f"{total} case{'s' if total != 1 else ''}: {', '.join(parts)}")
+    if bad:
+        return 2
+    return 1 if differ else 0

@@ -1,0 +1,69 @@
+"""Draw a corpus case as a race diagram: one column per task, one line per scheduler step.
+
+Each line shows the yield label the task stopped at and, in brackets, the lock events of that
+step; the violated check and its message come at the bottom.  A long prefix in which only one
+task ran is elided (--full shows it).  --fix draws the fix-check run instead (the same schedule
+with every bug switch off).  --explicit prints the run as an explicit schedule (a JSON list of
+"run T until LABEL" steps) to paste into a hand-edited case.
+
+exit status: 0 the case shows its recorded outcome, 1 it does not, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("case", metavar="CASE", help="a case file")
+    p.add_argument(
+        "--width", type=int, default=None, help="width in columns (default: the terminal's)"
+    )
+    p.add_argument("--full", action="store_true", help="show every step (no elision)")
+    p.add_argument(
+        "--fix", action="store_true", help="draw the run with every bug switch off"
+    )
+    p.add_argument(
+        "--explicit", action="store_true", help="print the run as explicit schedule steps (JSON)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import attrs
+
+    from vmfuzz.corpus import CLEAN, DIVERGED, CorpusError, attempt, load
+    from vmfuzz.schedules._explicit import explicit_from_trace
+    from vmfuzz.timeline import render_attempt
+
+    try:
+        cc = load(args.case)
+    except CorpusError as e:
+        sys.stderr.write(f"vmfuzz show: {e}\n")
+        return 2
+    width = args.width or shutil.get_terminal_size((100, 24)).columns
+    if width < 20:
+        sys.stderr.write("vmfuzz show: error: --width must be at least 20\n")
+        return 2
+    if args.fix:
+        fixed = attrs.evolve(cc.case, config=attrs.evolve(cc.case.config, bugs=frozenset()))
+        att = attempt(cc, fixed, strict=True)
+        title = "the recorded schedule with every bug switch off (fix check)"
+        if att.observed == DIVERGED:
+            att = attempt(cc, fixed, strict=False)
+            title += ": the schedule no longer applies, followed as far as it goes"
+        expected = CLEAN
+    else:
+        att = attempt(cc)
+        title = None
+        expected = cc.expected
+    if args.explicit:
+        trace = att.sched.trace if att.sched is not None else []
+        print(json.dumps(explicit_from_trace(trace), indent=2))
+    else:
+        sys.stdout.write(
+            render_attempt(cc, att, width=width, full=args.full, expected=expected, title=title)
+        )
+    return 0 if att.observed == expected else 1

@@ -1,0 +1,801 @@
+"""The regression corpus: cases as versioned JSON files, saving failures, replaying them.
+
+A corpus file is data, never code: it is read with :mod:`json` and validated field by field
+(no pickle, no eval).  The format is documented in ``docs/corpus.md``; in short::
+
+    {"format": "vmfuzz-case", "version": 1,
+     "config": {"nr_mms": 3, ..., "bugs": ["..."]},
+     "tasks": [{"name": "T1", "start": 0, "ops": [{"op": "munmap", "args": {...}}]}, ...],
+     "schedule": {"decisions": [...]} | {"preemptions": [[gap, offset], ...]}
+                 | {"explicit": ["run T1 until func:where", ...]} | {"pct": {...}}
+                 | {"random": {"seed": n}} | {},
+     "max_steps": 20000, "expected": "clean" | "<check name>",
+     "trace_sha256": "...", "steps": 41, "violation": {...}, "metadata": {...}}
+
+:func:`save_failure` is what the fuzzer calls for every shrunk failure; :func:`load` reads a
+file (raising :class:`CorpusError`, one line naming the file and the problem); :func:`replay`
+re-runs a case, compares the outcome with the recorded one and, for a case recorded with bug
+switches on, re-runs it with them off (the fix check).  Nothing here imports Hypothesis.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from vmfuzz import __version__
+from vmfuzz._scheduler import Outcome, ScheduleDiverged, Scheduler, ScheduleSource, Task
+from vmfuzz.case import DEFAULT_MAX_STEPS, Case, OpCall, Run, Schedule, TaskSpec, execute
+from vmfuzz.kernel import BUGS, OPS, KernelConfig
+from vmfuzz.schedules import Explicit, Replay
+from vmfuzz.schedules._explicit import parse_step
+
+FORMAT = "vmfuzz-case"
+VERSION = 1
+DEFAULT_CORPUS_DIR = "corpus"
+
+# Outcome labels besides check names.
+CLEAN = "clean"
+BUDGET = "budget"
+DIVERGED = "diverged"  # the recorded schedule no longer applies
+ERROR = "error"  # the model raised something that is not a Violation
+
+
+class CorpusError(Exception):
+    """A corpus file that cannot be used: ``str(e)`` is one line, ``"<path>: <problem>"``."""
+
+    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
+        super().__init__(f"{os.fspath(path)}: {problem}")
+        self.path = os.fspath(path)
+        self.problem = problem
+
+
+class NotReproducible(ValueError):
+    """:func:`save_failure` re-ran the failure from scratch and did not see it again."""
+
+
+@attrs.frozen
+class CorpusCase:
+    """A case as the corpus stores it: the case, what it should do, and where it came from.
+
+    ``explicit`` holds the steps of an explicit schedule (then ``case.schedule`` is unused);
+    ``violation`` is the recorded check/message/task/label/step, for people only; ``path`` is
+    the file it was read from (None for a case not yet saved).
+    """
+
+    case: Case
+    expected: str
+    explicit: tuple[str, ...] | None = None
+    trace_sha256: str | None = None
+    steps: int | None = None
+    violation: dict[str, Any] | None = attrs.field(default=None, eq=False)
+    description: str = ""
+    metadata: dict[str, Any] = attrs.field(factory=dict, eq=False)
+    path: Path | None = attrs.field(default=None, eq=False)
+
+    @property
+    def name(self) -> str:
+        """The case's name: its file name without ``.json``."""
+        return self.path.stem if self.path is not None else "unsaved"
+
+    @property
+    def is_bug_case(self) -> bool:
+        """Recorded with bug switches on and expecting a failure: it gets a fix check."""
+        return bool(self.case.config.bugs) and self.expected != CLEAN
+
+    def source(self, *, strict: bool = True) -> ScheduleSource:
+        """A fresh schedule source for one run of this case."""
+        if self.explicit is not None:
+            return Explicit(self.explicit, strict=strict)
+        if self.case.schedule.kind == "decisions":
+            return Replay(self.case.schedule.decisions, strict=strict)
+        return self.case.schedule.source()
+
+    def schedule_summary(self) -> str:
+        if self.explicit is not None:
+            return f"explicit, {len(self.explicit)} steps"
+        s = self.case.schedule
+        if s.kind == "decisions":
+            return f"recorded, {len(s.decisions)} decisions"
+        if s.kind == "preemptions":
+            return f"{len(s.preemptions)} preemptions"
+        if s.kind == "pct":
+            return f"PCT seed {s.seed} depth {s.depth} k {s.k}"
+        if s.kind == "random":
+            return f"random walk seed {s.seed}"
+        return "non-preemptive"
+
+
+def outcome_label(outcome: Outcome) -> str:
+    """``clean``, ``budget``, or the violated check's name."""
+    if outcome.violation is not None:
+        return outcome.violation.check
+    return CLEAN if outcome.kind == "clean" else BUDGET
+
+
+# ======================================================================= JSON -> case
+class _Bad(Exception):
+    def __init__(self, where: str, problem: str) -> None:
+        super().__init__(f"{where}: {problem}" if where else problem)
+
+
+_TOP_KEYS = {
+    "format", "version", "description", "config", "tasks", "schedule", "max_steps", "expected",
+    "trace_sha256", "steps", "violation", "metadata",
+}
+_SCHEDULE_KEYS = ("decisions", "preemptions", "explicit", "pct", "random")
+_CHECK_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _type_name(v: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "true/false",
+            int: "an integer", float: "a number", type(None): "null"}.get(type(v), type(v).__name__)
+
+
+def _int(v: Any, where: str, minimum: int | None = None) -> int:
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise _Bad(where, f"expected an integer, found {_type_name(v)}")
+    if minimum is not None and v < minimum:
+        raise _Bad(where, f"must be >= {minimum}, found {v}")
+    return v
+
+
+def _str(v: Any, where: str) -> str:
+    if not isinstance(v, str):
+        raise _Bad(where, f"expected a string, found {_type_name(v)}")
+    return v
+
+
+def _obj(
+    v: Any, where: str, allowed: Iterable[str], required: Iterable[str] = ()
+) -> dict[str, Any]:
+    if not isinstance(v, dict):
+        raise _Bad(where, f"expected an object, found {_type_name(v)}")
+    allowed = set(allowed)
+    unknown = sorted(k for k in v if k not in allowed)
+    if unknown:
+        raise _Bad(where, f"unknown field {unknown[0]!r} (known: {', '.join(sorted(allowed))})")
+    for k in required:
+        if k not in v:
+            raise _Bad(where, f"missing field {k!r}")
+    return v
+
+
+def _list(v: Any, where: str) -> list[Any]:
+    if not isinstance(v, list):
+        raise _Bad(where, f"expected a list, found {_type_name(v)}")
+    return v
+
+
+def _config(v: Any) -> KernelConfig:
+    d = _obj(v, "config", ("nr_mms", "pages_per_mm", "nr_frames", "nr_swap", "bugs"))
+    kw: dict[str, Any] = {}
+    for key in ("nr_mms", "pages_per_mm", "nr_frames", "nr_swap"):
+        if key in d:
+            kw[key] = _int(d[key], f"config.{key}", 1)
+    raw_bugs = _list(d.get("bugs", []), "config.bugs")
+    bugs = [_str(b, f"config.bugs[{i}]") for i, b in enumerate(raw_bugs)]
+    for i, b in enumerate(bugs):
+        if b not in BUGS:
+            known = ", ".join(sorted(BUGS)) or "none registered"
+            raise _Bad(f"config.bugs[{i}]", f"unknown bug switch {b!r} (known: {known})")
+    return KernelConfig(bugs=frozenset(bugs), **kw)
+
+
+def _opcall(v: Any, where: str) -> OpCall:
+    d = _obj(v, where, ("op", "args"), ("op",))
+    op = _str(d["op"], f"{where}.op")
+    spec = OPS.get(op)
+    if spec is None:
+        raise _Bad(f"{where}.op", f"unknown operation {op!r}")
+    args = _obj(d.get("args", {}), f"{where}.args", (a for a, _ in spec.params))
+    want = [a for a, _ in spec.params]
+    missing = [a for a in want if a not in args]
+    if missing:
+        raise _Bad(
+            f"{where}.args",
+            f"operation {op!r} takes ({', '.join(want)}); missing {', '.join(missing)}",
+        )
+    return OpCall(op, {a: _int(args[a], f"{where}.args.{a}") for a in want})
+
+
+def _tasks(v: Any) -> tuple[TaskSpec, ...]:
+    items = _list(v, "tasks")
+    if not items:
+        raise _Bad("tasks", "a case needs at least one task")
+    out: list[TaskSpec] = []
+    names: set[str] = set()
+    for i, t in enumerate(items):
+        where = f"tasks[{i}]"
+        d = _obj(t, where, ("name", "start", "ops"), ("name", "ops"))
+        name = _str(d["name"], f"{where}.name")
+        if not name or any(c.isspace() for c in name):
+            raise _Bad(f"{where}.name", f"task names must be non-empty words, found {name!r}")
+        if name in names:
+            raise _Bad(f"{where}.name", f"two tasks are named {name!r}")
+        names.add(name)
+        start = _int(d.get("start", 0), f"{where}.start", 0)
+        raw_ops = _list(d["ops"], f"{where}.ops")
+        ops = tuple(_opcall(o, f"{where}.ops[{j}]") for j, o in enumerate(raw_ops))
+        out.append(TaskSpec(name, ops, start))
+    return tuple(out)
+
+
+def _schedule(v: Any, tasks: Sequence[TaskSpec]) -> tuple[Schedule, tuple[str, ...] | None]:
+    d = _obj(v, "schedule", _SCHEDULE_KEYS)
+    given = [k for k in _SCHEDULE_KEYS if k in d]
+    if len(given) > 1:
+        raise _Bad("schedule", f"give one schedule form, found {' and '.join(given)}")
+    if not given:
+        return Schedule("none"), None
+    kind = given[0]
+    val = d[kind]
+    where = f"schedule.{kind}"
+    if kind == "decisions":
+        decisions = tuple(
+            _int(x, f"{where}[{i}]", 0) for i, x in enumerate(_list(val, where))
+        )
+        for i, x in enumerate(decisions):
+            if x >= len(tasks):
+                raise _Bad(f"{where}[{i}]", f"task index {x}, but the case has {len(tasks)} tasks")
+        return Schedule("decisions", decisions=decisions), None
+    if kind == "preemptions":
+        pairs = []
+        for i, p in enumerate(_list(val, where)):
+            pair = _list(p, f"{where}[{i}]")
+            if len(pair) != 2:
+                raise _Bad(f"{where}[{i}]", f"expected [gap, offset], found {len(pair)} items")
+            gap = _int(pair[0], f"{where}[{i}][0]", 0)
+            pairs.append((gap, _int(pair[1], f"{where}[{i}][1]", 0)))
+        return Schedule("preemptions", preemptions=tuple(pairs)), None
+    if kind == "explicit":
+        names = [t.name for t in tasks]
+        steps = []
+        for i, s in enumerate(_list(val, where)):
+            try:
+                parse_step(_str(s, f"{where}[{i}]"), names)
+            except ValueError as e:
+                raise _Bad(f"{where}[{i}]", str(e)) from None
+            steps.append(s)
+        return Schedule("none"), tuple(steps)
+    if kind == "pct":
+        p = _obj(val, where, ("seed", "depth", "k"), ("seed",))
+        return Schedule(
+            "pct",
+            seed=_int(p["seed"], f"{where}.seed"),
+            depth=_int(p.get("depth", 3), f"{where}.depth", 1),
+            k=_int(p.get("k", 200), f"{where}.k", 1),
+        ), None
+    p = _obj(val, where, ("seed",), ("seed",))
+    return Schedule("random", seed=_int(p["seed"], f"{where}.seed")), None
+
+
+def from_json(data: Any, path: str | os.PathLike[str] = "<case>") -> CorpusCase:
+    """Validate decoded JSON and build the case; :class:`CorpusError` names the problem."""
+    try:
+        return _from_json(data, Path(path))
+    except _Bad as e:
+        raise CorpusError(path, str(e)) from None
+
+
+def _from_json(data: Any, path: Path) -> CorpusCase:
+    if not isinstance(data, dict):
+        raise _Bad("", f"not a vmfuzz case: the file holds {_type_name(data)}, not an object")
+    fmt = data.get("format")
+    if fmt != FORMAT:
+        raise _Bad("", f"not a vmfuzz case: \"format\" is {fmt!r}, expected {FORMAT!r}")
+    version = data.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise _Bad("version", f"expected the integer {VERSION}, found {version!r}")
+    if version != VERSION:
+        newer = " (written by a newer vmfuzz)" if version > VERSION else ""
+        raise _Bad("version", f"unsupported case format version {version}{newer}; "
+                              f"this vmfuzz reads version {VERSION}")
+    _obj(data, "", _TOP_KEYS, ("config", "tasks", "expected"))
+    config = _config(data["config"])
+    tasks = _tasks(data["tasks"])
+    schedule, explicit = _schedule(data.get("schedule", {}), tasks)
+    max_steps = _int(data.get("max_steps", DEFAULT_MAX_STEPS), "max_steps", 1)
+    expected = _str(data["expected"], "expected")
+    if not _CHECK_NAME.match(expected):
+        raise _Bad("expected", f"expected \"clean\" or a check name, found {expected!r}")
+    sha = data.get("trace_sha256")
+    if sha is not None and not (isinstance(sha, str) and _SHA256.match(sha)):
+        raise _Bad("trace_sha256", "expected 64 lowercase hex digits (or leave it out)")
+    steps = data.get("steps")
+    if steps is not None:
+        _int(steps, "steps", 0)
+    violation = data.get("violation")
+    if violation is not None:
+        _obj(violation, "violation", ("check", "message", "task", "label", "step"))
+    description = _str(data.get("description", ""), "description")
+    metadata = data.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise _Bad("metadata", f"expected an object, found {_type_name(metadata)}")
+    case = Case(config, tasks, schedule, max_steps)
+    return CorpusCase(case, expected, explicit, sha, steps, violation, description, metadata, path)
+
+
+def load(path: str | os.PathLike[str]) -> CorpusCase:
+    """Read and validate one case file; :class:`CorpusError` (one line) if it is unusable."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CorpusError(p, "no such file") from None
+    except IsADirectoryError:
+        raise CorpusError(p, "is a directory, not a case file") from None
+    except UnicodeDecodeError as e:
+        raise CorpusError(p, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise CorpusError(p, f"cannot read: {e.strerror or e}") from None
+    if not text.strip():
+        raise CorpusError(p, "empty file")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        truncated = " (truncated?)" if e.pos >= len(text.rstrip()) else ""
+        raise CorpusError(
+            p, f"malformed JSON{truncated}: {e.msg} at line {e.lineno} column {e.colno}"
+        ) from None
+    except RecursionError:
+        raise CorpusError(p, "malformed JSON: nested too deeply") from None
+    return from_json(data, p)
+
+
+def case_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Path], list[CorpusError]]:
+    """The case files named by ``paths`` (folders: every ``*.json`` below, sorted).
+
+    Paths that do not exist come back as errors, so one bad argument never stops the others.
+    """
+    files: list[Path] = []
+    errors: list[CorpusError] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(
+                f for f in p.rglob("*.json")
+                if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
+            )
+            files.extend(found)
+        elif p.exists():
+            files.append(p)
+        else:
+            errors.append(CorpusError(p, "no such file or directory"))
+    return files, errors
+
+
+# ======================================================================= case -> JSON
+def _schedule_json(cc: CorpusCase) -> dict[str, Any]:
+    if cc.explicit is not None:
+        return {"explicit": list(cc.explicit)}
+    s = cc.case.schedule
+    if s.kind == "decisions":
+        return {"decisions": list(s.decisions)}
+    if s.kind == "preemptions":
+        return {"preemptions": [list(p) for p in s.preemptions]}
+    if s.kind == "pct":
+        return {"pct": {"seed": s.seed, "depth": s.depth, "k": s.k}}
+    if s.kind == "random":
+        return {"random": {"seed": s.seed}}
+    if s.kind == "none":
+        return {}
+    raise ValueError(f"schedule kind {s.kind!r} cannot be stored")
+
+
+def to_json(cc: CorpusCase) -> dict[str, Any]:
+    """The JSON object for ``cc`` (the inverse of :func:`from_json`)."""
+    out: dict[str, Any] = {"format": FORMAT, "version": VERSION}
+    if cc.description:
+        out["description"] = cc.description
+    out["config"] = cc.case.config.to_json()
+    tasks = []
+    for t in cc.case.tasks:
+        td: dict[str, Any] = {"name": t.name}
+        if t.start:
+            td["start"] = t.start
+        td["ops"] = [{"op": c.op, "args": dict(c.args)} if c.args else {"op": c.op} for c in t.ops]
+        tasks.append(td)
+    out["tasks"] = tasks
+    out["schedule"] = _schedule_json(cc)
+    out["max_steps"] = cc.case.max_steps
+    out["expected"] = cc.expected
+    if cc.trace_sha256 is not None:
+        out["trace_sha256"] = cc.trace_sha256
+    if cc.steps is not None:
+        out["steps"] = cc.steps
+    if cc.violation is not None:
+        out["violation"] = cc.violation
+    if cc.metadata:
+        out["metadata"] = cc.metadata
+    return out
+
+
+def dumps(cc: CorpusCase, width: int = 100) -> str:
+    """``cc`` as readable JSON text: short lists and objects on one line, long ones wrapped."""
+    return _fmt(to_json(cc), 0, width, width) + "\n"
+
+
+def _fmt(v: Any, indent: int, room: int, width: int) -> str:
+    """``v`` at ``indent``; ``room`` is what is left of the current line where it starts."""
+    compact = json.dumps(v, ensure_ascii=False, separators=(", ", ": "))
+    if not isinstance(v, (dict, list)) or not v or len(compact) <= room:
+        return compact
+    pad = " " * (indent + 2)
+    close = "\n" + " " * indent + ("]" if isinstance(v, list) else "}")
+    if isinstance(v, list):
+        if all(not isinstance(x, (dict, list)) for x in v):
+            # A long list of scalars (decisions): fill lines instead of one item per line.
+            lines: list[str] = []
+            cur = ""
+            for x in v:
+                item = json.dumps(x, ensure_ascii=False)
+                if cur and len(pad) + len(cur) + len(item) + 1 > width:
+                    lines.append(cur.rstrip(", "))
+                    cur = ""
+                cur += item + ", "
+            lines.append(cur.rstrip(", "))
+            return "[\n" + ",\n".join(pad + line for line in lines) + close
+        inner = [pad + _fmt(x, indent + 2, width - len(pad) - 1, width) for x in v]
+        return "[\n" + ",\n".join(inner) + close
+    parts = []
+    for k, x in v.items():
+        key = json.dumps(k, ensure_ascii=False) + ": "
+        parts.append(pad + key + _fmt(x, indent + 2, width - len(pad) - len(key) - 1, width))
+    return "{\n" + ",\n".join(parts) + close
+
+
+def write_case(cc: CorpusCase, path: str | os.PathLike[str]) -> Path:
+    """Write ``cc`` to ``path`` atomically (temp file in the same folder, then rename)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    text = dumps(cc)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return p
+
+
+# ======================================================================= saving failures
+def signature(sched: Scheduler, outcome: Outcome) -> str:
+    """The failure's identity: check name plus the labels every live task stood at.
+
+    Two failures with the same check and the same racing positions are the same failure for
+    naming and deduplication, whatever the task names, sizes or schedule that led there.
+    """
+    labels = {t.label for t in sched.tasks if not t.done and t.label != "start"}
+    v = outcome.violation
+    if v is not None and v.label:
+        labels.add(v.label)
+    return "|".join([outcome_label(outcome), *sorted(labels)])
+
+
+def _slug(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]+", "_", s).strip("_") or "x"
+
+
+def case_name(sched: Scheduler, outcome: Outcome) -> str:
+    """Stable file stem for a failure: ``<check>-<function>-<hash of the signature>``."""
+    v = outcome.violation
+    where = (v.label or "").split(":", 1)[0] if v is not None else ""
+    digest = hashlib.sha256(signature(sched, outcome).encode()).hexdigest()[:8]
+    parts = [_slug(outcome_label(outcome))]
+    if where:
+        parts.append(_slug(where))
+    parts.append(digest)
+    return "-".join(parts)
+
+
+def save_failure(
+    case: Case,
+    observed: Run | Outcome,
+    corpus_dir: str | os.PathLike[str] = DEFAULT_CORPUS_DIR,
+    *,
+    found_by: str | None = None,
+    seed: int | None = None,
+    created: str | None = None,
+    description: str = "",
+    metadata: Mapping[str, Any] | None = None,
+) -> Path:
+    """Save a (shrunk) failure to the corpus and return its path; prints nothing.
+
+    ``observed`` is the :class:`~vmfuzz.case.Run` that failed (its recorded decisions are the
+    schedule, whatever source produced them) or just its :class:`~vmfuzz.Outcome` (then
+    ``case.schedule`` must reproduce it).  The failure is re-run from scratch with a fresh
+    lockdep graph before saving, so every saved case replays on its own; if it does not show
+    the same outcome (and, when ``observed`` is a traced Run, the same trace), raises
+    :class:`NotReproducible` and writes nothing.
+
+    The file is ``corpus_dir/<check>-<function>-<hash>.json``, named by the failure's
+    :func:`signature`.  When that file already holds the same failure, the shorter of the two
+    (in scheduler steps) is kept, so saving the same failure twice never adds a file.
+    ``found_by`` (e.g. ``"vmfuzz fuzz"``), ``seed`` and ``created`` (ISO time; default now)
+    go to the case's metadata together with ``metadata``.
+    """
+    if isinstance(observed, Run):
+        outcome = observed.outcome
+        stored = Schedule("decisions", decisions=tuple(observed.sched.decisions))
+        traced = observed.sched.record_trace and bool(observed.sched.trace)
+    else:
+        outcome = observed
+        stored = case.schedule
+        traced = False
+    if outcome.kind == "clean":
+        raise ValueError("save_failure: the outcome is clean, there is no failure to save")
+    if outcome.kind == "budget":
+        raise ValueError("save_failure: a step budget overrun is not a failure")
+    want = outcome_label(outcome)
+    replay_case = attrs.evolve(case, schedule=stored)
+    cc = CorpusCase(replay_case, want)
+    try:
+        run = execute(replay_case, cc.source())
+    except ScheduleDiverged as e:
+        raise NotReproducible(f"the recorded schedule does not replay: {e}") from None
+    got = outcome_label(run.outcome)
+    if got != want:
+        raise NotReproducible(
+            f"re-running the case from scratch gives {got}, not {want} "
+            "(state carried over from earlier runs, e.g. a campaign-wide lockdep graph?)"
+        )
+    if traced and run.outcome.trace_sha256 != outcome.trace_sha256:
+        raise NotReproducible(
+            "re-running the case gives a different trace: the run is not deterministic"
+        )
+    if stored.kind != "decisions":
+        # Store the exact record whatever produced the run: replay is then independent of
+        # how any schedule source draws its choices.
+        recorded = Schedule("decisions", decisions=tuple(run.decisions))
+        replay_case = attrs.evolve(case, schedule=recorded)
+    sig = signature(run.sched, run.outcome)
+    v = run.outcome.violation
+    meta: dict[str, Any] = {"signature": sig}
+    if found_by is not None:
+        meta["found_by"] = found_by
+    if seed is not None:
+        meta["seed"] = seed
+    meta["created"] = created or datetime.datetime.now(datetime.timezone.utc).isoformat(
+        timespec="seconds"
+    )
+    meta["vmfuzz_version"] = __version__
+    meta.update(metadata or {})
+    new = CorpusCase(
+        replay_case,
+        want,
+        None,
+        run.outcome.trace_sha256,
+        run.outcome.steps,
+        v.to_json() if v is not None else None,
+        description,
+        meta,
+    )
+    directory = Path(corpus_dir)
+    base = case_name(run.sched, run.outcome)
+    n = 1
+    while True:
+        path = directory / (f"{base}.json" if n == 1 else f"{base}-{n}.json")
+        n += 1
+        if not path.exists():
+            return write_case(new, path)
+        try:
+            old = load(path)
+        except CorpusError:
+            continue  # never overwrite a file we cannot read
+        if old.metadata.get("signature") != sig:
+            continue
+        if old.steps is not None and old.steps <= run.outcome.steps:
+            return path
+        return write_case(new, path)
+
+
+# ======================================================================= replay
+_NO_LONGER = "the recorded schedule no longer applies: "
+
+
+class _Watch:
+    """Wraps a schedule source to keep hold of the scheduler (for the trace after a divergence)."""
+
+    def __init__(self, inner: ScheduleSource) -> None:
+        self.inner = inner
+        self.sched: Scheduler | None = None
+
+    def choose(self, runnable: list[Task], default: int, sched: Scheduler) -> int:
+        self.sched = sched
+        return self.inner.choose(runnable, default, sched)
+
+    def unfollowed(self, sched: Scheduler) -> str | None:
+        """After a run that ended without a violation: the part of the schedule left unused."""
+        inner = self.inner
+        if isinstance(inner, Explicit):
+            return inner.finish(sched)
+        if isinstance(inner, Replay) and not inner.exhausted:
+            return (
+                f"the run ended after {inner.pos} of {len(inner.decisions)} recorded decisions"
+            )
+        return None
+
+
+@attrs.frozen
+class Attempt:
+    """One run of a case: the outcome label, a one-line message, the scheduler and the run."""
+
+    observed: str
+    message: str
+    sched: Scheduler | None
+    run: Run | None
+
+    @property
+    def trace_sha256(self) -> str | None:
+        if self.run is not None:
+            return self.run.outcome.trace_sha256
+        return self.sched.trace_sha256() if self.sched is not None else None
+
+    @property
+    def steps(self) -> int:
+        return self.sched.step_no if self.sched is not None else 0
+
+
+def attempt(cc: CorpusCase, case: Case | None = None, *, strict: bool = True) -> Attempt:
+    """Run ``cc`` (or ``case`` under ``cc``'s schedule) once, never raising.
+
+    A strict run reports ``diverged`` when the schedule cannot be followed, including when the
+    run ends cleanly with recorded decisions or explicit steps left over.  A crash of the model
+    (an exception that is not a Violation) is the outcome ``error``.
+    """
+    src = _Watch(cc.source(strict=strict))
+    try:
+        run = execute(case or cc.case, src)
+    except ScheduleDiverged as e:
+        return Attempt(DIVERGED, f"{_NO_LONGER}{e}", src.sched, None)
+    except Exception as e:  # a model crash is reported as an outcome, never stops a replay
+        return Attempt(ERROR, f"{type(e).__name__}: {e}", src.sched, None)
+    out = run.outcome
+    label = outcome_label(out)
+    if out.violation is not None:
+        return Attempt(label, out.violation.describe(), run.sched, run)
+    leftover = src.unfollowed(run.sched)
+    if strict and leftover:
+        return Attempt(
+            DIVERGED, f"{_NO_LONGER}{leftover}", run.sched, run
+        )
+    msg = f"{label} after {out.steps} steps"
+    if leftover:
+        msg += f" ({leftover})"
+    return Attempt(label, msg, run.sched, run)
+
+
+@attrs.frozen
+class FixCheck:
+    """The recorded schedule replayed with every bug switch off.
+
+    ``status``: ``holds`` (the fixed kernel stays clean), ``fails`` (some check fires:
+    ``observed`` names it), ``budget`` or ``error``.  ``schedule_applies`` is false when the
+    recorded schedule cannot be followed in the fixed kernel (a recorded task is not runnable
+    where the record says, an explicit step cannot be reached, or the run ends with recorded
+    decisions left); ``divergence`` says where, and the status is then that of the run that
+    follows the schedule as far as it goes and continues with the default policy.
+    """
+
+    status: str
+    observed: str
+    message: str
+    schedule_applies: bool = True
+    divergence: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "observed": self.observed,
+            "message": self.message,
+            "schedule_applies": self.schedule_applies,
+            "divergence": self.divergence,
+        }
+
+    def describe(self) -> str:
+        if self.status == "holds":
+            text = "fix holds on this schedule"
+        elif self.status == "fails":
+            text = f"FIX DOES NOT HOLD on this schedule: with the bugs off, {self.message}"
+        else:
+            text = f"fix check: {self.observed}: {self.message}"
+        if not self.schedule_applies:
+            text += (
+                f" (but the recorded schedule no longer applies with the bugs off: "
+                f"{self.divergence}; it was followed as far as it goes)"
+            )
+        return text
+
+
+def fix_check(cc: CorpusCase) -> FixCheck | None:
+    """Replay a bug case with its bug switches off; None for a case that is not a bug case."""
+    if not cc.is_bug_case:
+        return None
+    fixed = attrs.evolve(cc.case, config=attrs.evolve(cc.case.config, bugs=frozenset()))
+    att = attempt(cc, fixed, strict=True)
+    divergence = None
+    if att.observed == DIVERGED:
+        divergence = att.message.removeprefix(_NO_LONGER)
+        att = attempt(cc, fixed, strict=False)
+    status = {CLEAN: "holds", BUDGET: "budget", ERROR: "error"}.get(att.observed, "fails")
+    return FixCheck(status, att.observed, att.message, divergence is None, divergence)
+
+
+@attrs.frozen
+class ReplayResult:
+    """A replayed case: did it show its recorded outcome, and with what trace."""
+
+    case: CorpusCase
+    attempt: Attempt
+    fix: FixCheck | None = None
+
+    @property
+    def observed(self) -> str:
+        return self.attempt.observed
+
+    @property
+    def ok(self) -> bool:
+        return self.attempt.observed == self.case.expected
+
+    @property
+    def trace_sha256(self) -> str | None:
+        return self.attempt.trace_sha256
+
+    @property
+    def trace_matches(self) -> bool | None:
+        """None when the case records no trace hash (a hand-written case)."""
+        if self.case.trace_sha256 is None:
+            return None
+        return self.trace_sha256 == self.case.trace_sha256
+
+    def summary(self) -> str:
+        """One line for people."""
+        cc = self.case
+        if self.ok:
+            line = f"{cc.expected} as recorded"
+            if self.trace_matches is False:
+                line += " (but the trace differs from the recorded one: the model changed?)"
+        else:
+            line = f"expected {cc.expected}, observed {self.observed}: {self.attempt.message}"
+        if self.fix is not None:
+            line += f"; {self.fix.describe()}"
+        return line
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": os.fspath(self.case.path) if self.case.path else None,
+            "name": self.case.name,
+            "ok": self.ok,
+            "expected": self.case.expected,
+            "observed": self.observed,
+            "message": self.attempt.message,
+            "steps": self.attempt.steps,
+            "trace_sha256": self.trace_sha256,
+            "recorded_trace_sha256": self.case.trace_sha256,
+            "trace_matches": self.trace_matches,
+            "fix_check": self.fix.to_json() if self.fix is not None else None,
+        }
+
+
+def replay(cc: CorpusCase, *, check_fix: bool = True) -> ReplayResult:
+    """Replay ``cc`` and, for a bug case (unless ``check_fix`` is false), its fix check."""
+    first = attempt(cc)
+    return ReplayResult(cc, first, fix_check(cc) if check_fix else None)
