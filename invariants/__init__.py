@@ -1,12 +1,78 @@
-"""Invariant modules, one family per module (installed as ``vmfuzz.invariants``)."""
+"""Invariant modules, one family per module (installed as ``vmfuzz.invariants``).
+
+Every check has a stable name, a one-line doc and the kernel check it mirrors (see
+:data:`CHECKS`, or ``vmfuzz invariants``).  :func:`install` runs every model check after every
+scheduler step, incrementally (a step costs O(what it touched)); :func:`check_all` is the full
+scan, for the end of a run and for tests.  Families, in the order they run:
+
+==============  =====================================================================
+migration       migration_pte_page_locked
+swapcache       swap_cache_unique, swap_map_counts
+freeing         bad_page, use_after_free
+mapcount        mapcount_matches_ptes, refcount_covers_users
+rmap            rmap_reachable
+vma             vma_list_sane, pte_in_vma
+mlock           reserved_pte_cleared, mlocked_resident
+integrity       data_integrity
+engine          deadlock, lock_order_inversion, sleep_in_atomic, unlock_not_held,
+                lock_not_held, lock_held_at_exit, livelock (raised by the engine itself)
+==============  =====================================================================
+
+Hooks read from the model when present (each has a safe default, see the family modules):
+``k.swap_inflight`` (entry -> in-flight swap_map references), ``k.expected_unsettled`` (mm ids
+whose expected view is not authoritative yet), ``k.reclaim_unmaps`` (ptes reclaim cleared this
+step).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
+
+from vmfuzz.invariants import (  # noqa: F401  (imported to register their checks)
+    engine,
+    freeing,
+    integrity,
+    mapcount,
+    migration,
+    mlock,
+    rmap,
+    swapcache,
+    vma,
+)
+from vmfuzz.invariants._monitor import Monitor
+from vmfuzz.invariants._registry import CHECKS, DEFER, FAMILIES, Check
+
+# Run order: the most specific kernel BUG first, data integrity last, engine checks listed last.
+_order = {f: i for i, f in enumerate(FAMILIES)}
+for _c in sorted(CHECKS.values(), key=lambda c: _order[c.family]):
+    CHECKS[_c.name] = CHECKS.pop(_c.name)
 
 if TYPE_CHECKING:
     from vmfuzz.kernel import Kernel
 
+__all__ = ["CHECKS", "DEFER", "Check", "Monitor", "check_all", "install", "names"]
 
-def install(k: Kernel) -> None:
-    """Run every invariant check after every scheduler step of ``k`` (being written)."""
+
+def names(family: str | None = None) -> list[str]:
+    """Check names in run order (only ``family``'s if given)."""
+    return [c.name for c in CHECKS.values() if family is None or c.family == family]
+
+
+def install(k: Kernel, names: Iterable[str] | None = None) -> Monitor:
+    """Run the enabled checks (``names``; None = all) after every scheduler step of ``k``.
+
+    Engine check names in ``names`` are accepted and ignored (the engine always runs them).
+    Returns the :class:`Monitor` (callers may ignore it).
+    """
+    monitor = Monitor(k, names)
+    k.add_checker(lambda _k: monitor.step())
+    return monitor
+
+
+def check_all(k: Kernel, names: Iterable[str] | None = None) -> None:
+    """Full scan of every page, swap entry and mm; raises the first :class:`Violation`.
+
+    Without step history, a state inside some task's spinlock section is excused as a whole
+    (at the end of a run no task is live, so nothing is excused)."""
+    Monitor(k, names, full=True).scan_all()

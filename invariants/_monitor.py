@@ -1,0 +1,342 @@
+"""The incremental per-step runner: which objects a step touched, what to re-check, what to excuse.
+
+After every scheduler step :meth:`Monitor.step` runs each enabled check on the objects the step
+touched (``k.dirty_pfns``, ``k.dirty_entries``, ``k.dirty_mms``, filled by ``k.set_pte_at``,
+``k.pte_clear`` and ``k.touch_*``), plus the keys a check deferred, then clears the dirty sets.
+A step therefore costs O(what it touched), not O(pages).
+
+Mid-flight states.  The kernel keeps an invariant only *outside* the critical section that
+updates it, so a check may answer :data:`DEFER` ("not now, legitimately"): the key stays pending
+and is re-checked after every later step until it holds (then forgotten) or its excuse ends
+(then the violation fires).  A deferred violation is therefore reported late, never lost, as long
+as the bad state persists.  The excuses, all read off the lock state the scheduler keeps:
+
+* ``atomic(scope, key)``: the object was touched by a task that is still inside a spinlock
+  section (page_table_lock, tree_lock, swap_lock, lru_lock ...): the update is in progress and
+  no other CPU that takes the same lock can observe it;
+* ``held(lock)``: e.g. ``anon_vma->root->lock`` for rmap (walkers take it), the page lock for
+  mlock_vma_page;
+* ``mm_writer(mm)``: ``mmap_sem`` held for write (the vma list and layout are being rewritten).
+
+Shadows kept here (for checks whose objects the model does not index): which swap entry each
+PG_swapcache page claims, which pages each swap-cache slot pointed to, the swap ptes of each
+entry as of the previous step (to see *new* swap ptes), and each mm's layout signature (vmas,
+their ranges and anon_vma chains) so that whole-mm re-scans run only when the layout changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from vmfuzz.invariants._registry import CHECKS, DEFER, Check
+from vmfuzz.invariants._view import MAX_VMAS, freed, freed_desc
+
+from vmfuzz.kernel.mm_types import PG_swapcache
+from vmfuzz.violation import Violation
+
+if TYPE_CHECKING:
+    from vmfuzz._locks import Lock
+    from vmfuzz.kernel import Kernel
+    from vmfuzz.kernel.mm_types import MmStruct
+
+SCOPES = ("page", "entry", "mm")
+_EMPTY: frozenset[tuple[int, int]] = frozenset()
+
+
+def resolve(names: Iterable[str] | None) -> list[Check]:
+    """The per-step checks selected by ``names`` (None = all), in registry order."""
+    if names is None:
+        return [c for c in CHECKS.values() if c.per_step]
+    wanted = list(names)
+    unknown = sorted(n for n in wanted if n not in CHECKS)
+    if unknown:
+        raise KeyError(f"unknown invariant check(s): {', '.join(unknown)}")
+    chosen = set(wanted)
+    return [c for c in CHECKS.values() if c.per_step and c.name in chosen]
+
+
+class Monitor:
+    """Incremental checker for one kernel; ``full=True`` makes every hook a full scan."""
+
+    def __init__(self, k: Kernel, names: Iterable[str] | None = None, *, full: bool = False):
+        self.k = k
+        self.full = full
+        self.checks = resolve(names)
+        self.names = frozenset(c.name for c in self.checks)
+        self.pending: dict[tuple[str, str], dict[int, None]] = {}
+        self.hooks: dict[str, list[tuple[str, Any]]] = {s: [] for s in SCOPES}
+        for c in self.checks:
+            for scope in SCOPES:
+                fn = getattr(c, scope)
+                if fn is not None:
+                    self.hooks[scope].append((c.name, fn))
+                    self.pending[(c.name, scope)] = {}
+        self.step_hooks = [(c.name, c.each_step) for c in self.checks if c.each_step]
+        # (scope, key) -> task ids that touched it while holding a spinlock (see atomic()).
+        self.atomic_touch: dict[tuple[str, int], set[int]] = {}
+        # Shadows.
+        self.claim_of: dict[int, int] = {}  # pfn -> entry its PG_swapcache/private claim
+        self.claims: dict[int, set[int]] = {}  # entry -> pfns claiming it
+        self.cache_pfn: dict[int, int] = {}  # entry -> pfn of its swap-cache page
+        self.cache_of: dict[int, set[int]] = {}  # pfn -> entries whose slot held it
+        self.swap_pos: dict[int, frozenset[tuple[int, int]]] = {}  # entry -> swap ptes
+        self.sigs: dict[int, tuple[Any, ...]] = {}  # mm id -> layout signature
+        # Per-step results of the shadow refresh.
+        self.layout_changed: set[int] = set()
+        self.new_swap_ptes: dict[int, list[tuple[int, int]]] = {}
+        self.steps = 0
+        self.baseline()
+
+    # ------------------------------------------------------------------ shadows
+    def baseline(self) -> None:
+        """(Re)build every shadow from the current state (install time, check_all)."""
+        k = self.k
+        self.claim_of.clear()
+        self.claims.clear()
+        for page in k.pages:
+            self._claim(page.pfn)
+        self.cache_pfn.clear()
+        self.cache_of.clear()
+        for e in sorted(k.swap.cache):
+            self._cache_slot(e)
+        self.swap_pos = {e: frozenset(u) for e, u in k.swap_ptes.items()}
+        self.sigs = {mm_id: layout_signature(k, mm) for mm_id, mm in sorted(k.mms.items())}
+
+    def _claim(self, pfn: int) -> tuple[int | None, int | None]:
+        """Refresh the swap-entry claim of ``pfn``; returns (old, new) claimed entries."""
+        page = self.k.pages[pfn]
+        new = page.private if PG_swapcache in page.flags else None
+        old = self.claim_of.get(pfn)
+        if old != new:
+            if old is not None:
+                s = self.claims.get(old)
+                if s is not None:
+                    s.discard(pfn)
+                    if not s:
+                        del self.claims[old]
+                del self.claim_of[pfn]
+            if new is not None:
+                self.claim_of[pfn] = new
+                self.claims.setdefault(new, set()).add(pfn)
+        return old, new
+
+    def _cache_slot(self, e: int) -> tuple[int | None, int | None]:
+        """Refresh which pfn the swap-cache slot of ``e`` holds; returns (old, new) pfns."""
+        page = self.k.swap.cache.get(e)
+        new = None if page is None else page.pfn
+        old = self.cache_pfn.get(e)
+        if old != new:
+            if old is not None:
+                s = self.cache_of.get(old)
+                if s is not None:
+                    s.discard(e)
+                    if not s:
+                        del self.cache_of[old]
+                del self.cache_pfn[e]
+            if new is not None:
+                self.cache_pfn[e] = new
+                self.cache_of.setdefault(new, set()).add(e)
+        return old, new
+
+    # ------------------------------------------------------------------ excuses
+    def atomic(self, scope: str, key: int) -> bool:
+        """``key`` was touched by a task still inside a spinlock section (update in progress).
+
+        In a full scan (no history) any live task inside a spinlock section excuses."""
+        sched = self.k.sched
+        if self.full:
+            return any(t.holds_spinlock() is not None for t in sched.live)
+        tids = self.atomic_touch.get((scope, key))
+        if not tids:
+            return False
+        return any(sched.tasks[t].holds_spinlock() is not None for t in tids)
+
+    @staticmethod
+    def held(lock: Lock) -> bool:
+        """Some task holds ``lock`` (in any mode)."""
+        return bool(lock.holders())
+
+    @staticmethod
+    def mm_writer(mm: MmStruct) -> bool:
+        """``mm->mmap_sem`` is held for write: the vma list/layout may be mid-update."""
+        return mm.mmap_sem.owner is not None
+
+    def rescan(self, name: str, mm_id: int) -> bool:
+        """Should check ``name`` re-scan all of ``mm_id``'s ptes this step?"""
+        return (
+            self.full
+            or mm_id in self.layout_changed
+            or mm_id in self.pending.get((name, "mm"), ())
+        )
+
+    def unsettled(self) -> Any:
+        """mm ids whose expected view is not yet authoritative (model hook, default none)."""
+        return getattr(self.k, "expected_unsettled", ())
+
+    # ------------------------------------------------------------------ running
+    def step(self) -> None:
+        """Run every enabled check on what the last step touched; raise the first violation."""
+        k = self.k
+        self.steps += 1
+        pend = any(self.pending.values())
+        if not (
+            k.dirty_pfns
+            or k.dirty_entries
+            or k.dirty_mms
+            or pend
+            or self.step_hooks_needed()
+        ):
+            return
+        keys = self._prepare()
+        try:
+            for _name, fn in self.step_hooks:
+                r = fn(self)
+                if r is not None and r is not DEFER:
+                    raise r
+            for scope in SCOPES:
+                for name, fn in self.hooks[scope]:
+                    pending = self.pending[(name, scope)]
+                    todo = keys[scope] | pending.keys() if pending else keys[scope]
+                    for key in sorted(todo):
+                        r = fn(self, key)
+                        if r is None:
+                            if pending:
+                                pending.pop(key, None)
+                        elif r is DEFER:
+                            pending[key] = None
+                        else:
+                            raise r
+        finally:
+            self._finish()
+
+    def step_hooks_needed(self) -> bool:
+        k = self.k
+        return bool(k.migration_ptes) or bool(getattr(k, "reclaim_unmaps", None))
+
+    def _prepare(self) -> dict[str, set[int]]:
+        k = self.k
+        nr_frames = len(k.pages)
+        nr_swap = len(k.swap.swap_map)
+        pages = set(k.dirty_pfns)
+        entries = set(k.dirty_entries)
+        mms = set(k.dirty_mms)
+        for pfn in sorted(pages):
+            if not 0 <= pfn < nr_frames:
+                raise Violation(
+                    "bad_page",
+                    f"a pte or a touch names pfn {pfn}, outside mem_map [0, {nr_frames})",
+                    pfn=pfn,
+                )
+            old, new = self._claim(pfn)
+            if old != new:
+                entries.update(e for e in (old, new) if e is not None)
+            entries.update(self.cache_of.get(pfn, ()))
+        self.new_swap_ptes = {}
+        for e in sorted(entries):
+            if not isinstance(e, int) or not 0 <= e < nr_swap:
+                raise Violation(
+                    "swap_map_counts",
+                    f"swap entry {e} is outside the swap device [0, {nr_swap})",
+                    entry=e,
+                )
+            old_pfn, new_pfn = self._cache_slot(e)
+            pages.update(p for p in (old_pfn, new_pfn) if p is not None)
+            cur = k.swap_ptes.get(e)
+            prev = self.swap_pos.get(e, _EMPTY)
+            if cur:
+                if len(cur) != len(prev) or not cur <= prev:
+                    new_ptes = cur - prev
+                    if new_ptes:
+                        self.new_swap_ptes[e] = sorted(new_ptes)
+                    self.swap_pos[e] = frozenset(cur)
+            elif prev:
+                del self.swap_pos[e]
+        self.layout_changed = set()
+        for mm_id in sorted(mms):
+            mm = k.mms.get(mm_id)
+            if mm is None:
+                continue
+            sig = layout_signature(k, mm)
+            if sig != self.sigs.get(mm_id):
+                self.sigs[mm_id] = sig
+                self.layout_changed.add(mm_id)
+        cur_task = k.sched.current
+        if cur_task is not None and cur_task.holds_spinlock() is not None:
+            tid = cur_task.tid
+            for scope, ks in (("page", pages), ("entry", entries), ("mm", mms)):
+                for key in ks:
+                    self.atomic_touch.setdefault((scope, key), set()).add(tid)
+        return {"page": pages, "entry": entries, "mm": mms}
+
+    def _finish(self) -> None:
+        k = self.k
+        k.clear_dirty()
+        hook = getattr(k, "reclaim_unmaps", None)
+        if hook:
+            hook.clear()
+        if self.atomic_touch:
+            tasks = k.sched.tasks
+            for key in list(self.atomic_touch):
+                tids = {t for t in self.atomic_touch[key] if tasks[t].holds_spinlock()}
+                if tids:
+                    self.atomic_touch[key] = tids
+                else:
+                    del self.atomic_touch[key]
+
+    def scan_all(self) -> None:
+        """Full scan of every page, entry and mm (``check_all``): raise the first violation."""
+        k = self.k
+        self.layout_changed = set(k.mms)
+        self.new_swap_ptes = {}
+        keys = {
+            "page": range(len(k.pages)),
+            "entry": range(len(k.swap.swap_map)),
+            "mm": sorted(k.mms),
+        }
+        for _name, fn in self.step_hooks:
+            r = fn(self)
+            if r is not None and r is not DEFER:
+                raise r
+        for scope in SCOPES:
+            for _name, fn in self.hooks[scope]:
+                for key in keys[scope]:
+                    r = fn(self, key)
+                    if r is not None and r is not DEFER:
+                        raise r
+
+
+def layout_signature(k: Kernel, mm: MmStruct) -> tuple[Any, ...]:
+    """What rmap and data checks depend on in an mm's layout: vmas, ranges, chains, liveness."""
+    out: list[Any] = [mm.map_count, mm.dead, mm.users > 0, mm.id in getattr(
+        k, "expected_unsettled", ()
+    )]
+    vma = mm.mmap
+    n = 0
+    while vma is not None and n < MAX_VMAS:
+        if freed(vma):
+            out.append(("freed", freed_desc(vma)))
+            break
+        chain = []
+        for avc in vma.anon_vma_chain:
+            av = avc.anon_vma
+            if freed(av):
+                chain.append(("freed", freed_desc(av)))
+            else:
+                root = av.root
+                chain.append((av.id, -1 if freed(root) else root.id))
+        anon = vma.anon_vma
+        out.append(
+            (
+                vma.id,
+                vma.vm_start,
+                vma.vm_end,
+                vma.vm_pgoff,
+                vma.vm_flags,
+                None if anon is None else (-1 if freed(anon) else anon.id),
+                tuple(chain),
+            )
+        )
+        vma = vma.vm_next
+        n += 1
+    return tuple(out)

@@ -1,0 +1,97 @@
+"""Page counts: mapcount equals the present ptes mapping the page; refcount covers its users.
+
+``page.mapcount`` is the kernel's ``page_mapcount()`` (_mapcount + 1) and ``page.count`` its
+``page_count()``.  Between a pte update and the matching page_add_*_rmap / page_remove_rmap the
+two disagree (do_swap_page and remove_migration_pte set the pte first, zap_pte_range clears it
+first), but only inside the page_table_lock section: those states are deferred (``atomic``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vmfuzz.invariants._registry import DEFER, _Defer, register
+from vmfuzz.invariants._view import page_desc, pte_users, users_desc
+
+from vmfuzz.kernel.mm_types import PG_swapcache
+from vmfuzz.violation import Violation
+
+if TYPE_CHECKING:
+    from vmfuzz.invariants._monitor import Monitor
+
+
+def _negative(page_check: str, m: Monitor, pfn: int) -> Violation | None:
+    page = m.k.pages[pfn]
+    if page.mapcount < 0 or page.count < 0:
+        what = "mapcount" if page.mapcount < 0 else "count"
+        return Violation(
+            page_check,
+            f"{page_desc(page)} has a negative {what}: an unbalanced "
+            f"{'page_remove_rmap' if what == 'mapcount' else 'put_page'}",
+            pfn=pfn,
+        )
+    return None
+
+
+def _mapcount(m: Monitor, pfn: int) -> Violation | _Defer | None:
+    k = m.k
+    v = _negative("mapcount_matches_ptes", m, pfn)
+    if v is not None:
+        return v
+    page = k.pages[pfn]
+    n = len(k.present_ptes.get(pfn, ()))
+    if page.mapcount == n:
+        return None
+    if m.atomic("page", pfn):
+        return DEFER
+    users = [u for u in pte_users(k, pfn) if u[2] == "present"]
+    return Violation(
+        "mapcount_matches_ptes",
+        f"{page_desc(page)}: mapcount {page.mapcount} but {n} present pte(s) map it "
+        f"({users_desc(k, users)}); expected mapcount == {n}",
+        pfn=pfn,
+        expected=n,
+        found=page.mapcount,
+    )
+
+
+def _refcount(m: Monitor, pfn: int) -> Violation | _Defer | None:
+    k = m.k
+    v = _negative("refcount_covers_users", m, pfn)
+    if v is not None:
+        return v
+    page = k.pages[pfn]
+    cache = 1 if PG_swapcache in page.flags else 0
+    need = page.mapcount + cache
+    if page.count >= need:
+        return None
+    if m.atomic("page", pfn):
+        return DEFER
+    return Violation(
+        "refcount_covers_users",
+        f"{page_desc(page)}: count {page.count} < mapcount {page.mapcount}"
+        + (" + 1 swap-cache reference" if cache else "")
+        + f"; expected count >= {need} (a reference was dropped that a user still holds)",
+        pfn=pfn,
+        expected=need,
+        found=page.count,
+    )
+
+
+register(
+    "mapcount_matches_ptes",
+    "mapcount",
+    "each page's mapcount equals the number of present ptes mapping it, never negative",
+    "mm/rmap.c page_remove_rmap()/page_add_anon_rmap() _mapcount accounting; "
+    "mm/memory.c print_bad_pte() 'BUG: Bad page map'",
+    page=_mapcount,
+)
+
+register(
+    "refcount_covers_users",
+    "mapcount",
+    "each page's refcount >= mapcount + swap-cache reference, never negative",
+    "include/linux/mm.h put_page_testzero(): VM_BUG_ON(page_count(page) == 0); "
+    "mm/vmscan.c is_page_cache_freeable()",
+    page=_refcount,
+)

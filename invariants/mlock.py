@@ -1,0 +1,124 @@
+"""mlock and reserved mappings: reclaim never unmaps them; mlocked pages are unevictable.
+
+``reserved_pte_cleared``: reclaim (2.6 try_to_unmap for swap, 2.4 try_to_swap_out) must skip a
+vma with VM_LOCKED or VM_RESERVED (seed 004: 2.6.3 only tested VM_LOCKED, so a driver's
+VM_RESERVED DMA region was swapped out).  Seen two ways: a *new* swap pte appearing in such a
+vma (a swap pte is only ever created by reclaim, or copied by fork), and, when the model keeps
+it, the hook ``k.reclaim_unmaps`` (list of (mm id, addr) of every pte reclaim cleared or
+replaced in this step; consumed and emptied by the monitor).  A VM_LOCKED vma whose mm's
+mmap_sem is held for write is being mlocked right now (mlock_fixup sets the flag, then faults
+the pages in), so a swap pte there is the old state, not a reclaim: accepted.
+
+``mlocked_resident``: a PG_mlocked page sits on the unevictable list or is isolated (off every
+LRU list), never on the active/inactive lists where reclaim scans, except inside
+mlock_vma_page's page-locked section (the page is moved right after PG_mlocked is set).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vmfuzz.invariants._registry import DEFER, _Defer, register
+from vmfuzz.invariants._view import on_list, page_desc, user_visible, vma_at, vma_desc
+
+from vmfuzz.kernel.mm_types import VM_LOCKED, VM_RESERVED, PG_mlocked, SwapPte
+from vmfuzz.violation import Violation
+
+if TYPE_CHECKING:
+    from vmfuzz.invariants._monitor import Monitor
+
+EVICTABLE = ("active", "inactive")
+
+
+def _flags(flags: int) -> str:
+    pairs = ((VM_LOCKED, "VM_LOCKED"), (VM_RESERVED, "VM_RESERVED"))
+    return "|".join(n for bit, n in pairs if flags & bit)
+
+
+def _unmapped(m: Monitor, mm_id: int, addr: int, how: str) -> Violation | None:
+    mm = m.k.mms.get(mm_id)
+    if mm is None or not user_visible(mm):
+        return None
+    vma = vma_at(mm, addr)
+    if vma is None or not vma.vm_flags & (VM_LOCKED | VM_RESERVED):
+        return None
+    if not vma.vm_flags & VM_RESERVED and m.mm_writer(mm):
+        return None  # mlock in progress: it faults the range in after setting VM_LOCKED
+    return Violation(
+        "reserved_pte_cleared",
+        f"reclaim {how} the pte at {mm.name} page {addr} in {vma_desc(vma)} which has "
+        f"{_flags(vma.vm_flags)}: expected try_to_unmap/try_to_swap_out to refuse it "
+        "(SWAP_FAIL)",
+        mm=mm.name,
+        addr=addr,
+    )
+
+
+def _entry(m: Monitor, e: int) -> Violation | None:
+    if m.full:
+        # A full scan has no history: a swap pte in a VM_RESERVED vma can only come from
+        # reclaim (VM_LOCKED ones may predate an mlock that failed half way).
+        for mm_id, addr in sorted(m.k.swap_ptes.get(e, ())):
+            mm = m.k.mms.get(mm_id)
+            if mm is None or not user_visible(mm):
+                continue
+            vma = vma_at(mm, addr)
+            if vma is not None and vma.vm_flags & VM_RESERVED:
+                return _unmapped(m, mm_id, addr, f"swapped out (swap entry {e})")
+        return None
+    for mm_id, addr in m.new_swap_ptes.get(e, ()):
+        v = _unmapped(m, mm_id, addr, f"replaced with swap entry {e}")
+        if v is not None:
+            return v
+    return None
+
+
+def _each_step(m: Monitor) -> Violation | None:
+    unmaps = getattr(m.k, "reclaim_unmaps", None)
+    if not unmaps:
+        return None
+    for mm_id, addr in unmaps:
+        mm = m.k.mms.get(mm_id)
+        pte = None if mm is None else mm.pgd.get(addr)
+        how = "replaced with a swap entry" if isinstance(pte, SwapPte) else "cleared"
+        v = _unmapped(m, mm_id, addr, how)
+        if v is not None:
+            return v
+    return None
+
+
+def _mlocked(m: Monitor, pfn: int) -> Violation | _Defer | None:
+    k = m.k
+    page = k.pages[pfn]
+    if PG_mlocked not in page.flags:
+        return None
+    lists = [name for name in EVICTABLE if on_list(page, k.lru.get(name, []))]
+    if not lists:
+        return None
+    if page.locked or m.atomic("page", pfn):
+        return DEFER
+    return Violation(
+        "mlocked_resident",
+        f"{page_desc(page)} is PG_mlocked but on the {lists[0]} LRU list, where reclaim "
+        "scans: expected the unevictable list or isolated (putback_lru_page culls it)",
+        pfn=pfn,
+    )
+
+
+register(
+    "reserved_pte_cleared",
+    "mlock",
+    "reclaim never unmaps a pte of a VM_LOCKED or VM_RESERVED vma",
+    "mm/rmap.c try_to_unmap_one(): if (vma->vm_flags & (VM_LOCKED|VM_RESERVED)) "
+    "SWAP_FAIL (seed 004); 2.4 swap_out_vma() skips them",
+    entry=_entry,
+    each_step=_each_step,
+)
+
+register(
+    "mlocked_resident",
+    "mlock",
+    "a PG_mlocked page is on the unevictable list or isolated, never on an evictable list",
+    "mm/vmscan.c putback_lru_page()/page_evictable(); Documentation/vm/unevictable-lru.txt",
+    page=_mlocked,
+)
