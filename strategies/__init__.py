@@ -1,1 +1,10 @@
-"""Hypothesis strategies and rule-based state machines (installed as ``vmfuzz.strategies``)."""
+"""Hypothesis strategies and the rule-based state machine (installed as ``vmfuzz.strategies``).
+
+``machine_for(config, scheduler=...)`` gives a configured :class:`KernelMachine`; profiles
+``dev`` / ``ci`` / ``soak`` are registered on import.
+"""
+
+from vmfuzz.strategies.machine import SCHEDULERS, Failure, KernelMachine, Stats, machine_for
+from vmfuzz.strategies.profiles import PROFILES, profile
+
+__all__ = ["PROFILES", "SCHEDULERS", "Failure", "KernelMachine", "Stats", "machine_for", "profile"]

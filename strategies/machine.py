@@ -1,0 +1,226 @@
+"""The rule-based state machine: operations *and* thread schedules, shrunk together.
+
+Rules spawn kernel operations onto simulated threads (up to ``max_threads`` in flight, threads
+of one mm and of separate mms), add a batch of preemptions to the schedule, and advance the
+scheduler; teardown drains every thread.  The invariants run after every scheduler step.  Every
+example is also recorded as a :class:`vmfuzz.case.Case`, so a failure can be saved and replayed
+without Hypothesis.  Nothing here knows about any specific kernel path or bug.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import attrs
+from hypothesis import strategies as st
+from hypothesis.control import current_build_context
+from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+from vmfuzz.strategies.operations import op_calls, swarm
+from vmfuzz.strategies.schedules import pct_params, preemption_batches
+
+from vmfuzz._scheduler import Scheduler, ScheduleSource, StepBudgetExceeded, Task
+from vmfuzz.case import DEFAULT_MAX_STEPS, Case, OpCall, Schedule, TaskSpec
+from vmfuzz.kernel import Kernel, KernelConfig
+from vmfuzz.lockdep import LockDep
+from vmfuzz.schedules import PCT, PreemptionList, RandomWalk
+from vmfuzz.violation import Violation
+
+SCHEDULERS = ("preemptions", "pct", "random")
+
+
+@attrs.define
+class _Thread:
+    name: str
+    start: int
+    ops: list[OpCall]
+    task: Task
+
+
+@attrs.define
+class Failure:
+    """What the final (shrunk) run of a failing example left behind."""
+
+    case: Case
+    violation: Violation
+    steps: int
+    preemptions: int
+    trace: list[Any]
+
+
+@attrs.define
+class Stats:
+    """Counters over a whole campaign (all examples, including shrinking)."""
+
+    examples: int = 0
+    steps: int = 0
+    first_failure_example: int | None = None  # examples run before the first failure (unshrunk)
+    budget_hits: int = 0
+    ops: dict[str, int] = attrs.field(factory=dict)
+    labels: dict[str, int] = attrs.field(factory=dict)
+
+
+def _thread_body(k: Kernel, ops: list[OpCall]) -> Any:
+    """Like :func:`vmfuzz.case.thread`, but ops may be appended while the thread runs."""
+    from vmfuzz.kernel import OPS
+
+    i = 0
+    while i < len(ops):
+        call = ops[i]
+        i += 1
+        yield from OPS[call.op].fn(k, **call.args)
+        k.sched.note_progress()
+
+
+class _Source:
+    """Delegates to the example's schedule source (set once at initialisation)."""
+
+    def __init__(self) -> None:
+        self.inner: ScheduleSource = PreemptionList()
+
+    def choose(self, runnable: list[Task], default: int, sched: Scheduler) -> int:
+        return self.inner.choose(runnable, default, sched)
+
+
+class KernelMachine(RuleBasedStateMachine):
+    """Fuzz the kernel model of ``config``; subclass via :func:`machine_for` to configure."""
+
+    config: ClassVar[KernelConfig] = KernelConfig()
+    scheduler: ClassVar[str] = "preemptions"
+    ops: ClassVar[list[str] | None] = None
+    max_threads: ClassVar[int] = 4
+    max_steps: ClassVar[int] = DEFAULT_MAX_STEPS
+    stats: ClassVar[Stats]
+    failure: ClassVar[Failure | None] = None
+    collect_labels: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        from vmfuzz.invariants import install
+
+        self.source = _Source()
+        self.sched = Scheduler(self.source, max_steps=self.max_steps, lockdep=LockDep())
+        self.k = Kernel(self.config, self.sched)
+        install(self.k)
+        self.threads: list[_Thread] = []
+        self.slots: dict[int, _Thread] = {}
+        self.enabled: list[str] = []
+        self.stopped = False
+        type(self).stats.examples += 1
+
+    # -------------------------------------------------------------- rules
+    @initialize(enabled=swarm(), sched_seed=pct_params())
+    def setup(self, enabled: list[str], sched_seed: tuple[int, int, int]) -> None:
+        ops = self.ops
+        self.enabled = [op for op in enabled if ops is None or op in ops] or sorted(
+            ops or enabled
+        )
+        seed, depth, k = sched_seed
+        if self.scheduler == "pct":
+            self.source.inner = PCT(seed, depth, k=k)
+        elif self.scheduler == "random":
+            self.source.inner = RandomWalk(seed)
+
+    @rule(slot=st.integers(0, 3), data=st.data())
+    def spawn(self, slot: int, data: st.DataObject) -> None:
+        """Queue one operation on thread ``slot`` (a new thread if that one has finished)."""
+        call = data.draw(op_calls(self.config, self.enabled), label="op")
+        slot %= self.max_threads
+        th = self.slots.get(slot)
+        if th is not None and not th.task.done:
+            th.ops.append(call)
+        else:
+            ops = [call]
+            task = self.sched.spawn(_thread_body(self.k, ops))
+            th = _Thread(task.name, self.sched.step_no, ops, task)
+            self.threads.append(th)
+            self.slots[slot] = th
+        c = type(self).stats.ops
+        c[call.op] = c.get(call.op, 0) + 1
+
+    @precondition(lambda self: self.scheduler == "preemptions")
+    @rule(batch=preemption_batches())
+    def preempt(self, batch: list[tuple[int, int]]) -> None:
+        """Add context switches to the schedule (consumed as decision points come)."""
+        assert isinstance(self.source.inner, PreemptionList)
+        self.source.inner.extend(batch)
+
+    @rule(steps=st.integers(1, 400))
+    def advance(self, steps: int) -> None:
+        """Run the scheduler for up to ``steps`` steps."""
+        self._run(steps)
+
+    def teardown(self) -> None:
+        try:
+            self._run(None)
+        finally:
+            st_ = type(self).stats
+            st_.steps += self.sched.step_no
+            if self.collect_labels:
+                for s in self.sched.trace:
+                    st_.labels[s.label] = st_.labels.get(s.label, 0) + 1
+
+    # -------------------------------------------------------------- helpers
+    def _run(self, steps: int | None) -> None:
+        if self.stopped:
+            return
+        try:
+            self.sched.run(steps)
+        except StepBudgetExceeded:
+            self.stopped = True  # a budget overrun is not a failure: shrinking never drifts here
+            type(self).stats.budget_hits += 1
+        except Violation as v:
+            self.stopped = True
+            self._capture(v)
+            raise
+        except Exception as exc:  # a crash of the model itself is a finding too
+            self.stopped = True
+            self._capture(Violation("model_error", f"{type(exc).__name__}: {exc}"))
+            raise
+
+    def _capture(self, v: Violation) -> None:
+        st_ = type(self).stats
+        if st_.first_failure_example is None:
+            st_.first_failure_example = st_.examples
+        try:
+            final = current_build_context().is_final
+        except Exception:
+            final = True
+        if final:
+            type(self).failure = Failure(
+                self.case(), v, self.sched.step_no, self.sched.preemptions, list(self.sched.trace)
+            )
+
+    def case(self) -> Case:
+        """This example as a replayable case (schedule = the recorded decisions)."""
+        tasks = tuple(TaskSpec(t.name, tuple(t.ops), t.start) for t in self.threads)
+        return Case(
+            self.config,
+            tasks,
+            Schedule("decisions", decisions=tuple(self.sched.decisions)),
+            self.max_steps,
+        )
+
+
+def machine_for(
+    config: KernelConfig | None = None,
+    *,
+    scheduler: str = "preemptions",
+    ops: list[str] | None = None,
+    max_threads: int = 4,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    collect_labels: bool = False,
+) -> type[KernelMachine]:
+    """A fresh machine class for one campaign (its own stats and captured failure)."""
+    if scheduler not in SCHEDULERS:
+        raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}, not {scheduler!r}")
+    attrs_: dict[str, Any] = {
+        "config": config or KernelConfig(),
+        "scheduler": scheduler,
+        "ops": ops,
+        "max_threads": max_threads,
+        "max_steps": max_steps,
+        "stats": Stats(),
+        "failure": None,
+        "collect_labels": collect_labels,
+    }
+    return type("KernelMachine", (KernelMachine,), attrs_)

@@ -1,0 +1,152 @@
+"""Fuzz the kernel model: Hypothesis draws operations and schedules until a failure or budget.
+
+Examples:
+  vmfuzz fuzz --budget 30                       fuzz the fixed kernel for 30 s
+  vmfuzz fuzz --bug anon_vma_lock_not_root      rediscover a historical bug (see 'vmfuzz bugs')
+  vmfuzz fuzz --seed 7 --max-examples 500 --json
+
+A failure is shrunk (fewest tasks, operations and context switches), saved to the corpus
+directory and printed as a race timeline; replay it with 'vmfuzz replay PATH'.
+
+--json prints exactly one object: {"found", "invariant", "message", "examples", "steps",
+"seconds", "steps_per_second", "case", "shrunk": {"tasks", "ops", "steps", "preemptions"} | null,
+"minimal_preemptions", "seed", "scheduler", "bugs"}.
+Exit status: 0 nothing found, 1 failure found, 2 usage or bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from vmfuzz.campaign import CampaignResult, fuzz
+from vmfuzz.kernel import BUGS, KernelConfig
+from vmfuzz.strategies import SCHEDULERS
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bug", action="append", default=[], metavar="NAME",
+                   help="switch on a historical bug (repeatable); 'vmfuzz bugs' lists them")
+    p.add_argument("--seed", type=int, default=0, help="campaign seed (default 0)")
+    p.add_argument("--budget", type=float, default=60.0, metavar="SECONDS",
+                   help="stop after this many seconds (default 60)")
+    p.add_argument("--max-examples", type=int, default=None, metavar="N",
+                   help="stop after N examples (deterministic for a given seed)")
+    p.add_argument("--scheduler", choices=SCHEDULERS, default="preemptions",
+                   help="how schedules are drawn (default: sparse preemption lists)")
+    p.add_argument("--corpus", default="corpus", metavar="DIR",
+                   help="where failures are saved (default: corpus/)")
+    p.add_argument("--no-save", action="store_true", help="do not write the failure to the corpus")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def _usage_error(msg: str) -> int:
+    sys.stderr.write(f"vmfuzz fuzz: error: {msg}\n")
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    import vmfuzz.kernel  # noqa: F401  (registers bugs and operations)
+
+    unknown = [b for b in args.bug if b not in BUGS]
+    if unknown:
+        known = ", ".join(sorted(BUGS)) or "(none registered)"
+        return _usage_error(f"unknown bug {', '.join(unknown)}; known bugs: {known}")
+    if args.budget is not None and args.budget <= 0:
+        return _usage_error("--budget must be positive")
+    if args.max_examples is not None and args.max_examples < 1:
+        return _usage_error("--max-examples must be >= 1")
+    config = KernelConfig(bugs=frozenset(args.bug))
+    show_progress = not args.json and sys.stderr.isatty()
+
+    def progress(r: CampaignResult) -> None:
+        if show_progress:
+            rate = r.steps / r.seconds if r.seconds else 0.0
+            sys.stderr.write(
+                f"\r[{r.seconds:6.1f}s] {r.examples} examples, {r.steps} steps "
+                f"({rate:,.0f} steps/s)"
+            )
+            sys.stderr.flush()
+
+    budget = None if args.max_examples is not None and args.budget == 60.0 else args.budget
+    result = fuzz(
+        config,
+        scheduler=args.scheduler,
+        seed_value=args.seed,
+        budget=budget,
+        max_examples=args.max_examples,
+        progress=progress,
+    )
+    if show_progress:
+        sys.stderr.write("\n")
+    path = None
+    if result.found and not args.no_save:
+        path = _save(result, args)
+    if args.json:
+        print(json.dumps(_to_json(result, path, args)))
+    else:
+        _print_human(result, path)
+    return 1 if result.found else 0
+
+
+def _save(result: CampaignResult, args: argparse.Namespace) -> Path | None:
+    try:
+        from vmfuzz.corpus import save_failure
+    except ImportError:  # the corpus module is not there yet
+        return None
+
+    assert result.case is not None and result.failure is not None
+    meta = {"found_by": f"vmfuzz fuzz --scheduler {args.scheduler}", "seed": args.seed}
+    return save_failure(result.case, result.failure.violation, Path(args.corpus), meta)
+
+
+def _to_json(result: CampaignResult, path: Path | None, args: argparse.Namespace) -> dict[str, Any]:
+    v = result.failure.violation if result.failure else None
+    return {
+        "found": result.found,
+        "invariant": v.check if v else None,
+        "message": v.describe() if v else None,
+        "examples": result.examples,
+        "steps": result.steps,
+        "seconds": round(result.seconds, 3),
+        "steps_per_second": round(result.steps / result.seconds, 1) if result.seconds else 0.0,
+        "case": str(path) if path else None,
+        "shrunk": result.shrunk(),
+        "minimal_preemptions": result.minimal_preemptions,
+        "seed": args.seed,
+        "scheduler": args.scheduler,
+        "bugs": sorted(args.bug),
+    }
+
+
+def _print_human(result: CampaignResult, path: Path | None) -> None:
+    rate = result.steps / result.seconds if result.seconds else 0.0
+    print(
+        f"{result.examples} examples, {result.steps} scheduler steps in {result.seconds:.1f}s "
+        f"({result.examples / max(result.seconds, 1e-9):.1f} examples/s, {rate:,.0f} steps/s)"
+    )
+    if not result.found:
+        print("no failure found")
+        return
+    assert result.failure is not None and result.case is not None
+    shrunk = result.shrunk() or {}
+    print(f"FAILURE: {result.failure.violation.describe()}")
+    print(
+        f"shrunk to {shrunk.get('tasks')} tasks, {shrunk.get('ops')} operations, "
+        f"{shrunk.get('steps')} steps, {shrunk.get('preemptions')} preemptions"
+        + (" (minimal preemptions verified)" if result.minimal_preemptions else "")
+    )
+    for t in result.case.tasks:
+        ops = "; ".join(c.describe() for c in t.ops)
+        print(f"  {t.name} (from step {t.start}): {ops}")
+    try:
+        from vmfuzz.timeline import render_failure
+
+        print(render_failure(result.failure.trace, result.failure.violation))
+    except ImportError:
+        pass
+    if path is not None:
+        print(f"saved: {path}\nreplay: vmfuzz replay {path}\nshow:   vmfuzz show {path}")
