@@ -57,6 +57,6 @@ def swarm(ops: list[str] | None = None) -> st.SearchStrategy[list[str]]:
     """
     names = sorted(ops if ops is not None else OPS)
     subset = st.lists(st.booleans(), min_size=len(names), max_size=len(names)).map(
-        lambda keep: [n for n, k in zip(names, keep) if k] or names
+        lambda keep: [n for n, k in zip(names, keep, strict=True) if k] or names
     )
     return st.one_of(st.just(names), subset)

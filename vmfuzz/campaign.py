@@ -16,7 +16,7 @@ import attrs
 from hypothesis import Verbosity, seed, settings
 from hypothesis.stateful import get_state_machine_test
 
-from vmfuzz.case import Case, Schedule, execute
+from vmfuzz.case import Case, Run, Schedule, execute
 from vmfuzz.kernel import KernelConfig
 from vmfuzz.schedules import explore
 from vmfuzz.strategies import Failure, Stats, machine_for, profile
@@ -114,49 +114,80 @@ def _update(result: CampaignResult, cls: Any, t0: float) -> None:
     result.seconds = time.monotonic() - t0
 
 
-def _minimise_preemptions(result: CampaignResult, limit: int = 4000) -> None:
-    """Search schedules of the shrunk case's tasks with fewer preemptions (bounded DFS).
+def _search(case: Case, check: str, bound: int, limit: int) -> tuple[Run | None, bool]:
+    """A run of ``case``'s tasks failing ``check`` with <= ``bound`` preemptions, if any.
 
-    If one fails the same check, the case adopts it: the count is then minimal for these
-    operations.  ``minimal_preemptions`` is True when every bound below was exhausted.
+    Returns (run or None, whether the search space was exhausted within ``limit`` runs).
+    """
+    hit: list[Run] = []
+
+    def run_one(src: Any) -> bool:
+        run = execute(case, src)
+        if run.outcome.check == check:
+            hit.append(run)
+            return True
+        return False
+
+    runs = 0
+    for found in explore(run_one, bound=bound, limit=limit):
+        runs += 1
+        if found:
+            return hit[0], True
+    return None, runs < limit
+
+
+def _adopt(result: CampaignResult, run: Run, case: Case) -> None:
+    assert result.failure is not None
+    result.case = attrs.evolve(
+        case, schedule=Schedule("decisions", decisions=tuple(run.sched.decisions))
+    )
+    result.failure = attrs.evolve(
+        result.failure,
+        case=result.case,
+        violation=run.outcome.violation,
+        steps=run.outcome.steps,
+        preemptions=run.sched.preemptions,
+        trace=list(run.sched.trace),
+    )
+    result.preemptions = run.sched.preemptions
+
+
+def _smaller_programs(case: Case) -> list[Case]:
+    """The case without one of its tasks, or without one operation of a multi-op task."""
+    out = []
+    tasks = case.tasks
+    for i, t in enumerate(tasks):
+        if len(tasks) > 1:
+            out.append(attrs.evolve(case, tasks=tasks[:i] + tasks[i + 1 :]))
+        for j in range(len(t.ops) if len(t.ops) > 1 else 0):
+            fewer = attrs.evolve(t, ops=t.ops[:j] + t.ops[j + 1 :])
+            out.append(attrs.evolve(case, tasks=(*tasks[:i], fewer, *tasks[i + 1 :])))
+    return out
+
+
+def _minimise_preemptions(result: CampaignResult, limit: int = 3000) -> None:
+    """Shrink further than Hypothesis can, by bounded exhaustive search over schedules.
+
+    First drop whole tasks and single operations (a smaller program that still fails the same
+    check within the same preemption budget), then look for schedules of the remaining tasks
+    with fewer preemptions.
+    ``minimal_preemptions`` is True when every smaller bound was searched exhaustively.
     """
     assert result.failure is not None and result.case is not None
     check = result.failure.violation.check
-    case = result.case
-    for bound in range(result.preemptions):
-        hit: list[Any] = []
-
-        def run_one(src: Any, case: Case = case) -> bool:
-            if hit:
-                return True
-            run = execute(case, src)
-            if run.outcome.check == check and run.sched.preemptions <= bound:
-                hit.append(run)
-                return True
-            return False
-
-        runs = 0
-        exhausted = True
-        for found in explore(run_one, bound=bound, limit=limit):
-            runs += 1
-            if found:
+    improved = True
+    while improved:
+        improved = False
+        for smaller in _smaller_programs(result.case):
+            run, _ = _search(smaller, check, result.preemptions, limit)
+            if run is not None:
+                _adopt(result, run, smaller)
+                improved = True
                 break
-        else:
-            exhausted = runs < limit
-        if hit:
-            run = hit[0]
-            result.case = attrs.evolve(
-                case, schedule=Schedule("decisions", decisions=tuple(run.sched.decisions))
-            )
-            result.failure = attrs.evolve(
-                result.failure,
-                case=result.case,
-                violation=run.outcome.violation,
-                steps=run.outcome.steps,
-                preemptions=run.sched.preemptions,
-                trace=list(run.sched.trace),
-            )
-            result.preemptions = run.sched.preemptions
+    for bound in range(result.preemptions):
+        run, exhausted = _search(result.case, check, bound, limit)
+        if run is not None:
+            _adopt(result, run, result.case)
             result.minimal_preemptions = True
             return
         if not exhausted:
