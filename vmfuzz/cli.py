@@ -18,6 +18,7 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("bench", "vmfuzz._cmd_bench", "measure engine/model speed and bug-finding power"),
     ("replay", "vmfuzz._cmd_replay", "replay corpus cases and check their recorded outcomes"),
     ("show", "vmfuzz._cmd_show", "draw a corpus case as a race diagram (one column per task)"),
+    ("invariants", "vmfuzz._cmd_invariants", "list the invariant checks and what each mirrors"),
 ]
 
 DESCRIPTION = """\
