@@ -10,7 +10,11 @@ subprocesses).  No tests live here.
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 from collections.abc import Generator, Iterator
+from pathlib import Path
 from typing import Any
 
 from vmfuzz import Violation
@@ -66,7 +70,14 @@ def _crash(k: Kernel, flag: int) -> Generator[Any, None, None]:
     yield "test_crash:after"
 
 
+def _leak(k: Kernel) -> Generator[Any, None, None]:
+    """Take mmlist_lock and never release it (lock_held_at_exit, bug switch or not)."""
+    yield k.sched.spin_lock(k.mmlist_lock)
+    yield "test_leak:locked"
+
+
 _OPS = {
+    "test_leak": (_leak, {}),
     "test_counter_incr": (_counter_incr, {}),
     "test_spin": (_spin, {"count": "count"}),
     "test_hold": (_hold, {"count": "count"}),
@@ -117,3 +128,46 @@ RACE_STEPS = (
     "run T2 until exit",
     "run T1 to completion",
 )
+
+
+def race_json(expected: str = "test_lost_update", **over: Any) -> dict[str, Any]:
+    """A hand-written case file (as decoded JSON): the lost update, drawn as explicit steps."""
+    data: dict[str, Any] = {
+        "format": "vmfuzz-case",
+        "version": 1,
+        "description": "lost update of the test counter",
+        "config": {"bugs": [RACY]},
+        "tasks": [
+            {"name": "T1", "ops": [{"op": "test_counter_incr"}]},
+            {"name": "T2", "ops": [{"op": "test_counter_incr"}]},
+        ],
+        "schedule": {"explicit": list(RACE_STEPS)},
+        "expected": expected,
+    }
+    data.update(over)
+    return data
+
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+def run_vmfuzz(
+    *args: str, hashseed: str | None = None, report_hypothesis: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """``vmfuzz ARGS`` in a fresh interpreter that has these test operations registered.
+
+    With ``report_hypothesis``, the last stderr line says whether Hypothesis got imported.
+    """
+    code = (
+        f"import sys; sys.path.insert(0, {str(TESTS_DIR)!r}); import test_corpus_ops; "
+        "test_corpus_ops.register(); from vmfuzz.cli import main; rc = main(sys.argv[1:]); "
+    )
+    if report_hypothesis:
+        code += "sys.stderr.write(f'hypothesis imported: {\"hypothesis\" in sys.modules}\\n'); "
+    code += "sys.exit(rc)"
+    env = dict(os.environ)
+    if hashseed is not None:
+        env["PYTHONHASHSEED"] = hashseed
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300
+    )

@@ -344,9 +344,10 @@ def load(path: str | os.PathLike[str]) -> CorpusCase:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        truncated = " (truncated?)" if e.pos >= len(text.rstrip()) else ""
+        end = text.rstrip()
+        truncated = " (truncated?)" if e.pos >= len(end) or end[-1] not in "}]" else ""
         raise CorpusError(
-            p, f"malformed JSON{truncated}: {e.msg} at line {e.lineno} column {e.colno}"
+            p, f"malformed JSON{truncated}: {e.msg} (line {e.lineno}, column {e.colno})"
         ) from None
     except RecursionError:
         raise CorpusError(p, "malformed JSON: nested too deeply") from None

@@ -120,9 +120,13 @@ def render_timeline(
     for s in trace[start:]:
         text = cell_text(s)
         marked = mark_step is not None and s.step == mark_step
-        if marked and mark_text:
-            text += f" <<< {mark_text}"
         lines = _wrap(text, cw)
+        if marked and mark_text:
+            mark = f"<<< {mark_text}"
+            if len(lines) == 1 and len(text) + 1 + len(mark) <= cw:
+                lines = [f"{text} {mark}"]
+            else:
+                lines += _wrap(mark, cw)
         c = col[s.task]
         for k, text in enumerate(lines):
             cells = [""] * ncol

@@ -23,7 +23,8 @@ X as its last label.  After the last step the default non-preemptive policy cont
 
 The source watches the scheduler's trace (``Scheduler(record_trace=True)``, the default), so it
 notices labels passed while the task was the only runnable one.  When a step can no longer be
-satisfied (its task ended or had already ended without reaching the label) a strict source raises
+satisfied (its task ended, or had already ended, without reaching the label; a step ``until
+exit`` of a task that has ended is satisfied) a strict source raises
 :class:`vmfuzz.ScheduleDiverged`; a lenient one (``strict=False``) drops the step, notes it in
 :attr:`Explicit.diverged` and goes on.  :meth:`Explicit.finish` checks the steps left when a run
 ends without a violation.
@@ -198,6 +199,9 @@ class Explicit:
             task = _task_named(sched, step.task)
             if task is None or not task.done:
                 break
+            if step.kind == "exit":  # "run T to completion": T already has
+                self._next()
+                continue
             self._diverge(
                 f"explicit step {self._i + 1} ({step.describe()!r}): {step.task} has "
                 f"already exited (step {sched.step_no})"
