@@ -9,8 +9,8 @@ from vmfuzz._locks import READ, WRITE, BigKernelLock, Mutex, PageLock, RWSemapho
 from vmfuzz._scheduler import (
     Outcome,
     ScheduleDiverged,
-    ScheduleSource,
     Scheduler,
+    ScheduleSource,
     StepBudgetExceeded,
     Task,
     TraceStep,
