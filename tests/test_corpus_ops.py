@@ -152,7 +152,10 @@ TESTS_DIR = Path(__file__).resolve().parent
 
 
 def run_vmfuzz(
-    *args: str, hashseed: str | None = None, report_hypothesis: bool = False
+    *args: str,
+    hashseed: str | None = None,
+    report_hypothesis: bool = False,
+    importtime: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """``vmfuzz ARGS`` in a fresh interpreter that has these test operations registered.
 
@@ -169,5 +172,9 @@ def run_vmfuzz(
     if hashseed is not None:
         env["PYTHONHASHSEED"] = hashseed
     return subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, *(["-X", "importtime"] if importtime else []), "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )

@@ -38,6 +38,7 @@ from vmfuzz.case import DEFAULT_MAX_STEPS, Case, OpCall, Run, Schedule, TaskSpec
 from vmfuzz.kernel import BUGS, OPS, KernelConfig
 from vmfuzz.schedules import Explicit, Replay
 from vmfuzz.schedules._explicit import parse_step
+from vmfuzz.violation import Violation
 
 FORMAT = "vmfuzz-case"
 VERSION = 1
@@ -509,38 +510,40 @@ def case_name(sched: Scheduler, outcome: Outcome) -> str:
 
 def save_failure(
     case: Case,
-    observed: Run | Outcome,
+    observed: Run | Outcome | Violation,
     corpus_dir: str | os.PathLike[str] = DEFAULT_CORPUS_DIR,
-    *,
-    found_by: str | None = None,
-    seed: int | None = None,
-    created: str | None = None,
-    description: str = "",
     metadata: Mapping[str, Any] | None = None,
+    *,
+    description: str = "",
 ) -> Path:
     """Save a (shrunk) failure to the corpus and return its path; prints nothing.
 
-    ``observed`` is the :class:`~vmfuzz.case.Run` that failed (its recorded decisions are the
-    schedule, whatever source produced them) or just its :class:`~vmfuzz.Outcome` (then
-    ``case.schedule`` must reproduce it).  The failure is re-run from scratch with a fresh
-    lockdep graph before saving, so every saved case replays on its own; if it does not show
-    the same outcome (and, when ``observed`` is a traced Run, the same trace), raises
-    :class:`NotReproducible` and writes nothing.
+    ``observed`` is the :class:`~vmfuzz.case.Run` that failed (its recorded decisions become
+    the schedule, whatever source produced them), or just its :class:`~vmfuzz.Outcome` or
+    :class:`~vmfuzz.Violation` (then ``case.schedule`` must reproduce it).  The failure is
+    re-run from scratch, with a fresh lockdep graph, before anything is written, so every saved
+    case replays on its own: if the re-run does not show the same check (or, for a traced Run,
+    the same trace), :class:`NotReproducible` is raised and nothing is written.  A clean or
+    budget outcome raises ``ValueError``.
 
-    The file is ``corpus_dir/<check>-<function>-<hash>.json``, named by the failure's
-    :func:`signature`.  When that file already holds the same failure, the shorter of the two
-    (in scheduler steps) is kept, so saving the same failure twice never adds a file.
-    ``found_by`` (e.g. ``"vmfuzz fuzz"``), ``seed`` and ``created`` (ISO time; default now)
-    go to the case's metadata together with ``metadata``.
+    ``metadata`` is stored with the case; by convention ``found_by`` (e.g. ``"vmfuzz fuzz
+    --scheduler pct"``), ``seed`` and ``created`` (ISO time, default now).  The file is
+    ``corpus_dir/<check>-<function>-<hash>.json``, named after the failure's
+    :func:`signature`; when that file already holds the same failure, the shorter run (in
+    scheduler steps) is kept, so saving a failure twice never adds a file.  A file in the way
+    that cannot be read is never overwritten (the name gets ``-2``, ``-3`` ...).
     """
+    traced = False
     if isinstance(observed, Run):
         outcome = observed.outcome
         stored = Schedule("decisions", decisions=tuple(observed.sched.decisions))
         traced = observed.sched.record_trace and bool(observed.sched.trace)
+    elif isinstance(observed, Violation):
+        outcome = Outcome("violation", 0, observed)
+        stored = case.schedule
     else:
         outcome = observed
         stored = case.schedule
-        traced = False
     if outcome.kind == "clean":
         raise ValueError("save_failure: the outcome is clean, there is no failure to save")
     if outcome.kind == "budget":
@@ -569,16 +572,12 @@ def save_failure(
         replay_case = attrs.evolve(case, schedule=recorded)
     sig = signature(run.sched, run.outcome)
     v = run.outcome.violation
-    meta: dict[str, Any] = {"signature": sig}
-    if found_by is not None:
-        meta["found_by"] = found_by
-    if seed is not None:
-        meta["seed"] = seed
-    meta["created"] = created or datetime.datetime.now(datetime.timezone.utc).isoformat(
-        timespec="seconds"
+    meta: dict[str, Any] = dict(metadata or {})
+    meta.setdefault(
+        "created", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     )
+    meta["signature"] = sig
     meta["vmfuzz_version"] = __version__
-    meta.update(metadata or {})
     new = CorpusCase(
         replay_case,
         want,
