@@ -22,10 +22,10 @@ from vmfuzz._scheduler import Scheduler, ScheduleSource, StepBudgetExceeded, Tas
 from vmfuzz.case import DEFAULT_MAX_STEPS, Case, OpCall, Schedule, TaskSpec
 from vmfuzz.kernel import Kernel, KernelConfig
 from vmfuzz.lockdep import LockDep
-from vmfuzz.schedules import PCT, PreemptionList, RandomWalk
+from vmfuzz.schedules import PCT, NonPreemptive, PreemptionList, RandomWalk
 from vmfuzz.violation import Violation
 
-SCHEDULERS = ("preemptions", "pct", "random")
+SCHEDULERS = ("preemptions", "pct", "random", "none")  # none: no preemption (baseline)
 
 
 @attrs.define
@@ -119,6 +119,8 @@ class KernelMachine(RuleBasedStateMachine):
             self.source.inner = PCT(seed, depth, k=k)
         elif self.scheduler == "random":
             self.source.inner = RandomWalk(seed)
+        elif self.scheduler == "none":
+            self.source.inner = NonPreemptive()
 
     @rule(slot=st.integers(0, 3), data=st.data())
     def spawn(self, slot: int, data: st.DataObject) -> None:

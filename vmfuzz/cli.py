@@ -15,6 +15,7 @@ from vmfuzz import __version__
 # (subcommand, module, one-line help).  Each module defines add_arguments(p) and run(args) -> int.
 SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("fuzz", "vmfuzz._cmd_fuzz", "fuzz the kernel model (operations + schedules)"),
+    ("bugs", "vmfuzz._cmd_bugs", "list the historical bugs the model can re-create"),
     ("bench", "vmfuzz._cmd_bench", "measure engine/model speed and bug-finding power"),
     ("replay", "vmfuzz._cmd_replay", "replay corpus cases and check their recorded outcomes"),
     ("show", "vmfuzz._cmd_show", "draw a corpus case as a race diagram (one column per task)"),

@@ -1,0 +1,33 @@
+"""List the historical bugs the model can re-create (each a switch for 'vmfuzz fuzz --bug').
+
+--json prints a JSON list of objects: name, seed (seed document or fixing kernel commit),
+summary, invariant (the check expected to catch it), mail_tasks / mail_preemptions (size of
+the race as drawn in the mail, when it is drawn there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from vmfuzz.kernel import BUGS
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+
+
+def run(args: argparse.Namespace) -> int:
+    bugs = [BUGS[n] for n in sorted(BUGS)]
+    if args.json:
+        print(json.dumps([b.to_json() for b in bugs], indent=2))
+        return 0
+    if not bugs:
+        print("no historical bugs registered")
+        return 0
+    width = max(len(b.name) for b in bugs)
+    for b in bugs:
+        print(f"{b.name:<{width}}  {b.seed}")
+        print(f"{'':<{width}}  {b.summary}")
+        print(f"{'':<{width}}  caught by: {b.invariant}")
+    return 0
