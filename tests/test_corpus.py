@@ -292,6 +292,7 @@ BAD_DATA = [
     ("unknown field", _set("schedul", {}), "unknown field 'schedul'"),
     ("missing expected", _set("expected", _DELETE), "missing field 'expected'"),
     ("bad expected", _set("expected", "no such thing!"), "expected \"clean\" or a check name"),
+    ("unknown check", _set("expected", "data_integrty"), "unknown check 'data_integrty'"),
     ("bad hash", _set("trace_sha256", "abc"), "trace_sha256"),
     ("not an object", lambda d: [d], "not a vmfuzz case"),
 ]

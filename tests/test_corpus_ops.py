@@ -17,6 +17,9 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
+from vmfuzz.invariants import CHECKS
+from vmfuzz.invariants._registry import register as register_check
+
 from vmfuzz import Violation
 from vmfuzz.case import Case, OpCall, Schedule, TaskSpec
 from vmfuzz.kernel import BUGS, OPS, Kernel, KernelConfig
@@ -24,6 +27,7 @@ from vmfuzz.kernel.bugs import register as register_bug
 from vmfuzz.kernel.ops import operation
 
 RACY = "test_racy_counter"
+LOST_UPDATE = "test_lost_update"
 
 
 def _counter_incr(k: Kernel) -> Generator[Any, None, None]:
@@ -37,7 +41,7 @@ def _counter_incr(k: Kernel) -> Generator[Any, None, None]:
     k.count("test_counter_incs")
     if k.stats["test_counter"] != k.stats["test_counter_incs"]:
         raise Violation(
-            "test_lost_update",
+            LOST_UPDATE,
             f"counter is {k.stats['test_counter']} after {k.stats['test_counter_incs']} "
             "increments",
         )
@@ -95,6 +99,9 @@ def register() -> list[str]:
     if RACY not in BUGS:
         register_bug(RACY, "tests", "counter increment without mmlist_lock", "test_lost_update")
         added.append(RACY)
+    if LOST_UPDATE not in CHECKS:
+        register_check(LOST_UPDATE, "engine", "the test counter lost an increment", "tests")
+        added.append(LOST_UPDATE)
     return added
 
 
@@ -107,6 +114,7 @@ def registered() -> Iterator[None]:
         for name in added:
             OPS.pop(name, None)
             BUGS.pop(name, None)
+            CHECKS.pop(name, None)
 
 
 def counter_case(bug: bool = True, schedule: Schedule | None = None, extra: int = 0) -> Case:

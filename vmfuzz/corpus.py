@@ -35,6 +35,7 @@ import attrs
 from vmfuzz import __version__
 from vmfuzz._scheduler import Outcome, ScheduleDiverged, Scheduler, ScheduleSource, Task
 from vmfuzz.case import DEFAULT_MAX_STEPS, Case, OpCall, Run, Schedule, TaskSpec, execute
+from vmfuzz.invariants import CHECKS
 from vmfuzz.kernel import BUGS, OPS, KernelConfig
 from vmfuzz.schedules import Explicit, Replay
 from vmfuzz.schedules._explicit import parse_step
@@ -310,6 +311,8 @@ def _from_json(data: Any, path: Path) -> CorpusCase:
     expected = _str(data["expected"], "expected")
     if not _CHECK_NAME.match(expected):
         raise _Bad("expected", f"expected \"clean\" or a check name, found {expected!r}")
+    if expected not in (CLEAN, BUDGET) and expected not in CHECKS:
+        raise _Bad("expected", f"unknown check {expected!r} (`vmfuzz invariants` lists them)")
     sha = data.get("trace_sha256")
     if sha is not None and not (isinstance(sha, str) and _SHA256.match(sha)):
         raise _Bad("trace_sha256", "expected 64 lowercase hex digits (or leave it out)")
