@@ -439,8 +439,8 @@ def _fmt(v: Any, indent: int, room: int, width: int) -> str:
     pad = " " * (indent + 2)
     close = "\n" + " " * indent + ("]" if isinstance(v, list) else "}")
     if isinstance(v, list):
-        if all(not isinstance(x, (dict, list)) for x in v):
-            # A long list of scalars (decisions): fill lines instead of one item per line.
+        if all(isinstance(x, int) for x in v):
+            # A long list of numbers (decisions): fill lines instead of one item per line.
             lines: list[str] = []
             cur = ""
             for x in v:
