@@ -66,7 +66,7 @@ def install(k: Kernel, names: Iterable[str] | None = None) -> Monitor:
     Returns the :class:`Monitor` (callers may ignore it).
     """
     monitor = Monitor(k, names)
-    k.add_checker(lambda _k: monitor.step())
+    k.sched.checkers.append(monitor.on_step)
     return monitor
 
 

@@ -65,13 +65,14 @@ class Monitor:
         self.checks = resolve(names)
         self.names = frozenset(c.name for c in self.checks)
         self.pending: dict[tuple[str, str], dict[int, None]] = {}
-        self.hooks: dict[str, list[tuple[str, Any]]] = {s: [] for s in SCOPES}
+        # scope -> [(check name, hook, its pending keys)]
+        self.hooks: dict[str, list[tuple[str, Any, dict[int, None]]]] = {s: [] for s in SCOPES}
         for c in self.checks:
             for scope in SCOPES:
                 fn = getattr(c, scope)
                 if fn is not None:
-                    self.hooks[scope].append((c.name, fn))
                     self.pending[(c.name, scope)] = {}
+                    self.hooks[scope].append((c.name, fn, self.pending[(c.name, scope)]))
         self.step_hooks = [(c.name, c.each_step) for c in self.checks if c.each_step]
         # (scope, key) -> task ids that touched it while holding a spinlock (see atomic()).
         self.atomic_touch: dict[tuple[str, int], set[int]] = {}
@@ -85,7 +86,8 @@ class Monitor:
         # Per-step results of the shadow refresh.
         self.layout_changed: set[int] = set()
         self.new_swap_ptes: dict[int, list[tuple[int, int]]] = {}
-        self.steps = 0
+        self.has_pending = False  # any key pending in any check (kept by step())
+        self.steps = 0  # steps that touched something (the others cost one test)
         self.baseline()
 
     # ------------------------------------------------------------------ shadows
@@ -178,16 +180,16 @@ class Monitor:
     def step(self) -> None:
         """Run every enabled check on what the last step touched; raise the first violation."""
         k = self.k
-        self.steps += 1
-        pend = any(self.pending.values())
         if not (
             k.dirty_pfns
             or k.dirty_entries
             or k.dirty_mms
-            or pend
-            or self.step_hooks_needed()
+            or self.has_pending
+            or k.migration_ptes
+            or getattr(k, "reclaim_unmaps", None)
         ):
             return
+        self.steps += 1
         keys = self._prepare()
         try:
             for _name, fn in self.step_hooks:
@@ -195,24 +197,31 @@ class Monitor:
                 if r is not None and r is not DEFER:
                     raise r
             for scope in SCOPES:
-                for name, fn in self.hooks[scope]:
-                    pending = self.pending[(name, scope)]
-                    todo = keys[scope] | pending.keys() if pending else keys[scope]
-                    for key in sorted(todo):
+                touched = keys[scope]
+                ordered = sorted(touched)
+                for _name, fn, pending in self.hooks[scope]:
+                    if pending:
+                        todo = sorted(touched | pending.keys())
+                    elif ordered:
+                        todo = ordered
+                    else:
+                        continue
+                    for key in todo:
                         r = fn(self, key)
                         if r is None:
                             if pending:
                                 pending.pop(key, None)
                         elif r is DEFER:
                             pending[key] = None
+                            self.has_pending = True
                         else:
                             raise r
         finally:
             self._finish()
 
-    def step_hooks_needed(self) -> bool:
-        k = self.k
-        return bool(k.migration_ptes) or bool(getattr(k, "reclaim_unmaps", None))
+    def on_step(self, _sched: object) -> None:
+        """The scheduler checker (``sched.checkers`` entry)."""
+        self.step()
 
     def _prepare(self) -> dict[str, set[int]]:
         k = self.k
@@ -271,6 +280,8 @@ class Monitor:
 
     def _finish(self) -> None:
         k = self.k
+        if self.has_pending:
+            self.has_pending = any(self.pending.values())
         k.clear_dirty()
         hook = getattr(k, "reclaim_unmaps", None)
         if hook:
@@ -299,7 +310,7 @@ class Monitor:
             if r is not None and r is not DEFER:
                 raise r
         for scope in SCOPES:
-            for _name, fn in self.hooks[scope]:
+            for _name, fn, _pending in self.hooks[scope]:
                 for key in keys[scope]:
                     r = fn(self, key)
                     if r is not None and r is not DEFER:
@@ -329,6 +340,7 @@ def layout_signature(k: Kernel, mm: MmStruct) -> tuple[Any, ...]:
         out.append(
             (
                 vma.id,
+                vma.vm_mm is mm,
                 vma.vm_start,
                 vma.vm_end,
                 vma.vm_pgoff,

@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 
 def _list(m: Monitor, mm_id: int) -> Violation | _Defer | None:
     mm = m.k.mms.get(mm_id)
-    if mm is None or not user_visible(mm):
-        return None
+    if mm is None or not user_visible(mm) or not m.rescan("vma_list_sane", mm_id):
+        return None  # the layout signature (vmas, ranges, map_count) did not change
     vma = mm.mmap
     n = 0
     prev = None

@@ -663,7 +663,7 @@ def test_pte_outside_vmas_caught_and_mid_munmap_accepted() -> None:
         k.touch_mm(mm)
         yield "do_munmap:detached"
         yield k.sched.spin_lock(mm.page_table_lock)
-        for a, page in zip((8, 9), pages2):
+        for a, page in zip((8, 9), pages2, strict=True):
             k.pte_clear(mm, a)
             page.mapcount -= 1
             k.expected[mm.id].pop(a)

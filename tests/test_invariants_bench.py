@@ -13,7 +13,7 @@ from vmfuzz.kernel.mm_types import PresentPte
 
 @pytest.mark.parametrize("scale", [1, 16])
 def test_synthetic_workload_is_clean_under_all_checks(scale: int) -> None:
-    steps, secs = run_synthetic(KernelConfig().scaled(scale), True, seed=3, rounds=1)
+    steps, secs = run_synthetic(KernelConfig().scaled(scale), True, seed=3, rounds=4)
     assert steps > 100 and secs > 0
 
 
