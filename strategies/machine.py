@@ -9,6 +9,7 @@ without Hypothesis.  Nothing here knows about any specific kernel path or bug.
 
 from __future__ import annotations
 
+import time
 from typing import Any, ClassVar
 
 import attrs
@@ -54,6 +55,7 @@ class Stats:
     examples: int = 0
     steps: int = 0
     first_failure_example: int | None = None  # examples run before the first failure (unshrunk)
+    first_failure_at: float | None = None  # time.monotonic() of the first failure
     budget_hits: int = 0
     ops: dict[str, int] = attrs.field(factory=dict)
     labels: dict[str, int] = attrs.field(factory=dict)
@@ -183,6 +185,7 @@ class KernelMachine(RuleBasedStateMachine):
         st_ = type(self).stats
         if st_.first_failure_example is None:
             st_.first_failure_example = st_.examples
+            st_.first_failure_at = time.monotonic()
         try:
             final = current_build_context().is_final
         except Exception:

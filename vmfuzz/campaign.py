@@ -39,6 +39,7 @@ class CampaignResult:
     minimal_preemptions: bool | None = None
     stats: Stats | None = None
     error: str | None = None
+    first_failure_seconds: float | None = None  # time to the first (unshrunk) failure
 
     @property
     def invariant(self) -> str | None:
@@ -108,6 +109,8 @@ def fuzz(
 
 
 def _update(result: CampaignResult, cls: Any, t0: float) -> None:
+    if cls.stats.first_failure_at is not None:
+        result.first_failure_seconds = cls.stats.first_failure_at - t0
     result.examples = cls.stats.examples
     result.steps = cls.stats.steps
     result.budget_hits = cls.stats.budget_hits
