@@ -1,1 +1,589 @@
-"""(being written)"""
+"""Swap slots and their counts, the swap device, swapon/swapoff (mm/swapfile.c).
+
+The model has one swap area (``k.swap``, :class:`~vmfuzz.kernel.mm_types.SwapInfo`).  Slot 0 is
+the swap header, ``SWAP_MAP_BAD`` for ever.  ``swap_map[e]`` counts every user of slot ``e``:
+
+* each swap pte holding ``e`` (try_to_unmap / try_to_swap_out / fork take one each);
+* the swap cache, while a page is cached under ``e`` (add_to_swap_cache takes it, 2.4.10+ and
+  2.6.18 style: ``add_to_swap_cache`` = ``swap_duplicate`` + the locked insert);
+* *in-flight* references a running path holds in a local variable: get_swap_page's fresh count
+  until add_to_swap_cache / set_pte hands it over, add_to_swap_cache's duplicate until the
+  radix-tree insert, the 2.4.8 read_swap_cache_async's early swap_duplicate, and the 4.15+
+  skip-swapcache pin (swapcache_prepare).  They are reported in ``k.swap_inflight`` (entry ->
+  count), the hook the ``swap_map_counts`` invariant reads.
+
+Counting follows 2.4.10+ (Hugh Dickins' fix of the seed-001 races) and 2.6.18; the 2.6.32+
+SWAP_HAS_CACHE bit is modelled as a count plus the ``pinned`` set (see :func:`swapcache_prepare`).
+Allocation is 2.4's scan_swap_map reduced to "lowest free slot", which maximises the reuse of a
+just-freed entry the seed-001 races depend on.
+
+The device behind the area (``p->swap_file``/bdev, what each slot holds on disk) is a
+:class:`SwapBackingDev`; swapoff frees it (poisoned, so a late reader is a use after free, the
+race of commit eb085574a752) and swapon allocates a new one, optionally ``SWP_SYNCHRONOUS_IO``
+(zram-like: do_swap_page may then skip the swap cache, 4.15 commit 0bcac06f27d7).
+
+Swapoff is 2.6's try_to_unuse/unuse_mm: each in-use entry is read into the swap cache, every mm
+is searched for its swap ptes under ``mmap_sem`` (read) and ``page_table_lock``, then the page is
+deleted from the swap cache.  Historical bug switch (seed 004): ``unuse_process_no_mmap_sem``.
+
+``swap_lock`` and ``tree_lock`` sections that never span a scheduling point are plain code (one
+step is atomic); :func:`get_swap_page` and the inserts take them as real lock requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from vmfuzz.kernel import bugs
+from vmfuzz.kernel.mm_types import (
+    SWAP_MAP_BAD,
+    PG_swapcache,
+    PresentPte,
+    SwapPte,
+    _Freed,
+    poison,
+)
+from vmfuzz.kernel.ops import operation
+from vmfuzz.violation import Violation
+
+if TYPE_CHECKING:
+    from vmfuzz.kernel.kernel import Kernel
+    from vmfuzz.kernel.mm_types import MmStruct, Page, SwapInfo, VmAreaStruct
+
+Gen = Generator[Any, None, Any]
+
+ENOENT = 2
+ENOMEM = 12
+EEXIST = 17
+EINVAL = 22
+EBUSY = 16
+
+# swap_info_struct->flags
+SWP_USED = 0x1
+SWP_WRITEOK = 0x2
+SWP_VALID = 0x4  # 5.1 eb085574a752: get_swap_device() may pin the device
+SWP_SYNCHRONOUS_IO = 0x8  # 4.15: a zram-like device, swapin may skip the swap cache
+
+bugs.register(
+    "unuse_process_no_mmap_sem",
+    "004_b331e72de9ba5495.txt",
+    "swapoff's unuse_process walks mm->mmap under page_table_lock only (no mmap_sem), so a "
+    "vma-list writer that does not take page_table_lock frees or moves vmas under it",
+    "use_after_free",
+)
+
+
+# --------------------------------------------------------------------------- the device
+class SwapBackingDev:
+    """The storage behind the swap area (swap_info_struct->swap_file / bdev).
+
+    ``data[e]`` is the token slot ``e`` holds on disk (written by pageout / swap_writepage,
+    read by swap_readpage).  ``generation`` counts swapons.  Freed (poisoned) by swapoff."""
+
+    __slots__ = ("_freed_desc", "data", "generation")
+
+    def __init__(self, generation: int) -> None:
+        self.generation = generation
+        self.data: dict[int, int] = {}
+
+    def __repr__(self) -> str:
+        return f"swapdev{self.generation}"
+
+
+class FreedSwapBackingDev(_Freed, SwapBackingDev):
+    __slots__ = ()
+    _what: ClassVar[str] = "swap device"
+
+
+def swap_info(k: Kernel) -> SwapInfo:
+    """``k.swap`` with the model's extra swap_info_struct fields attached on first use.
+
+    Extras (until SwapInfo carries them): ``flags`` (SWP_*), ``users`` (get_swap_device
+    references), ``bdev`` (:class:`SwapBackingDev`), ``pinned`` (entries pinned by
+    swapcache_prepare without a swap-cache page).  Also creates the Kernel hooks
+    ``k.swap_inflight`` and ``k.reclaim_unmaps`` the invariants read."""
+    si = k.swap
+    if not hasattr(si, "flags"):
+        si.flags = (SWP_USED | SWP_WRITEOK | SWP_VALID) if si.enabled else 0  # type: ignore[attr-defined]
+        si.users = 0  # type: ignore[attr-defined]
+        si.bdev = SwapBackingDev(1)  # type: ignore[attr-defined]
+        si.generation = 1  # type: ignore[attr-defined]
+        si.pinned = set()  # type: ignore[attr-defined]
+    if not hasattr(k, "swap_inflight"):
+        k.swap_inflight = {}  # type: ignore[attr-defined]
+    if not hasattr(k, "reclaim_unmaps"):
+        k.reclaim_unmaps = []  # type: ignore[attr-defined]
+    return si
+
+
+def _flags(si: SwapInfo) -> int:
+    return si.flags  # type: ignore[attr-defined, no-any-return]
+
+
+def _set_flags(si: SwapInfo, flags: int) -> None:
+    si.flags = flags  # type: ignore[attr-defined]
+    si.enabled = bool(flags & SWP_WRITEOK)
+
+
+def pinned(k: Kernel) -> set[int]:
+    """Entries pinned by swapcache_prepare (SWAP_HAS_CACHE set, no page in the cache yet)."""
+    return swap_info(k).pinned  # type: ignore[attr-defined, no-any-return]
+
+
+def synchronous_io(k: Kernel) -> bool:
+    """``si->flags & SWP_SYNCHRONOUS_IO``: swapin may skip the swap cache."""
+    return bool(_flags(swap_info(k)) & SWP_SYNCHRONOUS_IO)
+
+
+def valid_entry(k: Kernel, e: int) -> bool:
+    return isinstance(e, int) and 1 <= e < len(k.swap.swap_map)
+
+
+# --------------------------------------------------------------------------- in-flight refs
+def _inflight(k: Kernel) -> dict[int, int]:
+    swap_info(k)
+    return k.swap_inflight  # type: ignore[attr-defined, no-any-return]
+
+
+def inflight_inc(k: Kernel, e: int) -> None:
+    """A path now holds one swap_map count of ``e`` in a local variable."""
+    inflight = _inflight(k)
+    inflight[e] = inflight.get(e, 0) + 1
+    k.touch_entry(e)
+
+
+def inflight_dec(k: Kernel, e: int) -> None:
+    """The in-flight count of ``e`` was handed over (to the cache, a pte) or freed."""
+    inflight = _inflight(k)
+    n = inflight.get(e, 0) - 1
+    if n:
+        inflight[e] = n
+    else:
+        inflight.pop(e, None)
+    k.touch_entry(e)
+
+
+def note_reclaim_unmap(k: Kernel, mm: MmStruct, addr: int) -> None:
+    """Report a pte reclaim cleared or replaced this step (hook ``k.reclaim_unmaps``)."""
+    swap_info(k)
+    k.reclaim_unmaps.append((mm.id, addr))  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- slot counts
+def scan_swap_map(k: Kernel) -> int:
+    """2.4 scan_swap_map() (caller holds swap_lock): the lowest free slot, count 1; 0 if none."""
+    si = swap_info(k)
+    if not _flags(si) & SWP_WRITEOK:
+        return 0
+    held = pinned(k)
+    for e in range(1, len(si.swap_map)):
+        if si.swap_map[e] == 0 and e not in held:
+            si.swap_map[e] = 1
+            k.touch_entry(e)
+            return e
+    return 0
+
+
+def get_swap_page(k: Kernel) -> Gen:
+    """get_swap_page() (2.4 / 2.6.18): allocate a slot with count 1, held by the caller.
+
+    Returns the entry (0 = no swap space, or swapoff under way).  The count is in flight
+    until the caller hands it over (add_to_swap_cache in 2.6 add_to_swap, the pte in 2.4
+    try_to_swap_out) or swap_frees it."""
+    si = swap_info(k)
+    yield k.sched.spin_lock(si.swap_lock)
+    e = scan_swap_map(k)
+    if e:
+        inflight_inc(k, e)
+    k.sched.spin_unlock(si.swap_lock)
+    return e
+
+
+def swap_duplicate(k: Kernel, e: int) -> bool:
+    """swap_duplicate(): one more user of ``e``; False if ``e`` is free or bad (2.4: "make sure
+    the swap entry is still in use").  Plain: swap_lock is taken and dropped in one step."""
+    si = swap_info(k)
+    if not valid_entry(k, e) or not _flags(si) & SWP_USED:
+        return False
+    count = si.swap_map[e]
+    if count == 0 or count == SWAP_MAP_BAD:
+        return False
+    si.swap_map[e] = count + 1
+    k.touch_entry(e)
+    return True
+
+
+def swap_free(k: Kernel, e: int) -> None:
+    """swap_free(): drop one user of ``e``.  Freeing an unused slot is the kernel's
+    "swap_free: Unused swap offset entry" (a reference handed out twice): a violation."""
+    si = swap_info(k)
+    if not valid_entry(k, e):
+        raise Violation(
+            "swap_map_counts", f"swap_free: Bad swap offset entry {e!r}", entry=e
+        )
+    count = si.swap_map[e]
+    if count == 0 or count == SWAP_MAP_BAD:
+        raise Violation(
+            "swap_map_counts",
+            f"swap_free: Unused swap offset entry {e} (swap_map[{e}] = {count}): a swap "
+            "reference was freed twice",
+            entry=e,
+        )
+    si.swap_map[e] = count - 1
+    k.touch_entry(e)
+
+
+def _device_map(k: Kernel) -> list[int]:
+    """si->swap_map read without swap_lock: the map belongs to the device swapoff frees
+    (vfree(swap_map)), so a reader that holds no get_swap_device() pin may touch freed memory.
+    Modelled by going through the (poisonable) backing device."""
+    bdev: SwapBackingDev = swap_info(k).bdev  # type: ignore[attr-defined]
+    bdev.generation  # noqa: B018  (use of a freed device raises use_after_free here)
+    return k.swap.swap_map
+
+
+def swap_count(k: Kernel, e: int) -> int:
+    """__swap_count(): swap_map[e] as the 4.15+ skip-swapcache test reads it (no lock)."""
+    if not valid_entry(k, e):
+        return 0
+    return _device_map(k)[e]
+
+
+def page_swapcount(k: Kernel, page: Page) -> int:
+    """page_swapcount() (2.6.29): users of the page's swap entry other than the cache itself."""
+    e = page.private
+    if PG_swapcache not in page.flags or e is None or not valid_entry(k, e):
+        return 0
+    return max(0, k.swap.swap_map[e] - 1)
+
+
+def nr_swap_pages(k: Kernel) -> int:
+    return sum(1 for c in k.swap.swap_map[1:] if c == 0)
+
+
+def vm_swap_full(k: Kernel) -> bool:
+    """vm_swap_full(): more than half of the swap space is in use (nr_swap_pages*2 < total)."""
+    total = len(k.swap.swap_map) - 1
+    return total > 0 and nr_swap_pages(k) * 2 < total
+
+
+def valid_swaphandles(k: Kernel, e: int) -> list[int]:
+    """valid_swaphandles() (2.4.10+ / 2.6): the in-use slots of ``e``'s readahead window.
+
+    The window is ``1 << page_cluster`` slots aligned down (slot 0, the header, skipped); it
+    stops at the end of the area and at the first free or bad slot.  Read under swap_lock
+    (here: one atomic step)."""
+    from vmfuzz.kernel.swap_state import PAGE_CLUSTER
+
+    si = swap_info(k)
+    if not valid_entry(k, e) or not _flags(si) & SWP_USED:
+        return []
+    n = 1 << PAGE_CLUSTER
+    toff = (e >> PAGE_CLUSTER) << PAGE_CLUSTER
+    if toff == 0:
+        toff, n = 1, n - 1
+    out = []
+    for off in range(toff, toff + n):
+        if off >= len(si.swap_map):
+            break
+        count = si.swap_map[off]
+        if count == 0 or count == SWAP_MAP_BAD:
+            break
+        out.append(off)
+    return out
+
+
+def swapcache_prepare(k: Kernel, e: int) -> int:
+    """swapcache_prepare() (2.6.32+): set SWAP_HAS_CACHE on ``e`` before a swapin.
+
+    0 on success (the pin is one in-flight count until :func:`swapcache_clear` or the cache
+    insert); -EEXIST if a page is cached or another swapin holds the pin; -ENOENT if free."""
+    si = swap_info(k)
+    if not valid_entry(k, e) or _device_map(k)[e] in (0, SWAP_MAP_BAD):
+        return -ENOENT
+    if e in pinned(k) or e in si.cache:
+        return -EEXIST
+    si.swap_map[e] += 1
+    pinned(k).add(e)
+    inflight_inc(k, e)
+    return 0
+
+
+def swapcache_clear(k: Kernel, e: int) -> None:
+    """swapcache_clear() (6.8 13ddaf26be32): drop the skip-swapcache pin of ``e``."""
+    pinned(k).discard(e)
+    inflight_dec(k, e)
+    swap_free(k, e)
+
+
+# --------------------------------------------------------------------------- device refs
+def get_swap_device(k: Kernel, e: int) -> bool:
+    """get_swap_device() (5.1 eb085574a752): pin the swap device against swapoff; False if
+    swapoff has begun tearing it down (the caller backs out, its pte will have changed)."""
+    si = swap_info(k)
+    if not valid_entry(k, e) or not _flags(si) & SWP_VALID:
+        return False
+    si.users += 1  # type: ignore[attr-defined]
+    return True
+
+
+def put_swap_device(k: Kernel) -> None:
+    si = swap_info(k)
+    si.users -= 1  # type: ignore[attr-defined]
+
+
+def swap_readpage(k: Kernel, e: int) -> int:
+    """swap_readpage(): the token slot ``e`` holds on the device (0 if never written)."""
+    bdev: SwapBackingDev = swap_info(k).bdev  # type: ignore[attr-defined]
+    return bdev.data.get(e, 0)
+
+
+def swap_writepage(k: Kernel, page: Page) -> None:
+    """swap_writepage(): write a swap-cache page's data to its slot on the device."""
+    e = page.private
+    assert e is not None
+    bdev: SwapBackingDev = swap_info(k).bdev  # type: ignore[attr-defined]
+    bdev.data[e] = page.data
+
+
+# --------------------------------------------------------------------------- cache helpers
+def reuse_swap_page(k: Kernel, page: Page) -> bool:
+    """reuse_swap_page() (2.6.29): may this fault map ``page`` writable without a copy?
+
+    Caller holds the page lock.  When this mapping is the only user of the page and of its
+    swap entry, the page leaves the swap cache (the entry is freed) and True is returned."""
+    k.sched.assert_held(page.lock, why="reuse_swap_page: VM_BUG_ON(!PageLocked(page))")
+    count = page.mapcount
+    if count <= 1 and PG_swapcache in page.flags:
+        count += page_swapcount(k, page)
+        if count == 1:
+            from vmfuzz.kernel.swap_state import delete_from_swap_cache
+
+            delete_from_swap_cache(k, page)
+    return count == 1
+
+
+def free_swap_and_cache(k: Kernel, e: int) -> Gen:
+    """free_swap_and_cache() (2.6.18+): zap_pte_range drops a swap pte's reference.
+
+    If only the swap cache still uses ``e``, its page is trylocked (zap holds the pte lock:
+    no sleeping) and deleted from the cache unless it is still mapped (2.6: unless
+    vm_swap_full).  A generator for the callers' ``yield from``; it never yields."""
+    from vmfuzz.kernel.page_alloc import get_page, put_page
+    from vmfuzz.kernel.swap_state import delete_from_swap_cache
+
+    si = swap_info(k)
+    if not valid_entry(k, e) or si.swap_map[e] in (0, SWAP_MAP_BAD):
+        swap_free(k, e)  # raises: a swap pte with a free entry
+        return
+    swap_free(k, e)
+    page = si.cache.get(e) if si.swap_map[e] == 1 else None
+    if page is not None:
+        get_page(k, page)
+        if k.sched.trylock(page.lock):
+            if (
+                PG_swapcache in page.flags
+                and page.private == e
+                and (page.mapcount == 0 or vm_swap_full(k))
+            ):
+                delete_from_swap_cache(k, page)
+            k.sched.unlock_page(page.lock)
+        put_page(k, page)
+    return
+    yield  # a generator: callers use ``yield from``
+
+
+# --------------------------------------------------------------------------- swapon / swapoff
+@operation("swapon", flag="flag")
+def sys_swapon(k: Kernel, flag: int) -> Gen:
+    """swapon(2): enable the swap area again after a swapoff (flag=1: a SWP_SYNCHRONOUS_IO,
+    zram-like device on which swapin may skip the swap cache).  -EBUSY if it is in use."""
+    si = swap_info(k)
+    yield k.sched.lock_kernel()
+    if _flags(si) & SWP_USED or len(si.swap_map) < 2:
+        k.sched.unlock_kernel()
+        return -EBUSY
+    si.generation += 1  # type: ignore[attr-defined]
+    si.bdev = SwapBackingDev(si.generation)  # type: ignore[attr-defined]
+    for e in range(1, len(si.swap_map)):
+        si.swap_map[e] = 0
+        k.touch_entry(e)
+    si.swap_map[0] = SWAP_MAP_BAD
+    si.users = 0  # type: ignore[attr-defined]
+    _set_flags(si, SWP_USED | SWP_WRITEOK | SWP_VALID | (SWP_SYNCHRONOUS_IO if flag else 0))
+    k.sched.unlock_kernel()
+    return 0
+
+
+@operation("swapoff")
+def sys_swapoff(k: Kernel) -> Gen:
+    """swapoff(2) (2.4.17 sys_swapoff / 2.6 try_to_unuse): bring every swapped page back in.
+
+    Allocation from the area stops first (SWP_WRITEOK cleared); try_to_unuse then empties
+    every slot; on -ENOMEM the area is re-enabled.  Finally (5.1+) SWP_VALID is cleared, the
+    device's get_swap_device users are waited for, and the device is freed."""
+    si = swap_info(k)
+    yield k.sched.lock_kernel()
+    if not _flags(si) & SWP_WRITEOK:
+        k.sched.unlock_kernel()
+        return -EINVAL
+    _set_flags(si, _flags(si) & ~SWP_WRITEOK)
+    k.sched.unlock_kernel()
+    err = yield from try_to_unuse(k)
+    yield k.sched.lock_kernel()
+    if err:
+        _set_flags(si, _flags(si) | SWP_WRITEOK)
+        k.sched.unlock_kernel()
+        return err
+    # eb085574a752: no new get_swap_device() users, then wait for the ones in flight
+    # (synchronize_rcu / percpu_ref_kill + wait_for_completion).
+    _set_flags(si, _flags(si) & ~SWP_VALID)
+    if si.users:  # type: ignore[attr-defined]
+        yield k.sched.wait_event(lambda: si.users == 0, "swap device users")  # type: ignore[attr-defined]
+    bdev: SwapBackingDev = si.bdev  # type: ignore[attr-defined]
+    poison(bdev, FreedSwapBackingDev, repr(bdev))  # vfree(swap_map); p->swap_file = NULL
+    _set_flags(si, 0)
+    k.sched.unlock_kernel()
+    return 0
+
+
+def find_next_to_unuse(k: Kernel, prev: int) -> int:
+    """find_next_to_unuse(): the next in-use slot after ``prev``, wrapping once; 0 if none."""
+    swap_map = k.swap.swap_map
+    n = len(swap_map)
+    for i in list(range(prev + 1, n)) + list(range(1, prev + 1)):
+        count = swap_map[i]
+        if count and count != SWAP_MAP_BAD:
+            return i
+    return 0
+
+
+def _unuse_state(k: Kernel, e: int) -> tuple[int, int, int]:
+    return (
+        k.swap.swap_map[e],
+        len(k.swap_ptes.get(e, ())),
+        k.swap_inflight.get(e, 0),  # type: ignore[attr-defined]
+    )
+
+
+def try_to_unuse(k: Kernel) -> Gen:
+    """try_to_unuse() (2.4.17 / 2.6.x): for each in-use entry, read it into the swap cache,
+    lock the page, replace every swap pte of it in every mm, delete it from the swap cache.
+
+    A count left over after all mms were searched is held in flight by another path (e.g.
+    try_to_swap_out between get_swap_page and set_pte): swapoff sleeps until that entry's
+    users change, then looks again (2.4 kept looping; the loop is bounded here by sleeping)."""
+    from vmfuzz.kernel.page_alloc import put_page
+    from vmfuzz.kernel.swap_state import delete_from_swap_cache, read_swap_cache_async
+
+    si = swap_info(k)
+    i = 0
+    while True:
+        i = find_next_to_unuse(k, i)
+        if i == 0:
+            return 0
+        e = i
+        page = yield from read_swap_cache_async(k, e, None, 0)
+        if page is None:
+            if si.swap_map[e] == 0:
+                continue
+            return -ENOMEM
+        yield k.sched.lock_page(page.lock)
+        # 2.6.39 dc644a073769: the page may have left the swap cache before we locked it.
+        if PG_swapcache not in page.flags or page.private != e:
+            k.sched.unlock_page(page.lock)
+            put_page(k, page)
+            i = e - 1
+            continue
+        for mm in _mmlist(k):
+            if si.swap_map[e] <= 1:
+                break
+            yield from unuse_mm(k, mm, e, page)
+        if PG_swapcache not in page.flags or page.private != e:
+            k.sched.unlock_page(page.lock)
+            put_page(k, page)
+            i = e - 1
+            continue
+        if si.swap_map[e] > 1:
+            # Users we could not find: in flight in another task.  Let them move.
+            seen = _unuse_state(k, e)
+            k.sched.unlock_page(page.lock)
+            put_page(k, page)
+            yield k.sched.wait_event(
+                lambda e=e, seen=seen: _unuse_state(k, e) != seen, "swap entry users"
+            )
+            i = e - 1
+            continue
+        delete_from_swap_cache(k, page)
+        k.sched.unlock_page(page.lock)
+        put_page(k, page)
+        yield "try_to_unuse:next_entry"
+
+
+def _mmlist(k: Kernel) -> list[MmStruct]:
+    """init_mm.mmlist: the live address spaces, in mm id order."""
+    return [mm for _, mm in sorted(k.mms.items()) if not mm.dead and mm.users > 0]
+
+
+def unuse_mm(k: Kernel, mm: MmStruct, e: int, page: Page) -> Gen:
+    """unuse_mm() (2.6.7+; 2.4 unuse_process): replace ``e``'s swap ptes in ``mm`` by ``page``.
+
+    Fixed kernel: holds ``mmap_sem`` for read while walking ``mm->mmap`` (down_read_trylock
+    first: the page lock ranks below mmap_sem, so on contention it drops the page lock, takes
+    mmap_sem, relocks), each vma's ptes under ``page_table_lock``.
+
+    Bug ``unuse_process_no_mmap_sem`` (seed 004, 2.6.3-mjb / 2.4 unuse_process): walks the
+    vma list under ``page_table_lock`` alone, relying on every vma-list writer to take it."""
+    if mm.dead or mm.users <= 0:
+        return
+    mm.users += 1  # atomic_inc(&mm->mm_users) under mmlist_lock
+    k.touch_mm(mm)
+    if k.bug("unuse_process_no_mmap_sem"):
+        yield k.sched.spin_lock(mm.page_table_lock)
+        vma = mm.mmap
+        while vma is not None:
+            unuse_vma(k, vma, e, page)
+            yield "unuse_process:next_vma"
+            vma = vma.vm_next
+        k.sched.spin_unlock(mm.page_table_lock)
+    else:
+        if not k.sched.trylock(mm.mmap_sem, "r"):
+            k.sched.unlock_page(page.lock)
+            yield k.sched.down_read(mm.mmap_sem)
+            yield k.sched.lock_page(page.lock)
+        vma = mm.mmap
+        while vma is not None:
+            if vma.anon_vma is not None:
+                yield k.sched.spin_lock(mm.page_table_lock)
+                unuse_vma(k, vma, e, page)
+                k.sched.spin_unlock(mm.page_table_lock)
+            yield "unuse_mm:next_vma"
+            vma = vma.vm_next
+        k.sched.up_read(mm.mmap_sem)
+    from vmfuzz.kernel.fork import mmput
+
+    yield from mmput(k, mm)
+
+
+def unuse_vma(k: Kernel, vma: VmAreaStruct, e: int, page: Page) -> None:
+    """unuse_vma()/unuse_pte_range(): every pte of ``vma`` holding ``e`` (page_table_lock held)."""
+    mm = vma.vm_mm
+    for addr in range(vma.vm_start, vma.vm_end):
+        pte = mm.pgd.get(addr)
+        if isinstance(pte, SwapPte) and pte.entry == e:
+            unuse_pte(k, vma, addr, e, page)
+
+
+def unuse_pte(k: Kernel, vma: VmAreaStruct, addr: int, e: int, page: Page) -> None:
+    """unuse_pte(): map ``page`` (read-only: do_wp_page decides on a later write) in place of
+    the swap pte, and drop the pte's swap reference."""
+    from vmfuzz.kernel.page_alloc import get_page
+    from vmfuzz.kernel.rmap import page_add_anon_rmap
+
+    mm = vma.vm_mm
+    get_page(k, page)
+    k.set_pte_at(mm, addr, PresentPte(page.pfn, False))
+    page_add_anon_rmap(k, page, vma, addr)
+    mm.rss += 1
+    swap_free(k, e)
