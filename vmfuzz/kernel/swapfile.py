@@ -533,20 +533,32 @@ def unuse_mm(k: Kernel, mm: MmStruct, e: int, page: Page) -> Gen:
     first: the page lock ranks below mmap_sem, so on contention it drops the page lock, takes
     mmap_sem, relocks), each vma's ptes under ``page_table_lock``.
 
-    Bug ``unuse_process_no_mmap_sem`` (seed 004, 2.6.3-mjb / 2.4 unuse_process): walks the
-    vma list under ``page_table_lock`` alone, relying on every vma-list writer to take it."""
+    Bug ``unuse_process_no_mmap_sem`` (seed 004: Andrea's 2.6.3-mjb patch dropped the
+    down_read as "superfluous, page_table_lock is held"): reads ``vm_next`` under
+    ``page_table_lock`` alone.  As in 2.6, where the pte lock is taken per page table, the
+    lock is taken per vma, so between two vmas nothing keeps the next vma alive: munmap (which
+    needs only mmap_sem and a page_table_lock the walker does not hold) frees it."""
     if mm.dead or mm.users <= 0:
         return
     mm.users += 1  # atomic_inc(&mm->mm_users) under mmlist_lock
     k.touch_mm(mm)
     if k.bug("unuse_process_no_mmap_sem"):
+        # Andrea's "superfluous down_read" removed: vm_next is read under page_table_lock,
+        # but the lock is per page table (here: per vma), so between two vmas nothing holds
+        # the list still for the walker.
         yield k.sched.spin_lock(mm.page_table_lock)
         vma = mm.mmap
         while vma is not None:
             unuse_vma(k, vma, e, page)
+            nxt = vma.vm_next
+            k.sched.spin_unlock(mm.page_table_lock)
             yield "unuse_process:next_vma"
-            vma = vma.vm_next
-        k.sched.spin_unlock(mm.page_table_lock)
+            if nxt is None:
+                break
+            yield k.sched.spin_lock(mm.page_table_lock)
+            vma = nxt
+        if vma is None:
+            k.sched.spin_unlock(mm.page_table_lock)
     else:
         if not k.sched.trylock(mm.mmap_sem, "r"):
             k.sched.unlock_page(page.lock)

@@ -1,0 +1,224 @@
+"""The swap/reclaim historical bugs: each hand-written interleaving (the seed mail's drawing, as
+explicit schedule steps over yield labels) shows the named violation with the bug switched on
+and runs clean on the fixed kernel.
+
+Every scenario is set up sequentially with ordinary operations (:class:`Sim.op`), then races
+ordinary operations; nothing in the model knows about the scenario.
+"""
+
+from __future__ import annotations
+
+import pytest
+from test_model_swap import Op, Sim, o
+
+from vmfuzz.kernel import BUGS
+from vmfuzz.kernel.mm_types import PresentPte, SwapPte
+
+
+def run(
+    bug: str | None,
+    setup: list[Op],
+    tasks: dict[str, list[Op]],
+    steps: list[str],
+) -> tuple[Sim, str | None]:
+    sim = Sim([bug] if bug else [])
+    sim.ops(setup)
+    out = sim.race(tasks, steps, strict=bug is not None)
+    if out.kind == "violation":
+        assert out.violation is not None
+        return sim, out.violation.check
+    assert out.kind == "clean", out.kind
+    return sim, None
+
+
+def both(bug: str, setup: list[Op], tasks: dict[str, list[Op]], steps: list[str]) -> Sim:
+    """The bug's registered invariant fires with the switch on; the fixed kernel is clean
+    (and passes a full invariant scan at the end)."""
+    _, check = run(bug, setup, tasks, steps)
+    assert check == BUGS[bug].invariant
+    sim, check = run(None, setup, tasks, steps)
+    assert check is None
+    sim.full_check()
+    return sim
+
+
+# --------------------------------------------------------------------------- seed 000
+DRIVER = [o("mmap_driver", mm=0, addr=0, npages=2), o("write", mm=0, addr=0),
+          o("write", mm=0, addr=1)]
+
+
+def test_seed000_swapout_vma_after_unlock() -> None:
+    """kswapd: try_to_swap_out drops the vmlist lock, ->swapout(vma, page) sleeps on the driver
+    lock; munmap frees the vma; the driver then looks at vma->vm_file."""
+    both(
+        "swapout_vma_after_unlock",
+        DRIVER,
+        {"T1": [o("swap_out", count=1)], "T2": [o("munmap", mm=0, addr=0, npages=2)]},
+        ["run T1 until drv_swapout:write", "run T2 to completion", "run T1 to completion"],
+    )
+
+
+def test_seed000_swapout_holds_vmlist_lock() -> None:
+    """Kanoj's deadlock: B holds the driver lock L; A swaps out its own mm holding the vmlist
+    semaphore into ->swapout, which waits for L; B runs short of memory and reclaims from A's
+    mm: it needs A's vmlist semaphore."""
+    both(
+        "swapout_holds_vmlist_lock",
+        DRIVER,
+        {"A": [o("swap_out", count=1)], "B": [o("driver_ioctl", mm=1)]},
+        [
+            "run B until sys_driver_ioctl:down(driver_lock)",
+            "run A until blocked",
+            "run B to completion",
+        ],
+    )
+
+
+def test_seed000_holds_vmlist_lock_is_also_a_real_deadlock_without_lockdep() -> None:
+    """The same interleaving with lockdep off: the engine reports the wait-for cycle."""
+    from vmfuzz.invariants import install
+
+    from vmfuzz import Scheduler
+    from vmfuzz.case import OpCall, thread
+    from vmfuzz.kernel import Kernel, KernelConfig
+    from vmfuzz.schedules._explicit import Explicit
+
+    sched = Scheduler()
+    k = Kernel(KernelConfig(bugs=frozenset({"swapout_holds_vmlist_lock"})), sched)
+    install(k)
+    for name, args in DRIVER:
+        k.spawn(name, **args)
+        sched.run()
+    sched.source = Explicit(
+        ["run B until sys_driver_ioctl:down(driver_lock)", "run A until blocked",
+         "run B to completion"]
+    )
+    sched.spawn(thread(k, [OpCall("swap_out", {"count": 1})]), "A")
+    sched.spawn(thread(k, [OpCall("driver_ioctl", {"mm": 1})]), "B")
+    out = sched.run_to_outcome()
+    assert out.kind == "violation" and out.check == "deadlock"
+
+
+# --------------------------------------------------------------------------- seed 001
+def test_seed001_read_swap_cache_async_unlocked_check() -> None:
+    """Andrea's diagram: try_to_swap_out: get_swap_page / readahead: valid_swaphandles,
+    swap_duplicate, add_to_swap_cache / try_to_swap_out: add_to_swap_cache -> BOOM."""
+    setup = [o("mmap", mm=1, addr=0, npages=1), o("write", mm=1, addr=0), o("kswapd", count=1),
+             o("mmap", mm=0, addr=0, npages=4)]
+    setup += [o("write", mm=0, addr=a) for a in range(4)]
+    sim = both(
+        "read_swap_cache_async_unlocked_check",
+        setup,
+        {"T1": [o("swap_out", count=1)], "T2": [o("read", mm=1, addr=0)]},
+        ["run T1 until try_to_swap_out:after_get_swap_page", "run T2 to completion",
+         "run T1 to completion"],
+    )
+    # Fixed: try_to_swap_out's add_to_swap_cache met -EEXIST, freed entry 2 and took 3.
+    assert isinstance(sim.pte(0, 0), SwapPte) and sim.pte(0, 0).entry == 3
+
+
+def test_seed001_vm_swap_full_delete_race() -> None:
+    """Hugh's drawing: CPU0's lookup misses, it waits; CPU1 faults the same page, takes it
+    over (the entry is deleted from the swap cache and freed), then swap_out gives that entry
+    to another page and ours a new one; CPU0's 2.4.8 back-out test (pte_present) passes and
+    it maps the other page's data."""
+    setup = [o("mmap", mm=0, addr=0, npages=2), o("write", mm=0, addr=1),
+             o("write", mm=0, addr=0), o("kswapd", count=1)]
+    sim = both(
+        "vm_swap_full_delete_race",
+        setup,
+        {"T0": [o("read", mm=0, addr=1)],
+         "T1": [o("write", mm=0, addr=1), o("swap_out", count=2)]},
+        ["run T0 until do_swap_page:lookup_missed", "run T1 to completion",
+         "run T0 to completion"],
+    )
+    assert isinstance(sim.pte(0, 1), PresentPte)
+
+
+# --------------------------------------------------------------------------- seed 004
+def test_seed004_unuse_process_no_mmap_sem() -> None:
+    """swapoff walks mm0's vmas without mmap_sem; munmap frees the next vma under it."""
+    setup = [o("mmap", mm=0, addr=0, npages=2), o("write", mm=0, addr=0),
+             o("mmap", mm=0, addr=4, npages=2), o("write", mm=0, addr=4), o("kswapd", count=1)]
+    sim = both(
+        "unuse_process_no_mmap_sem",
+        setup,
+        {"T0": [o("swapoff")], "T1": [o("munmap", mm=0, addr=4, npages=2)]},
+        ["run T0 until unuse_process:next_vma", "run T1 to completion", "run T0 to completion"],
+    )
+    assert sim.swap_map[1:] == [0] * (len(sim.swap_map) - 1)
+
+
+# --------------------------------------------------------------------------- later races
+SYNC_DEVICE = [o("swapoff"), o("swapon", flag=1), o("mmap", mm=0, addr=1, npages=1),
+               o("write", mm=0, addr=1), o("kswapd", count=1)]
+
+
+def test_13ddaf26be32_skip_swapcache_race() -> None:
+    """Two threads swap the same entry in without the swap cache; the second maps its copy,
+    frees the entry, writes, and swap_out reuses the entry for the same pte: the first one's
+    pte_same passes and it maps its stale copy."""
+    both(
+        "swapin_skip_swapcache_race",
+        SYNC_DEVICE,
+        {"T0": [o("read", mm=0, addr=1)],
+         "T1": [o("write", mm=0, addr=1), o("swap_out", count=1)]},
+        ["run T0 until do_swap_page:swap_readpage", "run T1 to completion",
+         "run T0 to completion"],
+    )
+
+
+def test_eb085574a752_swapin_races_swapoff() -> None:
+    """A swapin that has read its pte but not pinned the device: swapoff completes and frees
+    the device (and its swap_map) before the swapin reads the map."""
+    both(
+        "swapin_no_get_swap_device",
+        SYNC_DEVICE,
+        {"T0": [o("read", mm=0, addr=1)], "T1": [o("swapoff")]},
+        ["run T0 until do_swap_page:skip_swapcache", "run T1 to completion",
+         "run T0 to completion"],
+    )
+
+
+def test_4969c1192d15_swapin_no_swapcache_recheck() -> None:
+    """Hugh Dickins' drawing for 'mm: further fix swapin race condition': A and B are threads
+    of the child, C its parent.  A locks page1 (swap1) and COWs it; B waits for page1's lock;
+    C takes page1 over (reuse_swap_page frees swap1); swap_out gives swap1 to A's COW copy;
+    B finally locks page1, pte_same passes, and it maps C's page into the child."""
+    setup = [o("mmap", mm=0, addr=0, npages=2), o("write", mm=0, addr=0), o("fork", mm=0),
+             o("kswapd", count=1), o("mmap", mm=3, addr=4, npages=2), o("write", mm=3, addr=4),
+             o("write", mm=3, addr=5)]
+    both(
+        "swapin_no_swapcache_recheck",
+        setup,
+        {"A": [o("write", mm=3, addr=0)], "B": [o("read", mm=3, addr=0)],
+         "C": [o("write", mm=0, addr=0)], "K": [o("swap_out", count=1)]},
+        [
+            "run A until _do_swap_page:lock_page(PG_locked)",
+            "run B until blocked",
+            "run A to completion",
+            "run C to completion",
+            "run K to completion",
+            "run B to completion",
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    "bug",
+    [
+        "swapout_vma_after_unlock",
+        "swapout_holds_vmlist_lock",
+        "read_swap_cache_async_unlocked_check",
+        "vm_swap_full_delete_race",
+        "unuse_process_no_mmap_sem",
+        "swapin_no_swapcache_recheck",
+        "swapin_skip_swapcache_race",
+        "swapin_no_get_swap_device",
+    ],
+)
+def test_bug_registered_with_its_invariant(bug: str) -> None:
+    b = BUGS[bug]
+    assert b.summary and b.invariant in {
+        "use_after_free", "lock_order_inversion", "swap_cache_unique", "data_integrity",
+    }
