@@ -71,6 +71,8 @@ bugs.register(
     "reference to the anon_vma before migrating'): once try_to_unmap has replaced every pte, "
     "the process can exit and free the anon_vma, which remove_migration_ptes then walks",
     "use_after_free",
+    mail_tasks=2,
+    mail_preemptions=1,
 )
 
 

@@ -66,8 +66,11 @@ bugs.register(
     "002_5f4ecc6fc4dabef2.txt",
     "vma_adjust() writes vm_start and vm_pgoff without the anon_vma lock (2.6.34-rc, after the "
     "anon_vma_chain change): remove_migration_ptes' rmap_walk computes vma_address from a "
-    "half-updated vma, misses a migration pte and leaves it behind after the page is unlocked",
-    "migration_pte_page_locked",
+    "half-updated vma, misses a migration pte and leaves it behind after the page is unlocked "
+    "(migration_pte_page_locked); the half-updated vma is already unreachable by rmap",
+    "rmap_reachable",
+    mail_tasks=2,
+    mail_preemptions=2,
 )
 bugs.register(
     "detach_vmas_outside_ptl",
@@ -76,6 +79,8 @@ bugs.register(
     "so a reader that walks mm->mmap under page_table_lock alone (swap_out, unuse_process) "
     "races with the list write; the vma-list writer rule (mmap_sem + page_table_lock) fails",
     "lock_not_held",
+    mail_tasks=2,
+    mail_preemptions=1,
 )
 
 
@@ -498,6 +503,7 @@ def do_munmap(k: Kernel, mm: MmStruct, start: int, npages: int) -> Gen:
         tmp = tmp.vm_next
     if k.bug("detach_vmas_outside_ptl"):
         # 2.6.3-mjb: detach first, take page_table_lock only for unmap_region.
+        yield "do_munmap:detach_vmas_to_be_unmapped"
         detached = detach_vmas_to_be_unmapped(k, mm, first, prev, end)
     else:
         yield k.sched.spin_lock(mm.page_table_lock, at="do_munmap")

@@ -60,8 +60,11 @@ bugs.register(
     "003_53b3b15ba9e43027.txt",
     "anon_vma_lock() takes the immediate anon_vma's lock instead of the root's (2.6.34): "
     "vma_adjust on a forked child's vma and rmap_walk on a pre-fork page hold different locks, "
-    "so remove_migration_ptes misses a pte while the child's vm_start/vm_pgoff are half updated",
-    "migration_pte_page_locked",
+    "so remove_migration_ptes misses a pte while the child's vm_start/vm_pgoff are half updated "
+    "(migration_pte_page_locked); the half-updated vma is already unreachable by rmap",
+    "rmap_reachable",
+    mail_tasks=2,
+    mail_preemptions=2,
 )
 bugs.register(
     "anon_vma_trylock_retry",
@@ -70,6 +73,7 @@ bugs.register(
     "anon_vma and trylocks each vma's own, vma_adjust holds its own and trylocks the rest of "
     "its chain; on failure both back off and retry, and can retry forever in lock step",
     "livelock",
+    mail_tasks=2,
 )
 bugs.register(
     "try_to_unmap_ignores_reserved",
@@ -77,6 +81,8 @@ bugs.register(
     "try_to_unmap_one refuses only VM_LOCKED vmas, not VM_RESERVED (2.6.3 objrmap before "
     "Andrea's fix), so reclaim or migration unmaps a driver's DMA page from a VM_RESERVED vma",
     "reserved_pte_cleared",
+    mail_tasks=1,
+    mail_preemptions=0,
 )
 bugs.register(
     "anon_vma_root_not_pinned",
@@ -85,6 +91,8 @@ bugs.register(
     "root'): when migration holds the child's anon_vma while both processes exit, the root "
     "is freed and the child's lock, which lives in the root, is used after free",
     "use_after_free",
+    mail_tasks=2,
+    mail_preemptions=1,
 )
 
 
@@ -429,6 +437,7 @@ def try_to_unmap_one(
             k.sched.spin_unlock(mm.page_table_lock)
             return SWAP_FAIL
         new = SwapPte(page.private)
+        swapfile.note_reclaim_unmap(k, mm, address)
     k.set_pte_at(mm, address, new)
     mm.rss -= 1
     page_remove_rmap(k, page)
