@@ -74,6 +74,16 @@ def test_seed000_swapout_holds_vmlist_lock() -> None:
     )
 
 
+def test_seed000_holds_vmlist_lock_found_by_lockdep_in_one_task() -> None:
+    """No race needed: one task doing both orders in sequence gives lockdep both chains."""
+    setup = DRIVER[:2]
+    _, check = run("swapout_holds_vmlist_lock", setup,
+                   {"T": [o("driver_ioctl", mm=1), o("swap_out", count=1)]}, [])
+    assert check == "lock_order_inversion"
+    _, check = run(None, setup, {"T": [o("driver_ioctl", mm=1), o("swap_out", count=1)]}, [])
+    assert check is None
+
+
 def test_seed000_holds_vmlist_lock_is_also_a_real_deadlock_without_lockdep() -> None:
     """The same interleaving with lockdep off: the engine reports the wait-for cycle."""
     from vmfuzz.invariants import install
@@ -194,7 +204,7 @@ def test_4969c1192d15_swapin_no_swapcache_recheck() -> None:
         {"A": [o("write", mm=3, addr=0)], "B": [o("read", mm=3, addr=0)],
          "C": [o("write", mm=0, addr=0)], "K": [o("swap_out", count=1)]},
         [
-            "run A until _do_swap_page:lock_page(PG_locked)",
+            "run A until do_swap_page:lock_page(PG_locked)",
             "run B until blocked",
             "run A to completion",
             "run C to completion",

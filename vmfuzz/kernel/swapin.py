@@ -145,17 +145,17 @@ def _do_swap_page(
             # 4.15 skip-swapcache swapin: read straight into a private page.
             yield "do_swap_page:skip_swapcache"
             return (yield from _swapin_skip_swapcache(k, mm, vma, addr, orig_pte, write))
-        yield k.sched.lock_kernel()
+        yield k.sched.lock_kernel(at="do_swap_page")
         yield from swapin_readahead(k, entry, vma, addr)
         page = yield from read_swap_cache_async(k, entry, vma, addr)
         k.sched.unlock_kernel()
         if page is None:
             # Back out if somebody else faulted in this pte while we slept.
-            yield k.sched.spin_lock(mm.page_table_lock)
+            yield k.sched.spin_lock(mm.page_table_lock, at="do_swap_page")
             ret = -ENOMEM if pte_same(mm.pgd.get(addr), orig_pte) else 0
             k.sched.spin_unlock(mm.page_table_lock)
             return ret
-    yield k.sched.lock_page(page.lock)
+    yield k.sched.lock_page(page.lock, at="do_swap_page")
     if not k.bug("swapin_no_swapcache_recheck") and (
         PG_swapcache not in page.flags or page.private != entry
     ):
@@ -164,7 +164,7 @@ def _do_swap_page(
         k.sched.unlock_page(page.lock)
         put_page(k, page)
         return 0
-    yield k.sched.spin_lock(mm.page_table_lock)
+    yield k.sched.spin_lock(mm.page_table_lock, at="do_swap_page")
     cur = mm.pgd.get(addr)
     if k.bug("vm_swap_full_delete_race"):
         changed = isinstance(cur, PresentPte)  # 2.4.8: if (pte_present(*page_table))
@@ -221,7 +221,9 @@ def _swapin_skip_swapcache(
     if not k.bug("swapin_skip_swapcache_race"):
         if swapcache_prepare(k, entry) != 0:
             # Someone else is swapping it in: wait for them (01626a182302), then refault.
-            yield k.sched.wait_event(lambda: entry not in pinned(k), "swapcache_prepare")
+            yield k.sched.wait_event(
+                lambda: entry not in pinned(k), "swapcache_prepare", at="do_swap_page"
+            )
             return 0
         pin = True
     ret = 0
@@ -234,7 +236,7 @@ def _swapin_skip_swapcache(
         yield "do_swap_page:swap_readpage"
         page.data = swap_readpage(k, entry)
         k.touch_page(page)
-        yield k.sched.spin_lock(mm.page_table_lock)
+        yield k.sched.spin_lock(mm.page_table_lock, at="do_swap_page")
         if pte_same(mm.pgd.get(addr), orig_pte):
             _map_swap_page(k, mm, vma, addr, page, write, False)
             swap_free(k, entry)
