@@ -58,6 +58,8 @@ bugs.register(
     "does not recheck: try_to_swap_out's get_swap_page..add_to_swap_cache races readahead's "
     "valid_swaphandles+swap_duplicate, two pages cached for one entry",
     "swap_cache_unique",
+    mail_tasks=2,
+    mail_preemptions=1,
 )
 
 

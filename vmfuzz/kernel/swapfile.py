@@ -71,6 +71,8 @@ bugs.register(
     "swapoff's unuse_process walks mm->mmap under page_table_lock only (no mmap_sem), so a "
     "vma-list writer that does not take page_table_lock frees or moves vmas under it",
     "use_after_free",
+    mail_tasks=2,
+    mail_preemptions=1,
 )
 
 

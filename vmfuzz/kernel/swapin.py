@@ -75,6 +75,8 @@ bugs.register(
     "thread's vm_swap_full delete freed the entry and try_to_swap_out reused it while this "
     "one waited for the BKL, it maps the page now cached for that entry",
     "data_integrity",
+    mail_tasks=2,
+    mail_preemptions=1,
 )
 bugs.register(
     "swapin_no_swapcache_recheck",
@@ -83,6 +85,8 @@ bugs.register(
     "(4969c1192d15 + 'mm: further fix swapin race condition'): the entry was freed by "
     "reuse_swap_page and given to a COW copy, pte_same passes, the old page is mapped",
     "data_integrity",
+    mail_tasks=4,
+    mail_preemptions=1,
 )
 bugs.register(
     "swapin_skip_swapcache_race",
@@ -91,6 +95,8 @@ bugs.register(
     "of the same entry maps its page, frees the entry, it is reused by swapout, pte_same "
     "passes and the stale page is mapped",
     "data_integrity",
+    mail_tasks=2,
+    mail_preemptions=1,
 )
 bugs.register(
     "swapin_no_get_swap_device",
@@ -98,6 +104,8 @@ bugs.register(
     "do_swap_page does not pin the swap device (get_swap_device): swapoff completes and frees "
     "the device while a skip-swapcache swapin is about to read from it",
     "use_after_free",
+    mail_tasks=2,
+    mail_preemptions=1,
 )
 
 
@@ -193,7 +201,7 @@ def _map_swap_page(
 ) -> None:
     """Install the pte (page_table_lock and page lock held); our page reference becomes the
     pte's.  Writable only if this fault owns the page (reuse_swap_page / a private copy)."""
-    from vmfuzz.kernel.page_alloc import lru_cache_add
+    from vmfuzz.kernel.page_alloc import lru_cache_add_active_or_unevictable
     from vmfuzz.kernel.rmap import page_add_anon_rmap, page_add_new_anon_rmap
 
     if swapcache:
@@ -203,7 +211,7 @@ def _map_swap_page(
     else:
         k.set_pte_at(mm, addr, PresentPte(page.pfn, write))
         page_add_new_anon_rmap(k, page, vma, addr)
-        lru_cache_add(k, page)
+        lru_cache_add_active_or_unevictable(k, page, vma)
     mm.rss += 1
     k.touch_mm(mm)
 
