@@ -118,6 +118,22 @@ def test_long_solo_prefix_is_elided_and_said_so(tmp_path: Path) -> None:
     assert step_numbers(diagram_rows(full)) == list(range(total))
 
 
+def test_a_setup_task_that_never_runs_again_loses_its_column(tmp_path: Path) -> None:
+    data = race_json()
+    data["tasks"].insert(0, {"name": "setup", "ops": [{"op": "test_spin", "args": {"count": 30}}]})
+    data["schedule"]["explicit"].insert(0, "run setup to completion")
+    path = tmp_path / "setup.json"
+    path.write_text(json.dumps(data))
+    cc = load(path)
+    text = render_attempt(cc, attempt(cc), width=100)
+    assert "only setup ran" in text
+    head = next(line for line in text.splitlines() if "| T2" in line)
+    assert head.split() == ["T1", "|", "T2"]
+    assert "test_spin" not in "".join(diagram_rows(text))
+    full = render_attempt(cc, attempt(cc), width=100, full=True)
+    assert "setup" in next(line for line in full.splitlines() if "| T2" in line)
+
+
 def test_short_runs_are_not_elided(tmp_path: Path) -> None:
     cc = load(saved_race(tmp_path, extra=3))
     assert "elided" not in render_attempt(cc, attempt(cc), width=100)
@@ -173,5 +189,6 @@ def test_a_diverged_run_shows_its_partial_trace(tmp_path: Path) -> None:
     att = attempt(cc)
     assert att.observed == "diverged"
     text = render_attempt(cc, att, width=100)
-    assert "T1 exited" in text and "| T3" in text
+    assert "T1 exited" in text
+    assert "T3: test_spin(count=2)" in text  # listed, though it never ran (so no column)
     assert "test_counter_incr:after_write" in text  # the steps run before the divergence

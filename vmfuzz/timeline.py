@@ -17,7 +17,8 @@
 Each line is one scheduler step: the yield label the task stopped at and, in brackets, what
 happened to locks in that step (takes / blocks on / wakes / sleeps / unlock).  Cells wrap inside
 their column to fit ``width``.  A long uneventful prefix, where only one task has run so far, is
-elided with a line saying so (``full=True`` keeps every step).
+elided with a line saying so (``full=True`` keeps every step); when that task never runs again (a
+setup task) its column goes too.
 """
 
 from __future__ import annotations
@@ -75,16 +76,27 @@ def render_timeline(
     header: Sequence[str] = (),
     footer: Sequence[str] = (),
 ) -> str:
-    """Draw ``trace`` with one column per name in ``tasks`` (tasks not listed get a column too).
+    """Draw ``trace`` with a column per task that appears in the drawing, ordered as ``tasks``.
 
     ``mark_step`` gets a ``*`` in the margin and ``mark_text`` after its cell (the step where a
     check fired, and the check).  ``header`` and
     ``footer`` lines are wrapped to ``width`` and printed above and below the diagram.
     """
+    start = 0
+    solo = solo_prefix(trace)
+    if not full and len(trace) > ELIDE_TRACE and solo > ELIDE_MIN:
+        # Keep the end of the prefix for context, unless its task never runs again (a setup
+        # task): then all of it goes, and so does its column.
+        later = {s.task for s in trace[solo:]}
+        start = solo - ELIDE_KEEP if trace[0].task in later else solo
+    shown = trace[start:]
     names = list(tasks)
     for s in trace:
         if s.task not in names:
             names.append(s.task)
+    if shown:  # a column for every task that appears in what is drawn
+        ran = {s.task for s in shown}
+        names = [n for n in names if n in ran]
     if not names:
         names = ["-"]
     col = {n: i for i, n in enumerate(names)}
@@ -106,10 +118,7 @@ def render_timeline(
     out.append(row([n[:cw] for n in names]))
     out.append(row(["-" * cw] * ncol))
 
-    start = 0
-    solo = solo_prefix(trace)
-    if not full and len(trace) > ELIDE_TRACE and solo > ELIDE_MIN:
-        start = solo - ELIDE_KEEP
+    if start:
         first, last = trace[0].step, trace[start - 1].step
         note = (
             f"... steps {first}-{last}: only {trace[0].task} ran ({start} steps elided; "
@@ -117,7 +126,7 @@ def render_timeline(
         )
         for line in _wrap(note, width - gutter, "    "):
             out.append(" " * gutter + line)
-    for s in trace[start:]:
+    for s in shown:
         text = cell_text(s)
         marked = mark_step is not None and s.step == mark_step
         lines = _wrap(text, cw)
