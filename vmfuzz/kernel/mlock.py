@@ -210,7 +210,7 @@ def _sys_mlock(k: Kernel, mm_id: int, addr: int, npages: int, on: bool) -> Gen:
         yield from mmput(k, mm)
         return EINVAL
     end = addr + npages
-    yield k.sched.down_write(mm.mmap_sem)
+    yield k.sched.down_write(mm.mmap_sem, at="sys_mlock" if on else "sys_munlock")
     ret = yield from do_mlock(k, mm, addr, end, on)
     k.sched.up_write(mm.mmap_sem)
     if on and ret == 0:
