@@ -158,7 +158,7 @@ def test_bad_arguments_fail_like_the_syscall() -> None:
     assert do(k, "mprotect", mm=0, addr=0, npages=1, flag=0) < 0  # -ENOMEM: a hole
     assert do(k, "write", mm=0, addr=0) == EFAULT
     assert do(k, "mmap", mm=7, addr=0, npages=1) == ESRCH  # no such process
-    assert do(k, "migrate", pfn=3) == EBUSY  # a free frame is not on the LRU
+    assert do(k, "migrate", pfn=3) == EBUSY  # no anon page on the LRU to migrate
 
 
 # --------------------------------------------------------------------------- mprotect

@@ -1,6 +1,7 @@
 """Page migration (mm/migrate.c, 2.6.36) as memory compaction drives it: without mmap_sem.
 
-``migrate(pfn)`` isolates one LRU page (isolate_migratepages) and runs ``unmap_and_move``:
+``migrate(pfn)`` scans the frames from ``pfn`` on and isolates the first anon LRU page
+(isolate_migratepages scans a pfn range under lru_lock), then runs ``unmap_and_move``:
 allocate the target, lock the old page, take a reference on its anon_vma (the page will be
 unmapped, and only that reference keeps the anon_vma alive: 3f6c82728f4e), replace every pte
 by a migration entry (try_to_unmap), move the swap cache slot if any, copy the data and flags,
@@ -29,6 +30,7 @@ from vmfuzz.kernel.mm_types import (
     MmStruct,
     Page,
     PG_active,
+    PG_lru,
     PG_mlocked,
     PG_swapcache,
     PG_unevictable,
@@ -246,19 +248,31 @@ def unmap_and_move(k: Kernel, page: Page) -> Gen:
     return rc
 
 
+def _migratable(page: Page) -> bool:
+    """What compaction's __isolate_lru_page(ISOLATE_BOTH) accepts here: an anon (or swap
+    cache) page on an evictable LRU list."""
+    return (
+        PG_lru in page.flags
+        and PG_unevictable not in page.flags
+        and (page.mapping is not None or PG_swapcache in page.flags)
+    )
+
+
 @operation("migrate", pfn="pfn")
 def sys_migrate(k: Kernel, pfn: int) -> Gen:
-    """Compaction migrates frame ``pfn`` (an LRU page) to a new frame, without mmap_sem."""
-    if not 0 <= pfn < len(k.pages):
+    """Compaction scans the frames from ``pfn`` on (wrapping) and migrates the first anon LRU
+    page it can isolate to a new frame, without mmap_sem."""
+    n = len(k.pages)
+    if not 0 <= pfn < n:
         return EINVAL
-    page = k.pages[pfn]
     yield k.sched.spin_lock(k.lru_lock, at="isolate_migratepages")
-    ok = (
-        PG_unevictable not in page.flags
-        and (page.mapping is not None or PG_swapcache in page.flags)
-        and isolate_lru_page(k, page)
-    )
+    page = None
+    for i in range(n):
+        candidate = k.pages[(pfn + i) % n]
+        if _migratable(candidate) and isolate_lru_page(k, candidate):
+            page = candidate
+            break
     k.sched.spin_unlock(k.lru_lock)
-    if not ok:
+    if page is None:
         return EBUSY
     return (yield from unmap_and_move(k, page))
