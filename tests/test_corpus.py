@@ -319,8 +319,9 @@ def test_bad_files_give_one_line_naming_file_and_problem(
         (b'{"format": "vmfuzz-case", "version": 1, "tasks": [', "malformed JSON (truncated?)"),
         (b'{"format": "vmfuzz-case",, }', "malformed JSON: Expecting"),
         (b"\xff\xfe\x00garbage", "not UTF-8"),
+        (b'{"format": "vmfuzz-case", "version": 1, "version": 2}', "'version' given twice"),
     ],
-    ids=["empty", "truncated", "malformed", "binary"],
+    ids=["empty", "truncated", "malformed", "binary", "duplicate"],
 )
 def test_unreadable_files(tmp_path: Path, content: bytes, problem: str) -> None:
     path = tmp_path / "bad.json"
@@ -329,6 +330,12 @@ def test_unreadable_files(tmp_path: Path, content: bytes, problem: str) -> None:
         load(path)
     assert str(info.value).startswith(f"{path}: ") and problem in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_a_byte_order_mark_is_fine(tmp_path: Path) -> None:
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(race_json()).encode())
+    assert load(path).expected == "test_lost_update"
 
 
 def test_a_truncated_saved_case_is_reported(tmp_path: Path) -> None:

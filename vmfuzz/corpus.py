@@ -330,11 +330,24 @@ def _from_json(data: Any, path: Path) -> CorpusCase:
     return CorpusCase(case, expected, explicit, sha, steps, violation, description, metadata, path)
 
 
+class _Duplicate(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _Duplicate(k)
+        out[k] = v
+    return out
+
+
 def load(path: str | os.PathLike[str]) -> CorpusCase:
     """Read and validate one case file; :class:`CorpusError` (one line) if it is unusable."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise CorpusError(p, "no such file") from None
     except IsADirectoryError:
@@ -346,7 +359,10 @@ def load(path: str | os.PathLike[str]) -> CorpusCase:
     if not text.strip():
         raise CorpusError(p, "empty file")
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_no_duplicates)
+    except _Duplicate as e:
+        dup = e.args[0]
+        raise CorpusError(p, f"malformed JSON: field {dup!r} given twice in one object") from None
     except json.JSONDecodeError as e:
         end = text.rstrip()
         truncated = " (truncated?)" if e.pos >= len(end) or end[-1] not in "}]" else ""
