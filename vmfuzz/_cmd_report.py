@@ -1,0 +1,53 @@
+"""Print the morning summary of a soak run again (and rewrite its HTML report).
+
+  vmfuzz report soak-state           duration, throughput, coverage, findings with timelines
+  vmfuzz report soak-state --json    the same as one JSON object
+
+Works for a run that is still going or was killed: everything is read from the state directory
+(run.json, stats.json, findings/, timelines/, coverage.json).  STATE/summary.txt and
+STATE/report.html (plots of throughput and coverage over time, the findings' timelines) are
+written again.
+
+--json keys: state, elapsed, sessions, stop, workers, bugs, plugins, ops, corpus, examples,
+steps, campaigns, budget_hits, schedulers, profiles, examples_per_second, steps_per_second,
+coverage ({lines, branches, covered_lines, statements, covered_branches, branches_total,
+sampled_chunks} | null), findings (one per signature: signature, kind, check, message,
+corpus, timeline, elapsed, hits, workers, seed, scheduler, profile, shrunk ...), interrupted,
+max_worker_rss_mb, summary, report.
+Exit status: 0 no findings, 1 findings, 2 not a soak state directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("state", metavar="STATE_DIR", help="the state directory of a soak run")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    from vmfuzz import _soak_report
+    from vmfuzz.soak import FORMAT, SoakError, load_plugins, read_json
+
+    state = Path(args.state)
+    run_json = read_json(state / "run.json")
+    if not isinstance(run_json, dict) or run_json.get("format") != FORMAT:
+        sys.stderr.write(f"vmfuzz report: error: {state}: not a soak state directory "
+                         "(no readable run.json)\n")
+        return 2
+    try:  # the run's plugins: their operations appear in the findings' timelines
+        load_plugins(run_json.get("config", {}).get("plugins", []))
+    except SoakError as e:
+        sys.stderr.write(f"vmfuzz report: warning: {e}\n")
+    summary = _soak_report.write_reports(state)
+    text = summary.pop("text", "")
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        sys.stdout.write(text)
+    return 1 if summary["findings"] else 0

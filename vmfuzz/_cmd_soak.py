@@ -1,0 +1,152 @@
+"""Soak run: fuzz on every core for hours, keep every finding, say in the morning what happened.
+
+Examples:
+  vmfuzz soak --duration 8h                     all cores, fixed kernel, state in soak-state/
+  vmfuzz soak --duration 2m --workers 2 --bug NAME
+  vmfuzz soak --resume --duration 1h            continue the run in soak-state/ (no seed repeats)
+  vmfuzz report soak-state                      print the morning summary again
+
+Each worker process loops over campaigns with seeds no other campaign of the run used, rotating
+schedulers (preemptions, pct, random) and profiles.  A failure is shrunk, saved to the corpus
+(one file per failure signature, however many workers find it) and its timeline written to
+STATE/timelines/ the moment it is found.  A worker that dies is restarted; its death is a
+finding too.  Ctrl-C stops cleanly (a failure being shrunk is shrunk and saved first; Ctrl-C
+again stops at once), kill -9 loses no finding already reported, --resume continues.
+
+STATE/stats.json is rewritten every few seconds: examples, steps, steps/s, findings, counts per
+operation and per yield label, line and branch coverage of the model (vmfuzz.kernel, measured
+on one chunk of examples in ten, merged across workers).  At the end the summary is printed and written
+to STATE/summary.txt, with plots and timelines in STATE/report.html.
+
+--json prints the summary as one JSON object (see 'vmfuzz report --json').
+Exit status: 0 nothing found, 1 findings (failures or worker crashes), 2 usage or bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--duration", default="8h", metavar="TIME",
+                   help="how long this session runs: 90s, 2m, 8h, 1h30m (default 8h)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help=f"worker processes (default: all cores, here {os.cpu_count()})")
+    p.add_argument("--bug", action="append", default=[], metavar="NAME",
+                   help="switch on a historical bug (repeatable); 'vmfuzz bugs' lists them")
+    p.add_argument("--corpus", default="corpus", metavar="DIR",
+                   help="where failures are saved (default: corpus/)")
+    p.add_argument("--state", default=None, metavar="DIR",
+                   help="the run's state directory (default: soak-state/)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in the state directory (same bugs, fresh seeds)")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="import MODULE (a name or a .py path) in every process first, e.g. "
+                        "to register extra operations or bug switches (repeatable)")
+    p.add_argument("--op", action="append", default=None, metavar="NAME",
+                   help="fuzz only these operations (repeatable; default: all)")
+    p.add_argument("--coverage-every", type=int, default=None, metavar="N",
+                   help="measure model coverage on one chunk of examples in N (default 10; "
+                        "0: do not measure)")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+
+
+def _usage_error(msg: str) -> int:
+    sys.stderr.write(f"vmfuzz soak: error: {msg}\n")
+    return 2
+
+
+class _StatusLine:
+    """One self-overwriting line on stderr (only when stderr is a terminal)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.shown = False
+
+    def status(self, snap: object) -> None:
+        from vmfuzz.soak import Snapshot, format_duration
+
+        if not self.enabled or not isinstance(snap, Snapshot):
+            return
+        cov = snap.coverage or {}
+        cov_text = (
+            f"  cov {cov.get('lines', 0):.1f}% lines {cov.get('branches', 0):.1f}% br"
+            if cov.get("lines") is not None else ""
+        )
+        state = f"  [{snap.stopping}: finishing]" if snap.stopping else ""
+        line = (
+            f"[{format_duration(snap.session_elapsed)}/{format_duration(snap.duration)}] "
+            f"{snap.alive}/{snap.workers} workers  {snap.examples:,} examples  "
+            f"{snap.steps_per_second:,.0f} steps/s  {snap.campaigns} campaigns{cov_text}  "
+            f"findings {snap.findings}{state}"
+        )
+        width = 200
+        try:
+            width = os.get_terminal_size(sys.stderr.fileno()).columns - 1
+        except OSError:
+            pass
+        sys.stderr.write("\r" + line[:width] + "\x1b[K")
+        sys.stderr.flush()
+        self.shown = True
+
+    def event(self, msg: str) -> None:
+        if not self.enabled:
+            return
+        sys.stderr.write(("\r\x1b[K" if self.shown else "") + msg + "\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.shown:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    from vmfuzz.soak import (
+        DEFAULT_STATE_DIR,
+        SoakConfig,
+        SoakError,
+        SoakOptions,
+        parse_duration,
+        run_soak,
+    )
+
+    try:
+        duration = parse_duration(args.duration)
+    except SoakError as e:
+        return _usage_error(str(e))
+    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
+    if workers < 1:
+        return _usage_error("--workers must be >= 1")
+    state = Path(args.state or DEFAULT_STATE_DIR)
+    if state.exists() and not state.is_dir():
+        return _usage_error(f"--state {state}: not a directory")
+    config = SoakConfig(
+        bugs=tuple(args.bug),
+        plugins=tuple(str(Path(p).resolve()) if p.endswith(".py") else p for p in args.plugin),
+        ops=tuple(args.op) if args.op else None,
+        corpus=str(Path(args.corpus).resolve()) if args.corpus != "corpus" else "corpus",
+    )
+    if args.coverage_every is not None and args.coverage_every < 0:
+        return _usage_error("--coverage-every must be >= 0")
+    opts = SoakOptions(state_dir=state, duration=duration, workers=workers, config=config,
+                       resume=args.resume)
+    if args.coverage_every is not None:
+        opts.sample_every = args.coverage_every
+    ui = _StatusLine(not args.json and sys.stderr.isatty())
+    try:
+        summary = run_soak(opts, on_status=ui.status, on_event=ui.event)
+    except SoakError as e:
+        ui.close()
+        return _usage_error(str(e))
+    ui.close()
+    text = summary.pop("text", "")
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        sys.stdout.write(text)
+    return 1 if summary["findings"] else 0

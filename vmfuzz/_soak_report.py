@@ -1,0 +1,440 @@
+"""The morning summary of a soak run: text for the terminal, JSON, and an HTML page.
+
+Everything is read back from the state directory (``run.json``, ``stats.json``, ``findings/``,
+``timelines/``, ``coverage.json``), so ``vmfuzz report STATE_DIR`` says the same as the end of
+``vmfuzz soak``, also for a run that was killed.  The HTML page is self-contained (inline SVG
+plots, inline CSS, no JavaScript, nothing fetched from the network).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from vmfuzz.soak import (
+    format_duration,
+    group_findings,
+    load_findings,
+    read_json,
+    signature_digest,
+    write_text,
+)
+
+
+def _rel(path: str | None) -> str | None:
+    """``path`` relative to the current directory when it lies below it."""
+    if not path:
+        return path
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if rel.startswith("..") else rel
+
+
+def summarize(state_dir: Path) -> dict[str, Any]:
+    """The summary of the run in ``state_dir`` as JSON data (see ``vmfuzz report --json``)."""
+    run = read_json(state_dir / "run.json")
+    if not isinstance(run, dict):
+        raise FileNotFoundError(f"{state_dir}: no soak run here (no run.json)")
+    stats = read_json(state_dir / "stats.json")
+    if not isinstance(stats, dict):
+        stats = {"totals": {}, "series": [], "elapsed": 0.0}
+    t = stats.get("totals", {})
+    config = run.get("config", {})
+    sessions = run.get("sessions", [])
+    elapsed = float(stats.get("elapsed", 0.0))
+    workers = sessions[-1].get("workers") if sessions else None
+    steps = int(t.get("steps", 0))
+    examples = int(t.get("examples", 0))
+    findings = group_findings(load_findings(state_dir))
+    return {
+        "state": str(state_dir),
+        "elapsed": round(elapsed, 1),
+        "sessions": len(sessions),
+        "stop": sessions[-1].get("stop") if sessions else None,
+        "workers": workers,
+        "bugs": config.get("bugs", []),
+        "plugins": config.get("plugins", []),
+        "ops": config.get("ops"),
+        "corpus": config.get("corpus"),
+        "examples": examples,
+        "steps": steps,
+        "campaigns": int(t.get("campaigns", 0)),
+        "budget_hits": int(t.get("budget_hits", 0)),
+        "schedulers": t.get("schedulers", {}),
+        "profiles": t.get("profiles", {}),
+        "examples_per_second": round(examples / elapsed, 2) if elapsed else 0.0,
+        "steps_per_second": round(steps / elapsed, 1) if elapsed else 0.0,
+        "coverage": stats.get("coverage"),
+        "findings": findings,
+        "interrupted": stats.get("interrupted", []),
+        "max_worker_rss_mb": _max_rss(stats.get("series", [])),
+        "summary": str(state_dir / "summary.txt"),
+        "report": str(state_dir / "report.html"),
+    }
+
+
+def _max_rss(series: list[dict[str, Any]]) -> float | None:
+    vals = [v for s in series for v in (s.get("rss_mb") or {}).values()]
+    return max(vals) if vals else None
+
+
+_STOP = {
+    "duration": "the duration was reached",
+    "interrupted": "interrupted (Ctrl-C / SIGTERM); in-flight shrinking finished",
+    "forced": "stopped at once (second Ctrl-C or grace period over)",
+    "killed": "the session was killed",
+    None: "still running, or killed",
+}
+
+
+def summary_text(s: dict[str, Any]) -> str:
+    """The morning summary for people."""
+    out = []
+    sessions = s["sessions"]
+    out.append(
+        f"vmfuzz soak: {format_duration(s['elapsed'])} in {sessions} "
+        f"session{'s' if sessions != 1 else ''}, {s['workers']} workers (state {s['state']})"
+    )
+    bugs = ", ".join(s["bugs"]) if s["bugs"] else "none (fixed kernel)"
+    extra = ""
+    if s["plugins"]:
+        extra += f"; plugins: {', '.join(s['plugins'])}"
+    if s["ops"] is not None:
+        extra += f"; operations: {', '.join(s['ops'])}"
+    out.append(f"  bugs: {bugs}{extra}")
+    out.append(f"  last session: {_STOP.get(s['stop'], s['stop'])}")
+    per_worker = s["steps_per_second"] / s["workers"] if s["workers"] else 0.0
+    sched = ", ".join(f"{k} {v}" for k, v in sorted(s["schedulers"].items()))
+    out.append(
+        f"throughput: {s['examples']:,} examples ({s['examples_per_second']:,.1f}/s), "
+        f"{s['steps']:,} steps ({s['steps_per_second']:,.0f}/s, {per_worker:,.0f}/s per "
+        f"worker), {s['campaigns']} campaigns" + (f" ({sched})" if sched else "")
+    )
+    if s["max_worker_rss_mb"] is not None:
+        out.append(f"  largest worker: {s['max_worker_rss_mb']:.0f} MB resident")
+    cov = s["coverage"]
+    if cov:
+        out.append(
+            f"coverage of the model (vmfuzz.kernel): lines {_pct(cov.get('lines'))} "
+            f"({cov.get('covered_lines')}/{cov.get('statements')}), branches "
+            f"{_pct(cov.get('branches'))} ({cov.get('covered_branches')}/"
+            f"{cov.get('branches_total')}), from {cov.get('sampled_chunks', 0)} sampled "
+            "chunks of examples"
+        )
+    else:
+        out.append("coverage of the model: not measured (no sampled chunk finished)")
+    findings = s["findings"]
+    hits = sum(f["hits"] for f in findings)
+    if not findings:
+        out.append("findings: none")
+    else:
+        out.append(f"findings: {len(findings)} distinct ({hits} hits)")
+    for i, f in enumerate(findings, 1):
+        out.append(f"  {i}. {f.get('message')}")
+        workers = ", ".join(str(w) for w in f.get("workers", []))
+        out.append(
+            f"     first after {format_duration(f.get('elapsed', 0))} by worker "
+            f"{f.get('worker')} (seed {f.get('seed')}, {f.get('scheduler')}, "
+            f"profile {f.get('profile')}); {f['hits']} hit{'s' if f['hits'] != 1 else ''} "
+            f"by worker{'s' if len(f.get('workers', [])) != 1 else ''} {workers}"
+        )
+        sh = f.get("shrunk")
+        if sh:
+            out.append(
+                f"     shrunk to {sh.get('tasks')} tasks, {sh.get('ops')} operations, "
+                f"{sh.get('steps')} steps, {sh.get('preemptions')} preemptions"
+                + (" (minimal)" if f.get("minimal_preemptions") else "")
+            )
+        if f.get("corpus"):
+            out.append(f"     corpus:   {_rel(f['corpus'])}")
+            out.append(f"     replay:   vmfuzz replay {_rel(f['corpus'])}")
+        if f.get("timeline"):
+            out.append(f"     timeline: {_rel(f['timeline'])}")
+        if f.get("error"):
+            out.append(f"     not saved: {f['error']}")
+        if f.get("kind") == "crash":
+            out.append(f"     record:   {_rel(f.get('record'))}")
+    if s["interrupted"]:
+        out.append(
+            f"interrupted campaigns ({len(s['interrupted'])}; re-run one with "
+            "vmfuzz.soak.rerun_campaign(config, seed, scheduler, profile)):"
+        )
+        for c in s["interrupted"][:10]:
+            out.append(
+                f"  seed {c.get('seed')} ({c.get('scheduler')}, profile {c.get('profile')}) "
+                f"on worker {c.get('slot')}: {c.get('why')}"
+            )
+        if len(s["interrupted"]) > 10:
+            out.append(f"  ... and {len(s['interrupted']) - 10} more (stats.json)")
+    out.append(f"report: {_rel(s['report'])}")
+    return "\n".join(out) + "\n"
+
+
+def _pct(v: float | None) -> str:
+    return f"{v:.1f}%" if v is not None else "n/a"
+
+
+def write_reports(state_dir: Path) -> dict[str, Any]:
+    """Write ``summary.txt`` and ``report.html``; the summary as JSON data."""
+    s = summarize(state_dir)
+    text = summary_text(s)
+    write_text(state_dir / "summary.txt", text)
+    write_text(state_dir / "report.html", render_html(state_dir, s))
+    s["text"] = text
+    return s
+
+
+# ============================================================================ SVG plots
+_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f")
+
+
+def _nice_step(span: float, ticks: int) -> float:
+    if span <= 0:
+        return 1.0
+    raw = span / max(1, ticks)
+    mag = 10 ** math.floor(math.log10(raw))
+    for m in (1, 2, 5, 10):
+        if raw <= m * mag:
+            return m * mag
+    return 10 * mag
+
+
+def _time_step(span: float) -> float:
+    for step in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600):
+        if span / step <= 8:
+            return float(step)
+    return 43200.0
+
+
+def _fmt_num(v: float) -> str:
+    if abs(v) >= 1e6:
+        return f"{v / 1e6:g}M"
+    if abs(v) >= 1e3:
+        return f"{v / 1e3:g}k"
+    return f"{v:g}"
+
+
+def svg_chart(
+    title: str,
+    series: list[tuple[str, list[tuple[float, float]]]],
+    *,
+    y_label: str = "",
+    y_max: float | None = None,
+    markers: list[tuple[float, str]] | None = None,
+    width: int = 760,
+    height: int = 240,
+) -> str:
+    """A line chart over elapsed time as inline SVG (no scripts)."""
+    left, right, top, bottom = 64, 16, 28, 36
+    pw, ph = width - left - right, height - top - bottom
+    xs = [x for _, pts in series for x, _ in pts] + [m[0] for m in markers or []]
+    ys = [y for _, pts in series for _, y in pts]
+    x1 = max(xs) if xs else 1.0
+    x1 = max(x1, 1.0)
+    top_y = y_max if y_max is not None else (max(ys) if ys else 1.0)
+    top_y = top_y if top_y > 0 else 1.0
+    ystep = _nice_step(top_y, 4)
+    top_y = math.ceil(top_y / ystep) * ystep
+
+    def px(x: float) -> float:
+        return left + pw * x / x1
+
+    def py(y: float) -> float:
+        return top + ph - ph * y / top_y
+
+    e = html.escape
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{e(title)}">',
+        f'<text x="{left}" y="16" class="t">{e(title)}</text>',
+    ]
+    y = 0.0
+    while y <= top_y + 1e-9:
+        yy = py(y)
+        parts.append(f'<line x1="{left}" y1="{yy:.1f}" x2="{left + pw}" y2="{yy:.1f}" class="g"/>')
+        parts.append(f'<text x="{left - 6}" y="{yy + 4:.1f}" class="yl">{_fmt_num(y)}</text>')
+        y += ystep
+    xstep = _time_step(x1)
+    x = 0.0
+    while x <= x1 + 1e-9:
+        xx = px(x)
+        parts.append(f'<line x1="{xx:.1f}" y1="{top}" x2="{xx:.1f}" y2="{top + ph}" class="g"/>')
+        parts.append(
+            f'<text x="{xx:.1f}" y="{top + ph + 16}" class="xl">{format_duration(x)}</text>'
+        )
+        x += xstep
+    if y_label:
+        parts.append(
+            f'<text x="14" y="{top + ph / 2:.1f}" class="al" '
+            f'transform="rotate(-90 14 {top + ph / 2:.1f})">{e(y_label)}</text>'
+        )
+    for t, label in markers or []:
+        xx = px(t)
+        parts.append(
+            f'<line x1="{xx:.1f}" y1="{top}" x2="{xx:.1f}" y2="{top + ph}" class="m">'
+            f"<title>{e(label)}</title></line>"
+        )
+    for i, (name, pts) in enumerate(series):
+        color = _COLORS[i % len(_COLORS)]
+        if pts:
+            path = " ".join(f"{px(a):.1f},{py(b):.1f}" for a, b in pts)
+            parts.append(
+                f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="1.6">'
+                f"<title>{e(name)}</title></polyline>"
+            )
+        lx = left + 8 + 150 * i
+        parts.append(f'<rect x="{lx}" y="{top + 4}" width="10" height="10" fill="{color}"/>')
+        parts.append(f'<text x="{lx + 14}" y="{top + 13}" class="lg">{e(name)}</text>')
+    if not any(pts for _, pts in series):
+        parts.append(
+            f'<text x="{left + pw / 2}" y="{top + ph / 2}" class="xl">no data yet</text>'
+        )
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+# ============================================================================ HTML
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1100px; }
+h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
+pre { background: #f6f6f6; padding: .8em; overflow-x: auto; font-size: 12px; }
+table { border-collapse: collapse; font-size: 13px; }
+td, th { border: 1px solid #ddd; padding: 2px 8px; text-align: left; }
+td.n { text-align: right; font-variant-numeric: tabular-nums; }
+svg .t { font-size: 13px; font-weight: 600; } svg .g { stroke: #e4e4e4; }
+svg .yl { font-size: 11px; text-anchor: end; fill: #555; }
+svg .xl { font-size: 11px; text-anchor: middle; fill: #555; }
+svg .al { font-size: 11px; text-anchor: middle; fill: #555; }
+svg .lg { font-size: 11px; fill: #333; } svg .m { stroke: #d62728; stroke-dasharray: 3 3; }
+.bad { color: #b00; } .ok { color: #070; }
+"""
+
+
+def render_html(state_dir: Path, s: dict[str, Any]) -> str:
+    """The report page: summary, plots over time, findings with their timelines, counts."""
+    e = html.escape
+    stats = read_json(state_dir / "stats.json") or {}
+    series = stats.get("series", [])
+    markers = [
+        (float(f.get("elapsed", 0)), f"finding: {f.get('message')}") for f in s["findings"]
+    ]
+    rate = [
+        (p["t"], p["steps_per_second"]) for p in series if p.get("steps_per_second") is not None
+    ]
+    ex_rate = [
+        (p["t"], p["examples_per_second"]) for p in series
+        if p.get("examples_per_second") is not None
+    ]
+    lines = [(p["t"], p["lines"]) for p in series if p.get("lines") is not None]
+    branches = [(p["t"], p["branches"]) for p in series if p.get("branches") is not None]
+    slots = sorted({k for p in series for k in (p.get("rss_mb") or {})}, key=int)
+    rss = [
+        (f"worker {k}", [(p["t"], p["rss_mb"][k]) for p in series if k in (p.get("rss_mb") or {})])
+        for k in slots
+    ]
+    body = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>vmfuzz soak report: {e(s['state'])}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>vmfuzz soak report: {e(s['state'])}</h1>",
+        f"<pre>{e(summary_text(s))}</pre>",
+        "<h2>Throughput</h2>",
+        svg_chart("scheduler steps per second (all workers)", [("steps/s", rate)],
+                  y_label="steps/s", markers=markers),
+        svg_chart("examples per second (all workers)", [("examples/s", ex_rate)],
+                  y_label="examples/s", markers=markers),
+        "<h2>Model coverage (vmfuzz.kernel, sampled chunks of examples)</h2>",
+        svg_chart("coverage over time", [("lines %", lines), ("branches %", branches)],
+                  y_label="%", y_max=100.0, markers=markers),
+        "<h2>Worker memory</h2>",
+        svg_chart("resident set size per worker", rss, y_label="MB"),
+    ]
+    body.append("<h2>Findings</h2>")
+    if not s["findings"]:
+        body.append("<p class=ok>No findings.</p>")
+    for i, f in enumerate(s["findings"], 1):
+        anchor = f"f-{signature_digest(f['signature'])}"
+        body.append(f'<h3 id="{anchor}" class=bad>{i}. {e(str(f.get("message")))}</h3>')
+        facts = [
+            ("signature", f["signature"]),
+            ("first found", f"after {format_duration(f.get('elapsed', 0))} by worker "
+                            f"{f.get('worker')}"),
+            ("campaign", f"seed {f.get('seed')}, scheduler {f.get('scheduler')}, "
+                         f"profile {f.get('profile')}"),
+            ("hits", f"{f['hits']} (workers {', '.join(str(w) for w in f.get('workers', []))})"),
+            ("corpus", _rel(f.get("corpus")) or "-"),
+            ("timeline", _rel(f.get("timeline")) or "-"),
+        ]
+        if f.get("error"):
+            facts.append(("not saved", f["error"]))
+        body.append("<table>")
+        body.extend(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in facts)
+        body.append("</table>")
+        text = _read(f.get("timeline")) or f.get("traceback")
+        if text:
+            body.append(f"<pre>{e(text)}</pre>")
+    t = stats.get("totals", {})
+    body.append("<h2>Operations</h2>")
+    body.append(_count_table(t.get("ops", {}), "operation", "spawned"))
+    body.append("<h2>Yield labels (scheduling points reached)</h2>")
+    body.append(_count_table(t.get("labels", {}), "label", "steps", limit=200))
+    body.append(_coverage_table(state_dir))
+    body.append("</body></html>")
+    return "\n".join(body) + "\n"
+
+
+def _read(path: str | None) -> str | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
+def _count_table(counts: dict[str, int], what: str, unit: str, limit: int | None = None) -> str:
+    if not counts:
+        return "<p>none recorded</p>"
+    e = html.escape
+    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    rows = [f"<table><tr><th>{e(what)}</th><th>{e(unit)}</th></tr>"]
+    shown = items[:limit] if limit else items
+    rows.extend(f"<tr><td>{e(k)}</td><td class=n>{v:,}</td></tr>" for k, v in shown)
+    rows.append("</table>")
+    if limit and len(items) > limit:
+        rows.append(f"<p>... {len(items) - limit} more in stats.json</p>")
+    rarest = [k for k, _ in items[-10:]]
+    if len(items) > 10:
+        rows.append(f"<p>rarest: {e(', '.join(reversed(rarest)))}</p>")
+    return "\n".join(rows)
+
+
+def _coverage_table(state_dir: Path) -> str:
+    data = read_json(state_dir / "coverage.json")
+    if not isinstance(data, dict) or "files" not in data:
+        return ""
+    e = html.escape
+    rows = [
+        "<h2>Coverage per model file</h2>",
+        "<table><tr><th>file</th><th>lines</th><th>branches</th><th>missing lines</th></tr>",
+    ]
+    for name, f in sorted(data["files"].items()):
+        sm = f.get("summary", {})
+        st, cl = sm.get("num_statements", 0), sm.get("covered_lines", 0)
+        nb, cb = sm.get("num_branches", 0), sm.get("covered_branches", 0)
+        missing = f.get("missing_lines", [])
+        miss = ", ".join(str(x) for x in missing[:30]) + (" ..." if len(missing) > 30 else "")
+        rows.append(
+            f"<tr><td>{e(_rel(name) or name)}</td>"
+            f"<td class=n>{cl}/{st} {_pct(100 * cl / st if st else None)}</td>"
+            f"<td class=n>{cb}/{nb} {_pct(100 * cb / nb if nb else None)}</td>"
+            f"<td>{e(miss)}</td></tr>"
+        )
+    rows.append("</table>")
+    return "\n".join(rows)
