@@ -20,6 +20,8 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("replay", "vmfuzz._cmd_replay", "replay corpus cases and check their recorded outcomes"),
     ("show", "vmfuzz._cmd_show", "draw a corpus case as a race diagram (one column per task)"),
     ("invariants", "vmfuzz._cmd_invariants", "list the invariant checks and what each mirrors"),
+    ("soak", "vmfuzz._cmd_soak", "fuzz on every core for hours; resumable; morning report"),
+    ("report", "vmfuzz._cmd_report", "print a soak run's morning summary again (+ HTML report)"),
 ]
 
 DESCRIPTION = """\
