@@ -74,8 +74,8 @@ class Monitor:
                     self.pending[(c.name, scope)] = {}
                     self.hooks[scope].append((c.name, fn, self.pending[(c.name, scope)]))
         self.step_hooks = [(c.name, c.each_step) for c in self.checks if c.each_step]
-        # (scope, key) -> task ids that touched it while holding a spinlock (see atomic()).
-        self.atomic_touch: dict[tuple[str, int], set[int]] = {}
+        # task id -> (scope, key)s it touched inside its current spinlock section (atomic()).
+        self.atomic_touch: dict[int, set[tuple[str, int]]] = {}
         # Shadows.
         self.claim_of: dict[int, int] = {}  # pfn -> entry its PG_swapcache/private claim
         self.claims: dict[int, set[int]] = {}  # entry -> pfns claiming it
@@ -83,6 +83,7 @@ class Monitor:
         self.cache_of: dict[int, set[int]] = {}  # pfn -> entries whose slot held it
         self.swap_pos: dict[int, frozenset[tuple[int, int]]] = {}  # entry -> swap ptes
         self.sigs: dict[int, tuple[Any, ...]] = {}  # mm id -> layout signature
+        self.deferred_addrs: dict[tuple[str, int], set[int]] = {}  # (check, mm) -> addrs
         # Per-step results of the shadow refresh.
         self.layout_changed: set[int] = set()
         self.new_swap_ptes: dict[int, list[tuple[int, int]]] = {}
@@ -149,10 +150,13 @@ class Monitor:
         sched = self.k.sched
         if self.full:
             return any(t.holds_spinlock() is not None for t in sched.live)
-        tids = self.atomic_touch.get((scope, key))
-        if not tids:
+        if not self.atomic_touch:
             return False
-        return any(sched.tasks[t].holds_spinlock() is not None for t in tids)
+        sk = (scope, key)
+        return any(
+            sk in keys and sched.tasks[tid].holds_spinlock() is not None
+            for tid, keys in self.atomic_touch.items()
+        )
 
     @staticmethod
     def held(lock: Lock) -> bool:
@@ -165,12 +169,30 @@ class Monitor:
         return mm.mmap_sem.owner is not None
 
     def rescan(self, name: str, mm_id: int) -> bool:
-        """Should check ``name`` re-scan all of ``mm_id``'s ptes this step?"""
+        """Should check ``name`` look at ``mm_id`` this step (its layout changed, or it is
+        pending for this check)?"""
         return (
             self.full
             or mm_id in self.layout_changed
             or mm_id in self.pending.get((name, "mm"), ())
         )
+
+    def mm_addrs(self, name: str, mm: MmStruct) -> list[int]:
+        """The addresses of ``mm`` whose ptes check ``name`` must re-check this step: all of
+        them when the layout changed (or in a full scan), else only those it deferred last
+        time (new ptes are checked through their pages)."""
+        if self.full or mm.id in self.layout_changed:
+            return sorted(mm.pgd)
+        pgd = mm.pgd
+        return sorted(a for a in self.deferred_addrs.get((name, mm.id), ()) if a in pgd)
+
+    def defer_addrs(self, name: str, mm_id: int, addrs: list[int]) -> Any:
+        """Record the addresses a whole-mm check deferred; returns DEFER or None."""
+        if addrs:
+            self.deferred_addrs[(name, mm_id)] = set(addrs)
+            return DEFER
+        self.deferred_addrs.pop((name, mm_id), None)
+        return None
 
     def unsettled(self) -> Any:
         """mm ids whose expected view is not yet authoritative (model hook, default none)."""
@@ -272,10 +294,9 @@ class Monitor:
                 self.layout_changed.add(mm_id)
         cur_task = k.sched.current
         if cur_task is not None and cur_task.holds_spinlock() is not None:
-            tid = cur_task.tid
+            touched = self.atomic_touch.setdefault(cur_task.tid, set())
             for scope, ks in (("page", pages), ("entry", entries), ("mm", mms)):
-                for key in ks:
-                    self.atomic_touch.setdefault((scope, key), set()).add(tid)
+                touched.update((scope, key) for key in ks)
         return {"page": pages, "entry": entries, "mm": mms}
 
     def _finish(self) -> None:
@@ -287,13 +308,10 @@ class Monitor:
         if hook:
             hook.clear()
         if self.atomic_touch:
+            # A section ends when its task holds no spinlock any more: forget its touches.
             tasks = k.sched.tasks
-            for key in list(self.atomic_touch):
-                tids = {t for t in self.atomic_touch[key] if tasks[t].holds_spinlock()}
-                if tids:
-                    self.atomic_touch[key] = tids
-                else:
-                    del self.atomic_touch[key]
+            for tid in [t for t in self.atomic_touch if tasks[t].holds_spinlock() is None]:
+                del self.atomic_touch[tid]
 
     def scan_all(self) -> None:
         """Full scan of every page, entry and mm (``check_all``): raise the first violation."""

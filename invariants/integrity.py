@@ -67,15 +67,16 @@ def _mm(m: Monitor, mm_id: int) -> Violation | _Defer | None:
     mm = m.k.mms.get(mm_id)
     if mm is None or not m.rescan(CHECK, mm_id):
         return None
-    defer = False
-    for addr in sorted(mm.pgd):
+    deferred = []
+    for addr in m.mm_addrs(CHECK, mm):
         pte = mm.pgd[addr]
         if isinstance(pte, PresentPte):
             r = _one(m, mm_id, addr, pte.pfn)
             if isinstance(r, Violation):
                 return r
-            defer = defer or not r
-    return DEFER if defer else None
+            if not r:
+                deferred.append(addr)
+    return m.defer_addrs(CHECK, mm_id, deferred)  # type: ignore[no-any-return]
 
 
 register(

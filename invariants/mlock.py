@@ -5,9 +5,11 @@ vma with VM_LOCKED or VM_RESERVED (seed 004: 2.6.3 only tested VM_LOCKED, so a d
 VM_RESERVED DMA region was swapped out).  Seen two ways: a *new* swap pte appearing in such a
 vma (a swap pte is only ever created by reclaim, or copied by fork), and, when the model keeps
 it, the hook ``k.reclaim_unmaps`` (list of (mm id, addr) of every pte reclaim cleared or
-replaced in this step; consumed and emptied by the monitor).  A VM_LOCKED vma whose mm's
-mmap_sem is held for write is being mlocked right now (mlock_fixup sets the flag, then faults
-the pages in), so a swap pte there is the old state, not a reclaim: accepted.
+replaced in this step; consumed and emptied by the monitor).  A VM_LOCKED vma of an mm with an
+mlock() in progress is accepted: 2.6.36 sys_mlock sets VM_LOCKED under mmap_sem for write,
+drops it, and only then faults the range in under mmap_sem for read, so reclaim may unmap a
+page in between (benign: the populate brings it back).  Hook ``k.mlocking`` (mm ids with an
+mlock in progress); without it, any holder of the mm's mmap_sem counts as one.
 
 ``mlocked_resident``: a PG_mlocked page sits on the unevictable list or is isolated (off every
 LRU list), never on the active/inactive lists where reclaim scans, except inside
@@ -21,11 +23,20 @@ from typing import TYPE_CHECKING
 from vmfuzz.invariants._registry import DEFER, _Defer, register
 from vmfuzz.invariants._view import on_list, page_desc, user_visible, vma_at, vma_desc
 
-from vmfuzz.kernel.mm_types import VM_LOCKED, VM_RESERVED, PG_mlocked, SwapPte
+from vmfuzz.kernel.mm_types import (
+    VM_LOCKED,
+    VM_RESERVED,
+    PG_lru,
+    PG_mlocked,
+    PG_unevictable,
+    SwapPte,
+)
 from vmfuzz.violation import Violation
 
 if TYPE_CHECKING:
     from vmfuzz.invariants._monitor import Monitor
+
+    from vmfuzz.kernel.mm_types import MmStruct
 
 EVICTABLE = ("active", "inactive")
 
@@ -35,6 +46,18 @@ def _flags(flags: int) -> str:
     return "|".join(n for bit, n in pairs if flags & bit)
 
 
+def _mlocking(m: Monitor, mm: MmStruct) -> bool:
+    """An mlock() of ``mm`` is in progress (mlock_fixup set VM_LOCKED; its populate, under
+    mmap_sem for read after dropping it for write, will fault the range back in).
+
+    Read from the model hook ``k.mlocking`` (set of mm ids) when it exists; until then, any
+    holder of ``mm->mmap_sem`` (either mode) is taken as a possible mlock in progress."""
+    mlocking = getattr(m.k, "mlocking", None)
+    if mlocking is not None:
+        return mm.id in mlocking
+    return m.held(mm.mmap_sem)
+
+
 def _unmapped(m: Monitor, mm_id: int, addr: int, how: str) -> Violation | None:
     mm = m.k.mms.get(mm_id)
     if mm is None or not user_visible(mm):
@@ -42,7 +65,7 @@ def _unmapped(m: Monitor, mm_id: int, addr: int, how: str) -> Violation | None:
     vma = vma_at(mm, addr)
     if vma is None or not vma.vm_flags & (VM_LOCKED | VM_RESERVED):
         return None
-    if not vma.vm_flags & VM_RESERVED and m.mm_writer(mm):
+    if not vma.vm_flags & VM_RESERVED and _mlocking(m, mm):
         return None  # mlock in progress: it faults the range in after setting VM_LOCKED
     return Violation(
         "reserved_pte_cleared",
@@ -90,8 +113,11 @@ def _each_step(m: Monitor) -> Violation | None:
 def _mlocked(m: Monitor, pfn: int) -> Violation | _Defer | None:
     k = m.k
     page = k.pages[pfn]
-    if PG_mlocked not in page.flags:
+    flags = page.flags
+    if PG_mlocked not in flags:
         return None
+    if not m.full and (PG_lru not in flags or PG_unevictable in flags):
+        return None  # isolated, or on the unevictable list (the flags say which list)
     lists = [name for name in EVICTABLE if on_list(page, k.lru.get(name, []))]
     if not lists:
         return None

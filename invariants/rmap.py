@@ -183,7 +183,8 @@ def _mm(m: Monitor, mm_id: int) -> Violation | _Defer | None:
                 return Violation(CHECK, bad, mm=mm.name)
         vma = vma.vm_next
     # Every pte of the mm is reachable (its layout changed: vm_start/vm_pgoff/chains moved).
-    for addr in sorted(mm.pgd):
+    deferred = []
+    for addr in m.mm_addrs(CHECK, mm):
         pte = mm.pgd[addr]
         if isinstance(pte, SwapPte):
             continue
@@ -201,11 +202,12 @@ def _mm(m: Monitor, mm_id: int) -> Violation | _Defer | None:
             return r
         if not r:
             if m.held(root.lock) or m.atomic("page", pte.pfn):
-                defer = True
+                deferred.append(addr)
                 continue
             kind = "present" if isinstance(pte, PresentPte) else pte_kind(pte)
             return _unreachable(m, page, av, mm_id, addr, kind)
-    return DEFER if defer else None
+    r2 = m.defer_addrs(CHECK, mm_id, deferred)
+    return DEFER if defer else r2  # type: ignore[no-any-return]
 
 
 register(

@@ -135,13 +135,14 @@ def _pte_mm(m: Monitor, mm_id: int) -> Violation | _Defer | None:
     mm = m.k.mms.get(mm_id)
     if mm is None or not m.rescan("pte_in_vma", mm_id) or not user_visible(mm):
         return None
-    defer = False
-    for addr in sorted(mm.pgd):
+    deferred = []
+    for addr in m.mm_addrs("pte_in_vma", mm):
         r = _pte_check(m, mm, addr, ("mm", mm_id))
         if isinstance(r, Violation):
             return r
-        defer = defer or not r
-    return DEFER if defer else None
+        if not r:
+            deferred.append(addr)
+    return m.defer_addrs("pte_in_vma", mm_id, deferred)  # type: ignore[no-any-return]
 
 
 register(

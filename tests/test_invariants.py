@@ -1000,3 +1000,21 @@ def test_scaled_kernel_checks_quietly() -> None:
             child = w.fork_vma(vma, w.mm(i + 20))
             w.map(child, 1)
     quiet(w, m)
+
+
+def test_reclaim_in_vma_being_mlocked_uses_the_mlocking_hook() -> None:
+    """Between mlock_fixup (VM_LOCKED set) and the end of its populate, reclaim may unmap a page
+    (the populate faults it back): accepted for mms in k.mlocking, caught for the others."""
+    for mlocking, ok in (({0}, True), (set(), False)):
+        w = World()
+        vma = w.vma(w.mm(0), 0, 4, flags=VM_READ | VM_WRITE | VM_LOCKED)
+        page = w.map(vma, 1)
+        m = w.monitor("reserved_pte_cleared")
+        w.k.mlocking = mlocking  # type: ignore[attr-defined]
+        w.add_to_swap_cache(page, 3)
+        w.swap_out_pte(vma, 1)
+        if ok:
+            m.step()
+        else:
+            with pytest.raises(Violation, match="VM_LOCKED"):
+                m.step()

@@ -183,12 +183,13 @@ def run_synthetic(config: KernelConfig, checks: bool, seed: int, rounds: int) ->
 
 
 # --------------------------------------------------------------------------- model
-def model_case(config: KernelConfig, seed: int, ntasks: int = 3) -> Any:
-    """A case where each task runs :data:`MODEL_OPS` over a region proportional to the sizes."""
+def model_case(config: KernelConfig, seed: int, ntasks: int = 3, span: int | None = None) -> Any:
+    """A case where each task runs :data:`MODEL_OPS` over ``span`` pages (default: half an mm,
+    so the touched memory grows with the sizes)."""
     from vmfuzz.case import Case, OpCall, Schedule, TaskSpec
 
     ppm = config.pages_per_mm
-    span = max(1, ppm // 2)
+    span = max(1, ppm // 2) if span is None else max(1, min(span, ppm))
     tasks = []
     for t in range(ntasks):
         mm = t % config.nr_mms
@@ -215,11 +216,13 @@ def model_case(config: KernelConfig, seed: int, ntasks: int = 3) -> Any:
     return Case(config, tuple(tasks), Schedule(kind="random", seed=seed), max_steps=10**7)
 
 
-def run_model(config: KernelConfig, checks: bool, seed: int) -> tuple[int, float, str]:
+def run_model(
+    config: KernelConfig, checks: bool, seed: int, span: int | None = None
+) -> tuple[int, float, str]:
     """One model run: (steps, seconds, outcome kind)."""
     from vmfuzz.case import execute
 
-    case = model_case(config, seed)
+    case = model_case(config, seed, span=span)
     t0 = time.perf_counter()
     run = execute(case, invariants=checks, record_trace=False)
     dt = time.perf_counter() - t0
@@ -236,7 +239,7 @@ def bench_invariants(quick: bool = False, scales: tuple[int, ...] = (1, 16)) -> 
     """steps/s with all checks vs none, per workload and scale (best of interleaved repeats);
     ``overhead`` = none/all, ``us_per_step`` = the checks' cost per scheduler step."""
     out: dict[str, Any] = {}
-    reps = 3 if quick else 7
+    reps = 2 if quick else 5
     for scale in scales:
         config = KernelConfig().scaled(scale)
         rounds = max(1, (8 if quick else 64) // scale)
@@ -249,7 +252,8 @@ def bench_invariants(quick: bool = False, scales: tuple[int, ...] = (1, 16)) -> 
                 steps = n
         out.setdefault("synthetic", {})[f"{scale}x"] = _row(rates, steps)
         if any(op in OPS for op in MODEL_OPS):
-            out.setdefault("model", {})[f"{scale}x"] = _model_row(config, reps)
+            span = 8 if quick else None
+            out.setdefault("model", {})[f"{scale}x"] = _model_row(config, reps, span)
     return out
 
 
@@ -264,14 +268,14 @@ def _row(rates: dict[str, list[float]], steps: int) -> dict[str, Any]:
     }
 
 
-def _model_row(config: KernelConfig, reps: int) -> dict[str, Any]:
+def _model_row(config: KernelConfig, reps: int, span: int | None) -> dict[str, Any]:
     rates: dict[str, list[float]] = {"all": [], "none": []}
     kinds: set[str] = set()
     steps = 0
     try:
         for rep in range(reps):
             for label, checks in (("all", True), ("none", False)):
-                n, secs, kind = run_model(config, checks, rep)
+                n, secs, kind = run_model(config, checks, rep, span)
                 rates[label].append(n / secs if secs > 0 else 0.0)
                 kinds.add(kind)
                 steps = n
