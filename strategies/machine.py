@@ -23,10 +23,10 @@ from vmfuzz._scheduler import Scheduler, ScheduleSource, StepBudgetExceeded, Tas
 from vmfuzz.case import DEFAULT_MAX_STEPS, Case, OpCall, Schedule, TaskSpec
 from vmfuzz.kernel import Kernel, KernelConfig
 from vmfuzz.lockdep import LockDep
-from vmfuzz.schedules import PCT, NonPreemptive, PreemptionList, RandomWalk
+from vmfuzz.schedules import FUZZ_SCHEDULERS, PCT, NonPreemptive, PreemptionList, RandomWalk
 from vmfuzz.violation import Violation
 
-SCHEDULERS = ("preemptions", "pct", "random", "none")  # none: no preemption (baseline)
+SCHEDULERS = FUZZ_SCHEDULERS
 
 
 @attrs.define

@@ -14,7 +14,7 @@ _COMMON = {
     "phases": _PHASES,
     "suppress_health_check": list(HealthCheck),
     "database": None,  # cold starts: the corpus, not Hypothesis' database, keeps failures
-    "stateful_step_count": 40,
+    "stateful_step_count": 30,
 }
 
 settings.register_profile("dev", max_examples=60, **_COMMON)

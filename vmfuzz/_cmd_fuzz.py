@@ -20,11 +20,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vmfuzz.campaign import CampaignResult, fuzz
 from vmfuzz.kernel import BUGS, KernelConfig
-from vmfuzz.strategies import SCHEDULERS
+from vmfuzz.schedules import FUZZ_SCHEDULERS as SCHEDULERS
+
+if TYPE_CHECKING:  # Hypothesis is imported only when fuzzing (replay must not need it)
+    from vmfuzz.campaign import CampaignResult
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,7 +51,7 @@ def _usage_error(msg: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    import vmfuzz.kernel  # noqa: F401  (registers bugs and operations)
+    from vmfuzz.campaign import fuzz
 
     unknown = [b for b in args.bug if b not in BUGS]
     if unknown:

@@ -6,11 +6,24 @@ from it in their own way.
 """
 
 from vmfuzz.schedules._exhaustive import explore
-from vmfuzz.schedules._explicit import Explicit as Explicit
+from vmfuzz.schedules._explicit import Explicit
 from vmfuzz.schedules._nonpreemptive import NonPreemptive
 from vmfuzz.schedules._pct import PCT
 from vmfuzz.schedules._preemptions import PreemptionList
 from vmfuzz.schedules._random import RandomWalk
 from vmfuzz.schedules._replay import Replay
 
-__all__ = ["PCT", "NonPreemptive", "PreemptionList", "RandomWalk", "Replay", "explore"]
+# How the fuzzer draws schedules (``vmfuzz fuzz --scheduler``): sparse preemption lists, PCT,
+# uniform random, or no preemption at all (the baseline: plain stateful testing).
+FUZZ_SCHEDULERS = ("preemptions", "pct", "random", "none")
+
+__all__ = [
+    "FUZZ_SCHEDULERS",
+    "PCT",
+    "Explicit",
+    "NonPreemptive",
+    "PreemptionList",
+    "RandomWalk",
+    "Replay",
+    "explore",
+]
