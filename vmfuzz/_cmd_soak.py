@@ -15,8 +15,8 @@ again stops at once), kill -9 loses no finding already reported, --resume contin
 
 STATE/stats.json is rewritten every few seconds: examples, steps, steps/s, findings, counts per
 operation and per yield label, line and branch coverage of the model (vmfuzz.kernel, measured
-on one chunk of examples in ten, merged across workers).  At the end the summary is printed and written
-to STATE/summary.txt, with plots and timelines in STATE/report.html.
+on one chunk of examples in ten, merged across workers).  At the end the summary is printed
+and written to STATE/summary.txt, with plots and timelines in STATE/report.html.
 
 --json prints the summary as one JSON object (see 'vmfuzz report --json').
 Exit status: 0 nothing found, 1 findings (failures or worker crashes), 2 usage or bad input.
@@ -49,6 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "to register extra operations or bug switches (repeatable)")
     p.add_argument("--op", action="append", default=None, metavar="NAME",
                    help="fuzz only these operations (repeatable; default: all)")
+    p.add_argument("--scheduler", action="append", default=None, metavar="NAME",
+                   help="rotate only through these schedulers (repeatable; default: "
+                        "preemptions, pct, random)")
     p.add_argument("--coverage-every", type=int, default=None, metavar="N",
                    help="measure model coverage on one chunk of examples in N (default 10; "
                         "0: do not measure)")
@@ -108,6 +111,7 @@ class _StatusLine:
 def run(args: argparse.Namespace) -> int:
     from vmfuzz.soak import (
         DEFAULT_STATE_DIR,
+        SCHEDULERS,
         SoakConfig,
         SoakError,
         SoakOptions,
@@ -130,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
         plugins=tuple(str(Path(p).resolve()) if p.endswith(".py") else p for p in args.plugin),
         ops=tuple(args.op) if args.op else None,
         corpus=str(Path(args.corpus).resolve()) if args.corpus != "corpus" else "corpus",
+        schedulers=tuple(dict.fromkeys(args.scheduler)) if args.scheduler else SCHEDULERS,
     )
     if args.coverage_every is not None and args.coverage_every < 0:
         return _usage_error("--coverage-every must be >= 0")

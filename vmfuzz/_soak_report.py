@@ -9,6 +9,7 @@ plots, inline CSS, no JavaScript, nothing fetched from the network).
 from __future__ import annotations
 
 import html
+import itertools
 import math
 import os
 from pathlib import Path
@@ -73,13 +74,16 @@ def summarize(state_dir: Path) -> dict[str, Any]:
         "findings": findings,
         "interrupted": stats.get("interrupted", []),
         "max_worker_rss_mb": _max_rss(stats.get("series", [])),
+        "worker_cpu_seconds": round(float(t.get("worker_cpu_seconds", 0.0)), 1),
+        "cores_busy": round(float(t.get("worker_cpu_seconds", 0.0)) / elapsed, 2)
+        if elapsed else None,
         "summary": str(state_dir / "summary.txt"),
         "report": str(state_dir / "report.html"),
     }
 
 
 def _max_rss(series: list[dict[str, Any]]) -> float | None:
-    vals = [v for s in series for v in (s.get("rss_mb") or {}).values()]
+    vals = [v for s in series for v in (s.get("rss_mb") or {}).values() if v]
     return max(vals) if vals else None
 
 
@@ -98,7 +102,8 @@ def summary_text(s: dict[str, Any]) -> str:
     sessions = s["sessions"]
     out.append(
         f"vmfuzz soak: {format_duration(s['elapsed'])} in {sessions} "
-        f"session{'s' if sessions != 1 else ''}, {s['workers']} workers (state {s['state']})"
+        f"session{'s' if sessions != 1 else ''}, {_n(s['workers'], 'worker')} "
+        f"(state {s['state']})"
     )
     bugs = ", ".join(s["bugs"]) if s["bugs"] else "none (fixed kernel)"
     extra = ""
@@ -115,10 +120,15 @@ def summary_text(s: dict[str, Any]) -> str:
         f"{s['steps']:,} steps ({s['steps_per_second']:,.0f}/s, {per_worker:,.0f}/s per "
         f"worker), {s['campaigns']} campaigns" + (f" ({sched})" if sched else "")
     )
+    if s["cores_busy"] is not None and s["workers"]:
+        out.append(
+            f"  workers kept {s['cores_busy']:.2f} cores busy on average "
+            f"({100 * s['cores_busy'] / s['workers']:.0f}% of {_n(s['workers'], 'worker')})"
+        )
     if s["max_worker_rss_mb"] is not None:
         out.append(f"  largest worker: {s['max_worker_rss_mb']:.0f} MB resident")
     cov = s["coverage"]
-    if cov:
+    if cov and cov.get("sampled_chunks"):
         out.append(
             f"coverage of the model (vmfuzz.kernel): lines {_pct(cov.get('lines'))} "
             f"({cov.get('covered_lines')}/{cov.get('statements')}), branches "
@@ -133,7 +143,7 @@ def summary_text(s: dict[str, Any]) -> str:
     if not findings:
         out.append("findings: none")
     else:
-        out.append(f"findings: {len(findings)} distinct ({hits} hits)")
+        out.append(f"findings: {len(findings)} distinct ({_n(hits, 'hit')})")
     for i, f in enumerate(findings, 1):
         out.append(f"  {i}. {f.get('message')}")
         workers = ", ".join(str(w) for w in f.get("workers", []))
@@ -173,6 +183,10 @@ def summary_text(s: dict[str, Any]) -> str:
             out.append(f"  ... and {len(s['interrupted']) - 10} more (stats.json)")
     out.append(f"report: {_rel(s['report'])}")
     return "\n".join(out) + "\n"
+
+
+def _n(n: int | None, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
 
 
 def _pct(v: float | None) -> str:
@@ -332,6 +346,11 @@ def render_html(state_dir: Path, s: dict[str, Any]) -> str:
     ]
     lines = [(p["t"], p["lines"]) for p in series if p.get("lines") is not None]
     branches = [(p["t"], p["branches"]) for p in series if p.get("branches") is not None]
+    cores = []
+    for a, b in itertools.pairwise(series):
+        if b.get("cpu") is not None and a.get("cpu") is not None and b["t"] > a["t"]:
+            cores.append((b["t"], round((b["cpu"] - a["cpu"]) / (b["t"] - a["t"]), 3)))
+    load = [(p["t"], p["load"]) for p in series if p.get("load") is not None]
     slots = sorted({k for p in series for k in (p.get("rss_mb") or {})}, key=int)
     rss = [
         (f"worker {k}", [(p["t"], p["rss_mb"][k]) for p in series if k in (p.get("rss_mb") or {})])
@@ -349,6 +368,8 @@ def render_html(state_dir: Path, s: dict[str, Any]) -> str:
                   y_label="steps/s", markers=markers),
         svg_chart("examples per second (all workers)", [("examples/s", ex_rate)],
                   y_label="examples/s", markers=markers),
+        svg_chart("CPU cores kept busy by the workers, and the machine's load average",
+                  [("cores busy", cores), ("load average", load)], y_label="cores"),
         "<h2>Model coverage (vmfuzz.kernel, sampled chunks of examples)</h2>",
         svg_chart("coverage over time", [("lines %", lines), ("branches %", branches)],
                   y_label="%", y_max=100.0, markers=markers),

@@ -99,15 +99,19 @@ PROFILES = (
 _PROFILE_BY_NAME = {p.name: p for p in PROFILES}
 
 
-def campaign_plan(slot: int, index: int) -> tuple[int, str, Profile]:
+def campaign_plan(
+    slot: int, index: int, schedulers: tuple[str, ...] = SCHEDULERS
+) -> tuple[int, str, Profile]:
     """Seed, scheduler and profile of campaign ``index`` of worker slot ``slot``.
 
-    Schedulers rotate fastest, profiles every three campaigns; slots start at different points
-    of the rotation so that at any time the workers run different kinds of campaign.
+    Schedulers rotate fastest, profiles every ``len(schedulers)`` campaigns; slots start at
+    different points of the rotation so that at any time the workers run different kinds of
+    campaign.
     """
     seed = slot * SEED_STRIDE + index
     turn = index + slot
-    return seed, SCHEDULERS[turn % len(SCHEDULERS)], PROFILES[(turn // 3) % len(PROFILES)]
+    n = len(schedulers)
+    return seed, schedulers[turn % n], PROFILES[(turn // n) % len(PROFILES)]
 
 
 # ============================================================================ configuration
@@ -119,6 +123,7 @@ class SoakConfig:
     plugins: tuple[str, ...] = ()
     ops: tuple[str, ...] | None = None
     corpus: str = "corpus"
+    schedulers: tuple[str, ...] = SCHEDULERS
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -126,6 +131,7 @@ class SoakConfig:
             "plugins": list(self.plugins),
             "ops": list(self.ops) if self.ops is not None else None,
             "corpus": self.corpus,
+            "schedulers": list(self.schedulers),
         }
 
     @classmethod
@@ -136,6 +142,7 @@ class SoakConfig:
             tuple(d.get("plugins", ())),
             tuple(ops) if ops is not None else None,
             str(d.get("corpus", "corpus")),
+            tuple(d.get("schedulers") or SCHEDULERS),
         )
 
 
@@ -239,6 +246,13 @@ def validate(config: SoakConfig) -> None:
     if unknown:
         known = ", ".join(sorted(BUGS)) or "(none registered)"
         raise SoakError(f"unknown bug {', '.join(unknown)}; known bugs: {known}")
+    from vmfuzz.strategies import SCHEDULERS as known_schedulers
+
+    bad_sched = [x for x in config.schedulers if x not in known_schedulers]
+    if bad_sched or not config.schedulers:
+        raise SoakError(
+            f"unknown scheduler {', '.join(bad_sched)}; one of {', '.join(known_schedulers)}"
+        )
     if not OPS:
         raise SoakError(
             "no kernel operations are registered (vmfuzz.kernel.ops.OPS is empty); "
@@ -336,6 +350,16 @@ def rss_mb(pid: int) -> float | None:
     except (OSError, ValueError):
         return None
     return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process ``pid`` so far (Linux /proc), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def load_findings(state_dir: Path) -> list[dict[str, Any]]:
@@ -500,7 +524,9 @@ class _Worker:
                 break
             index = cursor
             cursor += 1
-            seed, scheduler, profile = campaign_plan(self.a.slot, index)
+            seed, scheduler, profile = campaign_plan(
+                self.a.slot, index, self.a.config.schedulers
+            )
             n += 1
             self.current = {
                 "seed": seed, "scheduler": scheduler, "profile": profile.name,
@@ -740,6 +766,7 @@ class _Slot:
     crashes: list[float] = attrs.field(factory=list)
     restarts: int = 0
     rss_mb: float | None = None
+    cpu: float = 0.0  # CPU seconds of the current process, last reading
     campaigns: int = 0
 
 
@@ -865,6 +892,7 @@ class Soak:
             signal.signal(signal.SIGINT, old)
         child.close()
         s.proc, s.conn = proc, parent
+        s.cpu = 0.0
         s.crash_reported = s.recycle = False
         s.restart_at = None
         s.current = None
@@ -924,7 +952,8 @@ class Soak:
             self._record_death(s, code)
         elif not crashed and s.current is not None and self.force:
             cur = dict(s.current)
-            cur.update(slot=s.slot, why="stopped before its shrinking finished")
+            cur.update(slot=s.slot, why="stopped mid-campaign (a failure it may have been "
+                                         "shrinking is not saved: re-run the campaign)")
             self.stats["interrupted"].append(cur)
         s.current = None
         running = self.stop_reason is None and now < self.deadline - 0.5
@@ -1056,11 +1085,12 @@ class Soak:
                         s.restart_at = None
                         s.finished = True
                 if s.proc is not None and s.proc.pid is not None:
-                    s.rss_mb = rss_mb(s.proc.pid)
+                    self._sample_process(s)
             if all(s.proc is None and s.restart_at is None for s in self.slots):
                 break
             half = self.o.coverage_every / 2
-            if now >= next_cov or (self._coverage_due and now >= next_cov - half):
+            first = self._coverage_due and self.stats.get("coverage") is None
+            if now >= next_cov or first or (self._coverage_due and now >= next_cov - half):
                 self._merge_coverage()
                 self._coverage_due = False
                 next_cov = now + self.o.coverage_every
@@ -1070,6 +1100,16 @@ class Soak:
             if now >= next_status and self.on_status is not None:
                 self.on_status(self.snapshot())
                 next_status = now + 0.5
+
+    def _sample_process(self, s: _Slot) -> None:
+        """Read a worker's memory and CPU time (CPU time is summed over all workers)."""
+        assert s.proc is not None and s.proc.pid is not None
+        s.rss_mb = rss_mb(s.proc.pid)
+        cpu = cpu_seconds(s.proc.pid)
+        if cpu is not None and cpu >= s.cpu:
+            t = self.stats["totals"]
+            t["worker_cpu_seconds"] = t.get("worker_cpu_seconds", 0.0) + cpu - s.cpu
+            s.cpu = cpu
 
     def _shutdown(self) -> None:
         """Make sure no worker outlives the parent (after an exception in the loop)."""
@@ -1136,6 +1176,8 @@ class Soak:
             "rss_mb": {str(s.slot): round(s.rss_mb, 1) for s in self.slots
                        if s.rss_mb is not None and s.proc is not None},
             "alive": sum(1 for s in self.slots if s.proc is not None),
+            "cpu": round(t.get("worker_cpu_seconds", 0.0), 2),
+            "load": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         }
         if prev is None or dt >= interval or final:
             series.append(sample)
@@ -1228,6 +1270,8 @@ def _merge_config(old: SoakConfig, new: SoakConfig) -> SoakConfig:
         raise SoakError("--resume: --op differs from the run's; leave it out")
     if new.ops is not None and old.ops is None:
         raise SoakError("--resume: the run fuzzed every operation; leave --op out")
+    if new.schedulers != SCHEDULERS and sorted(new.schedulers) != sorted(old.schedulers):
+        raise SoakError("--resume: --scheduler differs from the run's; leave it out")
     if new.corpus != "corpus" and new.corpus != old.corpus:
         raise SoakError(f"--resume: --corpus {new.corpus} differs from the run's {old.corpus}")
     return old
