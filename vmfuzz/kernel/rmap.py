@@ -535,6 +535,15 @@ def _backoff(k: Kernel, held: list[Lock], contended: Lock, where: str) -> Gen:
     yield k.sched.wait_event(lambda: contended.owner is None, "anon_vma lock", at=where)
 
 
+def _rcu_anon_vma_lock(anon_vma: AnonVma) -> Lock:
+    """``&vma->anon_vma->lock`` read under rcu_read_lock (migration holds it in 2.6.34): the
+    walker holds only the page's anon_vma lock, so the vma's own anon_vma may already have been
+    freed by unlink_anon_vmas (which frees it before unlinking the vma from the older ones);
+    SLAB_DESTROY_BY_RCU keeps its lock word a valid anon_vma lock, so taking it is harmless.
+    The only place the model reads a possibly freed anon_vma without reporting it."""
+    return object.__getattribute__(anon_vma, "lock")  # type: ignore[no-any-return]
+
+
 def _rmap_walk_anon_trylock(k: Kernel, page: Page, anon_vma: AnonVma, rmap_one: RmapOne) -> Gen:
     """rmap_walk_anon with Mel's 2.6.34-rc trylock-and-retry (bug ``anon_vma_trylock_retry``):
     hold the page's anon_vma lock and, for each vma whose own anon_vma differs, trylock that
@@ -546,15 +555,16 @@ def _rmap_walk_anon_trylock(k: Kernel, page: Page, anon_vma: AnonVma, rmap_one: 
         for avc in list(anon_vma.head):
             vma = avc.vma
             other = vma.anon_vma if vma.anon_vma is not anon_vma else None
-            if other is not None:
+            other_lock = _rcu_anon_vma_lock(other) if other is not None else None
+            if other_lock is not None:
                 yield "rmap_walk_anon:trylock(vma->anon_vma)"
-                if not k.sched.trylock(other.lock):
-                    yield from _backoff(k, [anon_vma.lock], other.lock, "rmap_walk_anon")
+                if not k.sched.trylock(other_lock):
+                    yield from _backoff(k, [anon_vma.lock], other_lock, "rmap_walk_anon")
                     restarted = True
                     break
             address = vma_address(page, vma)
-            if other is not None:
-                k.sched.spin_unlock(other.lock)
+            if other_lock is not None:
+                k.sched.spin_unlock(other_lock)
             if address is None:
                 continue
             ret = yield from rmap_one(vma, address)
