@@ -1018,3 +1018,38 @@ def test_reclaim_in_vma_being_mlocked_uses_the_mlocking_hook() -> None:
         else:
             with pytest.raises(Violation, match="VM_LOCKED"):
                 m.step()
+
+
+def test_cow_replacement_mid_flight_accepted() -> None:
+    """do_wp_page in the child: under the pte lock, the new page's pte replaces the shared one
+    before page_remove_rmap(old): the old page's mapcount is one too high for a moment."""
+    w = fresh()
+    vma, pages = base(w, mapped=1)
+    child = w.fork_vma(vma, w.mm(1))
+    old = w.map(child, 0, pages[0], write=False)
+    w.k.expected[1][0] = old.data
+    install(w.k)
+
+    def do_wp_page(k: Kernel) -> Iterator[object]:
+        mm = w.mm(1)
+        yield k.sched.down_read(mm.mmap_sem)
+        new = w.alloc()
+        new.data = old.data  # cow_user_page
+        yield k.sched.spin_lock(mm.page_table_lock)
+        new.mapping, new.index = child.anon_vma, 0
+        new.mapcount = 1
+        k.set_pte_at(mm, 0, PresentPte(new.pfn, True))  # ptep_clear_flush + set_pte_at
+        k.touch_page(new)
+        yield "do_wp_page:replaced"
+        old.mapcount -= 1  # page_remove_rmap(old_page)
+        old.count -= 1
+        k.touch_page(old)
+        tok = k.new_token()  # the write that faulted
+        new.data = tok
+        k.expected[mm.id][0] = tok
+        k.sched.spin_unlock(mm.page_table_lock)
+        k.sched.up_read(mm.mmap_sem)
+
+    run_paths(w.k, do_wp_page)
+    check_all(w.k)
+    assert w.k.expected[0][0] == pages[0].data != w.k.expected[1][0]
