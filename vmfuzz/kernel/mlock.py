@@ -15,6 +15,7 @@ VM_SPECIAL (VM_RESERVED) vmas are left alone by mlock, as mlock_fixup does.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
@@ -202,6 +203,19 @@ def do_mlock_pages(k: Kernel, mm: MmStruct, start: int, end: int) -> Gen:
     return ret
 
 
+_MLOCKING: weakref.WeakKeyDictionary[Kernel, dict[int, int]] = weakref.WeakKeyDictionary()
+
+
+def _mlocking(k: Kernel, mm: MmStruct, delta: int) -> None:
+    """Keep the hook ``k.mlocking`` (ids of mms with an mlock() in progress: VM_LOCKED may be
+    set while the populate has not yet faulted the range back in), counting nested calls."""
+    counts = _MLOCKING.setdefault(k, {})
+    counts[mm.id] = counts.get(mm.id, 0) + delta
+    if counts[mm.id] <= 0:
+        del counts[mm.id]
+    k.mlocking = set(counts)  # type: ignore[attr-defined]
+
+
 def _sys_mlock(k: Kernel, mm_id: int, addr: int, npages: int, on: bool) -> Gen:
     mm = get_mm(k, mm_id)
     if mm is None:
@@ -210,11 +224,15 @@ def _sys_mlock(k: Kernel, mm_id: int, addr: int, npages: int, on: bool) -> Gen:
         yield from mmput(k, mm)
         return EINVAL
     end = addr + npages
+    if on:
+        _mlocking(k, mm, 1)
     yield k.sched.down_write(mm.mmap_sem, at="sys_mlock" if on else "sys_munlock")
     ret = yield from do_mlock(k, mm, addr, end, on)
     k.sched.up_write(mm.mmap_sem)
-    if on and ret == 0:
-        ret = yield from do_mlock_pages(k, mm, addr, end)
+    if on:
+        if ret == 0:
+            ret = yield from do_mlock_pages(k, mm, addr, end)
+        _mlocking(k, mm, -1)
     yield from mmput(k, mm)
     return ret
 
