@@ -175,7 +175,7 @@ def test_usage_errors_are_one_line_exit_2(
 def bug_run(plugin: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any, Any]:
     d = tmp_path_factory.mktemp("bugrun")
     res = _soak(
-        d, "--duration", "3s", "--workers", "2", "--plugin", str(plugin),
+        d, "--duration", "6s", "--workers", "2", "--plugin", str(plugin),
         "--bug", "soaktest_racy", "--op", "soaktest_incr", "--scheduler", "random",
         "--state", "st", "--corpus", "corpus", "--json",
     )
@@ -233,7 +233,7 @@ def test_report_prints_the_summary_again(bug_run: tuple[Path, Any, Any]) -> None
 
 def test_worker_crash_is_restarted_and_reported(plugin: Path, tmp_path: Path) -> None:
     res = _soak(
-        tmp_path, "--duration", "4s", "--workers", "1", "--plugin", str(plugin),
+        tmp_path, "--duration", "6s", "--workers", "1", "--plugin", str(plugin),
         "--bug", "soaktest_crash", "--op", "soaktest_noop", "--scheduler", "random",
         "--coverage-every", "0", "--state", "st", "--json",
     )
@@ -241,11 +241,14 @@ def test_worker_crash_is_restarted_and_reported(plugin: Path, tmp_path: Path) ->
     summary = _json(res)
     crashes = [f for f in summary["findings"] if f["kind"] == "crash"]
     assert [c["signature"] for c in crashes] == ["worker_crash|exit status 7"]
-    assert crashes[0]["hits"] >= 2  # restarted, and died again on a fresh seed
+    assert crashes[0]["seed"] == 0 and crashes[0]["scheduler"] == "random"
     stats = json.loads((tmp_path / "st" / "stats.json").read_text())
     assert stats["worker_status"][0]["restarts"] >= 1
+    # The restarted worker went on with fresh seeds (and died again on some of them).
+    slot = json.loads((tmp_path / "st" / "workers" / "slot0.json").read_text())
+    assert slot["next"] >= 2 and slot["current"] is None
     seeds = [json.loads(p.read_text())["seed"] for p in (tmp_path / "st" / "findings").iterdir()]
-    assert len(seeds) == len(set(seeds))
+    assert len(seeds) == crashes[0]["hits"] == len(set(seeds))
 
 
 def test_kill9_then_resume_keeps_every_finding(plugin: Path, tmp_path: Path) -> None:

@@ -83,9 +83,9 @@ class _StatusLine:
         state = f"  [{snap.stopping}: finishing]" if snap.stopping else ""
         line = (
             f"[{format_duration(snap.session_elapsed)}/{format_duration(snap.duration)}] "
-            f"{snap.alive}/{snap.workers} workers  {snap.examples:,} examples  "
-            f"{snap.steps_per_second:,.0f} steps/s  {snap.campaigns} campaigns{cov_text}  "
-            f"findings {snap.findings}{state}"
+            f"findings {snap.findings}  {snap.steps_per_second:,.0f} steps/s  "
+            f"{snap.examples:,} examples  {snap.campaigns} campaigns  "
+            f"{snap.alive}/{snap.workers} workers{cov_text}{state}"
         )
         width = 200
         try:

@@ -459,6 +459,7 @@ class _Stop(Exception):
 def _worker_entry(args: _WorkerArgs, conn: Connection) -> None:
     """Process entry point of a worker (SIGINT is ignored: the parent decides when to stop)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     w = _Worker(args, conn)
     try:
@@ -515,8 +516,13 @@ class _Worker:
     # ---------------------------------------------------------------- main loop
     def run(self) -> None:
         self._import_model()
+        # The slot's seed cursor is ours alone: a worker of a killed session that is still
+        # finishing its campaign (an orphan) holds this lock until it exits.
+        self.slot_file.parent.mkdir(parents=True, exist_ok=True)
+        lock = os.open(self.state / "workers" / f"slot{self.a.slot}.lock",
+                       os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(lock, fcntl.LOCK_EX)
         cursor = self._read_cursor()
-        n = 0
         while True:
             self._check_stop()
             remaining = self.a.deadline - time.monotonic()
@@ -527,7 +533,6 @@ class _Worker:
             seed, scheduler, profile = campaign_plan(
                 self.a.slot, index, self.a.config.schedulers
             )
-            n += 1
             self.current = {
                 "seed": seed, "scheduler": scheduler, "profile": profile.name,
                 "index": index, "started": _now_iso(), "elapsed": round(self.elapsed(), 3),
@@ -816,6 +821,7 @@ class Soak:
         self.session: dict[str, Any] = {}
         self.run_json: dict[str, Any] = {}
         self._rate: list[tuple[float, int]] = []
+        self._lock_fd: int | None = None
 
     # ---------------------------------------------------------------- state
     def prepare(self) -> None:
@@ -840,6 +846,9 @@ class Soak:
                 "config": o.config.to_json(), "sessions": [],
             }
         validate(self.o.config)
+        self._lock_session()
+        if not o.resume and run_file.exists():  # another fresh run got here first
+            raise SoakError(f"{self.state} already holds a soak run: pass another --state")
         self.run_json["config"] = self.o.config.to_json()
         stats = read_json(self.state / "stats.json") if o.resume else None
         self.stats = stats if isinstance(stats, dict) else _new_stats()
@@ -858,6 +867,17 @@ class Soak:
         }
         self.run_json.setdefault("sessions", []).append(self.session)
         write_json(run_file, self.run_json)
+
+    def _lock_session(self) -> None:
+        """One session at a time per state directory (the kernel drops the lock if we die)."""
+        self.state.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.state / "run.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise SoakError(f"another vmfuzz soak session is running on {self.state}") from None
+        self._lock_fd = fd
 
     def _note_interrupted_campaigns(self, why: str) -> None:
         """Campaigns the slot files show in flight are recorded (they can be re-run)."""
@@ -884,12 +904,14 @@ class Soak:
         proc = self.ctx.Process(
             target=_worker_entry, args=(args, child), name=f"vmfuzz-soak-{s.slot}", daemon=False
         )
-        # Workers ignore Ctrl-C (the parent stops them cleanly): SIG_IGN survives the exec.
-        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # Workers ignore Ctrl-C and hangups (the parent stops them cleanly); SIG_IGN set here
+        # survives the exec, so there is no window before the worker sets it itself.
+        old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGHUP)}
         try:
             proc.start()
         finally:
-            signal.signal(signal.SIGINT, old)
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
         child.close()
         s.proc, s.conn = proc, parent
         s.cpu = 0.0
@@ -955,6 +977,8 @@ class Soak:
             cur.update(slot=s.slot, why="stopped mid-campaign (a failure it may have been "
                                          "shrinking is not saved: re-run the campaign)")
             self.stats["interrupted"].append(cur)
+        if s.current is not None:
+            self._clear_slot_file(s.slot)  # reported above: not "interrupted" on --resume
         s.current = None
         running = self.stop_reason is None and now < self.deadline - 0.5
         if crashed:
@@ -965,18 +989,20 @@ class Soak:
             s.restart_at = now + delay
             s.restarts += 1
             if crashed and self.on_event is not None:
-                self.on_event(f"worker {s.slot} died (exit status {code}); restarting it")
+                self.on_event(f"worker {s.slot} died ({_death(code)}); restarting it")
         else:
             s.finished = True
 
+    def _clear_slot_file(self, slot: int) -> None:
+        """The slot's campaign in flight is accounted for (the cursor stays)."""
+        path = self.state / "workers" / f"slot{slot}.json"
+        d = read_json(path)
+        if isinstance(d, dict) and d.get("current"):
+            d["current"] = None
+            write_json(path, d)
+
     def _record_death(self, s: _Slot, code: int | None) -> None:
-        if code is not None and code < 0:
-            try:
-                how = f"killed by {signal.Signals(-code).name}"
-            except ValueError:
-                how = f"killed by signal {-code}"
-        else:
-            how = f"exit status {code}"
+        how = _death(code)
         cur = s.current or {}
         elapsed = self.elapsed()
         rec = {
@@ -1019,15 +1045,22 @@ class Soak:
         self.offset = float(self.stats.get("elapsed", 0.0))
         self.deadline = self.t0 + self.o.duration
         self._coverage_due = False
-        old_int = signal.signal(signal.SIGINT, self._on_signal)
-        old_term = signal.signal(signal.SIGTERM, self._on_signal)
+        handled = [signal.SIGINT, signal.SIGTERM]
+        if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # (not under nohup)
+            handled.append(signal.SIGHUP)
+        old = {sig: signal.signal(sig, self._on_signal) for sig in handled}
         try:
             self._loop()
         finally:
-            signal.signal(signal.SIGINT, old_int)
-            signal.signal(signal.SIGTERM, old_term)
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
             self._shutdown()
-        return self._finish()
+        try:
+            return self._finish()
+        finally:
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.stop_reason is None:
@@ -1198,11 +1231,23 @@ class Soak:
 
     def _merge_coverage(self) -> None:
         """Merge the workers' coverage data into ``coverage.json`` and the stats."""
+        if not self.stats["totals"].get("sampled_chunks"):
+            return  # only the import-time lines so far: nothing worth reporting
         cov = merge_coverage(self.state)
         if cov is not None:
             cov["t"] = round(self.elapsed(), 2)
             cov["sampled_chunks"] = self.stats["totals"].get("sampled_chunks", 0)
             self.stats["coverage"] = cov
+
+
+def _death(code: int | None) -> str:
+    """How a process ended, from its exit code: ``exit status 7``, ``killed by SIGKILL``."""
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
 
 
 def merge_coverage(state_dir: Path) -> dict[str, Any] | None:
@@ -1285,7 +1330,9 @@ def run_soak(
 ) -> dict[str, Any]:
     """Run one soak session (a new run, or ``opts.resume``); the summary as JSON data.
 
-    Raises :class:`SoakError` for usage problems (nothing started then).
+    Raises :class:`SoakError` for usage problems (nothing started then).  Workers are started
+    with the ``spawn`` method: a script calling this needs the usual
+    ``if __name__ == "__main__":`` guard.
     """
     if opts.workers < 1:
         raise SoakError("--workers must be >= 1")
