@@ -77,6 +77,8 @@ def summarize(state_dir: Path) -> dict[str, Any]:
         "worker_cpu_seconds": round(float(t.get("worker_cpu_seconds", 0.0)), 1),
         "cores_busy": round(float(t.get("worker_cpu_seconds", 0.0)) / elapsed, 2)
         if elapsed else None,
+        "steps_per_cpu_second": round(steps / float(t["worker_cpu_seconds"]), 1)
+        if t.get("worker_cpu_seconds") else None,
         "summary": str(state_dir / "summary.txt"),
         "report": str(state_dir / "report.html"),
     }
@@ -121,9 +123,12 @@ def summary_text(s: dict[str, Any]) -> str:
         f"worker), {s['campaigns']} campaigns" + (f" ({sched})" if sched else "")
     )
     if s["cores_busy"] is not None and s["workers"]:
+        cpu = s["worker_cpu_seconds"]
+        per_cpu = f"; {s['steps'] / cpu:,.0f} steps per worker CPU second" if cpu else ""
         out.append(
             f"  workers kept {s['cores_busy']:.2f} cores busy on average "
             f"({100 * s['cores_busy'] / s['workers']:.0f}% of {_n(s['workers'], 'worker')})"
+            f"{per_cpu}"
         )
     if s["max_worker_rss_mb"] is not None:
         out.append(f"  largest worker: {s['max_worker_rss_mb']:.0f} MB resident")
@@ -301,9 +306,9 @@ def svg_chart(
                 f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="1.6">'
                 f"<title>{e(name)}</title></polyline>"
             )
-        lx = left + 8 + 150 * i
-        parts.append(f'<rect x="{lx}" y="{top + 4}" width="10" height="10" fill="{color}"/>')
-        parts.append(f'<text x="{lx + 14}" y="{top + 13}" class="lg">{e(name)}</text>')
+        lx = width - right - 130 * (len(series) - i)  # legend: the title row, right side
+        parts.append(f'<rect x="{lx}" y="7" width="10" height="10" fill="{color}"/>')
+        parts.append(f'<text x="{lx + 14}" y="16" class="lg">{e(name)}</text>')
     if not any(pts for _, pts in series):
         parts.append(
             f'<text x="{left + pw / 2}" y="{top + ph / 2}" class="xl">no data yet</text>'
@@ -351,11 +356,13 @@ def render_html(state_dir: Path, s: dict[str, Any]) -> str:
         if b.get("cpu") is not None and a.get("cpu") is not None and b["t"] > a["t"]:
             cores.append((b["t"], round((b["cpu"] - a["cpu"]) / (b["t"] - a["t"]), 3)))
     load = [(p["t"], p["load"]) for p in series if p.get("load") is not None]
-    slots = sorted({k for p in series for k in (p.get("rss_mb") or {})}, key=int)
-    rss = [
-        (f"worker {k}", [(p["t"], p["rss_mb"][k]) for p in series if k in (p.get("rss_mb") or {})])
-        for k in slots
-    ]
+    rss_max, rss_mean = [], []
+    for p in series:
+        vals = [v for v in (p.get("rss_mb") or {}).values() if v]
+        if vals:
+            rss_max.append((p["t"], max(vals)))
+            rss_mean.append((p["t"], round(sum(vals) / len(vals), 1)))
+    rss = [("largest worker", rss_max), ("mean of workers", rss_mean)]
     body = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -374,7 +381,7 @@ def render_html(state_dir: Path, s: dict[str, Any]) -> str:
         svg_chart("coverage over time", [("lines %", lines), ("branches %", branches)],
                   y_label="%", y_max=100.0, markers=markers),
         "<h2>Worker memory</h2>",
-        svg_chart("resident set size per worker", rss, y_label="MB"),
+        svg_chart("worker resident set size", rss, y_label="MB"),
     ]
     body.append("<h2>Findings</h2>")
     if not s["findings"]:

@@ -93,7 +93,7 @@ class Profile:
 
 PROFILES = (
     Profile("default", "dev", 1, 50),
-    Profile("long", "soak", 1, 200),
+    Profile("long", "soak", 1, 100),
     Profile("wide", "soak", 2, 50),
 )
 _PROFILE_BY_NAME = {p.name: p for p in PROFILES}
@@ -1121,9 +1121,9 @@ class Soak:
                     self._sample_process(s)
             if all(s.proc is None and s.restart_at is None for s in self.slots):
                 break
-            half = self.o.coverage_every / 2
-            first = self._coverage_due and self.stats.get("coverage") is None
-            if now >= next_cov or first or (self._coverage_due and now >= next_cov - half):
+            # Merge when there is new data: at once the first time, then every so often.
+            first = self.stats.get("coverage") is None
+            if self._coverage_due and (first or now >= next_cov):
                 self._merge_coverage()
                 self._coverage_due = False
                 next_cov = now + self.o.coverage_every
