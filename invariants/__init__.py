@@ -18,10 +18,21 @@ engine          deadlock, lock_order_inversion, sleep_in_atomic, unlock_not_held
                 lock_not_held, lock_held_at_exit, livelock (raised by the engine itself)
 ==============  =====================================================================
 
-Hooks read from the model when present (each has a safe default, see the family modules):
-``k.swap_inflight`` (entry -> in-flight swap_map references), ``k.expected_unsettled`` (mm ids
-whose expected view is not authoritative yet), ``k.reclaim_unmaps`` (ptes reclaim cleared this
-step).
+What the checks rely on from the model: every page-table write goes through ``k.set_pte_at`` /
+``k.pte_clear``; ``k.touch_page`` when a page's count, mapcount, flags, mapping, index, private,
+data or LRU list changes; ``k.touch_entry`` when ``swap_map[e]``, the swap-cache slot of ``e`` or
+its in-flight count changes; ``k.touch_mm`` when a vma of the mm changes (list, vm_start, vm_end,
+vm_pgoff, vm_flags, anon_vma chains) or the mm starts/stops being user-visible.  Hooks read when
+present, each with a safe default (see the family modules): ``k.swap_inflight`` (entry ->
+in-flight swap_map references; absent: swap_map_counts checks a lower bound only),
+``k.reclaim_unmaps`` (ptes reclaim cleared this step, consumed by the monitor), ``k.mlocking``
+(mm ids with an mlock() in progress; absent: any mmap_sem holder counts as one),
+``k.expected_unsettled`` (mm ids whose expected view is not authoritative yet).
+
+Mid-flight states are accepted, never hidden: a check that fails inside the critical section that
+legitimately breaks it (a spinlock section of the task that touched the object, the anon_vma
+root lock, mmap_sem held for write, the page lock) is deferred and re-checked after every later
+step until it holds or the excuse ends (see :mod:`vmfuzz.invariants._monitor`).
 """
 
 from __future__ import annotations
