@@ -256,6 +256,11 @@ def test_cli_lists_checks(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["invariants"]) == 0
     text = capsys.readouterr().out
     assert "rmap_reachable" in text and "migration_entry_to_page" in text
+    assert main(["invariants", "--family", "engine", "--json"]) == 0
+    engine = json.loads(capsys.readouterr().out)["checks"]
+    assert [c["name"] for c in engine] == names("engine")
+    assert all(c["scopes"] == ["engine"] for c in engine)
+    assert main(["invariants", "--family", "nope"]) == 2
 
 
 def test_unknown_check_name_rejected() -> None:
