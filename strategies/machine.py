@@ -20,7 +20,7 @@ from vmfuzz.strategies.operations import op_calls, swarm
 from vmfuzz.strategies.schedules import pct_params, preemption_batches
 
 from vmfuzz._scheduler import Scheduler, ScheduleSource, StepBudgetExceeded, Task
-from vmfuzz.case import DEFAULT_MAX_STEPS, Case, OpCall, Schedule, TaskSpec
+from vmfuzz.case import DEFAULT_MAX_STEPS, Case, OpCall, Run, Schedule, TaskSpec
 from vmfuzz.kernel import Kernel, KernelConfig
 from vmfuzz.lockdep import LockDep
 from vmfuzz.schedules import FUZZ_SCHEDULERS, PCT, NonPreemptive, PreemptionList, RandomWalk
@@ -87,13 +87,14 @@ class KernelMachine(RuleBasedStateMachine):
     """Fuzz the kernel model of ``config``; subclass via :func:`machine_for` to configure."""
 
     config: ClassVar[KernelConfig] = KernelConfig()
-    scheduler: ClassVar[str] = "preemptions"
+    scheduler: ClassVar[str] = "mixed"
     ops: ClassVar[list[str] | None] = None
     max_threads: ClassVar[int] = 4
     max_steps: ClassVar[int] = DEFAULT_MAX_STEPS
     stats: ClassVar[Stats]
     failure: ClassVar[Failure | None] = None
     collect_labels: ClassVar[bool] = False
+    amplify: ClassVar[int] = 0  # extra PCT schedules per drawn program (see _amplify)
 
     def __init__(self) -> None:
         super().__init__()
@@ -106,22 +107,27 @@ class KernelMachine(RuleBasedStateMachine):
         self.threads: list[_Thread] = []
         self.slots: dict[int, _Thread] = {}
         self.enabled: list[str] = []
+        self.mode = self.scheduler  # "mixed" is resolved per example in setup()
+        self.pct_seed = 0
         self.stopped = False
         type(self).stats.examples += 1
 
     # -------------------------------------------------------------- rules
-    @initialize(enabled=swarm(), sched_seed=pct_params())
-    def setup(self, enabled: list[str], sched_seed: tuple[int, int, int]) -> None:
+    @initialize(enabled=swarm(), sched_seed=pct_params(), use_pct=st.booleans())
+    def setup(self, enabled: list[str], sched_seed: tuple[int, int, int], use_pct: bool) -> None:
         ops = self.ops
         self.enabled = [op for op in enabled if ops is None or op in ops] or sorted(
             ops or enabled
         )
         seed, depth, k = sched_seed
-        if self.scheduler == "pct":
+        self.pct_seed = seed
+        if self.scheduler == "mixed":
+            self.mode = "pct" if use_pct else "preemptions"
+        if self.mode == "pct":
             self.source.inner = PCT(seed, depth, k=k)
-        elif self.scheduler == "random":
+        elif self.mode == "random":
             self.source.inner = RandomWalk(seed)
-        elif self.scheduler == "none":
+        elif self.mode == "none":
             self.source.inner = NonPreemptive()
 
     @rule(slot=st.integers(0, 3), data=st.data())
@@ -141,7 +147,7 @@ class KernelMachine(RuleBasedStateMachine):
         c = type(self).stats.ops
         c[call.op] = c.get(call.op, 0) + 1
 
-    @precondition(lambda self: self.scheduler == "preemptions")
+    @precondition(lambda self: self.mode == "preemptions")
     @rule(batch=preemption_batches())
     def preempt(self, batch: list[tuple[int, int]]) -> None:
         """Add context switches to the schedule (consumed as decision points come)."""
@@ -156,12 +162,39 @@ class KernelMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         try:
             self._run(None)
+            if not self.stopped and self.threads:
+                self._amplify()
         finally:
             st_ = type(self).stats
             st_.steps += self.sched.step_no
             if self.collect_labels:
                 for s in self.sched.trace:
                     st_.labels[s.label] = st_.labels.get(s.label, 0) + 1
+
+    def _amplify(self) -> None:
+        """Schedule amplification: re-run this example's program (same tasks, same start
+        steps) under ``amplify`` more PCT schedules derived from the drawn seed.
+
+        Hypothesis draws cost more than a short model run, so trying several schedules per
+        drawn program is the cheapest way to cover schedules; the seeds are derived from the
+        drawn data, so a failure here reproduces and shrinks like any other.
+        """
+        from vmfuzz.case import execute
+
+        if not self.amplify:
+            return
+        case = self.case()
+        st_ = type(self).stats
+        for i in range(self.amplify):
+            depth = 2 + (self.pct_seed + i) % 3
+            k = (16, 64, 256)[i % 3]
+            run = execute(case, PCT(self.pct_seed * 7919 + i, depth, k))
+            st_.steps += run.outcome.steps
+            if run.outcome.kind == "violation":
+                assert run.outcome.violation is not None
+                self.stopped = True
+                self._capture(run.outcome.violation, run)
+                raise run.outcome.violation
 
     # -------------------------------------------------------------- helpers
     def _run(self, steps: int | None) -> None:
@@ -181,7 +214,7 @@ class KernelMachine(RuleBasedStateMachine):
             self._capture(Violation("model_error", f"{type(exc).__name__}: {exc}"))
             raise
 
-    def _capture(self, v: Violation) -> None:
+    def _capture(self, v: Violation, run: Run | None = None) -> None:
         st_ = type(self).stats
         if st_.first_failure_example is None:
             st_.first_failure_example = st_.examples
@@ -190,7 +223,14 @@ class KernelMachine(RuleBasedStateMachine):
             final = current_build_context().is_final
         except Exception:
             final = True
-        if final:
+        if final and run is not None:
+            case = attrs.evolve(
+                self.case(), schedule=Schedule("decisions", decisions=tuple(run.sched.decisions))
+            )
+            type(self).failure = Failure(
+                case, v, run.outcome.steps, run.sched.preemptions, list(run.sched.trace)
+            )
+        elif final:
             type(self).failure = Failure(
                 self.case(), v, self.sched.step_no, self.sched.preemptions, list(self.sched.trace)
             )
@@ -209,11 +249,12 @@ class KernelMachine(RuleBasedStateMachine):
 def machine_for(
     config: KernelConfig | None = None,
     *,
-    scheduler: str = "preemptions",
+    scheduler: str = "mixed",
     ops: list[str] | None = None,
     max_threads: int = 4,
     max_steps: int = DEFAULT_MAX_STEPS,
     collect_labels: bool = False,
+    amplify: int = 0,
 ) -> type[KernelMachine]:
     """A fresh machine class for one campaign (its own stats and captured failure)."""
     if scheduler not in SCHEDULERS:
@@ -227,5 +268,6 @@ def machine_for(
         "stats": Stats(),
         "failure": None,
         "collect_labels": collect_labels,
+        "amplify": amplify,
     }
     return type("KernelMachine", (KernelMachine,), attrs_)

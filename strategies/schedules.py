@@ -9,13 +9,22 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-MAX_GAP = 400  # decision points skipped before a switch; long paths (reclaim scans) need depth
+GAP_BITS = 9  # gaps up to 511 decision points: long paths (reclaim scans) need depth
+
+
+def gaps() -> st.SearchStrategy[int]:
+    """Log-uniform gaps: a magnitude 2**b, then a value below it.  A window of width w at
+    depth d is hit with probability ~ w / (d * GAP_BITS), not w / MAX: deep windows stay
+    findable and shallow ones likely.  Shrinks towards 0 (switch at the next decision)."""
+    top = 1 << GAP_BITS
+    return st.tuples(st.integers(0, GAP_BITS), st.integers(0, top - 1)).map(
+        lambda t: t[1] % (1 << t[0])
+    )
 
 
 def preemption_batches(max_size: int = 3) -> st.SearchStrategy[list[tuple[int, int]]]:
-    """A batch of preemptions; small gaps are likelier but deep ones stay reachable."""
-    gap = st.one_of(st.integers(0, 16), st.integers(0, MAX_GAP))
-    return st.lists(st.tuples(gap, st.integers(0, 3)), max_size=max_size)
+    """A batch of (gap, target-offset) preemptions."""
+    return st.lists(st.tuples(gaps(), st.integers(0, 3)), max_size=max_size)
 
 
 def pct_params() -> st.SearchStrategy[tuple[int, int, int]]:

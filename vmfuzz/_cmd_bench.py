@@ -37,7 +37,7 @@ from typing import Any
 from vmfuzz import Scheduler, Spinlock
 from vmfuzz.schedules import RandomWalk
 
-STRATEGIES = ("preemptions", "pct", "random", "none")
+STRATEGIES = ("mixed", "preemptions", "pct", "random", "none")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -256,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
         budget = args.budget or (3.0 if args.quick else 60.0)
         bugs = args.bug or sorted(BUGS)
         strategies = args.strategy or (
-            ["preemptions", "none"] if args.quick else list(STRATEGIES)
+            ["mixed", "none"] if args.quick else list(STRATEGIES)
         )
         if progress:
             sys.stderr.write(

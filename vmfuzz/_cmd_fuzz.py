@@ -37,8 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stop after this many seconds (default 60)")
     p.add_argument("--max-examples", type=int, default=None, metavar="N",
                    help="stop after N examples (deterministic for a given seed)")
-    p.add_argument("--scheduler", choices=SCHEDULERS, default="preemptions",
-                   help="how schedules are drawn (default: sparse preemption lists)")
+    p.add_argument("--scheduler", choices=SCHEDULERS, default="mixed",
+                   help="how schedules are drawn (default: mixed = PCT or sparse preemption "
+                   "lists, drawn per example)")
     p.add_argument("--corpus", default="corpus", metavar="DIR",
                    help="where failures are saved (default: corpus/)")
     p.add_argument("--no-save", action="store_true", help="do not write the failure to the corpus")

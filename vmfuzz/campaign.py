@@ -18,7 +18,7 @@ from hypothesis.stateful import get_state_machine_test
 
 from vmfuzz.case import Case, Run, Schedule, execute
 from vmfuzz.kernel import KernelConfig
-from vmfuzz.schedules import explore
+from vmfuzz.schedules import PreemptionList, Replay, explore
 from vmfuzz.strategies import Failure, Stats, machine_for, profile
 
 Progress = Callable[["CampaignResult"], None]
@@ -59,7 +59,7 @@ class CampaignResult:
 def fuzz(
     config: KernelConfig,
     *,
-    scheduler: str = "preemptions",
+    scheduler: str = "mixed",
     seed_value: int = 0,
     budget: float | None = 60.0,
     max_examples: int | None = None,
@@ -69,9 +69,14 @@ def fuzz(
     progress: Progress | None = None,
     collect_labels: bool = False,
     verify_minimal: bool = True,
+    amplify: int | None = None,
 ) -> CampaignResult:
     """Fuzz ``config`` until ``budget`` seconds or ``max_examples`` examples, or a failure."""
-    cls = machine_for(config, scheduler=scheduler, ops=ops, collect_labels=collect_labels)
+    if amplify is None:  # extra PCT schedules per program, except for the baselines
+        amplify = 3 if scheduler in ("mixed", "pct") else 0
+    cls = machine_for(
+        config, scheduler=scheduler, ops=ops, collect_labels=collect_labels, amplify=amplify
+    )
     result = CampaignResult(stats=cls.stats)
     t0 = time.monotonic()
     index = 0
@@ -102,6 +107,8 @@ def fuzz(
         result.failure = cls.failure
         result.case = cls.failure.case
         result.preemptions = cls.failure.preemptions
+        if result.case.schedule.kind == "decisions":
+            _delta_shrink(result)
         if verify_minimal:
             _minimise_preemptions(result)
     _update(result, cls, t0)
@@ -168,25 +175,78 @@ def _smaller_programs(case: Case) -> list[Case]:
     return out
 
 
-def _minimise_preemptions(result: CampaignResult, limit: int = 3000) -> None:
-    """Shrink further than Hypothesis can, by bounded exhaustive search over schedules.
+class _Recorder:
+    """Wraps a source and records, per decision, (default index, chosen index)."""
 
-    First drop whole tasks and single operations (a smaller program that still fails the same
-    check within the same preemption budget), then look for schedules of the remaining tasks
-    with fewer preemptions.
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.log: list[tuple[int, int, int]] = []
+
+    def choose(self, runnable: list[Any], default: int, sched: Any) -> int:
+        chosen = self.inner.choose(runnable, default, sched) % len(runnable)
+        self.log.append((len(runnable), default, chosen))
+        return chosen
+
+
+def to_preemptions(case: Case, decisions: tuple[int, ...]) -> list[tuple[int, int]]:
+    """The recorded decisions as a sparse preemption list relative to the default policy
+    (exact: replaying the list reproduces the decisions)."""
+    rec = _Recorder(Replay(decisions, strict=False))
+    execute(case, rec, record_trace=False)
+    out = []
+    gap = 0
+    for n, default, chosen in rec.log:
+        if chosen == default:
+            gap += 1
+            continue
+        others = [k for k in range(n) if k != default]
+        out.append((gap, others.index(chosen)))
+        gap = 0
+    return out
+
+
+def _delta_shrink(result: CampaignResult, max_runs: int = 600) -> None:
+    """Greedy delta debugging after Hypothesis: drop tasks, operations and context switches
+    while the same check still fails under the (relative) preemption list.  PCT-found
+    failures shrink poorly in Hypothesis (a deleted op shifts every later decision); a
+    preemption list counts decisions relative to the default policy, so it survives most
+    deletions.  One run per candidate."""
+    assert result.failure is not None and result.case is not None
+    check = result.failure.violation.check
+    case = result.case
+    pre = to_preemptions(case, result.case.schedule.decisions)
+    runs = 0
+
+    def attempt(c: Case, p: list[tuple[int, int]]) -> Run | None:
+        nonlocal runs
+        runs += 1
+        run = execute(c, PreemptionList(p))
+        return run if run.outcome.check == check else None
+
+    improved = True
+    while improved and runs < max_runs:
+        improved = False
+        candidates = [(c, pre) for c in _smaller_programs(case)]
+        candidates += [(case, pre[:i] + pre[i + 1 :]) for i in range(len(pre))]
+        for c, p in candidates:
+            if runs >= max_runs:
+                break
+            run = attempt(c, p)
+            if run is not None:
+                case = c
+                pre = to_preemptions(c, tuple(run.sched.decisions))
+                _adopt(result, run, c)
+                improved = True
+                break
+
+
+def _minimise_preemptions(result: CampaignResult, limit: int = 3000) -> None:
+    """Look for schedules of the shrunk program with fewer preemptions, by bounded
+    exhaustive search (as CHESS does) over all schedules below the current count.
     ``minimal_preemptions`` is True when every smaller bound was searched exhaustively.
     """
     assert result.failure is not None and result.case is not None
     check = result.failure.violation.check
-    improved = True
-    while improved:
-        improved = False
-        for smaller in _smaller_programs(result.case):
-            run, _ = _search(smaller, check, result.preemptions, limit)
-            if run is not None:
-                _adopt(result, run, smaller)
-                improved = True
-                break
     for bound in range(result.preemptions):
         run, exhausted = _search(result.case, check, bound, limit)
         if run is not None:

@@ -180,11 +180,15 @@ def _list(v: Any, where: str) -> list[Any]:
 
 
 def _config(v: Any) -> KernelConfig:
-    d = _obj(v, "config", ("nr_mms", "pages_per_mm", "nr_frames", "nr_swap", "bugs"))
+    d = _obj(
+        v, "config", ("nr_mms", "pages_per_mm", "nr_frames", "nr_swap", "bugs", "boot_pages")
+    )
     kw: dict[str, Any] = {}
     for key in ("nr_mms", "pages_per_mm", "nr_frames", "nr_swap"):
         if key in d:
             kw[key] = _int(d[key], f"config.{key}", 1)
+    # Cases written before boot vmas existed ran on empty address spaces: absent means 0.
+    kw["boot_pages"] = _int(d.get("boot_pages", 0), "config.boot_pages", 0)
     raw_bugs = _list(d.get("bugs", []), "config.bugs")
     bugs = [_str(b, f"config.bugs[{i}]") for i, b in enumerate(raw_bugs)]
     for i, b in enumerate(bugs):

@@ -24,6 +24,15 @@ class KernelConfig:
     nr_frames: int = attrs.field(default=12, validator=_positive)
     nr_swap: int = attrs.field(default=12, validator=_positive)
     bugs: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
+    # Each initial process boots with one anonymous read/write vma over its first boot_pages
+    # pages (no page faulted in yet): a running system, not an empty one, so generated
+    # operations act on memory from the start.  0 = empty address spaces.
+    boot_pages: int = attrs.field(default=8)
+
+    @boot_pages.validator
+    def _check_boot(self, attribute: attrs.Attribute[int], value: int) -> None:
+        if not 0 <= value <= self.pages_per_mm:
+            raise ValueError(f"boot_pages must be in [0, pages_per_mm], got {value}")
 
     def scaled(self, factor: int) -> KernelConfig:
         """The same kernel with every size multiplied by ``factor`` (for scaling benchmarks)."""
@@ -33,6 +42,7 @@ class KernelConfig:
             pages_per_mm=self.pages_per_mm * factor,
             nr_frames=self.nr_frames * factor,
             nr_swap=self.nr_swap * factor,
+            boot_pages=self.boot_pages * factor,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -42,6 +52,7 @@ class KernelConfig:
             "nr_frames": self.nr_frames,
             "nr_swap": self.nr_swap,
             "bugs": sorted(self.bugs),
+            "boot_pages": self.boot_pages,
         }
 
     @classmethod

@@ -71,6 +71,24 @@ class Kernel:
         self.present_ptes: dict[int, set[tuple[int, int]]] = {}
         self.migration_ptes: dict[int, set[tuple[int, int]]] = {}
         self.swap_ptes: dict[int, set[tuple[int, int]]] = {}
+        self._boot()
+
+    def _boot(self) -> None:
+        """Map each initial process's boot vma with the real mmap path, before any task runs
+        (on a private scheduler, so the run's trace and step count start at the first task)."""
+        n = self.config.boot_pages
+        if not n:
+            return
+        from vmfuzz.kernel.ops import OPS
+
+        main, self.sched = self.sched, Scheduler()
+        try:
+            for mm_id in sorted(self.mms):
+                self.sched.spawn(OPS["mmap"].fn(self, mm=mm_id, addr=0, npages=n))
+            self.sched.run()
+        finally:
+            self.sched = main
+        self.clear_dirty()
 
     # ------------------------------------------------------------------ switches
     def bug(self, name: str) -> bool:

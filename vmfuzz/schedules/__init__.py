@@ -13,9 +13,10 @@ from vmfuzz.schedules._preemptions import PreemptionList
 from vmfuzz.schedules._random import RandomWalk
 from vmfuzz.schedules._replay import Replay
 
-# How the fuzzer draws schedules (``vmfuzz fuzz --scheduler``): sparse preemption lists, PCT,
-# uniform random, or no preemption at all (the baseline: plain stateful testing).
-FUZZ_SCHEDULERS = ("preemptions", "pct", "random", "none")
+# How the fuzzer draws schedules (``vmfuzz fuzz --scheduler``): mixed (each example draws PCT or
+# a sparse preemption list: PCT finds deep races, preemption lists shrink best), preemptions,
+# pct, uniform random, or none (no preemption at all: plain stateful testing, the baseline).
+FUZZ_SCHEDULERS = ("mixed", "preemptions", "pct", "random", "none")
 
 __all__ = [
     "FUZZ_SCHEDULERS",

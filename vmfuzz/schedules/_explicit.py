@@ -211,7 +211,9 @@ class Explicit:
         if step.kind == "exit":
             return entry.label == "exit"
         if step.kind == "blocked":
-            return entry.event.startswith(("blocks on", "sleeps"))
+            return any(
+                e.startswith(("blocks on", "sleeps")) for e in entry.event.split("; ")
+            )
         if step.kind == "steps" or entry.label == step.label:
             self._n += 1
             return self._n >= step.count
