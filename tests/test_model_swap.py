@@ -42,6 +42,7 @@ class Sim:
     (alone), ``race`` runs several tasks under an explicit schedule."""
 
     def __init__(self, bugs: Iterable[str] = (), **cfg: int) -> None:
+        cfg.setdefault("boot_pages", 0)  # the scenarios map exactly what they use
         self.sched = Scheduler(NonPreemptive(), lockdep=LockDep())
         self.k = Kernel(KernelConfig(bugs=frozenset(bugs), **cfg), self.sched)
         install(self.k)

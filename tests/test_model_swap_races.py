@@ -190,6 +190,17 @@ def test_eb085574a752_swapin_races_swapoff() -> None:
     )
 
 
+def test_eb085574a752_swapoff_between_pte_read_and_lookup() -> None:
+    """The same bug on the swap-cache path: swapoff runs to its end between handle_mm_fault's
+    lockless pte read and lookup_swap_cache, which then walks the freed device's cache."""
+    both(
+        "swapin_no_get_swap_device",
+        [o("mmap", mm=0, addr=0, npages=2), o("write", mm=0, addr=1), o("kswapd", count=1)],
+        {"T0": [o("read", mm=0, addr=1)], "T1": [o("swapoff")]},
+        ["run T0 until do_swap_page:entry", "run T1 to completion", "run T0 to completion"],
+    )
+
+
 def test_4969c1192d15_swapin_no_swapcache_recheck() -> None:
     """Hugh Dickins' drawing for 'mm: further fix swapin race condition': A and B are threads
     of the child, C its parent.  A locks page1 (swap1) and COWs it; B waits for page1's lock;

@@ -35,6 +35,7 @@ from vmfuzz.kernel.swapfile import (
     inflight_inc,
     page_swapcount,
     pinned,
+    swap_device,
     swap_duplicate,
     swap_free,
     swap_info,
@@ -65,9 +66,13 @@ bugs.register(
 
 # --------------------------------------------------------------------------- the cache
 def lookup_swap_cache(k: Kernel, e: int) -> Page | None:
-    """lookup_swap_cache() / find_get_page(): the cached page of ``e`` with a reference."""
+    """lookup_swap_cache() / find_get_page(): the cached page of ``e`` with a reference.
+
+    The cache lives in the device's address space (5.x swapper_spaces[type], freed by
+    swapoff): callers either hold the device (get_swap_device, swapoff itself) or race."""
     from vmfuzz.kernel.page_alloc import get_page
 
+    swap_device(k)
     page = k.swap.cache.get(e)
     if page is not None:
         get_page(k, page)

@@ -236,12 +236,19 @@ def swap_free(k: Kernel, e: int) -> None:
     k.touch_entry(e)
 
 
-def _device_map(k: Kernel) -> list[int]:
-    """si->swap_map read without swap_lock: the map belongs to the device swapoff frees
-    (vfree(swap_map)), so a reader that holds no get_swap_device() pin may touch freed memory.
-    Modelled by going through the (poisonable) backing device."""
+def swap_device(k: Kernel) -> SwapBackingDev:
+    """The live swap device, for a path that reads per-device state without swap_lock: the
+    swap_map and (5.x) the swap cache's address space (swapper_spaces[type]), both freed by
+    swapoff.  A path holding no get_swap_device() pin may find them freed: using a freed
+    device raises ``use_after_free`` here."""
     bdev: SwapBackingDev = swap_info(k).bdev  # type: ignore[attr-defined]
-    bdev.generation  # noqa: B018  (use of a freed device raises use_after_free here)
+    bdev.generation  # noqa: B018  (touching a poisoned device is the use after free)
+    return bdev
+
+
+def _device_map(k: Kernel) -> list[int]:
+    """si->swap_map read locklessly (see :func:`swap_device`)."""
+    swap_device(k)
     return k.swap.swap_map
 
 

@@ -102,7 +102,7 @@ bugs.register(
     "swapin_no_get_swap_device",
     "eb085574a752",
     "do_swap_page does not pin the swap device (get_swap_device): swapoff completes and frees "
-    "the device while a skip-swapcache swapin is about to read from it",
+    "the device (swap_map, swap cache address space) between the pte read and the lookup",
     "use_after_free",
     mail_tasks=2,
     mail_preemptions=1,
@@ -125,6 +125,10 @@ def do_swap_page(
 ) -> Gen:
     """do_swap_page() (see the module doc for the shape and the switches)."""
     entry = orig_pte.entry
+    # handle_mm_fault read the pte without a lock: from here on swapoff may run to its end
+    # (eb085574a752: "after getting the swap entry information from the page table, system
+    # may swap off the swap device").
+    yield "do_swap_page:entry"
     have_dev = False
     if not k.bug("swapin_no_get_swap_device"):
         if not get_swap_device(k, entry):

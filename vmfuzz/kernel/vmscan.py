@@ -18,8 +18,8 @@ Direct reclaim (``try_to_free_pages``, entered by alloc_page when the free list 
 the driver's ioctl): the 2.4 order, an LRU pass that frees what is already unmapped, then the
 virtual scan (swap_out) and the LRU pass again, and finally the 2.6 rmap pass.
 
-The seed-000 driver (``k.drivers["drv"]``): ``mmap_driver`` maps a private vma with
-``vm_ops = "drv"`` (its pages fault in as anonymous memory, like a driver that hands out fresh
+The seed-000 driver (``k.drivers["drv"]``): ``mmap_driver`` maps and populates a private vma
+with ``vm_ops = "drv"`` (its pages are anonymous memory, like a driver that hands out fresh
 pages, and are swap-backed); the 2.4 scan calls the driver's ->swapout() for such a vma after
 dropping the vmlist lock: it takes the driver's sleeping lock and writes the page to the device
 (the page itself goes to swap as any anon page, so the data survives).  ``driver_ioctl`` holds
@@ -179,14 +179,22 @@ def drv_swapout_vma(k: Kernel, drv: Driver, vma: VmAreaStruct, page: Page) -> Ge
 
 @operation("mmap_driver", mm="mm", addr="addr", npages="npages")
 def sys_mmap_driver(k: Kernel, mm: int, addr: int, npages: int) -> Gen:
-    """mmap() of the seed-000 driver: a private mapping with vm_ops whose ->swapout sleeps."""
+    """mmap() of the seed-000 driver: a private mapping with vm_ops whose ->swapout sleeps.
+
+    The driver hands its buffer out at mmap time: the range is populated (MAP_POPULATE's
+    make_pages_present, after mmap_sem is dropped), each page a zeroed anonymous page."""
     from vmfuzz.kernel.fork import get_mm, mmput
+    from vmfuzz.kernel.memory import do_page_fault
     from vmfuzz.kernel.mmap import vm_mmap
 
     m = get_mm(k, mm)
     if m is None:
         return ESRCH
     ret = yield from vm_mmap(k, m, addr, npages, VM_WRITE, "drv")
+    if ret == addr:
+        for a in range(addr, addr + npages):
+            if (yield from do_page_fault(k, m, a, False)) < 0:
+                break
     yield from mmput(k, m)
     return ret
 
