@@ -5,8 +5,9 @@ themselves, as the same :class:`vmfuzz.Violation` type; the monitor runs nothing
 
 A note on liveness: running out of the case's step budget is *not* a violation (it is the
 outcome ``budget``, so shrinking never drifts towards slow cases).  A livelock is reported only
-as "step budget without progress": every live task has gone round its trylock/back-off loop
-(``yield sched.retry(label)``) ``livelock_retries`` times in a row without doing anything else.
+as "step budget without progress": every live task (two or more: a lone retrier waits for
+nobody) has gone round its trylock/back-off loop (``yield sched.retry(label)``)
+``livelock_retries`` times in a row without doing anything else.
 """
 
 from __future__ import annotations
@@ -54,6 +55,6 @@ register(
 register(
     "livelock",
     FAMILY,
-    "step budget without progress: not every live task may spin in its retry loop forever",
+    "step budget without progress: two or more tasks may not all spin in retry loops forever",
     "the soft-lockup watchdog (kernel/softlockup.c): CPUs spinning without progress",
 )

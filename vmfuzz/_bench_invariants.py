@@ -22,6 +22,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import attrs
+
 from vmfuzz.kernel import OPS, Kernel, KernelConfig
 from vmfuzz.kernel.mm_types import (
     VM_READ,
@@ -164,6 +166,8 @@ def run_synthetic(config: KernelConfig, checks: bool, seed: int, rounds: int) ->
     from vmfuzz.invariants import check_all, install
 
     sched = Scheduler(RandomWalk(seed), max_steps=10**9, lockdep=LockDep(), record_trace=False)
+    if getattr(config, "boot_pages", 0):
+        config = attrs.evolve(config, boot_pages=0)  # the workload maps its own vmas
     k = Kernel(config, sched)
     ntasks = min(4, config.nr_mms)
     # Each task cycles as many pages as it has frames, so that most faults do something.
