@@ -37,7 +37,7 @@ from vmfuzz.kernel.mm_types import (
     SwapPte,
     VmAreaStruct,
 )
-from vmfuzz.schedules import PreemptionList
+from vmfuzz.schedules import PreemptionList, RandomWalk
 
 # The names other engineers refer to (issue 4): all must exist.
 REQUIRED = [
@@ -938,9 +938,14 @@ def test_engine_checks_raise_their_registered_names() -> None:
         out = s.run_to_outcome()
     seen.add(out.check)
     # livelock
-    s = Scheduler(livelock_retries=3)
+    s = Scheduler(RandomWalk(1), livelock_retries=3, max_steps=1000)
     for _ in range(2):  # a livelock takes two tasks retrying in lock step
-        s.spawn(_prog(s, *[s.retry("retry:top") for _ in range(10)]))
+
+        def spin(s: Scheduler = s) -> Iterator[object]:
+            while True:
+                yield s.retry("retry:top")
+
+        s.spawn(spin())
     seen.add(s.run_to_outcome().check)
     engine = set(names("engine"))
     assert seen == engine, (seen, engine)
