@@ -339,3 +339,18 @@ def test_fixed_kernel_soak_finds_nothing(tmp_path: Path) -> None:
     assert summary["campaigns"] >= 2 and summary["steps"] > 0
     assert not (tmp_path / "corpus").exists()
     assert (tmp_path / "st" / "report.html").exists()
+
+
+def test_workers_are_recycled_without_repeating_seeds(plugin: Path, tmp_path: Path) -> None:
+    from vmfuzz.soak import SoakOptions, run_soak
+
+    config = SoakConfig(plugins=(str(plugin),), ops=("soaktest_incr", "soaktest_noop"),
+                        corpus=str(tmp_path / "corpus"), schedulers=("random",))
+    opts = SoakOptions(state_dir=tmp_path / "st", duration=8.0, workers=1, config=config,
+                       campaign_seconds=0.5, sample_every=0, recycle_campaigns=1)
+    summary = run_soak(opts)
+    assert summary["findings"] == []
+    stats = json.loads((tmp_path / "st" / "stats.json").read_text())
+    assert stats["worker_status"][0]["restarts"] >= 1  # a fresh process after each campaign
+    seeds = [c["seed"] for c in _logged_campaigns(tmp_path / "st")]
+    assert len(seeds) >= 2 and seeds == sorted(set(seeds))

@@ -38,8 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"worker processes (default: all cores, here {os.cpu_count()})")
     p.add_argument("--bug", action="append", default=[], metavar="NAME",
                    help="switch on a historical bug (repeatable); 'vmfuzz bugs' lists them")
-    p.add_argument("--corpus", default="corpus", metavar="DIR",
-                   help="where failures are saved (default: corpus/)")
+    p.add_argument("--corpus", default=None, metavar="DIR",
+                   help="where failures are saved (default: corpus/; --resume: the run's)")
     p.add_argument("--state", default=None, metavar="DIR",
                    help="the run's state directory (default: soak-state/)")
     p.add_argument("--resume", action="store_true",
@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         bugs=tuple(args.bug),
         plugins=tuple(str(Path(p).resolve()) if p.endswith(".py") else p for p in args.plugin),
         ops=tuple(args.op) if args.op else None,
-        corpus=str(Path(args.corpus).resolve()) if args.corpus != "corpus" else "corpus",
+        corpus=str(Path(args.corpus).resolve()) if args.corpus else "",
         schedulers=tuple(dict.fromkeys(args.scheduler)) if args.scheduler else SCHEDULERS,
     )
     if args.coverage_every is not None and args.coverage_every < 0:

@@ -70,6 +70,9 @@ SAMPLE_EVERY = 10  # one chunk of examples in this many runs under coverage.py
 STATS_EVERY = 2.0  # seconds between stats.json writes
 COVERAGE_EVERY = 15.0  # seconds between coverage merges
 RSS_RECYCLE_MB = 2048.0  # a worker above this many MB is replaced after its campaign
+# ... and after this many campaigns: each campaign's machine class stays referenced by
+# Hypothesis (RuleBasedStateMachine._setup_state_per_class), ~0.1 MB a campaign.
+RECYCLE_CAMPAIGNS = 200
 CRASH_EXIT = 3  # exit status of a worker that reported its own crash
 COVERED_PACKAGE = "vmfuzz.kernel"
 _COV_WARNINGS = [
@@ -122,7 +125,7 @@ class SoakConfig:
     bugs: tuple[str, ...] = ()
     plugins: tuple[str, ...] = ()
     ops: tuple[str, ...] | None = None
-    corpus: str = "corpus"
+    corpus: str = "corpus"  # "" in a --resume request: the run's corpus
     schedulers: tuple[str, ...] = SCHEDULERS
 
     def to_json(self) -> dict[str, Any]:
@@ -161,6 +164,7 @@ class SoakOptions:
     coverage_every: float = COVERAGE_EVERY
     stop_grace: float = 600.0  # seconds to wait for in-flight shrinking when stopping
     rss_recycle_mb: float = RSS_RECYCLE_MB
+    recycle_campaigns: int = RECYCLE_CAMPAIGNS
 
     def campaign_budget(self) -> float:
         if self.campaign_seconds is not None:
@@ -450,6 +454,7 @@ class _WorkerArgs:
     sample_every: int
     parent_pid: int
     rss_recycle_mb: float
+    recycle_campaigns: int
 
 
 class _Stop(Exception):
@@ -523,6 +528,7 @@ class _Worker:
                        os.O_RDWR | os.O_CREAT, 0o644)
         fcntl.flock(lock, fcntl.LOCK_EX)
         cursor = self._read_cursor()
+        done = 0
         while True:
             self._check_stop()
             remaining = self.a.deadline - time.monotonic()
@@ -557,9 +563,12 @@ class _Worker:
             with open(self.log_file, "a", encoding="utf-8") as f:
                 f.write(json.dumps(finished) + "\n")
             self.send("end", finished)
+            done += 1
             rss = rss_mb(os.getpid())
-            if rss is not None and rss > self.a.rss_recycle_mb:
-                self.send("recycle", {"rss_mb": rss})
+            if (rss is not None and rss > self.a.rss_recycle_mb) or (
+                0 < self.a.recycle_campaigns <= done
+            ):
+                self.send("recycle", {"rss_mb": rss, "campaigns": done})
                 break
 
     def _import_model(self) -> None:
@@ -841,6 +850,10 @@ class Soak:
                     f"{self.state} already holds a soak run: add --resume to continue it, "
                     "or pass another --state"
                 )
+            # The corpus is kept as an absolute path: a --resume from elsewhere saves there.
+            self.o.config = attrs.evolve(
+                o.config, corpus=str(Path(o.config.corpus or "corpus").resolve())
+            )
             self.run_json = {
                 "format": FORMAT, "version": VERSION, "created": _now_iso(),
                 "config": o.config.to_json(), "sessions": [],
@@ -900,6 +913,7 @@ class Soak:
             deadline=self.deadline, t0=self.t0, offset=self.offset,
             campaign_seconds=self.o.campaign_budget(), sample_every=self.o.sample_every,
             parent_pid=os.getpid(), rss_recycle_mb=self.o.rss_recycle_mb,
+            recycle_campaigns=self.o.recycle_campaigns,
         )
         proc = self.ctx.Process(
             target=_worker_entry, args=(args, child), name=f"vmfuzz-soak-{s.slot}", daemon=False
@@ -1317,7 +1331,7 @@ def _merge_config(old: SoakConfig, new: SoakConfig) -> SoakConfig:
         raise SoakError("--resume: the run fuzzed every operation; leave --op out")
     if new.schedulers != SCHEDULERS and sorted(new.schedulers) != sorted(old.schedulers):
         raise SoakError("--resume: --scheduler differs from the run's; leave it out")
-    if new.corpus != "corpus" and new.corpus != old.corpus:
+    if new.corpus and Path(new.corpus).resolve() != Path(old.corpus).resolve():
         raise SoakError(f"--resume: --corpus {new.corpus} differs from the run's {old.corpus}")
     return old
 
