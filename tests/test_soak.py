@@ -217,11 +217,15 @@ def test_saved_finding_replays_and_campaign_reruns(
 
 def test_report_prints_the_summary_again(bug_run: tuple[Path, Any, Any]) -> None:
     d, _, summary = bug_run
+    timeline = Path(summary["findings"][0]["timeline"])
+    drawn = timeline.read_text()
+    timeline.unlink()  # e.g. killed between saving the case and drawing it: drawn again
     res = subprocess.run([sys.executable, "-m", "vmfuzz", "report", "st"], cwd=d,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 1
     assert res.stdout == (d / "st" / "summary.txt").read_text()
     assert "findings: 1 distinct" in res.stdout and "timeline:" in res.stdout
+    assert timeline.read_text() == drawn
     res = subprocess.run([sys.executable, "-m", "vmfuzz", "report", "st", "--json"], cwd=d,
                          capture_output=True, text=True, timeout=120)
     again = _json(res)

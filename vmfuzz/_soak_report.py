@@ -198,9 +198,32 @@ def _pct(v: float | None) -> str:
     return f"{v:.1f}%" if v is not None else "n/a"
 
 
+def _ensure_timelines(state_dir: Path, findings: list[dict[str, Any]]) -> None:
+    """Draw the timeline of a saved finding whose timeline file is missing (a kill between
+    the save and the drawing, or a deleted file)."""
+    for f in findings:
+        corpus = f.get("corpus")
+        if not corpus or not Path(corpus).is_file():
+            continue
+        out = state_dir / "timelines" / f"{Path(corpus).stem}.txt"
+        if f.get("timeline") and Path(f["timeline"]).is_file():
+            continue
+        try:
+            from vmfuzz.corpus import attempt, load
+            from vmfuzz.timeline import render_attempt
+
+            cc = load(corpus)
+            text = render_attempt(cc, attempt(cc), width=120)
+        except Exception as e:  # e.g. an operation of a plugin that is gone
+            text = f"(no timeline: {type(e).__name__}: {e})\n"
+        write_text(out, text)
+        f["timeline"] = str(out.resolve())
+
+
 def write_reports(state_dir: Path) -> dict[str, Any]:
     """Write ``summary.txt`` and ``report.html``; the summary as JSON data."""
     s = summarize(state_dir)
+    _ensure_timelines(state_dir, s["findings"])
     text = summary_text(s)
     write_text(state_dir / "summary.txt", text)
     write_text(state_dir / "report.html", render_html(state_dir, s))

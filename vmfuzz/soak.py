@@ -773,7 +773,6 @@ class _Slot:
     proc: Any = None
     conn: Connection | None = None
     current: dict[str, Any] | None = None
-    finished: bool = False  # no restart: the run is over for this slot
     crash_reported: bool = False
     recycle: bool = False
     restart_at: float | None = None
@@ -1004,8 +1003,6 @@ class Soak:
             s.restarts += 1
             if crashed and self.on_event is not None:
                 self.on_event(f"worker {s.slot} died ({_death(code)}); restarting it")
-        else:
-            s.finished = True
 
     def _clear_slot_file(self, slot: int) -> None:
         """The slot's campaign in flight is accounted for (the cursor stays)."""
@@ -1130,7 +1127,6 @@ class Soak:
                         self._start(s, now)
                     else:
                         s.restart_at = None
-                        s.finished = True
                 if s.proc is not None and s.proc.pid is not None:
                     self._sample_process(s)
             if all(s.proc is None and s.restart_at is None for s in self.slots):
