@@ -27,6 +27,7 @@ The state directory::
     stats.json            totals, per-op / per-label counts, coverage, time series (atomic)
     workers/slot<N>.json  the slot's seed cursor and its campaign in flight (atomic)
     workers/slot<N>.log   one JSON line per finished campaign
+    workers/slot<N>.stack the worker's Python stack, each time it gets SIGUSR1
     findings/*.json       one record per finding, written when it is found (atomic)
     timelines/*.txt       the race timeline of each saved finding
     coverage/             coverage.py data of the sampled chunks, one file per process
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import faulthandler
 import fcntl
 import hashlib
 import importlib
@@ -73,6 +75,9 @@ RSS_RECYCLE_MB = 2048.0  # a worker above this many MB is replaced after its cam
 # ... and after this many campaigns: each campaign's machine class stays referenced by
 # Hypothesis (RuleBasedStateMachine._setup_state_per_class), ~0.1 MB a campaign.
 RECYCLE_CAMPAIGNS = 200
+# ... and when it has grown this much over its size after its first campaign (a long shrink
+# leaves the heap large; a fresh process gives it back).
+RSS_GROWTH_RECYCLE_MB = 150.0
 CRASH_EXIT = 3  # exit status of a worker that reported its own crash
 COVERED_PACKAGE = "vmfuzz.kernel"
 _COV_WARNINGS = [
@@ -466,6 +471,12 @@ def _worker_entry(args: _WorkerArgs, conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # ``kill -USR1 PID`` appends the worker's Python stack to workers/slot<N>.stack (what is a
+    # worker doing that has not reported progress for a long while?).
+    stacks = Path(args.state_dir) / "workers" / f"slot{args.slot}.stack"
+    stacks.parent.mkdir(parents=True, exist_ok=True)
+    stack_file = open(stacks, "a", encoding="utf-8")  # open for the process' life
+    faulthandler.register(signal.SIGUSR1, file=stack_file, all_threads=True)
     w = _Worker(args, conn)
     try:
         w.run()
@@ -529,6 +540,7 @@ class _Worker:
         fcntl.flock(lock, fcntl.LOCK_EX)
         cursor = self._read_cursor()
         done = 0
+        baseline: float | None = None
         while True:
             self._check_stop()
             remaining = self.a.deadline - time.monotonic()
@@ -565,9 +577,12 @@ class _Worker:
             self.send("end", finished)
             done += 1
             rss = rss_mb(os.getpid())
-            if (rss is not None and rss > self.a.rss_recycle_mb) or (
-                0 < self.a.recycle_campaigns <= done
-            ):
+            if baseline is None:
+                baseline = rss
+            grown = rss is not None and baseline is not None and (
+                rss > self.a.rss_recycle_mb or rss - baseline > RSS_GROWTH_RECYCLE_MB
+            )
+            if grown or 0 < self.a.recycle_campaigns <= done:
                 self.send("recycle", {"rss_mb": rss, "campaigns": done})
                 break
 
@@ -777,7 +792,8 @@ class _Slot:
     recycle: bool = False
     restart_at: float | None = None
     crashes: list[float] = attrs.field(factory=list)
-    restarts: int = 0
+    restarts: int = 0  # after a crash or a recycle
+    recycles: int = 0
     rss_mb: float | None = None
     cpu: float = 0.0  # CPU seconds of the current process, last reading
     campaigns: int = 0
@@ -1001,6 +1017,7 @@ class Soak:
             delay = 0.0 if len(recent) <= 1 else min(30.0, 2.0 ** (len(recent) - 2))
             s.restart_at = now + delay
             s.restarts += 1
+            s.recycles += 0 if crashed else 1
             if crashed and self.on_event is not None:
                 self.on_event(f"worker {s.slot} died ({_death(code)}); restarting it")
 
@@ -1234,7 +1251,8 @@ class Soak:
         st["worker_status"] = [
             {"slot": s.slot, "pid": s.proc.pid if s.proc is not None else None,
              "rss_mb": round(s.rss_mb, 1) if s.rss_mb is not None else None,
-             "campaign": s.current, "campaigns": s.campaigns, "restarts": s.restarts}
+             "campaign": s.current, "campaigns": s.campaigns, "restarts": s.restarts,
+             "recycles": s.recycles}
             for s in self.slots
         ]
         write_json(self.state / "stats.json", st, fsync=final)
