@@ -79,6 +79,9 @@ def summarize(state_dir: Path) -> dict[str, Any]:
         if elapsed else None,
         "steps_per_cpu_second": round(steps / float(t["worker_cpu_seconds"]), 1)
         if t.get("worker_cpu_seconds") else None,
+        "cores_wanted": round(
+            (float(t.get("worker_cpu_seconds", 0.0)) + float(t.get("worker_wait_seconds", 0.0)))
+            / elapsed, 2) if elapsed else None,
         "summary": str(state_dir / "summary.txt"),
         "report": str(state_dir / "report.html"),
     }
@@ -130,6 +133,12 @@ def summary_text(s: dict[str, Any]) -> str:
             f"({100 * s['cores_busy'] / s['workers']:.0f}% of {_n(s['workers'], 'worker')})"
             f"{per_cpu}"
         )
+        wanted = s.get("cores_wanted")
+        if wanted and wanted > s["cores_busy"] * 1.1:
+            out.append(
+                f"  (they were running or waiting for a CPU {wanted:.2f} worker-seconds per "
+                "second: other processes had the rest of the machine)"
+            )
     if s["max_worker_rss_mb"] is not None:
         out.append(f"  largest worker: {s['max_worker_rss_mb']:.0f} MB resident")
     cov = s["coverage"]
@@ -329,7 +338,7 @@ def svg_chart(
                 f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="1.6">'
                 f"<title>{e(name)}</title></polyline>"
             )
-        lx = width - right - 130 * (len(series) - i)  # legend: the title row, right side
+        lx = width - right - 160 * (len(series) - i)  # legend: the title row, right side
         parts.append(f'<rect x="{lx}" y="7" width="10" height="10" fill="{color}"/>')
         parts.append(f'<text x="{lx + 14}" y="16" class="lg">{e(name)}</text>')
     if not any(pts for _, pts in series):
@@ -374,10 +383,14 @@ def render_html(state_dir: Path, s: dict[str, Any]) -> str:
     ]
     lines = [(p["t"], p["lines"]) for p in series if p.get("lines") is not None]
     branches = [(p["t"], p["branches"]) for p in series if p.get("branches") is not None]
-    cores = []
+    cores, wanted = [], []
     for a, b in itertools.pairwise(series):
         if b.get("cpu") is not None and a.get("cpu") is not None and b["t"] > a["t"]:
-            cores.append((b["t"], round((b["cpu"] - a["cpu"]) / (b["t"] - a["t"]), 3)))
+            dt = b["t"] - a["t"]
+            cores.append((b["t"], round((b["cpu"] - a["cpu"]) / dt, 3)))
+            if b.get("wait") is not None and a.get("wait") is not None:
+                w = b["cpu"] - a["cpu"] + b["wait"] - a["wait"]
+                wanted.append((b["t"], round(w / dt, 3)))
     load = [(p["t"], p["load"]) for p in series if p.get("load") is not None]
     rss_max, rss_mean = [], []
     for p in series:
@@ -398,8 +411,8 @@ def render_html(state_dir: Path, s: dict[str, Any]) -> str:
                   y_label="steps/s", markers=markers),
         svg_chart("examples per second (all workers)", [("examples/s", ex_rate)],
                   y_label="examples/s", markers=markers),
-        svg_chart("CPU cores kept busy by the workers, and the machine's load average",
-                  [("cores busy", cores), ("load average", load)], y_label="cores"),
+        svg_chart("worker CPU (cores)", [("busy", cores), ("busy + waiting for CPU", wanted),
+                                           ("load average", load)], y_label="cores"),
         "<h2>Model coverage (vmfuzz.kernel, sampled chunks of examples)</h2>",
         svg_chart("coverage over time", [("lines %", lines), ("branches %", branches)],
                   y_label="%", y_max=100.0, markers=markers),

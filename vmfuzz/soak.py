@@ -361,13 +361,17 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of process ``pid`` so far (Linux /proc), or None."""
+def cpu_seconds(pid: int) -> tuple[float, float] | None:
+    """Seconds process ``pid`` has spent on a CPU and waiting for one (runnable), or None.
+
+    From /proc/PID/schedstat (Linux); a process that is on a CPU or waiting for one all the
+    time is CPU-bound: on an idle machine it would keep a core busy.
+    """
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
+        with open(f"/proc/{pid}/schedstat", encoding="ascii") as f:
+            run, wait = f.read().split()[:2]
+        return int(run) / 1e9, int(wait) / 1e9
+    except (OSError, ValueError):
         return None
 
 
@@ -795,7 +799,7 @@ class _Slot:
     restarts: int = 0  # after a crash or a recycle
     recycles: int = 0
     rss_mb: float | None = None
-    cpu: float = 0.0  # CPU seconds of the current process, last reading
+    cpu: tuple[float, float] = (0.0, 0.0)  # current process: on-CPU, runnable-waiting
     campaigns: int = 0
 
 
@@ -943,7 +947,7 @@ class Soak:
                 signal.signal(sig, handler)
         child.close()
         s.proc, s.conn = proc, parent
-        s.cpu = 0.0
+        s.cpu = (0.0, 0.0)
         s.crash_reported = s.recycle = False
         s.restart_at = None
         s.current = None
@@ -1166,9 +1170,10 @@ class Soak:
         assert s.proc is not None and s.proc.pid is not None
         s.rss_mb = rss_mb(s.proc.pid)
         cpu = cpu_seconds(s.proc.pid)
-        if cpu is not None and cpu >= s.cpu:
+        if cpu is not None and cpu[0] >= s.cpu[0] and cpu[1] >= s.cpu[1]:
             t = self.stats["totals"]
-            t["worker_cpu_seconds"] = t.get("worker_cpu_seconds", 0.0) + cpu - s.cpu
+            t["worker_cpu_seconds"] = t.get("worker_cpu_seconds", 0.0) + cpu[0] - s.cpu[0]
+            t["worker_wait_seconds"] = t.get("worker_wait_seconds", 0.0) + cpu[1] - s.cpu[1]
             s.cpu = cpu
 
     def _shutdown(self) -> None:
@@ -1237,6 +1242,7 @@ class Soak:
                        if s.rss_mb is not None and s.proc is not None},
             "alive": sum(1 for s in self.slots if s.proc is not None),
             "cpu": round(t.get("worker_cpu_seconds", 0.0), 2),
+            "wait": round(t.get("worker_wait_seconds", 0.0), 2),
             "load": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         }
         if prev is None or dt >= interval or final:
