@@ -14,8 +14,8 @@ coverage ({lines, branches, covered_lines, statements, covered_branches, branche
 sampled_chunks} | null), findings (one per signature: signature, kind, check, message,
 corpus, timeline, elapsed, hits, workers, seed, scheduler, profile, shrunk ...), interrupted,
 max_worker_rss_mb, worker_cpu_seconds, cores_busy (worker CPU seconds per second: how much of
-the machine the run got), cores_wanted (the same counting time spent waiting for a CPU: about
-the number of workers when they are CPU-bound), steps_per_cpu_second, summary, report.
+the machine the run got), cpu_bound (the fraction of the workers' lifetime spent on a CPU or
+waiting for one: near 1 when they never idle), steps_per_cpu_second, summary, report.
 Exit status: 0 no findings, 1 findings, 2 not a soak state directory.
 """
 

@@ -79,9 +79,9 @@ def summarize(state_dir: Path) -> dict[str, Any]:
         if elapsed else None,
         "steps_per_cpu_second": round(steps / float(t["worker_cpu_seconds"]), 1)
         if t.get("worker_cpu_seconds") else None,
-        "cores_wanted": round(
+        "cpu_bound": round(
             (float(t.get("worker_cpu_seconds", 0.0)) + float(t.get("worker_wait_seconds", 0.0)))
-            / elapsed, 2) if elapsed else None,
+            / float(t["worker_alive_seconds"]), 3) if t.get("worker_alive_seconds") else None,
         "summary": str(state_dir / "summary.txt"),
         "report": str(state_dir / "report.html"),
     }
@@ -133,11 +133,12 @@ def summary_text(s: dict[str, Any]) -> str:
             f"({100 * s['cores_busy'] / s['workers']:.0f}% of {_n(s['workers'], 'worker')})"
             f"{per_cpu}"
         )
-        wanted = s.get("cores_wanted")
-        if wanted and wanted > s["cores_busy"] * 1.1:
+        bound = s.get("cpu_bound")
+        if bound is not None:
             out.append(
-                f"  (they were running or waiting for a CPU {wanted:.2f} worker-seconds per "
-                "second: other processes had the rest of the machine)"
+                f"  workers were on a CPU or waiting for one {100 * bound:.0f}% of their "
+                "lifetime" + (" (CPU-bound: any shortfall above is other processes' use of "
+                              "the machine)" if bound > 0.9 else "")
             )
     if s["max_worker_rss_mb"] is not None:
         out.append(f"  largest worker: {s['max_worker_rss_mb']:.0f} MB resident")

@@ -800,6 +800,7 @@ class _Slot:
     recycles: int = 0
     rss_mb: float | None = None
     cpu: tuple[float, float] = (0.0, 0.0)  # current process: on-CPU, runnable-waiting
+    seen: float = 0.0  # time.monotonic() of the last reading
     campaigns: int = 0
 
 
@@ -948,6 +949,7 @@ class Soak:
         child.close()
         s.proc, s.conn = proc, parent
         s.cpu = (0.0, 0.0)
+        s.seen = now
         s.crash_reported = s.recycle = False
         s.restart_at = None
         s.current = None
@@ -1170,8 +1172,11 @@ class Soak:
         assert s.proc is not None and s.proc.pid is not None
         s.rss_mb = rss_mb(s.proc.pid)
         cpu = cpu_seconds(s.proc.pid)
+        now = time.monotonic()
         if cpu is not None and cpu[0] >= s.cpu[0] and cpu[1] >= s.cpu[1]:
             t = self.stats["totals"]
+            t["worker_alive_seconds"] = t.get("worker_alive_seconds", 0.0) + now - s.seen
+            s.seen = now
             t["worker_cpu_seconds"] = t.get("worker_cpu_seconds", 0.0) + cpu[0] - s.cpu[0]
             t["worker_wait_seconds"] = t.get("worker_wait_seconds", 0.0) + cpu[1] - s.cpu[1]
             s.cpu = cpu
