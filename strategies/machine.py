@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import attrs
 from hypothesis import strategies as st
+from hypothesis import target
 from hypothesis.control import current_build_context
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 from vmfuzz.strategies.operations import op_calls, swarm
@@ -162,6 +163,10 @@ class KernelMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         try:
             self._run(None)
+            # Guide generation towards examples that visit more distinct kernel code points
+            # (yield labels): Hypothesis' target phase hill-climbs on it.  Generic coverage
+            # feedback, no knowledge of any path.
+            target(float(len({s.label for s in self.sched.trace})), label="distinct labels")
             if not self.stopped and self.threads:
                 self._amplify()
         finally:

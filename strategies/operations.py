@@ -28,7 +28,9 @@ def _biased(lo: int, hot: int, hi: int) -> st.SearchStrategy[int]:
 def kind_values(kind: str, config: KernelConfig) -> st.SearchStrategy[int]:
     """Values of one argument kind for a kernel of ``config``'s sizes."""
     if kind == "mm":
-        return st.integers(0, config.nr_mms)  # one past the initial mms: a forked child
+        # Half the draws hit mm 0, so operations of one process meet; the range reaches one
+        # past the initial mms (the first forked child).
+        return _biased(0, 0, config.nr_mms)
     if kind == "addr":
         # Small-scope bias: half the addresses fall in the first pages, so independent
         # operations often meet on the same page (races need that), yet every page is reachable.

@@ -91,3 +91,33 @@ def test_cli_json_on_fixed_kernel() -> None:
         assert key in out
     assert out["found"] is False and out["invariant"] is None and out["shrunk"] is None
     assert out["examples"] >= 15 and out["steps"] > 0
+
+
+def test_broken_model_variant_found_and_shrunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A variant of the real fault path, built here: do_anonymous_page without the pte_none
+    recheck under page_table_lock (two threads faulting one page both install theirs)."""
+    from vmfuzz.kernel import memory
+    from vmfuzz.kernel.mm_types import VM_WRITE, PresentPte
+    from vmfuzz.kernel.page_alloc import alloc_page, lru_cache_add_active_or_unevictable
+    from vmfuzz.kernel.rmap import anon_vma_prepare, page_add_new_anon_rmap
+
+    def no_recheck(k, mm, vma, addr, write):  # type: ignore[no-untyped-def]
+        yield from anon_vma_prepare(k, vma)
+        page = yield from alloc_page(k)
+        if page is None:
+            return -12
+        yield k.sched.spin_lock(mm.page_table_lock)
+        mm.rss += 1
+        page_add_new_anon_rmap(k, page, vma, addr)
+        lru_cache_add_active_or_unevictable(k, page, vma)
+        k.set_pte_at(mm, addr, PresentPte(page.pfn, bool(vma.vm_flags & VM_WRITE)))
+        k.sched.spin_unlock(mm.page_table_lock)
+        return 0
+
+    monkeypatch.setattr(memory, "do_anonymous_page", no_recheck)
+    r = fuzz(KernelConfig(), seed_value=0, budget=120, ops=["read", "write"])
+    assert r.found, "the missing pte_none recheck was not found"
+    shrunk = r.shrunk()
+    assert shrunk is not None
+    assert shrunk["tasks"] == 2 and shrunk["preemptions"] == 1, shrunk
+    assert r.minimal_preemptions is True

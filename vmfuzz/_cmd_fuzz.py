@@ -145,11 +145,19 @@ def _print_human(result: CampaignResult, path: Path | None) -> None:
     for t in result.case.tasks:
         ops = "; ".join(c.describe() for c in t.ops)
         print(f"  {t.name} (from step {t.start}): {ops}")
-    try:
-        from vmfuzz.timeline import render_failure
+    import shutil
 
-        print(render_failure(result.failure.trace, result.failure.violation))
-    except ImportError:
-        pass
+    from vmfuzz.timeline import render_timeline
+
+    v = result.failure.violation
+    print(
+        render_timeline(
+            result.failure.trace,
+            [t.name for t in result.case.tasks],
+            width=shutil.get_terminal_size((100, 24)).columns,
+            mark_step=v.step,
+            footer=[f"violated: {v.describe()}"],
+        )
+    )
     if path is not None:
         print(f"saved: {path}\nreplay: vmfuzz replay {path}\nshow:   vmfuzz show {path}")
