@@ -514,6 +514,15 @@ def try_to_unuse(k: Kernel) -> Gen:
             put_page(k, page)
             i = e - 1
             continue
+        if si.swap_map[e] > 1 and k.swap_ptes.get(e):
+            # Swap ptes we did not visit: an mm forked (dup_mmap copies swap ptes) after
+            # this pass read init_mm.mmlist.  2.6 dup_mmap queues the child right after its
+            # parent so the pass meets it; rescan rather than wait for users that won't move.
+            k.sched.unlock_page(page.lock)
+            put_page(k, page)
+            yield "try_to_unuse:rescan"
+            i = e - 1
+            continue
         if si.swap_map[e] > 1:
             # Users we could not find: in flight in another task.  Let them move.
             seen = _unuse_state(k, e)
