@@ -401,8 +401,15 @@ def group_findings(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if rec.get("worker") not in g["workers"]:
             g["workers"].append(rec.get("worker"))
         if rec.get("corpus"):
-            g["corpus"] = rec["corpus"]  # the latest save holds the shortest run
+            g["corpus"] = rec["corpus"]
             g["timeline"] = rec.get("timeline") or g.get("timeline")
+        # The corpus keeps the shortest run of a signature: show that one's size.
+        steps = (rec.get("shrunk") or {}).get("steps")
+        best = (g.get("shrunk") or {}).get("steps")
+        if steps is not None and (best is None or steps < best):
+            g["shrunk"] = rec["shrunk"]
+            g["minimal_preemptions"] = rec.get("minimal_preemptions")
+            g["message"] = rec.get("message")
     return list(groups.values())
 
 
