@@ -259,8 +259,7 @@ def test_kill9_then_resume_keeps_every_finding(plugin: Path, tmp_path: Path) -> 
     args = [
         sys.executable, "-m", "vmfuzz", "soak", "--duration", "120s", "--workers", "2",
         "--plugin", str(plugin), "--bug", "soaktest_racy", "--op", "soaktest_incr",
-        "--op", "soaktest_noop", "--scheduler", "random", "--coverage-every", "0",
-        "--state", "st", "--corpus", "corpus",
+        "--scheduler", "random", "--coverage-every", "0", "--state", "st", "--corpus", "corpus",
     ]
     proc = subprocess.Popen(args, cwd=tmp_path, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
