@@ -1239,14 +1239,22 @@ class Soak:
         prev = series[-1] if series else None
         dt = elapsed - prev["t"] if prev else elapsed - self.offset
         interval = min(30.0, max(1.0, self.o.duration / 240))
+        # Rates over a window of several samples: workers report once per chunk of examples
+        # (a second or more each), so rates between two samples alone would be mostly 0 or spikes.
+        base = None
+        for old in reversed(series):
+            base = old
+            if elapsed - old["t"] >= max(10.0, 3 * interval):
+                break
+        span = elapsed - base["t"] if base is not None else 0.0
         sample = {
             "t": round(elapsed, 2),
             "examples": t["examples"],
             "steps": t["steps"],
-            "steps_per_second": round((t["steps"] - (prev["steps"] if prev else 0)) / dt, 1)
-            if prev and dt > 0 else None,
-            "examples_per_second": round((t["examples"] - prev["examples"]) / dt, 2)
-            if prev and dt > 0 else None,
+            "steps_per_second": round((t["steps"] - base["steps"]) / span, 1)
+            if base is not None and span > 0 else None,
+            "examples_per_second": round((t["examples"] - base["examples"]) / span, 2)
+            if base is not None and span > 0 else None,
             "findings": len(self.signatures),
             "lines": (st.get("coverage") or {}).get("lines"),
             "branches": (st.get("coverage") or {}).get("branches"),
