@@ -42,7 +42,7 @@ def test_racy_variant_found_and_shrunk(racy_counter: str, scheduler: str) -> Non
     )
     assert r.found and r.invariant == "lost_update"
     # The mail-size interleaving: two tasks, one op each, one preemption.
-    assert r.shrunk() == {"tasks": 2, "ops": 2, "steps": 6, "preemptions": 1}
+    assert r.shrunk() == {"tasks": 2, "threads": 2, "ops": 2, "steps": 6, "preemptions": 1}
     assert r.minimal_preemptions is True
 
 

@@ -9,7 +9,8 @@ A failure is shrunk (fewest tasks, operations and context switches), saved to th
 directory and printed as a race timeline; replay it with 'vmfuzz replay PATH'.
 
 --json prints exactly one object: {"found", "invariant", "message", "examples", "steps",
-"seconds", "steps_per_second", "case", "shrunk": {"tasks", "ops", "steps", "preemptions"} | null,
+"seconds", "steps_per_second", "case", "shrunk": {"tasks" (in flight at once), "threads",
+"ops", "steps", "preemptions"} | null,
 "minimal_preemptions", "seed", "scheduler", "bugs"}.
 Exit status: 0 nothing found, 1 failure found, 2 usage or bad input.
 """

@@ -8,8 +8,9 @@ confirm (or lower) its preemption count.  ``vmfuzz fuzz`` and ``vmfuzz soak`` ar
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
@@ -40,16 +41,21 @@ class CampaignResult:
     stats: Stats | None = None
     error: str | None = None
     first_failure_seconds: float | None = None  # time to the first (unshrunk) failure
+    post_shrink_seconds: float = 0.0  # delta debugging + exhaustive preemption search
 
     @property
     def invariant(self) -> str | None:
         return self.failure.violation.check if self.failure else None
 
     def shrunk(self) -> dict[str, int] | None:
+        """Size of the shrunk failure.  ``tasks`` counts the tasks that were in flight at the
+        same time (the CPUs of a mail's race drawing: a setup task that finished before the
+        others started does not count); ``threads`` counts every task of the case."""
         if self.case is None or self.failure is None:
             return None
         return {
-            "tasks": len(self.case.tasks),
+            "tasks": concurrent_tasks(self.failure.trace),
+            "threads": len(self.case.tasks),
             "ops": sum(len(t.ops) for t in self.case.tasks),
             "steps": self.failure.steps,
             "preemptions": self.preemptions,
@@ -70,6 +76,7 @@ def fuzz(
     collect_labels: bool = False,
     verify_minimal: bool = True,
     amplify: int | None = None,
+    shrink_seconds: float = 10.0,
 ) -> CampaignResult:
     """Fuzz ``config`` until ``budget`` seconds or ``max_examples`` examples, or a failure."""
     if amplify is None:  # extra PCT schedules per program, except for the baselines
@@ -92,7 +99,8 @@ def fuzz(
         test = seed(seed_value * 1_000_003 + index)(get_state_machine_test(cls, settings=s))
         index += 1
         try:
-            test()
+            with _shrink_deadline(shrink_seconds):
+                test()
         except Exception as exc:  # the failure Hypothesis shrank and re-raised
             if cls.failure is None:
                 result.error = f"{type(exc).__name__}: {exc}"
@@ -103,6 +111,7 @@ def fuzz(
             _update(result, cls, t0)
             if progress is not None:
                 progress(result)
+    t_shrunk = time.monotonic()
     if result.found and cls.failure is not None:
         result.failure = cls.failure
         result.case = cls.failure.case
@@ -111,8 +120,39 @@ def fuzz(
             _delta_shrink(result)
         if verify_minimal:
             _minimise_preemptions(result)
+    result.post_shrink_seconds = time.monotonic() - t_shrunk
     _update(result, cls, t0)
     return result
+
+
+def concurrent_tasks(trace: list[Any]) -> int:
+    """The most tasks that had started and not yet exited at any step of ``trace``."""
+    live: set[str] = set()
+    most = 0
+    for step in trace:
+        live.add(step.task)
+        most = max(most, len(live))
+        if step.label == "exit":
+            live.discard(step.task)
+    return most
+
+
+@contextlib.contextmanager
+def _shrink_deadline(seconds: float) -> Iterator[None]:
+    """Cap Hypothesis' shrinking time (its engine stops shrinking at MAX_SHRINKING_SECONDS,
+    300 by default).  Our own delta debugging and exhaustive preemption search run after it
+    and finish the job far cheaper than more Hypothesis shrink passes over a stateful run."""
+    from hypothesis.internal.conjecture import engine
+
+    old = getattr(engine, "MAX_SHRINKING_SECONDS", None)
+    if old is None:
+        yield
+        return
+    engine.MAX_SHRINKING_SECONDS = seconds  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        engine.MAX_SHRINKING_SECONDS = old
 
 
 def _update(result: CampaignResult, cls: Any, t0: float) -> None:
