@@ -243,3 +243,24 @@ def test_bug_registered_with_its_invariant(bug: str) -> None:
     assert b.summary and b.invariant in {
         "use_after_free", "lock_order_inversion", "swap_cache_unique", "data_integrity",
     }
+
+
+# --------------------------------------------------------------------------- fixed-kernel races
+def test_swapoff_meets_a_child_forked_during_the_pass() -> None:
+    """Regression (found by the fuzzer in the fixed kernel): swapoff waits for mm0's mmap_sem
+    while fork copies mm0's swap pte into a new child, twice (the second child is created after
+    the pass started); the pass must still visit it (a child comes after its parent on mmlist)
+    instead of sleeping on an entry nobody will move."""
+    sim = Sim()
+    sim.ops([o("mmap", mm=0, addr=0, npages=1), o("write", mm=0, addr=0),
+             o("swap_out", count=1)])
+    out = sim.race(
+        {"T0": [o("fork", mm=0), o("fork", mm=0)], "T1": [o("swapoff")]},
+        ["run T0 until dup_mmap:down_write(mmap_sem)", "run T1 until blocked",
+         "run T0 to completion", "run T1 to completion"],
+    )
+    assert out.kind == "clean", out.violation and out.violation.describe()
+    for child in sorted(sim.k.mms)[-2:]:
+        assert isinstance(sim.pte(child, 0), PresentPte)
+    assert sim.swap_map[1:] == [0] * (len(sim.swap_map) - 1)
+    sim.full_check()

@@ -480,9 +480,13 @@ def try_to_unuse(k: Kernel) -> Gen:
     """try_to_unuse() (2.4.17 / 2.6.x): for each in-use entry, read it into the swap cache,
     lock the page, replace every swap pte of it in every mm, delete it from the swap cache.
 
-    A count left over after all mms were searched is held in flight by another path (e.g.
-    try_to_swap_out between get_swap_page and set_pte): swapoff sleeps until that entry's
-    users change, then looks again (2.4 kept looping; the loop is bounded here by sleeping)."""
+    The mms are walked in ``init_mm.mmlist`` order, re-reading the next one each time: a child
+    forked meanwhile (dup_mmap copies swap ptes) comes after its parent, so the pass meets it
+    (2.6 dup_mmap queues the child right behind the parent for exactly this).  Users left after
+    a pass: if the pass made progress, pass again (the page lock was dropped for mmap_sem, so
+    reclaim may have unmapped the page from an mm already visited); if not, they are held in
+    flight by another path or by an exiting mm: sleep until that entry's users change (2.4 kept
+    looping here; the model sleeps so that the loop cannot starve the path it waits for)."""
     from vmfuzz.kernel.page_alloc import put_page
     from vmfuzz.kernel.swap_state import delete_from_swap_cache, read_swap_cache_async
 
@@ -505,32 +509,26 @@ def try_to_unuse(k: Kernel) -> Gen:
             put_page(k, page)
             i = e - 1
             continue
-        for mm in _mmlist(k):
-            if si.swap_map[e] <= 1:
-                break
+        before = _unuse_state(k, e)
+        mm = _next_mm(k, -1)
+        while mm is not None and si.swap_map[e] > 1:
             yield from unuse_mm(k, mm, e, page)
+            mm = _next_mm(k, mm.id)
         if PG_swapcache not in page.flags or page.private != e:
             k.sched.unlock_page(page.lock)
             put_page(k, page)
             i = e - 1
             continue
-        if si.swap_map[e] > 1 and k.swap_ptes.get(e):
-            # Swap ptes we did not visit: an mm forked (dup_mmap copies swap ptes) after
-            # this pass read init_mm.mmlist.  2.6 dup_mmap queues the child right after its
-            # parent so the pass meets it; rescan rather than wait for users that won't move.
-            k.sched.unlock_page(page.lock)
-            put_page(k, page)
-            yield "try_to_unuse:rescan"
-            i = e - 1
-            continue
         if si.swap_map[e] > 1:
-            # Users we could not find: in flight in another task.  Let them move.
-            seen = _unuse_state(k, e)
+            after = _unuse_state(k, e)
             k.sched.unlock_page(page.lock)
             put_page(k, page)
-            yield k.sched.wait_event(
-                lambda e=e, seen=seen: _unuse_state(k, e) != seen, "swap entry users"
-            )
+            if after != before:
+                yield "try_to_unuse:rescan"
+            else:
+                yield k.sched.wait_event(
+                    lambda e=e, seen=after: _unuse_state(k, e) != seen, "swap entry users"
+                )
             i = e - 1
             continue
         delete_from_swap_cache(k, page)
@@ -539,9 +537,14 @@ def try_to_unuse(k: Kernel) -> Gen:
         yield "try_to_unuse:next_entry"
 
 
-def _mmlist(k: Kernel) -> list[MmStruct]:
-    """init_mm.mmlist: the live address spaces, in mm id order."""
-    return [mm for _, mm in sorted(k.mms.items()) if not mm.dead and mm.users > 0]
+def _next_mm(k: Kernel, after: int) -> MmStruct | None:
+    """The live mm after mm id ``after`` on init_mm.mmlist (ids grow: a child comes after its
+    parent), read afresh each time as list_entry(p->next) is."""
+    for mm_id in sorted(k.mms):
+        mm = k.mms[mm_id]
+        if mm_id > after and not mm.dead and mm.users > 0:
+            return mm
+    return None
 
 
 def unuse_mm(k: Kernel, mm: MmStruct, e: int, page: Page) -> Gen:
