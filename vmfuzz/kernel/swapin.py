@@ -148,7 +148,6 @@ def _do_swap_page(
 
     entry = orig_pte.entry
     page = lookup_swap_cache(k, entry)
-    swapcache = True
     if page is None:
         # Seed 001: "do_swap_page's lookup of entry doesn't find it in the cache, so drops
         # page_table lock, waits for BKL."
@@ -187,7 +186,7 @@ def _do_swap_page(
         k.sched.unlock_page(page.lock)
         put_page(k, page)
         return 0
-    _map_swap_page(k, mm, vma, addr, page, write, swapcache)
+    _map_swap_page(k, mm, vma, addr, page, write, True)
     swap_free(k, entry)
     if (
         PG_swapcache in page.flags
