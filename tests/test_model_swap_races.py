@@ -264,3 +264,21 @@ def test_swapoff_meets_a_child_forked_during_the_pass() -> None:
         assert isinstance(sim.pte(child, 0), PresentPte)
     assert sim.swap_map[1:] == [0] * (len(sim.swap_map) - 1)
     sim.full_check()
+
+
+def test_swapoff_drops_mm_references_after_the_page_lock() -> None:
+    """Regression (fuzzer, fixed kernel): the process exits while swapoff holds its mm; the
+    reference swapoff drops is the last, and exit_mmap munlocks the page swapoff still had
+    locked.  swapoff must drop its mm references after unlock_page."""
+    sim = Sim()
+    sim.ops([o("mmap", mm=0, addr=0, npages=1), o("write", mm=0, addr=0),
+             o("kswapd", count=1)])
+    out = sim.race(
+        {"T3": [o("mlock", mm=0, addr=0, npages=1), o("exit", mm=0)], "T1": [o("swapoff")]},
+        ["run T3 until sys_mlock:down_write(mmap_sem)", "run T1 until blocked",
+         "run T3 to completion", "run T1 to completion"],
+    )
+    assert out.kind == "clean", out.violation and out.violation.describe()
+    assert sim.k.mms[0].dead
+    assert sim.swap_map[1:] == [0] * (len(sim.swap_map) - 1)
+    sim.full_check()

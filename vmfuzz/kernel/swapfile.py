@@ -487,6 +487,7 @@ def try_to_unuse(k: Kernel) -> Gen:
     reclaim may have unmapped the page from an mm already visited); if not, they are held in
     flight by another path or by an exiting mm: sleep until that entry's users change (2.4 kept
     looping here; the model sleeps so that the loop cannot starve the path it waits for)."""
+    from vmfuzz.kernel.fork import mmget_not_zero, mmput
     from vmfuzz.kernel.page_alloc import put_page
     from vmfuzz.kernel.swap_state import delete_from_swap_cache, read_swap_cache_async
 
@@ -510,31 +511,36 @@ def try_to_unuse(k: Kernel) -> Gen:
             i = e - 1
             continue
         before = _unuse_state(k, e)
+        held: list[MmStruct] = []  # mm_users references, dropped after the page lock
         mm = _next_mm(k, -1)
         while mm is not None and si.swap_map[e] > 1:
-            yield from unuse_mm(k, mm, e, page)
+            if mmget_not_zero(k, mm):
+                held.append(mm)
+                yield from unuse_mm(k, mm, e, page)
             mm = _next_mm(k, mm.id)
-        if PG_swapcache not in page.flags or page.private != e:
-            k.sched.unlock_page(page.lock)
-            put_page(k, page)
-            i = e - 1
-            continue
-        if si.swap_map[e] > 1:
-            after = _unuse_state(k, e)
-            k.sched.unlock_page(page.lock)
-            put_page(k, page)
-            if after != before:
-                yield "try_to_unuse:rescan"
-            else:
-                yield k.sched.wait_event(
-                    lambda e=e, seen=after: _unuse_state(k, e) != seen, "swap entry users"
-                )
-            i = e - 1
-            continue
-        delete_from_swap_cache(k, page)
+        after = _unuse_state(k, e)
+        done = False
+        if PG_swapcache in page.flags and page.private == e and si.swap_map[e] <= 1:
+            delete_from_swap_cache(k, page)
+            done = True
         k.sched.unlock_page(page.lock)
         put_page(k, page)
-        yield "try_to_unuse:next_entry"
+        # mmput after unlock_page: the last reference runs exit_mmap, whose munlock may
+        # lock_page this very page (4.20+ try_to_unuse drops its mm references unlocked).
+        for mm in held:
+            yield from mmput(k, mm)
+        if done:
+            yield "try_to_unuse:next_entry"
+            continue
+        i = e - 1
+        if PG_swapcache not in page.flags or page.private != e or si.swap_map[e] <= 1:
+            continue  # the page left the cache or lost its users meanwhile: look again
+        if after != before:
+            yield "try_to_unuse:rescan"
+        else:
+            yield k.sched.wait_event(
+                lambda e=e, seen=after: _unuse_state(k, e) != seen, "swap entry users"
+            )
 
 
 def _next_mm(k: Kernel, after: int) -> MmStruct | None:
@@ -558,11 +564,9 @@ def unuse_mm(k: Kernel, mm: MmStruct, e: int, page: Page) -> Gen:
     down_read as "superfluous, page_table_lock is held"): reads ``vm_next`` under
     ``page_table_lock`` alone.  As in 2.6, where the pte lock is taken per page table, the
     lock is taken per vma, so between two vmas nothing keeps the next vma alive: munmap (which
-    needs only mmap_sem and a page_table_lock the walker does not hold) frees it."""
-    if mm.dead or mm.users <= 0:
-        return
-    mm.users += 1  # atomic_inc(&mm->mm_users) under mmlist_lock
-    k.touch_mm(mm)
+    needs only mmap_sem and a page_table_lock the walker does not hold) frees it.
+
+    The caller holds an mm_users reference on ``mm`` and the page lock."""
     if k.bug("unuse_process_no_mmap_sem"):
         # Andrea's "superfluous down_read" removed: vm_next is read under page_table_lock,
         # but the lock is per page table (here: per vma), so between two vmas nothing holds
@@ -594,9 +598,6 @@ def unuse_mm(k: Kernel, mm: MmStruct, e: int, page: Page) -> Gen:
             yield "unuse_mm:next_vma"
             vma = vma.vm_next
         k.sched.up_read(mm.mmap_sem)
-    from vmfuzz.kernel.fork import mmput
-
-    yield from mmput(k, mm)
 
 
 def unuse_vma(k: Kernel, vma: VmAreaStruct, e: int, page: Page) -> None:
