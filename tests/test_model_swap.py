@@ -106,7 +106,7 @@ def test_operations_and_bugs_registered() -> None:
         "read_swap_cache_async_unlocked_check": "001_7c293cf58bcd9bf3.txt",
         "vm_swap_full_delete_race": "001_7c293cf58bcd9bf3.txt",
         "unuse_process_no_mmap_sem": "004_b331e72de9ba5495.txt",
-        "swapin_no_swapcache_recheck": "4969c1192d15",
+        "swapin_no_swapcache_recheck": "4969c1192d15afa3389e7ae3302096ff684ba655",
         "swapin_skip_swapcache_race": "13ddaf26be32",
         "swapin_no_get_swap_device": "eb085574a752",
     }

@@ -80,7 +80,7 @@ bugs.register(
 )
 bugs.register(
     "swapin_no_swapcache_recheck",
-    "4969c1192d15",
+    "4969c1192d15afa3389e7ae3302096ff684ba655",
     "do_swap_page does not recheck PageSwapCache && page_private == entry after lock_page "
     "(4969c1192d15 + 'mm: further fix swapin race condition'): the entry was freed by "
     "reuse_swap_page and given to a COW copy, pte_same passes, the old page is mapped",
