@@ -40,6 +40,7 @@ EBUSY = -16
 
 # --------------------------------------------------------------------------- helpers
 def new_kernel(**cfg: Any) -> Kernel:
+    cfg.setdefault("boot_pages", 0)  # these tests map exactly what they use
     k = Kernel(KernelConfig(**cfg), Scheduler(lockdep=LockDep()))
     install(k)
     return k

@@ -191,7 +191,7 @@ def test_bug_is_found_and_saved_once_across_workers(bug_run: tuple[Path, Any, An
     assert sorted(f["workers"]) == [0, 1] and f["hits"] >= 2  # both workers found it ...
     files = sorted((d / "corpus").glob("*.json"))
     assert [str(p) for p in files] == [f["corpus"]]  # ... and it was saved once
-    assert f["shrunk"] == {"tasks": 2, "ops": 2, "steps": 6, "preemptions": 1}
+    assert f["shrunk"] == {"tasks": 2, "threads": 2, "ops": 2, "steps": 6, "preemptions": 1}
     records = list((d / "st" / "findings").glob("*.json"))
     assert len(records) == f["hits"]
     timeline = Path(f["timeline"]).read_text()

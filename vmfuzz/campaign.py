@@ -245,33 +245,40 @@ def to_preemptions(case: Case, decisions: tuple[int, ...]) -> list[tuple[int, in
     return out
 
 
-def _delta_shrink(result: CampaignResult, max_runs: int = 600) -> None:
+def _delta_shrink(result: CampaignResult, max_runs: int = 1500, per_candidate: int = 120) -> None:
     """Greedy delta debugging after Hypothesis: drop tasks, operations and context switches
-    while the same check still fails under the (relative) preemption list.  PCT-found
-    failures shrink poorly in Hypothesis (a deleted op shifts every later decision); a
-    preemption list counts decisions relative to the default policy, so it survives most
-    deletions.  One run per candidate."""
+    while the same check still fails.  A candidate program is tried first under the old
+    preemption list (relative to the default policy, so it survives most deletions: one
+    run), then by a small bounded exhaustive search with as many preemptions as now.
+    PCT-found failures shrink poorly in Hypothesis (a deleted op shifts every later decision
+    of a PCT schedule); this pass does not depend on how the failure was found."""
     assert result.failure is not None and result.case is not None
     check = result.failure.violation.check
     case = result.case
     pre = to_preemptions(case, result.case.schedule.decisions)
     runs = 0
 
-    def attempt(c: Case, p: list[tuple[int, int]]) -> Run | None:
+    def attempt(c: Case, p: list[tuple[int, int]], search: bool) -> Run | None:
         nonlocal runs
         runs += 1
         run = execute(c, PreemptionList(p))
-        return run if run.outcome.check == check else None
+        if run.outcome.check == check:
+            return run
+        if not search:
+            return None
+        found, _ = _search(c, check, len(p), per_candidate)
+        runs += per_candidate // 4  # charge an estimate: most searches stop early
+        return found
 
     improved = True
     while improved and runs < max_runs:
         improved = False
-        candidates = [(c, pre) for c in _smaller_programs(case)]
-        candidates += [(case, pre[:i] + pre[i + 1 :]) for i in range(len(pre))]
-        for c, p in candidates:
+        candidates = [(c, pre, True) for c in _smaller_programs(case)]
+        candidates += [(case, pre[:i] + pre[i + 1 :], False) for i in range(len(pre))]
+        for c, p, search in candidates:
             if runs >= max_runs:
                 break
-            run = attempt(c, p)
+            run = attempt(c, p, search)
             if run is not None:
                 case = c
                 pre = to_preemptions(c, tuple(run.sched.decisions))
