@@ -282,3 +282,25 @@ def test_swapoff_drops_mm_references_after_the_page_lock() -> None:
     assert sim.k.mms[0].dead
     assert sim.swap_map[1:] == [0] * (len(sim.swap_map) - 1)
     sim.full_check()
+
+
+def test_swap_out_rechecks_vm_locked_before_replacing_the_pte() -> None:
+    """Regression (the fuzzer's case, fixed kernel, replayed as recorded): direct reclaim's 2.4
+    scan checked the vma's flags, then waited for swap_lock and tree_lock while mlock (2.6:
+    mmap_sem only) set VM_LOCKED; the swap pte must not be installed in the mlocked vma."""
+    from vmfuzz.case import Case, OpCall, Schedule, TaskSpec, execute
+    from vmfuzz.kernel import KernelConfig
+    from vmfuzz.schedules import Replay
+
+    case = Case(
+        KernelConfig(),
+        (
+            TaskSpec("T0", (OpCall("read", {"mm": 0, "addr": 0}),)),
+            TaskSpec("T1", (OpCall("mlock", {"mm": 0, "addr": 0, "npages": 11}),)),
+            TaskSpec("T2", (OpCall("driver_ioctl", {"mm": 0}),)),
+        ),
+        Schedule("decisions", decisions=(0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1)),
+    )
+    run = execute(case, Replay(case.schedule.decisions, strict=False))
+    assert run.outcome.kind == "clean", run.outcome.violation and run.outcome.violation.describe()
+    assert isinstance(run.kernel.mms[0].pgd.get(0), PresentPte)

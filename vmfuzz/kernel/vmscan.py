@@ -239,7 +239,13 @@ def sys_driver_ioctl(k: Kernel, mm: int) -> Gen:
 def try_to_swap_out(k: Kernel, mm: MmStruct, vma: VmAreaStruct, addr: int, io: bool) -> Gen:
     """try_to_swap_out() (2.4.10+; the driver branch 2.3.23).  Called with the vmlist lock
     (page_table_lock) held.  Returns 1 if the pte was unmapped, 0 if not, SLEPT if the lock was
-    dropped for a driver's ->swapout (the caller must stop: the vma may be gone)."""
+    dropped for a driver's ->swapout (the caller must stop: the vma may be gone).
+
+    Order: the page gets its swap entry and swap-cache slot first, then the pte is replaced in
+    one step that rechecks VM_LOCKED|VM_RESERVED.  (2.4 cleared the pte first; its mlock changed
+    vm_flags under the vmlist lock.  The model's mlock is 2.6's, under mmap_sem alone, so the
+    flags can change while this path waits for swap_lock or tree_lock: the recheck is 2.6
+    try_to_unmap_one's, under the pte lock.)"""
     from vmfuzz.kernel.page_alloc import put_page
     from vmfuzz.kernel.rmap import page_remove_rmap
 
@@ -256,30 +262,37 @@ def try_to_swap_out(k: Kernel, mm: MmStruct, vma: VmAreaStruct, addr: int, io: b
         return 0  # not an anonymous page: nothing to swap it to
     if not k.sched.trylock(page.lock):
         return 0
-    # "From this point on, the odds are that we're going to nuke this pte."
-    k.pte_clear(mm, addr)
-    note_reclaim_unmap(k, mm, addr)
-    if PG_swapcache in page.flags:
-        e = page.private
-        assert e is not None
-        swap_duplicate(k, e)
-    else:
+    new_entry = 0
+    if PG_swapcache not in page.flags:
         while True:
             e = yield from get_swap_page(k)
             if not e:
-                k.set_pte_at(mm, addr, pte)  # no swap space left: preserve
-                k.sched.unlock_page(page.lock)
+                k.sched.unlock_page(page.lock)  # no swap space left
                 return 0
             yield "try_to_swap_out:after_get_swap_page"
             err = yield from add_to_swap_cache(k, page, e)
             if err == 0:
+                new_entry = e
                 break
             # Raced with a "speculative" read_swap_cache_async.
             swap_free(k, e)
             inflight_dec(k, e)
+    e = page.private
+    assert e is not None
+    if vma.vm_flags & (VM_LOCKED | VM_RESERVED) or mm.pgd.get(addr) is not pte:
+        # mlocked meanwhile (or the pte changed): leave it mapped, in the swap cache.
+        if new_entry:
+            swap_free(k, new_entry)
+            inflight_dec(k, new_entry)
+        k.sched.unlock_page(page.lock)
+        return 0
+    # "From this point on ... nuke this pte" and install the swap entry.
+    k.pte_clear(mm, addr)
+    note_reclaim_unmap(k, mm, addr)
+    if new_entry:
         inflight_dec(k, e)  # get_swap_page's count becomes the pte's
-        e = page.private
-        assert e is not None
+    else:
+        swap_duplicate(k, e)
     k.set_pte_at(mm, addr, SwapPte(e))
     mm.rss -= 1
     page_remove_rmap(k, page)
