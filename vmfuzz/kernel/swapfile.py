@@ -483,10 +483,11 @@ def try_to_unuse(k: Kernel) -> Gen:
     The mms are walked in ``init_mm.mmlist`` order, re-reading the next one each time: a child
     forked meanwhile (dup_mmap copies swap ptes) comes after its parent, so the pass meets it
     (2.6 dup_mmap queues the child right behind the parent for exactly this).  Users left after
-    a pass: if the pass made progress, pass again (the page lock was dropped for mmap_sem, so
-    reclaim may have unmapped the page from an mm already visited); if not, they are held in
-    flight by another path or by an exiting mm: sleep until that entry's users change (2.4 kept
-    looping here; the model sleeps so that the loop cannot starve the path it waits for)."""
+    a pass: if the pass replaced ptes or the entry's users changed meanwhile, pass again (the
+    page lock is dropped for mmap_sem, so reclaim may have unmapped the page again from an mm
+    already visited); if not, they are held in flight by another path or by an exiting mm:
+    sleep until that entry's users change (2.4 kept looping here; the model sleeps so that the
+    loop cannot starve the path it waits for)."""
     from vmfuzz.kernel.fork import mmget_not_zero, mmput
     from vmfuzz.kernel.page_alloc import put_page
     from vmfuzz.kernel.swap_state import delete_from_swap_cache, read_swap_cache_async
@@ -511,12 +512,13 @@ def try_to_unuse(k: Kernel) -> Gen:
             i = e - 1
             continue
         before = _unuse_state(k, e)
+        unused = 0  # swap ptes this pass replaced
         held: list[MmStruct] = []  # mm_users references, dropped after the page lock
         mm = _next_mm(k, -1)
         while mm is not None and si.swap_map[e] > 1:
             if mmget_not_zero(k, mm):
                 held.append(mm)
-                yield from unuse_mm(k, mm, e, page)
+                unused += yield from unuse_mm(k, mm, e, page)
             mm = _next_mm(k, mm.id)
         after = _unuse_state(k, e)
         done = False
@@ -535,7 +537,7 @@ def try_to_unuse(k: Kernel) -> Gen:
         i = e - 1
         if PG_swapcache not in page.flags or page.private != e or si.swap_map[e] <= 1:
             continue  # the page left the cache or lost its users meanwhile: look again
-        if after != before:
+        if unused or after != before:
             yield "try_to_unuse:rescan"
         else:
             yield k.sched.wait_event(
@@ -566,7 +568,9 @@ def unuse_mm(k: Kernel, mm: MmStruct, e: int, page: Page) -> Gen:
     lock is taken per vma, so between two vmas nothing keeps the next vma alive: munmap (which
     needs only mmap_sem and a page_table_lock the walker does not hold) frees it.
 
-    The caller holds an mm_users reference on ``mm`` and the page lock."""
+    The caller holds an mm_users reference on ``mm`` and the page lock.  Returns how many swap
+    ptes were replaced."""
+    unused = 0
     if k.bug("unuse_process_no_mmap_sem"):
         # Andrea's "superfluous down_read" removed: vm_next is read under page_table_lock,
         # but the lock is per page table (here: per vma), so between two vmas nothing holds
@@ -574,7 +578,7 @@ def unuse_mm(k: Kernel, mm: MmStruct, e: int, page: Page) -> Gen:
         yield k.sched.spin_lock(mm.page_table_lock)
         vma = mm.mmap
         while vma is not None:
-            unuse_vma(k, vma, e, page)
+            unused += unuse_vma(k, vma, e, page)
             nxt = vma.vm_next
             k.sched.spin_unlock(mm.page_table_lock)
             yield "unuse_process:next_vma"
@@ -593,20 +597,25 @@ def unuse_mm(k: Kernel, mm: MmStruct, e: int, page: Page) -> Gen:
         while vma is not None:
             if vma.anon_vma is not None:
                 yield k.sched.spin_lock(mm.page_table_lock)
-                unuse_vma(k, vma, e, page)
+                unused += unuse_vma(k, vma, e, page)
                 k.sched.spin_unlock(mm.page_table_lock)
             yield "unuse_mm:next_vma"
             vma = vma.vm_next
         k.sched.up_read(mm.mmap_sem)
+    return unused
 
 
-def unuse_vma(k: Kernel, vma: VmAreaStruct, e: int, page: Page) -> None:
-    """unuse_vma()/unuse_pte_range(): every pte of ``vma`` holding ``e`` (page_table_lock held)."""
+def unuse_vma(k: Kernel, vma: VmAreaStruct, e: int, page: Page) -> int:
+    """unuse_vma()/unuse_pte_range(): every pte of ``vma`` holding ``e`` (page_table_lock
+    held); returns how many were replaced."""
     mm = vma.vm_mm
+    n = 0
     for addr in range(vma.vm_start, vma.vm_end):
         pte = mm.pgd.get(addr)
         if isinstance(pte, SwapPte) and pte.entry == e:
             unuse_pte(k, vma, addr, e, page)
+            n += 1
+    return n
 
 
 def unuse_pte(k: Kernel, vma: VmAreaStruct, addr: int, e: int, page: Page) -> None:
