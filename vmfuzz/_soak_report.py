@@ -170,8 +170,10 @@ def summary_text(s: dict[str, Any]) -> str:
         )
         sh = f.get("shrunk")
         if sh:
+            threads = sh.get("threads")
+            extra = f" ({threads} threads in all)" if threads not in (None, sh.get("tasks")) else ""
             out.append(
-                f"     shrunk to {sh.get('tasks')} tasks, {sh.get('ops')} operations, "
+                f"     shrunk to {sh.get('tasks')} tasks{extra}, {sh.get('ops')} operations, "
                 f"{sh.get('steps')} steps, {sh.get('preemptions')} preemptions"
                 + (" (minimal)" if f.get("minimal_preemptions") else "")
             )
