@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,10 +82,24 @@ def soaktest_noop(k, mm):
 
 
 @pytest.fixture(scope="module")
-def plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def plugin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     path = tmp_path_factory.mktemp("plugin") / "soaktest_plugin.py"
     path.write_text(PLUGIN)
-    return path
+    yield path
+    # The plugin may have been imported into this process: unregister what it added, so
+    # later tests (the bug zoo, swarm over every operation) see only the real kernel.
+    import sys
+
+    from vmfuzz.invariants import CHECKS
+
+    from vmfuzz.kernel import BUGS, OPS
+
+    for name in ("soaktest_incr", "soaktest_noop"):
+        OPS.pop(name, None)
+    for name in ("soaktest_racy", "soaktest_crash"):
+        BUGS.pop(name, None)
+    CHECKS.pop("soaktest_lost_update", None)
+    sys.modules.pop("soaktest_plugin", None)
 
 
 def _soak(cwd: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
