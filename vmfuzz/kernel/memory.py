@@ -28,6 +28,7 @@ from vmfuzz.kernel.mm_types import (
     Pte,
     SwapPte,
     VmAreaStruct,
+    pte_same,
 )
 from vmfuzz.kernel.ops import operation
 from vmfuzz.kernel.page_alloc import (
@@ -53,17 +54,6 @@ ESRCH = -3
 ENOMEM = -12
 EFAULT = -14
 EINVAL = -22
-
-
-def pte_same(a: Pte | None, b: Pte | None) -> bool:
-    """pte_same(): the two pte values are equal (kind and fields)."""
-    if a is None or b is None:
-        return a is b
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, SwapPte):
-        return a.entry == b.entry  # type: ignore[union-attr]
-    return a.pfn == b.pfn and a.write == b.write  # type: ignore[union-attr]
 
 
 # --------------------------------------------------------------------------- fault paths

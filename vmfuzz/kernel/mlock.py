@@ -116,24 +116,13 @@ def mlock_fixup(
     """mlock_fixup() (2.6.36): like mprotect_fixup for VM_LOCKED; munlock also munlocks the
     range's pages (the mlock half faults and mlocks them after mmap_sem is downgraded).
     Returns (error, prev)."""
-    from vmfuzz.kernel.mmap import split_vma, vma_merge
+    from vmfuzz.kernel.mmap import merge_or_split
 
     if newflags == vma.vm_flags or vma.vm_flags & VM_RESERVED:
         return 0, vma
-    pgoff = vma.vm_pgoff + (start - vma.vm_start)
-    merged = yield from vma_merge(k, mm, prev, start, end, newflags, vma.anon_vma, pgoff,
-                                  vma.vm_ops)
-    if merged is not None:
-        vma = merged
-    else:
-        if start != vma.vm_start:
-            err = yield from split_vma(k, mm, vma, start, True)
-            if err:
-                return err, vma
-        if end != vma.vm_end:
-            err = yield from split_vma(k, mm, vma, end, False)
-            if err:
-                return err, vma
+    err, vma = yield from merge_or_split(k, mm, vma, prev, start, end, newflags)
+    if err:
+        return err, vma
     if newflags & VM_LOCKED:
         vma.vm_flags = newflags
         k.touch_mm(mm)

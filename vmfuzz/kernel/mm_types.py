@@ -102,6 +102,18 @@ class MigrationPte:
 Pte = PresentPte | SwapPte | MigrationPte
 
 
+def pte_same(a: Pte | None, b: Pte | None) -> bool:
+    """pte_same(): the same pte value, kind and fields (an entry freed and reused compares
+    equal: the ABA that pte_same cannot see)."""
+    if a is None or b is None:
+        return a is b
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, SwapPte):
+        return a.entry == b.entry  # type: ignore[union-attr]
+    return a.pfn == b.pfn and a.write == b.write  # type: ignore[union-attr]
+
+
 # --------------------------------------------------------------------------- struct page
 class Page:
     """struct page.  ``mapcount`` counts present ptes (kernel: _mapcount + 1); ``count`` is the

@@ -554,6 +554,35 @@ def exit_mmap(k: Kernel, mm: MmStruct) -> Gen:
 
 
 # --------------------------------------------------------------------------- mprotect
+def merge_or_split(
+    k: Kernel,
+    mm: MmStruct,
+    vma: VmAreaStruct,
+    prev: VmAreaStruct | None,
+    start: int,
+    end: int,
+    newflags: int,
+) -> Gen:
+    """The common head of mprotect_fixup() and mlock_fixup() (2.6.36): make ``[start, end)``
+    a vma of its own that may take ``newflags``, by vma_merge with a neighbour or else by
+    splitting ``vma`` at start and end.  Returns (error, the vma covering the range)."""
+    pgoff = vma.vm_pgoff + (start - vma.vm_start)
+    merged = yield from vma_merge(k, mm, prev, start, end, newflags, vma.anon_vma, pgoff,
+                                  vma.vm_ops)
+    if merged is not None:
+        vma = merged
+    else:
+        if start != vma.vm_start:
+            err = yield from split_vma(k, mm, vma, start, True)
+            if err:
+                return err, vma
+        if end != vma.vm_end:
+            err = yield from split_vma(k, mm, vma, end, False)
+            if err:
+                return err, vma
+    return 0, vma
+
+
 def mprotect_fixup(
     k: Kernel,
     mm: MmStruct,
@@ -570,20 +599,9 @@ def mprotect_fixup(
 
     if newflags == vma.vm_flags:
         return 0, vma
-    pgoff = vma.vm_pgoff + (start - vma.vm_start)
-    merged = yield from vma_merge(k, mm, prev, start, end, newflags, vma.anon_vma, pgoff,
-                                  vma.vm_ops)
-    if merged is not None:
-        vma = merged
-    else:
-        if start != vma.vm_start:
-            err = yield from split_vma(k, mm, vma, start, True)
-            if err:
-                return err, vma
-        if end != vma.vm_end:
-            err = yield from split_vma(k, mm, vma, end, False)
-            if err:
-                return err, vma
+    err, vma = yield from merge_or_split(k, mm, vma, prev, start, end, newflags)
+    if err:
+        return err, vma
     vma.vm_flags = newflags  # protected by mmap_sem held for write
     k.touch_mm(mm)
     yield from change_protection(k, vma, start, end)

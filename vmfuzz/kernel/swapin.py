@@ -40,7 +40,14 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from vmfuzz.kernel import bugs
-from vmfuzz.kernel.mm_types import VM_LOCKED, PG_mlocked, PG_swapcache, PresentPte, SwapPte
+from vmfuzz.kernel.mm_types import (
+    VM_LOCKED,
+    PG_mlocked,
+    PG_swapcache,
+    PresentPte,
+    SwapPte,
+    pte_same,
+)
 from vmfuzz.kernel.swap_state import (
     lookup_swap_cache,
     read_swap_cache_async,
@@ -64,7 +71,7 @@ from vmfuzz.kernel.swapfile import (
 
 if TYPE_CHECKING:
     from vmfuzz.kernel.kernel import Kernel
-    from vmfuzz.kernel.mm_types import MmStruct, Page, Pte, VmAreaStruct
+    from vmfuzz.kernel.mm_types import MmStruct, Page, VmAreaStruct
 
 Gen = Generator[Any, None, Any]
 
@@ -107,17 +114,6 @@ bugs.register(
     mail_tasks=2,
     mail_preemptions=1,
 )
-
-
-def pte_same(a: Pte | None, b: Pte | None) -> bool:
-    """pte_same(): the same pte value (an entry freed and reused compares equal: ABA)."""
-    if a is None or b is None:
-        return a is b
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, SwapPte):
-        return a.entry == b.entry  # type: ignore[union-attr]
-    return a.pfn == b.pfn and a.write == b.write  # type: ignore[union-attr]
 
 
 def do_swap_page(
