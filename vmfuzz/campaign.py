@@ -2,8 +2,10 @@
 
 The campaign runs Hypothesis in chunks of examples (each chunk seeded from ``seed`` and its
 index, so the same seed gives the same examples), stops at the first failure, takes the shrunk
-case Hypothesis leaves behind, then tries bounded exhaustive exploration of that case's tasks to
-confirm (or lower) its preemption count.  ``vmfuzz fuzz`` and ``vmfuzz soak`` are built on it.
+case Hypothesis leaves behind, shrinks it further to the size of a race drawn in a mail (fewest
+tasks in flight, then preemptions, operations and steps: :func:`_delta_shrink`), then confirms
+its preemption count by bounded exhaustive exploration.  ``vmfuzz fuzz`` and ``vmfuzz soak``
+are built on it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import attrs
 from hypothesis import Verbosity, seed, settings
 from hypothesis.stateful import get_state_machine_test
 
-from vmfuzz.case import Case, Run, Schedule, execute
+from vmfuzz.case import Case, Run, Schedule, TaskSpec, execute
 from vmfuzz.kernel import KernelConfig
 from vmfuzz.schedules import PreemptionList, Replay, explore
 from vmfuzz.strategies import Failure, Stats, machine_for, profile
@@ -77,8 +79,16 @@ def fuzz(
     verify_minimal: bool = True,
     amplify: int | None = None,
     shrink_seconds: float = 10.0,
+    post_shrink_seconds: float = 20.0,
+    post_shrink_runs: int = 20_000,
 ) -> CampaignResult:
-    """Fuzz ``config`` until ``budget`` seconds or ``max_examples`` examples, or a failure."""
+    """Fuzz ``config`` until ``budget`` seconds or ``max_examples`` examples, or a failure.
+
+    A failure is shrunk by Hypothesis (at most ``shrink_seconds``), then by
+    :func:`_delta_shrink` (at most ``post_shrink_runs`` runs and ``post_shrink_seconds``), then,
+    with ``verify_minimal``, its preemption count is checked by exhaustive search (at most 3000
+    runs and 10 s).
+    """
     if amplify is None:  # extra PCT schedules per program, except for the baselines
         amplify = 3 if scheduler in ("mixed", "pct") else 0
     cls = machine_for(
@@ -117,9 +127,9 @@ def fuzz(
         result.case = cls.failure.case
         result.preemptions = cls.failure.preemptions
         if result.case.schedule.kind == "decisions":
-            _delta_shrink(result)
+            _delta_shrink(result, _Budget(post_shrink_runs, t_shrunk + post_shrink_seconds))
         if verify_minimal:
-            _minimise_preemptions(result)
+            _minimise_preemptions(result, budget=_Budget(3000, time.monotonic() + 10.0))
     result.post_shrink_seconds = time.monotonic() - t_shrunk
     _update(result, cls, t0)
     return result
@@ -164,8 +174,119 @@ def _update(result: CampaignResult, cls: Any, t0: float) -> None:
     result.seconds = time.monotonic() - t0
 
 
-def _search(case: Case, check: str, bound: int, limit: int) -> tuple[Run | None, bool]:
-    """A run of ``case``'s tasks failing ``check`` with <= ``bound`` preemptions, if any.
+# ====================================================================== post-Hypothesis shrink
+# Hypothesis shrinks the drawn data; what is left often still has more tasks and context
+# switches than the race needs (a PCT schedule does not survive a deleted op, a setup op sits
+# in a task of its own).  The pass below shrinks the program and its schedule directly, the
+# way one trims a race by hand: fewer switches for this program, then a smaller program that
+# fails the same check under some schedule with no more switches, and again.  Candidate
+# schedules come from delay-bounded search (every schedule that departs from the default
+# policy at most d times, fewest first), then CHESS-style preemption-bounded search.  Nothing
+# here knows about any kernel path: only tasks, operations and scheduler decisions.
+
+Key = tuple[int, int, int, int]
+
+
+@attrs.define
+class _Budget:
+    """What the post-Hypothesis shrink may spend: ``runs`` program runs (deterministic) and
+    a wall-clock cap (a safety net for slow machines; a cut short search may end elsewhere)."""
+
+    runs: int
+    deadline: float
+    used: int = 0
+
+    def take(self) -> bool:
+        """Account for one run; False when the budget is spent."""
+        if self.used >= self.runs or time.monotonic() >= self.deadline:
+            return False
+        self.used += 1
+        return True
+
+    @property
+    def spent(self) -> bool:
+        return self.used >= self.runs or time.monotonic() >= self.deadline
+
+
+def _ops(case: Case) -> int:
+    return sum(len(t.ops) for t in case.tasks)
+
+
+def _key(case: Case, run: Run) -> Key:
+    """How big a failure is, in the order that matters: tasks in flight at once, preemptions,
+    operations, scheduler steps."""
+    return (
+        concurrent_tasks(run.sched.trace), run.sched.preemptions, _ops(case), run.outcome.steps
+    )
+
+
+def _result_key(result: CampaignResult) -> Key:
+    assert result.failure is not None and result.case is not None
+    return (
+        concurrent_tasks(result.failure.trace),
+        result.preemptions,
+        _ops(result.case),
+        result.failure.steps,
+    )
+
+
+def _delays(
+    case: Case,
+    max_delays: int,
+    limit: int,
+    budget: _Budget,
+    prefer: frozenset[str] = frozenset(),
+    only_preferred: bool = False,
+) -> Iterator[Run]:
+    """Runs of ``case`` under every schedule that departs from the default policy at most
+    ``max_delays`` times (delay bounding), by number of departures; at most ``limit`` runs.
+    A departure where the running task could go on is a preemption, one where it blocked or
+    ended is free: ``k`` departures make at most ``k`` preemptions.  Among schedules with as
+    many departures, those that preempt a task standing at a label in ``prefer`` come first
+    (where the failure being shrunk preempted: the race window); ``only_preferred`` tries
+    nothing else.  Each schedule is a sparse preemption list (positions turned into gaps).
+    """
+    frontier: list[tuple[tuple[int, int], ...]] = [()]
+    runs = 0
+    for level in range(max_delays + 1):
+        deeper: list[tuple[tuple[int, int], ...]] = []
+        later: list[tuple[tuple[int, int], ...]] = []
+        for devs in frontier:
+            if runs >= limit or not budget.take():
+                return
+            runs += 1
+            rec = _Recorder(PreemptionList(_gaps(devs)))
+            run = execute(case, rec)
+            yield run
+            if level == max_delays or (run.outcome.kind != "clean" and not devs):
+                continue  # (a default run that fails already is as small as schedules get)
+            after = devs[-1][0] + 1 if devs else 0
+            for pos in range(after, len(rec.log)):
+                n = rec.log[pos][0]
+                if rec.where[pos] in prefer:
+                    deeper.extend((*devs, (pos, off)) for off in range(n - 1))
+                elif not only_preferred:
+                    later.extend((*devs, (pos, off)) for off in range(n - 1))
+        frontier = deeper + later
+        if not frontier:
+            return
+
+
+def _gaps(devs: tuple[tuple[int, int], ...]) -> list[tuple[int, int]]:
+    out = []
+    prev = -1
+    for pos, off in devs:
+        out.append((pos - prev - 1, off))
+        prev = pos
+    return out
+
+
+def _search(
+    case: Case, check: str, bound: int, limit: int, budget: _Budget | None = None
+) -> tuple[Run | None, bool]:
+    """A run of ``case``'s tasks failing ``check`` with <= ``bound`` preemptions, if any
+    (bounded exhaustive exploration, as CHESS does: the first hit has the fewest preemptions
+    among the schedules explored).
 
     Returns (run or None, whether the search space was exhausted within ``limit`` runs).
     """
@@ -183,7 +304,36 @@ def _search(case: Case, check: str, bound: int, limit: int) -> tuple[Run | None,
         runs += 1
         if found:
             return hit[0], True
+        if budget is not None and not budget.take():
+            return None, False
     return None, runs < limit
+
+
+def _reproduce(
+    case: Case,
+    check: str,
+    better: Key,
+    max_delays: int,
+    budget: _Budget,
+    *,
+    hint: list[tuple[int, int]] | None = None,
+    prefer: frozenset[str] = frozenset(),
+    only_preferred: bool = False,
+    limit: int = 300,
+) -> Run | None:
+    """A run of ``case`` that fails ``check`` and is smaller (by :func:`_key`) than ``better``:
+    under ``hint`` first (a preemption list relative to the default policy), then by delay
+    bounded search (:func:`_delays`) with up to ``max_delays`` departures, <= ``limit`` runs."""
+    if hint is not None:
+        if not budget.take():
+            return None
+        run = execute(case, PreemptionList(hint))
+        if run.outcome.check == check and _key(case, run) < better:
+            return run
+    for run in _delays(case, max_delays, limit, budget, prefer, only_preferred):
+        if run.outcome.check == check and _key(case, run) < better:
+            return run
+    return None
 
 
 def _adopt(result: CampaignResult, run: Run, case: Case) -> None:
@@ -203,36 +353,101 @@ def _adopt(result: CampaignResult, run: Run, case: Case) -> None:
 
 
 def _smaller_programs(case: Case) -> list[Case]:
-    """The case without one of its tasks, or without one operation of a multi-op task."""
-    out = []
+    """Programs that are smaller than ``case``'s or run fewer tasks at once, most promising
+    first: without one task; two tasks merged into one (one's operations after the other's,
+    as if one CPU ran both); without a tail of operations; without one operation; one task's
+    first (last) operation moved to the end (front) of another task; two tasks' last (first)
+    operations exchanged; one task moved to the front (it runs first, to completion, under
+    the default policy: a setup task serialised before the race)."""
     tasks = case.tasks
+    n = len(tasks)
+    out: list[Case] = []
+
+    def program(ts: list[TaskSpec]) -> None:
+        out.append(attrs.evolve(case, tasks=tuple(ts)))
+
+    if n > 1:
+        for i in range(n):
+            program([t for k, t in enumerate(tasks) if k != i])
+    for i in range(n):
+        for j in range(n):
+            if i == j:
+                continue
+            a, b = tasks[i], tasks[j]
+            merged = TaskSpec(a.name, a.ops + b.ops, min(a.start, b.start))
+            ts = list(tasks)
+            ts[min(i, j)] = merged
+            del ts[max(i, j)]
+            program(ts)
     for i, t in enumerate(tasks):
-        if len(tasks) > 1:
-            out.append(attrs.evolve(case, tasks=tasks[:i] + tasks[i + 1 :]))
+        for m in range(1, len(t.ops) - 1):  # without a tail of operations, longest first
+            program([*tasks[:i], attrs.evolve(t, ops=t.ops[:m]), *tasks[i + 1 :]])
+    for i, t in enumerate(tasks):
         for j in range(len(t.ops) if len(t.ops) > 1 else 0):
             fewer = attrs.evolve(t, ops=t.ops[:j] + t.ops[j + 1 :])
-            out.append(attrs.evolve(case, tasks=(*tasks[:i], fewer, *tasks[i + 1 :])))
+            program([*tasks[:i], fewer, *tasks[i + 1 :]])
+    for j, src in enumerate(tasks):
+        if len(src.ops) < 2:
+            continue
+        for i, dst in enumerate(tasks):
+            if i == j:
+                continue
+            ts = list(tasks)
+            ts[j] = attrs.evolve(src, ops=src.ops[1:])
+            ts[i] = attrs.evolve(dst, ops=dst.ops + src.ops[:1])
+            program(ts)
+            ts = list(tasks)
+            ts[j] = attrs.evolve(src, ops=src.ops[:-1])
+            ts[i] = attrs.evolve(dst, ops=src.ops[-1:] + dst.ops)
+            program(ts)
+    for i in range(n):
+        for j in range(i + 1, n):
+            a, b = tasks[i], tasks[j]
+            for x, y in ((len(a.ops) - 1, 0), (len(a.ops) - 1, len(b.ops) - 1), (0, 0)):
+                if a.ops[x] == b.ops[y]:
+                    continue
+                ts = list(tasks)
+                ts[i] = attrs.evolve(a, ops=(*a.ops[:x], b.ops[y], *a.ops[x + 1 :]))
+                ts[j] = attrs.evolve(b, ops=(*b.ops[:y], a.ops[x], *b.ops[y + 1 :]))
+                program(ts)
+    first = min((t.start for t in tasks), default=0)
+    for i in range(1, n):
+        program([attrs.evolve(tasks[i], start=first), *tasks[:i], *tasks[i + 1 :]])
     return out
 
 
 class _Recorder:
-    """Wraps a source and records, per decision, (default index, chosen index)."""
+    """Wraps a source and records, per decision, (runnable count, default index, chosen) and
+    where the running task stands if it could go on (its label; "" at a free decision)."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.log: list[tuple[int, int, int]] = []
+        self.where: list[str] = []
 
     def choose(self, runnable: list[Any], default: int, sched: Any) -> int:
         chosen = self.inner.choose(runnable, default, sched) % len(runnable)
         self.log.append((len(runnable), default, chosen))
+        cur = sched.current
+        self.where.append(cur.label if cur is runnable[default] else "")
         return chosen
 
 
 def to_preemptions(case: Case, decisions: tuple[int, ...]) -> list[tuple[int, int]]:
     """The recorded decisions as a sparse preemption list relative to the default policy
     (exact: replaying the list reproduces the decisions)."""
+    return _preemptions_of(case, decisions)[0]
+
+
+def _preemptions_of(
+    case: Case, decisions: tuple[int, ...]
+) -> tuple[list[tuple[int, int]], set[str]]:
+    """:func:`to_preemptions`, and the labels at which running tasks were preempted."""
     rec = _Recorder(Replay(decisions, strict=False))
     execute(case, rec, record_trace=False)
+    labels = {
+        w for (_n, d, c), w in zip(rec.log, rec.where, strict=True) if c != d and w
+    }
     out = []
     gap = 0
     for n, default, chosen in rec.log:
@@ -242,61 +457,109 @@ def to_preemptions(case: Case, decisions: tuple[int, ...]) -> list[tuple[int, in
         others = [k for k in range(n) if k != default]
         out.append((gap, others.index(chosen)))
         gap = 0
-    return out
+    return out, labels
 
 
-def _delta_shrink(result: CampaignResult, max_runs: int = 1500, per_candidate: int = 120) -> None:
-    """Greedy delta debugging after Hypothesis: drop tasks, operations and context switches
-    while the same check still fails.  A candidate program is tried first under the old
-    preemption list (relative to the default policy, so it survives most deletions: one
-    run), then by a small bounded exhaustive search with as many preemptions as now.
-    PCT-found failures shrink poorly in Hypothesis (a deleted op shifts every later decision
-    of a PCT schedule); this pass does not depend on how the failure was found."""
+def _delta_shrink(
+    result: CampaignResult, budget: _Budget | None = None, *, per_candidate: int = 300
+) -> None:
+    """Shrink the failure in ``result`` after Hypothesis, within ``budget``.
+
+    Each round first looks for a schedule of the current program with fewer preemptions
+    (delay-bounded search), then for a smaller program (:func:`_smaller_programs`) that fails
+    the same check under a schedule smaller by :func:`_key` (tasks in flight, then
+    preemptions, operations, steps; see :func:`_smaller`).  The first one found is adopted and
+    the round starts again; the pass ends when no candidate is smaller or the budget is
+    spent.  A program searched in vain is not searched again with as many departures (the
+    bound never grows and the bar only rises).
+    """
     assert result.failure is not None and result.case is not None
+    if budget is None:
+        budget = _Budget(20_000, time.monotonic() + 20.0)
     check = result.failure.violation.check
-    case = result.case
-    pre = to_preemptions(case, result.case.schedule.decisions)
-    runs = 0
-
-    def attempt(c: Case, p: list[tuple[int, int]], search: bool) -> Run | None:
-        nonlocal runs
-        runs += 1
-        run = execute(c, PreemptionList(p))
-        if run.outcome.check == check:
-            return run
-        if not search:
-            return None
-        found, _ = _search(c, check, len(p), per_candidate)
-        runs += per_candidate // 4  # charge an estimate: most searches stop early
-        return found
-
-    improved = True
-    while improved and runs < max_runs:
-        improved = False
-        candidates = [(c, pre, True) for c in _smaller_programs(case)]
-        candidates += [(case, pre[:i] + pre[i + 1 :], False) for i in range(len(pre))]
-        for c, p, search in candidates:
-            if runs >= max_runs:
-                break
-            run = attempt(c, p, search)
+    searched: dict[tuple[TaskSpec, ...], int] = {}  # program -> departures searched in vain
+    while not budget.spent:
+        case = result.case
+        bound = result.preemptions
+        if bound > 0 and searched.get(case.tasks, -1) < bound - 1:
+            _, labels = _preemptions_of(case, case.schedule.decisions)
+            run = _reproduce(
+                case, check, _result_key(result), bound - 1, budget,
+                prefer=frozenset(labels), limit=per_candidate,
+            )
             if run is not None:
-                case = c
-                pre = to_preemptions(c, tuple(run.sched.decisions))
-                _adopt(result, run, c)
-                improved = True
-                break
+                _adopt(result, run, case)
+                continue
+            if not budget.spent:
+                searched[case.tasks] = bound - 1
+        found = _smaller(result, check, searched, budget, per_candidate)
+        if found is None:
+            return
+        _adopt(result, found[1], found[0])
 
 
-def _minimise_preemptions(result: CampaignResult, limit: int = 3000) -> None:
+def _smaller(
+    result: CampaignResult,
+    check: str,
+    searched: dict[tuple[TaskSpec, ...], int],
+    budget: _Budget,
+    per_candidate: int,
+) -> tuple[Case, Run] | None:
+    """The first smaller program (and its failing run) of :func:`_smaller_programs`, trying
+    the cheap searches on every candidate before the dear ones: the current schedule's
+    preemption list (one run each); one departure at a label where the current failure
+    preempts; then delay-bounded search, one departure more at a time, up to the current
+    preemption count."""
+    assert result.case is not None
+    case = result.case
+    better = _result_key(result)
+    hint, labels = _preemptions_of(case, case.schedule.decisions)
+    prefer = frozenset(labels)
+    candidates = _smaller_programs(case)
+    for c in candidates:
+        run = _reproduce(c, check, better, -1, budget, hint=hint)
+        if run is not None:
+            return c, run
+    if prefer and result.preemptions >= 1:
+        for c in candidates:
+            run = _reproduce(
+                c, check, better, 1, budget, prefer=prefer, only_preferred=True, limit=24
+            )
+            if run is not None:
+                return c, run
+    for delays in range(result.preemptions + 1):
+        for c in candidates:
+            if searched.get(c.tasks, -1) >= delays:
+                continue
+            run = _reproduce(
+                c, check, better, delays, budget, prefer=prefer, limit=per_candidate
+            )
+            if run is not None:
+                return c, run
+            if budget.spent:
+                return None
+            searched[c.tasks] = delays
+    return None
+
+
+def _minimise_preemptions(
+    result: CampaignResult, limit: int = 3000, budget: _Budget | None = None
+) -> None:
     """Look for schedules of the shrunk program with fewer preemptions, by bounded
-    exhaustive search (as CHESS does) over all schedules below the current count.
-    ``minimal_preemptions`` is True when every smaller bound was searched exhaustively.
+    exhaustive search (as CHESS does) over all schedules below the current count, at most
+    ``limit`` runs per bound (and within ``budget``).  ``minimal_preemptions`` is True when
+    every smaller bound was searched exhaustively, None when a search was cut short, False
+    when fewer preemptions need more tasks in flight (the failure is kept as it is).
     """
     assert result.failure is not None and result.case is not None
     check = result.failure.violation.check
     for bound in range(result.preemptions):
-        run, exhausted = _search(result.case, check, bound, limit)
+        run, exhausted = _search(result.case, check, bound, limit, budget)
         if run is not None:
+            if concurrent_tasks(run.sched.trace) > concurrent_tasks(result.failure.trace):
+                # Fewer preemptions, but more tasks in flight: tasks count first.
+                result.minimal_preemptions = False
+                return
             _adopt(result, run, result.case)
             result.minimal_preemptions = True
             return

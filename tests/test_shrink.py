@@ -1,0 +1,173 @@
+"""The post-Hypothesis shrink (vmfuzz.campaign): a failure with extra tasks, operations and
+context switches comes out the size of the mail's drawing (2 tasks, 1 preemption), the same
+check still fails, and the pass stays within its budget."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import attrs
+import pytest
+from vmfuzz.strategies import Failure
+
+from vmfuzz import campaign
+from vmfuzz.campaign import CampaignResult, concurrent_tasks, to_preemptions
+from vmfuzz.case import Case, OpCall, Run, Schedule, TaskSpec, execute
+from vmfuzz.corpus import load
+from vmfuzz.schedules import PreemptionList, Replay, explore
+
+BUGS = Path(__file__).resolve().parent.parent / "corpus" / "bugs"
+NOISE = (OpCall("read", {"mm": 1, "addr": 5}), OpCall("write", {"mm": 2, "addr": 3}))
+
+
+def _failing(case: Case, check: str, preemptions: int, tasks: int) -> Run:
+    """The first schedule (bounded exhaustive order, deterministic) under which ``case``
+    fails ``check`` with at least ``preemptions`` preemptions and ``tasks`` tasks in flight."""
+    for run in explore(lambda s: execute(case, s), bound=preemptions, limit=20_000):
+        if (
+            run.outcome.check == check
+            and run.sched.preemptions >= preemptions
+            and concurrent_tasks(run.sched.trace) >= tasks
+        ):
+            return run
+    raise AssertionError(f"no schedule fails {check} with {preemptions} preemptions")
+
+
+def _result(case: Case, run: Run) -> CampaignResult:
+    """A campaign result as Hypothesis would leave it: the case with its recorded decisions."""
+    assert run.outcome.violation is not None
+    case = attrs.evolve(case, schedule=Schedule("decisions", decisions=tuple(run.decisions)))
+    failure = Failure(
+        case, run.outcome.violation, run.outcome.steps, run.sched.preemptions,
+        list(run.sched.trace),
+    )
+    return CampaignResult(found=True, failure=failure, case=case,
+                          preemptions=run.sched.preemptions)
+
+
+def _shrink(result: CampaignResult, runs: int = 20_000) -> None:
+    campaign._delta_shrink(result, campaign._Budget(runs, time.monotonic() + 60.0))
+    campaign._minimise_preemptions(result)
+
+
+def _replays(result: CampaignResult, check: str) -> None:
+    """The shrunk case replays on its own to the same check, trace and preemption count."""
+    assert result.case is not None and result.failure is not None
+    run = execute(result.case, Replay(result.case.schedule.decisions))
+    assert run.outcome.check == check
+    assert run.sched.preemptions == result.preemptions
+    assert [s.line() for s in run.sched.trace] == [s.line() for s in result.failure.trace]
+
+
+def test_race_spread_over_three_tasks_shrinks_to_two_tasks_one_preemption() -> None:
+    """seed 000's race (swap_out's driver ->swapout() sleeps, munmap frees the vma), with its
+    setup, racing op and victim spread over three tasks plus noise operations, under a
+    schedule with three preemptions: operations have to move between tasks (an exchange),
+    not just disappear."""
+    cc = load(BUGS / "swapout_vma_after_unlock.json")
+    t0, t1 = cc.case.tasks  # T0: mmap_driver, write, swap_out; T1: munmap
+    case = attrs.evolve(cc.case, tasks=(
+        TaskSpec("T0", (t0.ops[0], NOISE[0])),
+        TaskSpec("T1", (NOISE[1], *t1.ops)),
+        TaskSpec("T2", t0.ops[1:]),
+    ))
+    result = _result(case, _failing(case, "use_after_free", 3, 3))
+    before = result.shrunk()
+    assert before is not None and before["tasks"] == 3 and before["preemptions"] == 3
+    _shrink(result)
+    shrunk = result.shrunk()
+    assert shrunk is not None
+    assert shrunk["tasks"] == 2 and shrunk["threads"] == 2, shrunk
+    assert shrunk["preemptions"] == 1, shrunk
+    assert shrunk["ops"] <= 3, shrunk
+    assert result.minimal_preemptions is True
+    assert result.case is not None
+    ops = sorted(c.op for t in result.case.tasks for c in t.ops)
+    assert "read" not in ops and "write" not in ops  # the noise is gone (write is not needed)
+    _replays(result, "use_after_free")
+
+
+@pytest.mark.parametrize(
+    "name", ["migrate_no_anon_vma_ref", "read_swap_cache_async_unlocked_check"]
+)
+def test_extra_task_and_preemption_are_shrunk_away(name: str) -> None:
+    """A committed two-task, one-preemption bug case with a third (noise) task in flight and
+    one preemption too many shrinks back to two tasks and one preemption."""
+    cc = load(BUGS / f"{name}.json")
+    first, *rest = cc.case.tasks
+    case = attrs.evolve(cc.case, tasks=(first, TaskSpec("TN", NOISE), *rest))
+    check = cc.expected
+    result = _result(case, _failing(case, check, 2, 3))
+    _shrink(result)
+    shrunk = result.shrunk()
+    assert shrunk is not None
+    assert (shrunk["tasks"], shrunk["threads"], shrunk["preemptions"]) == (2, 2, 1), shrunk
+    assert result.case is not None
+    assert all(t.name != "TN" for t in result.case.tasks)
+    assert result.invariant == check
+    _replays(result, check)
+
+
+def test_shrink_respects_its_run_budget() -> None:
+    cc = load(BUGS / "swapout_vma_after_unlock.json")
+    first, *rest = cc.case.tasks
+    case = attrs.evolve(cc.case, tasks=(first, TaskSpec("TN", NOISE), *rest))
+    result = _result(case, _failing(case, "use_after_free", 2, 3))
+    budget = campaign._Budget(3, time.monotonic() + 60.0)
+    campaign._delta_shrink(result, budget)
+    assert budget.used == 3
+    assert result.invariant == "use_after_free"
+    _replays(result, "use_after_free")
+
+
+def test_delay_bounded_search_counts() -> None:
+    """Delay bounding on a two-task program: the default schedule, then one departure at each
+    decision point (n - 1 = 1 alternative each); each departure is at most one preemption."""
+    cc = load(BUGS / "swapout_vma_after_unlock.json")
+    case = cc.case
+    budget = campaign._Budget(10_000, time.monotonic() + 60.0)
+    default = execute(case, PreemptionList())
+    decisions = len(default.sched.decisions)
+    runs = list(campaign._delays(case, 1, 10_000, budget))
+    assert len(runs) == 1 + decisions
+    assert runs[0].sched.decisions == default.sched.decisions
+    assert runs[0].sched.preemptions == 0
+    assert all(r.sched.preemptions <= 1 for r in runs)
+    assert any(r.sched.preemptions == 1 for r in runs)
+    assert len({r.outcome.trace_sha256 for r in runs}) == len(runs)  # all distinct
+    assert budget.used == len(runs)
+    limited = list(campaign._delays(case, 1, 4, budget))
+    assert len(limited) == 4
+
+
+def test_preemption_list_round_trip() -> None:
+    """to_preemptions gives the sparse list that replays the recorded decisions exactly."""
+    cc = load(BUGS / "swapout_vma_after_unlock.json")
+    run = execute(cc.case, cc.source())
+    pre = to_preemptions(cc.case, tuple(run.decisions))
+    assert len(pre) == run.sched.preemptions == 1
+    again = execute(cc.case, PreemptionList(pre))
+    assert again.decisions == run.decisions
+    assert again.outcome.trace_sha256 == run.outcome.trace_sha256
+
+
+def test_smaller_programs_merge_move_and_exchange() -> None:
+    a, b, c, d = (OpCall(x, {}) for x in "abcd")
+    case = Case(
+        load(BUGS / "swapout_vma_after_unlock.json").case.config,
+        (TaskSpec("T0", (a, b)), TaskSpec("T1", (c,), start=5), TaskSpec("T2", (d,))),
+    )
+    progs = [tuple((t.name, "".join(o.op for o in t.ops), t.start) for t in p.tasks)
+             for p in campaign._smaller_programs(case)]
+    assert (("T0", "ab", 0), ("T2", "d", 0)) in progs  # a task dropped
+    assert (("T0", "abc", 0), ("T2", "d", 0)) in progs  # T1 appended to T0
+    assert (("T1", "cab", 0), ("T2", "d", 0)) in progs  # T0 appended to T1, earliest start
+    assert (("T0", "a", 0), ("T1", "c", 5), ("T2", "d", 0)) in progs  # an op dropped
+    assert (("T0", "b", 0), ("T1", "ca", 5), ("T2", "d", 0)) in progs  # first op moved
+    assert (("T0", "a", 0), ("T1", "bc", 5), ("T2", "d", 0)) in progs  # last op moved
+    assert (("T0", "ad", 0), ("T1", "c", 5), ("T2", "b", 0)) in progs  # last ops exchanged
+    assert (("T2", "d", 0), ("T0", "ab", 0), ("T1", "c", 5)) in progs  # T2 runs first
+    # Every candidate is no bigger: no more tasks and no more operations.
+    for p in campaign._smaller_programs(case):
+        assert len(p.tasks) <= 3 and sum(len(t.ops) for t in p.tasks) <= 4
