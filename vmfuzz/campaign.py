@@ -258,8 +258,8 @@ def _delays(
             rec = _Recorder(PreemptionList(_gaps(devs)))
             run = execute(case, rec)
             yield run
-            if level == max_delays or (run.outcome.kind != "clean" and not devs):
-                continue  # (a default run that fails already is as small as schedules get)
+            if level == max_delays:
+                continue
             after = devs[-1][0] + 1 if devs else 0
             for pos in range(after, len(rec.log)):
                 n = rec.log[pos][0]
