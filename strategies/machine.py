@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from hypothesis import target
 from hypothesis.control import current_build_context
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
-from vmfuzz.strategies.operations import op_calls, swarm
+from vmfuzz.strategies.operations import op_calls, retarget, swarm, target_of, worlds
 from vmfuzz.strategies.schedules import pct_params, preemption_batches
 
 from vmfuzz._scheduler import Scheduler, ScheduleSource, StepBudgetExceeded, Task
@@ -96,6 +96,7 @@ class KernelMachine(RuleBasedStateMachine):
     failure: ClassVar[Failure | None] = None
     collect_labels: ClassVar[bool] = False
     amplify: ClassVar[int] = 0  # extra PCT schedules per drawn program (see _amplify)
+    draw_world: ClassVar[bool] = True  # each example starts from a drawn world (kernel.boot)
 
     def __init__(self) -> None:
         super().__init__()
@@ -103,19 +104,33 @@ class KernelMachine(RuleBasedStateMachine):
 
         self.source = _Source()
         self.sched = Scheduler(self.source, max_steps=self.max_steps, lockdep=LockDep())
-        self.k = Kernel(self.config, self.sched)
-        install(self.k)
+        self.example_config = self.config
+        self.k: Kernel  # built by setup(), in the drawn world
+        self._install = install
         self.threads: list[_Thread] = []
         self.slots: dict[int, _Thread] = {}
         self.enabled: list[str] = []
+        self.targets: list[tuple[int, int | None]] = []  # (mm, addr) of earlier operations
         self.mode = self.scheduler  # "mixed" is resolved per example in setup()
         self.pct_seed = 0
         self.stopped = False
         type(self).stats.examples += 1
 
     # -------------------------------------------------------------- rules
-    @initialize(enabled=swarm(), sched_seed=pct_params(), use_pct=st.booleans())
-    def setup(self, enabled: list[str], sched_seed: tuple[int, int, int], use_pct: bool) -> None:
+    @initialize(
+        enabled=swarm(), sched_seed=pct_params(), use_pct=st.booleans(), world=worlds()
+    )
+    def setup(
+        self,
+        enabled: list[str],
+        sched_seed: tuple[int, int, int],
+        use_pct: bool,
+        world: frozenset[str],
+    ) -> None:
+        if self.draw_world:
+            self.example_config = attrs.evolve(self.config, world=self.config.world | world)
+        self.k = Kernel(self.example_config, self.sched)
+        self._install(self.k)
         ops = self.ops
         self.enabled = [op for op in enabled if ops is None or op in ops] or sorted(
             ops or enabled
@@ -135,6 +150,15 @@ class KernelMachine(RuleBasedStateMachine):
     def spawn(self, slot: int, data: st.DataObject) -> None:
         """Queue one operation on thread ``slot`` (a new thread if that one has finished)."""
         call = data.draw(op_calls(self.config, self.enabled), label="op")
+        if target_of(call) is not None and self.targets:
+            # Half the time, aim at the (mm, addr) of an earlier operation of this example.
+            n = len(self.targets)
+            pick = data.draw(st.integers(0, 2 * n - 1), label="reuse")
+            if pick < n:
+                call = retarget(call, self.targets[pick])
+        tgt = target_of(call)
+        if tgt is not None and tgt not in self.targets:
+            self.targets.append(tgt)
         slot %= self.max_threads
         th = self.slots.get(slot)
         if th is not None and not th.task.done:
@@ -244,7 +268,7 @@ class KernelMachine(RuleBasedStateMachine):
         """This example as a replayable case (schedule = the recorded decisions)."""
         tasks = tuple(TaskSpec(t.name, tuple(t.ops), t.start) for t in self.threads)
         return Case(
-            self.config,
+            self.example_config,
             tasks,
             Schedule("decisions", decisions=tuple(self.sched.decisions)),
             self.max_steps,
@@ -260,6 +284,7 @@ def machine_for(
     max_steps: int = DEFAULT_MAX_STEPS,
     collect_labels: bool = False,
     amplify: int = 0,
+    draw_world: bool = True,
 ) -> type[KernelMachine]:
     """A fresh machine class for one campaign (its own stats and captured failure)."""
     if scheduler not in SCHEDULERS:
@@ -274,5 +299,6 @@ def machine_for(
         "failure": None,
         "collect_labels": collect_labels,
         "amplify": amplify,
+        "draw_world": draw_world,
     }
     return type("KernelMachine", (KernelMachine,), attrs_)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from vmfuzz.case import OpCall
 from vmfuzz.kernel import OPS, KernelConfig
+from vmfuzz.kernel.boot import WORLD_FEATURES
 
 
 def _biased(lo: int, hot: int, hi: int) -> st.SearchStrategy[int]:
@@ -79,3 +80,35 @@ def swarm(ops: list[str] | None = None) -> st.SearchStrategy[list[str]]:
         lambda keep: [n for n, k in zip(names, keep, strict=True) if k] or names
     )
     return st.one_of(st.just(names), subset)
+
+
+def worlds() -> st.SearchStrategy[frozenset[str]]:
+    """The world features a run starts from (:mod:`vmfuzz.kernel.boot`), each in half the
+    examples: ONE draw (a bitmask), shrinking towards the bare boot vmas."""
+    n = len(WORLD_FEATURES)
+    return st.integers(0, (1 << n) - 1).map(
+        lambda bits: frozenset(f for i, f in enumerate(WORLD_FEATURES) if bits >> i & 1)
+    )
+
+
+def target_of(call: OpCall) -> tuple[int, int | None] | None:
+    """The (mm, addr) an operation acts on, if it takes an mm (addr None if it takes none)."""
+    mm = call.args.get("mm")
+    if mm is None or OPS[call.op].params[0][1] != "mm":
+        return None
+    addr = next((call.args[a] for a, kind in OPS[call.op].params if kind == "addr"), None)
+    return mm, addr
+
+
+def retarget(call: OpCall, target: tuple[int, int | None]) -> OpCall:
+    """``call`` aimed at an earlier operation's (mm, addr): its mm-kind argument, and its
+    addr-kind argument when both have one, replaced (a generic "reuse a resource" mutation, as
+    syzkaller reuses resources: races need two operations on the same page)."""
+    mm, addr = target
+    args = dict(call.args)
+    for a, kind in OPS[call.op].params:
+        if kind == "mm":
+            args[a] = mm
+        elif kind == "addr" and addr is not None:
+            args[a] = addr
+    return OpCall(call.op, args)

@@ -37,6 +37,7 @@ from vmfuzz._scheduler import Outcome, ScheduleDiverged, Scheduler, ScheduleSour
 from vmfuzz.case import DEFAULT_MAX_STEPS, Case, OpCall, Run, Schedule, TaskSpec, execute
 from vmfuzz.invariants import CHECKS
 from vmfuzz.kernel import BUGS, OPS, KernelConfig
+from vmfuzz.kernel.boot import WORLD_FEATURES
 from vmfuzz.schedules import Explicit, Replay
 from vmfuzz.schedules._explicit import parse_step
 from vmfuzz.violation import Violation
@@ -181,7 +182,9 @@ def _list(v: Any, where: str) -> list[Any]:
 
 def _config(v: Any) -> KernelConfig:
     d = _obj(
-        v, "config", ("nr_mms", "pages_per_mm", "nr_frames", "nr_swap", "bugs", "boot_pages")
+        v,
+        "config",
+        ("nr_mms", "pages_per_mm", "nr_frames", "nr_swap", "bugs", "boot_pages", "world"),
     )
     kw: dict[str, Any] = {}
     for key in ("nr_mms", "pages_per_mm", "nr_frames", "nr_swap"):
@@ -195,7 +198,15 @@ def _config(v: Any) -> KernelConfig:
         if b not in BUGS:
             known = ", ".join(sorted(BUGS)) or "none registered"
             raise _Bad(f"config.bugs[{i}]", f"unknown bug switch {b!r} (known: {known})")
-    return KernelConfig(bugs=frozenset(bugs), **kw)
+    raw_world = _list(d.get("world", []), "config.world")
+    world = [_str(w, f"config.world[{i}]") for i, w in enumerate(raw_world)]
+    for i, w in enumerate(world):
+        if w not in WORLD_FEATURES:
+            raise _Bad(
+                f"config.world[{i}]",
+                f"unknown world feature {w!r} (known: {', '.join(WORLD_FEATURES)})",
+            )
+    return KernelConfig(bugs=frozenset(bugs), world=frozenset(world), **kw)
 
 
 def _opcall(v: Any, where: str) -> OpCall:

@@ -170,6 +170,8 @@ def case_header(cc: CorpusCase) -> list[str]:
         f"kernel: nr_mms={c.nr_mms} pages_per_mm={c.pages_per_mm} nr_frames={c.nr_frames} "
         f"nr_swap={c.nr_swap}; bugs: {bugs}"
     )
+    if c.world:
+        lines.append(f"world: {', '.join(sorted(c.world))} (see vmfuzz.kernel.boot)")
     lines.append(f"schedule: {cc.schedule_summary()}")
     return lines + _op_list(cc)
 

@@ -28,6 +28,22 @@ class KernelConfig:
     # pages (no page faulted in yet): a running system, not an empty one, so generated
     # operations act on memory from the start.  0 = empty address spaces.
     boot_pages: int = attrs.field(default=8)
+    # World features the run starts from (see vmfuzz.kernel.boot: resident and swapped pages,
+    # a forked child, a split vma, a synchronous swap device); empty = bare boot vmas.
+    world: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
+
+    @world.validator
+    def _check_world(
+        self, attribute: attrs.Attribute[frozenset[str]], value: frozenset[str]
+    ) -> None:
+        from vmfuzz.kernel.boot import WORLD_FEATURES
+
+        unknown = sorted(value - set(WORLD_FEATURES))
+        if unknown:
+            raise ValueError(
+                f"unknown world feature(s) {', '.join(unknown)} "
+                f"(known: {', '.join(WORLD_FEATURES)})"
+            )
 
     @boot_pages.validator
     def _check_boot(self, attribute: attrs.Attribute[int], value: int) -> None:
@@ -53,6 +69,7 @@ class KernelConfig:
             "nr_swap": self.nr_swap,
             "bugs": sorted(self.bugs),
             "boot_pages": self.boot_pages,
+            "world": sorted(self.world),
         }
 
     @classmethod

@@ -74,21 +74,11 @@ class Kernel:
         self._boot()
 
     def _boot(self) -> None:
-        """Map each initial process's boot vma with the real mmap path, before any task runs
+        """The boot vmas and world features (:mod:`vmfuzz.kernel.boot`), before any task runs
         (on a private scheduler, so the run's trace and step count start at the first task)."""
-        n = self.config.boot_pages
-        if not n:
-            return
-        from vmfuzz.kernel.ops import OPS
+        from vmfuzz.kernel.boot import boot
 
-        main, self.sched = self.sched, Scheduler()
-        try:
-            for mm_id in sorted(self.mms):
-                self.sched.spawn(OPS["mmap"].fn(self, mm=mm_id, addr=0, npages=n))
-            self.sched.run()
-        finally:
-            self.sched = main
-        self.clear_dirty()
+        boot(self)
 
     # ------------------------------------------------------------------ switches
     def bug(self, name: str) -> bool:
