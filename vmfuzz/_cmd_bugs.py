@@ -2,7 +2,8 @@
 
 --json prints a JSON list of objects: name, seed (seed document or fixing kernel commit),
 summary, invariant (the check expected to catch it), mail_tasks / mail_preemptions (size of
-the race as drawn in the mail, when it is drawn there).
+the race as drawn in the mail, when it is drawn there), also (other checks that report the same
+wrong state and are equally right).
 """
 
 from __future__ import annotations
@@ -29,5 +30,6 @@ def run(args: argparse.Namespace) -> int:
     for b in bugs:
         print(f"{b.name:<{width}}  {b.seed}")
         print(f"{'':<{width}}  {b.summary}")
-        print(f"{'':<{width}}  caught by: {b.invariant}")
+        also = f" (equally right: {', '.join(b.also)})" if b.also else ""
+        print(f"{'':<{width}}  caught by: {b.invariant}{also}")
     return 0

@@ -20,6 +20,13 @@ class Bug:
     invariant: str
     mail_tasks: int | None = None  # the interleaving drawn in the mail: CPUs/tasks ...
     mail_preemptions: int | None = None  # ... and context switches away from a running task
+    # Other checks that are equally right: the same wrong state seen from another side (a
+    # stale page mapped at an address is lost data *and* a page rmap cannot reach there).
+    also: tuple[str, ...] = ()
+
+    def caught_by(self) -> tuple[str, ...]:
+        """Every check that correctly reports this bug: ``invariant`` first, then ``also``."""
+        return (self.invariant, *self.also)
 
     def to_json(self) -> dict[str, object]:
         return attrs.asdict(self)
@@ -36,8 +43,10 @@ def register(
     *,
     mail_tasks: int | None = None,
     mail_preemptions: int | None = None,
+    also: tuple[str, ...] = (),
 ) -> None:
-    """Add bug ``name``; ``mail_*`` give the size of the race as drawn in the seed mail."""
+    """Add bug ``name``; ``mail_*`` give the size of the race as drawn in the seed mail;
+    ``also`` names other checks that report the same wrong state (equally right)."""
     if name in BUGS:
         raise ValueError(f"bug {name} registered twice")
-    BUGS[name] = Bug(name, seed, summary, invariant, mail_tasks, mail_preemptions)
+    BUGS[name] = Bug(name, seed, summary, invariant, mail_tasks, mail_preemptions, tuple(also))

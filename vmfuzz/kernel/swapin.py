@@ -84,6 +84,7 @@ bugs.register(
     "data_integrity",
     mail_tasks=2,
     mail_preemptions=1,
+    also=("rmap_reachable",),  # the stale page's index names another address
 )
 bugs.register(
     "swapin_no_swapcache_recheck",
@@ -94,6 +95,7 @@ bugs.register(
     "data_integrity",
     mail_tasks=4,
     mail_preemptions=1,
+    also=("rmap_reachable",),  # the stale page's index names another address
 )
 bugs.register(
     "swapin_skip_swapcache_race",
@@ -104,6 +106,7 @@ bugs.register(
     "data_integrity",
     mail_tasks=2,
     mail_preemptions=1,
+    also=("rmap_reachable",),  # the stale page's index names another address
 )
 bugs.register(
     "swapin_no_get_swap_device",
