@@ -465,13 +465,14 @@ def _delta_shrink(
 ) -> None:
     """Shrink the failure in ``result`` after Hypothesis, within ``budget``.
 
-    Each round first looks for a schedule of the current program with fewer preemptions
-    (delay-bounded search), then for a smaller program (:func:`_smaller_programs`) that fails
-    the same check under a schedule smaller by :func:`_key` (tasks in flight, then
-    preemptions, operations, steps; see :func:`_smaller`).  The first one found is adopted and
-    the round starts again; the pass ends when no candidate is smaller or the budget is
-    spent.  A program searched in vain is not searched again with as many departures (the
-    bound never grows and the bar only rises).
+    Each round tries, cheapest first: every smaller program (:func:`_smaller_programs`) under
+    the current schedule's preemption list (one run each); a schedule of the current program
+    with fewer preemptions (delay-bounded search); then the smaller programs again, searched
+    (:func:`_smaller`).  What is kept must fail the same check and be smaller by :func:`_key`
+    (tasks in flight, then preemptions, operations, steps).  The first one found is adopted
+    and the round starts again; the pass ends when nothing is smaller or the budget is spent.
+    A program searched in vain is not searched again with as many departures (the bound never
+    grows and the bar only rises).
     """
     assert result.failure is not None and result.case is not None
     if budget is None:
@@ -480,19 +481,29 @@ def _delta_shrink(
     searched: dict[tuple[TaskSpec, ...], int] = {}  # program -> departures searched in vain
     while not budget.spent:
         case = result.case
+        better = _result_key(result)
+        hint, labels = _preemptions_of(case, case.schedule.decisions)
+        candidates = _smaller_programs(case)
+        found: tuple[Case, Run] | None = None
+        for c in candidates:
+            run = _reproduce(c, check, better, -1, budget, hint=hint)
+            if run is not None:
+                found = (c, run)
+                break
         bound = result.preemptions
-        if bound > 0 and searched.get(case.tasks, -1) < bound - 1:
-            _, labels = _preemptions_of(case, case.schedule.decisions)
+        if found is None and bound > 0 and searched.get(case.tasks, -1) < bound - 1:
             run = _reproduce(
-                case, check, _result_key(result), bound - 1, budget,
+                case, check, better, bound - 1, budget,
                 prefer=frozenset(labels), limit=per_candidate,
             )
             if run is not None:
-                _adopt(result, run, case)
-                continue
-            if not budget.spent:
+                found = (case, run)
+            elif not budget.spent:
                 searched[case.tasks] = bound - 1
-        found = _smaller(result, check, searched, budget, per_candidate)
+        if found is None:
+            found = _smaller(
+                result, candidates, frozenset(labels), check, searched, budget, per_candidate
+            )
         if found is None:
             return
         _adopt(result, found[1], found[0])
@@ -500,26 +511,18 @@ def _delta_shrink(
 
 def _smaller(
     result: CampaignResult,
+    candidates: list[Case],
+    prefer: frozenset[str],
     check: str,
     searched: dict[tuple[TaskSpec, ...], int],
     budget: _Budget,
     per_candidate: int,
 ) -> tuple[Case, Run] | None:
-    """The first smaller program (and its failing run) of :func:`_smaller_programs`, trying
-    the cheap searches on every candidate before the dear ones: the current schedule's
-    preemption list (one run each); one departure at a label where the current failure
-    preempts; then delay-bounded search, one departure more at a time, up to the current
-    preemption count."""
-    assert result.case is not None
-    case = result.case
+    """The first of ``candidates`` (and its run) that fails ``check`` smaller than the
+    current failure, trying the cheap searches on every candidate before the dear ones: one
+    departure where the current failure preempts (at a label in ``prefer``), then
+    delay-bounded search, one departure more at a time, up to the current preemptions."""
     better = _result_key(result)
-    hint, labels = _preemptions_of(case, case.schedule.decisions)
-    prefer = frozenset(labels)
-    candidates = _smaller_programs(case)
-    for c in candidates:
-        run = _reproduce(c, check, better, -1, budget, hint=hint)
-        if run is not None:
-            return c, run
     if prefer and result.preemptions >= 1:
         for c in candidates:
             run = _reproduce(
