@@ -24,7 +24,14 @@ from vmfuzz._scheduler import Scheduler, ScheduleSource, StepBudgetExceeded, Tas
 from vmfuzz.case import DEFAULT_MAX_STEPS, Case, OpCall, Run, Schedule, TaskSpec
 from vmfuzz.kernel import Kernel, KernelConfig
 from vmfuzz.lockdep import LockDep
-from vmfuzz.schedules import FUZZ_SCHEDULERS, PCT, NonPreemptive, PreemptionList, RandomWalk
+from vmfuzz.schedules import (
+    FUZZ_SCHEDULERS,
+    PCT,
+    Echo,
+    NonPreemptive,
+    PreemptionList,
+    RandomWalk,
+)
 from vmfuzz.violation import Violation
 
 SCHEDULERS = FUZZ_SCHEDULERS
@@ -118,13 +125,13 @@ class KernelMachine(RuleBasedStateMachine):
 
     # -------------------------------------------------------------- rules
     @initialize(
-        enabled=swarm(), sched_seed=pct_params(), use_pct=st.booleans(), world=worlds()
+        enabled=swarm(), sched_seed=pct_params(), pick=st.integers(0, 4), world=worlds()
     )
     def setup(
         self,
         enabled: list[str],
         sched_seed: tuple[int, int, int],
-        use_pct: bool,
+        pick: int,
         world: frozenset[str],
     ) -> None:
         if self.draw_world:
@@ -138,11 +145,13 @@ class KernelMachine(RuleBasedStateMachine):
         seed, depth, k = sched_seed
         self.pct_seed = seed
         if self.scheduler == "mixed":
-            self.mode = "pct" if use_pct else "preemptions"
+            # 2/5 PCT (deep races), 2/5 preemption lists (shrink best), 1/5 random walk with
+            # echo (many switches: the only one that keeps retry loops colliding, livelocks).
+            self.mode = ("pct", "pct", "preemptions", "preemptions", "random")[pick]
         if self.mode == "pct":
             self.source.inner = PCT(seed, depth, k=k)
         elif self.mode == "random":
-            self.source.inner = RandomWalk(seed)
+            self.source.inner = Echo(RandomWalk(seed))
         elif self.mode == "none":
             self.source.inner = NonPreemptive()
 
@@ -202,7 +211,8 @@ class KernelMachine(RuleBasedStateMachine):
 
     def _amplify(self) -> None:
         """Schedule amplification: re-run this example's program (same tasks, same start
-        steps) under ``amplify`` more PCT schedules derived from the drawn seed.
+        steps) under ``amplify`` more schedules of its kind (PCT or random walk) derived from
+        the drawn seed.
 
         Hypothesis draws cost more than a short model run, so trying several schedules per
         drawn program is the cheapest way to cover schedules; the seeds are derived from the
@@ -210,14 +220,17 @@ class KernelMachine(RuleBasedStateMachine):
         """
         from vmfuzz.case import execute
 
-        if not self.amplify:
+        if not self.amplify or self.mode not in ("pct", "random"):
             return
         case = self.case()
         st_ = type(self).stats
         for i in range(self.amplify):
-            depth = 2 + (self.pct_seed + i) % 3
-            k = (16, 64, 256)[i % 3]
-            run = execute(case, PCT(self.pct_seed * 7919 + i, depth, k))
+            seed = self.pct_seed * 7919 + i
+            if self.mode == "random":
+                src: ScheduleSource = Echo(RandomWalk(seed))
+            else:
+                src = PCT(seed, 2 + (self.pct_seed + i) % 3, (16, 64, 256)[i % 3])
+            run = execute(case, src)
             st_.steps += run.outcome.steps
             if run.outcome.kind == "violation":
                 assert run.outcome.violation is not None

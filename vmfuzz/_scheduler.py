@@ -183,6 +183,11 @@ class Scheduler:
         self.switches = 0
         self.bkl = BigKernelLock()
         self._events: list[str] = []
+        # Livelock as a cycle: the shared state's version (the kernel bumps it on every write;
+        # None = unknown, then only the retry count decides) and, per task, the state seen at
+        # its last retry (see _check_cycle).
+        self.state_version: Callable[[], int] | None = None
+        self._at_retry: dict[int, tuple[Any, int, dict[int, int]]] = {}
 
     # ------------------------------------------------------------------ tasks
     def spawn(self, gen: TaskGen, name: str | None = None) -> Task:
@@ -414,6 +419,8 @@ class Scheduler:
         if isinstance(req, Retry):
             task.label = req.label
             task.retries += 1
+            if self.state_version is not None:
+                self._check_cycle(task)
             return
         task.label = req.label
         if isinstance(req, Acquire):
@@ -543,6 +550,38 @@ class Scheduler:
             raise Violation(
                 "livelock",
                 f"every task has retried {self.livelock_retries}+ times without progress: "
+                + ", ".join(f"{t.name} at {t.label}" for t in self.live),
+            )
+
+    def _check_cycle(self, task: Task) -> None:
+        """A livelock found as a cycle, without waiting for ``livelock_retries`` rounds.
+
+        At each retry of ``task``, the configuration (every live task's label, whether it is
+        blocked, the locks it holds) and the shared state's version are recorded.  If they are
+        the same as at ``task``'s previous retry and every other live task has retried in
+        between, the round just run returned to where it began with nothing written: the
+        schedule that repeats it forever is a valid one, and no task ever gets through.
+        (``retry()`` marks the head of an unbounded retry loop: its round keeps no state of
+        its own, which is what makes the repetition exact.)"""
+        assert self.state_version is not None
+        key = tuple(
+            (t.tid, t.label, t.blocked is not None, tuple((id(lk), m) for lk, m in t.held))
+            for t in self.live
+        )
+        version = self.state_version()
+        retries = {t.tid: t.retries for t in self.live}
+        last = self._at_retry.get(task.tid)
+        self._at_retry[task.tid] = (key, version, retries)
+        if last is None or len(self.live) < 2:
+            return
+        last_key, last_version, last_retries = last
+        if key != last_key or version != last_version:
+            return
+        if all(t.retries > last_retries.get(t.tid, t.retries) for t in self.live):
+            raise Violation(
+                "livelock",
+                "every task went round its retry loop and came back to the same state with "
+                "nothing written (a schedule repeating that round never ends): "
                 + ", ".join(f"{t.name} at {t.label}" for t in self.live),
             )
 

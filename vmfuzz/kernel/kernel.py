@@ -71,7 +71,11 @@ class Kernel:
         self.present_ptes: dict[int, set[tuple[int, int]]] = {}
         self.migration_ptes: dict[int, set[tuple[int, int]]] = {}
         self.swap_ptes: dict[int, set[tuple[int, int]]] = {}
+        # Bumped by every write the invariants are told about (touch_*, set_pte_at,
+        # pte_clear): the scheduler's livelock check compares it across retry rounds.
+        self.version = 0
         self._boot()
+        self.sched.state_version = lambda: self.version
 
     def _boot(self) -> None:
         """The boot vmas and world features (:mod:`vmfuzz.kernel.boot`), before any task runs
@@ -127,6 +131,7 @@ class Kernel:
         index.setdefault(key, set()).add((mm.id, addr))
         self._touch_pte(pte)
         self.dirty_mms.add(mm.id)
+        self.version += 1
 
     def pte_clear(self, mm: MmStruct, addr: int) -> Pte | None:
         """pte_clear() / ptep_get_and_clear(): remove and return the pte at ``addr``."""
@@ -140,6 +145,7 @@ class Kernel:
                     del index[key]
             self._touch_pte(old)
             self.dirty_mms.add(mm.id)
+            self.version += 1
         return old
 
     def _touch_pte(self, pte: Pte) -> None:
@@ -151,12 +157,15 @@ class Kernel:
     # ------------------------------------------------------------------ bookkeeping
     def touch_page(self, page: Page) -> None:
         self.dirty_pfns.add(page.pfn)
+        self.version += 1
 
     def touch_mm(self, mm: MmStruct) -> None:
         self.dirty_mms.add(mm.id)
+        self.version += 1
 
     def touch_entry(self, entry: int) -> None:
         self.dirty_entries.add(entry)
+        self.version += 1
 
     def count(self, what: str) -> None:
         self.stats[what] = self.stats.get(what, 0) + 1

@@ -5,6 +5,7 @@ tasks are runnable.  ``NonPreemptive`` is the deterministic default policy; the 
 from it in their own way.
 """
 
+from vmfuzz.schedules._echo import Echo
 from vmfuzz.schedules._exhaustive import explore
 from vmfuzz.schedules._explicit import Explicit
 from vmfuzz.schedules._nonpreemptive import NonPreemptive
@@ -13,14 +14,16 @@ from vmfuzz.schedules._preemptions import PreemptionList
 from vmfuzz.schedules._random import RandomWalk
 from vmfuzz.schedules._replay import Replay
 
-# How the fuzzer draws schedules (``vmfuzz fuzz --scheduler``): mixed (each example draws PCT or
-# a sparse preemption list: PCT finds deep races, preemption lists shrink best), preemptions,
-# pct, uniform random, or none (no preemption at all: plain stateful testing, the baseline).
+# How the fuzzer draws schedules (``vmfuzz fuzz --scheduler``): mixed (each example draws PCT, a
+# sparse preemption list or a random walk with echo: PCT finds deep races, preemption lists
+# shrink best, the echoing random walk keeps retry loops colliding), preemptions, pct, random
+# (with echo), or none (no preemption at all: plain stateful testing, the baseline).
 FUZZ_SCHEDULERS = ("mixed", "preemptions", "pct", "random", "none")
 
 __all__ = [
     "FUZZ_SCHEDULERS",
     "PCT",
+    "Echo",
     "Explicit",
     "NonPreemptive",
     "PreemptionList",
