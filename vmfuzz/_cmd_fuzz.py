@@ -11,7 +11,9 @@ directory and printed as a race timeline; replay it with 'vmfuzz replay PATH'.
 --json prints exactly one object: {"found", "invariant", "message", "examples", "steps",
 "seconds", "steps_per_second", "case", "shrunk": {"tasks" (in flight at once), "threads",
 "ops", "steps", "preemptions"} | null,
-"minimal_preemptions", "seed", "scheduler", "bugs"}.
+"minimal_preemptions", "first_failure_seconds" and "first_failure_examples" (time and examples
+to the first, unshrunk failure), "post_shrink_seconds" (shrinking after Hypothesis), "world"
+(the failure's world features), "seed", "scheduler", "bugs"}.
 Exit status: 0 nothing found, 1 failure found, 2 usage or bad input.
 """
 
@@ -120,6 +122,14 @@ def _to_json(result: CampaignResult, path: Path | None, args: argparse.Namespace
         "case": str(path) if path else None,
         "shrunk": result.shrunk(),
         "minimal_preemptions": result.minimal_preemptions,
+        "first_failure_seconds": (
+            round(result.first_failure_seconds, 3)
+            if result.first_failure_seconds is not None
+            else None
+        ),
+        "first_failure_examples": result.stats.first_failure_example if result.stats else None,
+        "post_shrink_seconds": round(result.post_shrink_seconds, 3),
+        "world": sorted(result.case.config.world) if result.case else None,
         "seed": args.seed,
         "scheduler": args.scheduler,
         "bugs": sorted(args.bug),

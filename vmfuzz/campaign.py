@@ -80,7 +80,7 @@ def fuzz(
     amplify: int | None = None,
     shrink_seconds: float = 10.0,
     post_shrink_seconds: float = 20.0,
-    post_shrink_runs: int = 20_000,
+    post_shrink_runs: int = 6_000,
 ) -> CampaignResult:
     """Fuzz ``config`` until ``budget`` seconds or ``max_examples`` examples, or a failure.
 
