@@ -138,6 +138,8 @@ class KernelMachine(RuleBasedStateMachine):
             self.example_config = attrs.evolve(self.config, world=self.config.world | world)
         self.k = Kernel(self.example_config, self.sched)
         self._install(self.k)
+        # Operations may be aimed at the pages the world populated, as at earlier ones'.
+        self.targets = list(dict.fromkeys(self.k.boot_targets))
         ops = self.ops
         self.enabled = [op for op in enabled if ops is None or op in ops] or sorted(
             ops or enabled

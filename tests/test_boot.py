@@ -99,3 +99,12 @@ def test_world_round_trips_through_the_corpus(tmp_path) -> None:  # type: ignore
     bad.write_text(json.dumps(src))
     with pytest.raises(CorpusError, match=r"config\.world\[1\].*unknown world feature 'teleport'"):
         load(bad)
+
+
+def test_boot_targets_name_the_populated_pages() -> None:
+    k = Kernel(KernelConfig(world=("swapped", "forked")))
+    assert k.boot_targets == [(0, 3), (0, 4), (1, 3), (1, 4), (2, 3), (2, 4),
+                              (3, 0), (3, 3), (3, 4)]
+    for mm, addr in k.boot_targets:
+        assert addr in k.mms[mm].pgd  # every target is a page with a pte
+    assert Kernel(KernelConfig()).boot_targets == []

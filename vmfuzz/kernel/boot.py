@@ -45,7 +45,10 @@ SPLIT_HOLE = 2
 
 
 def boot(k: Kernel) -> None:
-    """Map each initial process's boot vma, then build the world features of ``k.config``."""
+    """Map each initial process's boot vma, then build the world features of ``k.config``.
+
+    ``k.boot_targets`` lists the (mm, addr) pages the features populated, in build order: the
+    fuzzer aims some operations at them (memory the system actually uses)."""
     from vmfuzz.kernel.ops import OPS
     from vmfuzz.kernel.vmscan import shrink_list
 
@@ -73,19 +76,23 @@ def boot(k: Kernel) -> None:
             for mm_id in initial:
                 for addr in pages:
                     op("write", mm=mm_id, addr=addr)
+                    k.boot_targets.append((mm_id, addr))
             run(shrink_list(k, len(pages) * len(initial), True))
         if "resident" in world:
             for mm_id in initial:
                 for addr in RESIDENT_PAGES:
                     if addr < n:
                         op("write", mm=mm_id, addr=addr)
+                        k.boot_targets.append((mm_id, addr))
         if "forked" in world and n:
             child = k._next_id["mm"]
             op("fork", mm=initial[0])
             op("write", mm=child, addr=0)
+            k.boot_targets += [(child, a) for a in sorted(k.mms[child].pgd)]
         if "split" in world and SPLIT_HOLE < n:
             for mm_id in initial:
                 op("munmap", mm=mm_id, addr=SPLIT_HOLE, npages=1)
+                k.boot_targets.append((mm_id, SPLIT_HOLE + 1))  # the second vma's start
     finally:
         k.sched = main
     k.clear_dirty()

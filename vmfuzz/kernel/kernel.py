@@ -74,6 +74,7 @@ class Kernel:
         # Bumped by every write the invariants are told about (touch_*, set_pte_at,
         # pte_clear): the scheduler's livelock check compares it across retry rounds.
         self.version = 0
+        self.boot_targets: list[tuple[int, int]] = []  # (mm, addr) the world populated
         self._boot()
         self.sched.state_version = lambda: self.version
 
