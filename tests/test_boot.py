@@ -108,3 +108,14 @@ def test_boot_targets_name_the_populated_pages() -> None:
     for mm, addr in k.boot_targets:
         assert addr in k.mms[mm].pgd  # every target is a page with a pte
     assert Kernel(KernelConfig()).boot_targets == []
+
+
+def test_world_is_built_by_the_fixed_kernel() -> None:
+    """Bug switches act on the fuzzed operations only: a buggy munmap must not break the
+    boot-time split (it used to raise lock_not_held while building the world)."""
+    from vmfuzz.kernel import BUGS
+
+    for name in sorted(BUGS):
+        k = Kernel(KernelConfig(bugs=[name], world=WORLD_FEATURES))
+        assert k.config.bugs == {name}
+        assert layout(k, 0) == "RR SS..."

@@ -32,6 +32,8 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from vmfuzz._scheduler import Scheduler
 
 if TYPE_CHECKING:
@@ -63,6 +65,9 @@ def boot(k: Kernel) -> None:
     def op(name: str, **args: int) -> None:
         run(OPS[name].fn(k, **args))
 
+    # The world is what a fixed kernel built: the historical bug switches are for the fuzzed
+    # operations (a buggy munmap would already break the boot-time split).
+    config, k.config = k.config, attrs.evolve(k.config, bugs=frozenset())
     main, k.sched = k.sched, Scheduler()
     try:
         if n:
@@ -95,4 +100,5 @@ def boot(k: Kernel) -> None:
                 k.boot_targets.append((mm_id, SPLIT_HOLE + 1))  # the second vma's start
     finally:
         k.sched = main
+        k.config = config
     k.clear_dirty()
