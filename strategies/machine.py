@@ -136,7 +136,13 @@ class KernelMachine(RuleBasedStateMachine):
     ) -> None:
         if self.draw_world:
             self.example_config = attrs.evolve(self.config, world=self.config.world | world)
-        self.k = Kernel(self.example_config, self.sched)
+        try:
+            self.k = Kernel(self.example_config, self.sched)
+        except Exception as exc:  # building the world crashed the model: a finding too
+            self.stopped = True
+            v = Violation("model_error", f"while building the world: {type(exc).__name__}: {exc}")
+            self._capture(v)
+            raise v from exc
         self._install(self.k)
         # Operations may be aimed at the pages the world populated, as at earlier ones'.
         self.targets = list(dict.fromkeys(self.k.boot_targets))

@@ -86,6 +86,23 @@ def test_cli_rejects_unknown_bug_with_one_line() -> None:
     assert len(res.stderr.strip().splitlines()) == 1
 
 
+def test_cli_internal_error_is_one_line_exit_3(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import vmfuzz.campaign
+    from vmfuzz.cli import main
+
+    def broken(*args: object, **kw: object) -> None:
+        raise RuntimeError("engine on fire")
+
+    monkeypatch.setattr(vmfuzz.campaign, "fuzz", broken)
+    monkeypatch.delenv("VMFUZZ_TRACEBACK", raising=False)
+    assert main(["fuzz", "--max-examples", "1", "--json", "--no-save"]) == 3
+    err = capsys.readouterr().err
+    assert "internal error: RuntimeError: engine on fire" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
 def test_cli_json_on_fixed_kernel() -> None:
     res = _cli("fuzz", "--seed", "1", "--max-examples", "15", "--json", "--no-save")
     assert res.returncode == 0, res.stderr

@@ -14,13 +14,15 @@ directory and printed as a race timeline; replay it with 'vmfuzz replay PATH'.
 "minimal_preemptions", "first_failure_seconds" and "first_failure_examples" (time and examples
 to the first, unshrunk failure), "post_shrink_seconds" (shrinking after Hypothesis), "world"
 (the failure's world features), "seed", "scheduler", "bugs"}.
-Exit status: 0 nothing found, 1 failure found, 2 usage or bad input.
+Exit status: 0 nothing found, 1 failure found, 2 usage or bad input, 3 internal error of
+vmfuzz itself (one line on stderr; VMFUZZ_TRACEBACK=1 shows the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -78,14 +80,23 @@ def run(args: argparse.Namespace) -> int:
             sys.stderr.flush()
 
     budget = None if args.max_examples is not None and args.budget == 60.0 else args.budget
-    result = fuzz(
-        config,
-        scheduler=args.scheduler,
-        seed_value=args.seed,
-        budget=budget,
-        max_examples=args.max_examples,
-        progress=progress,
-    )
+    try:
+        result = fuzz(
+            config,
+            scheduler=args.scheduler,
+            seed_value=args.seed,
+            budget=budget,
+            max_examples=args.max_examples,
+            progress=progress,
+        )
+    except Exception as exc:  # a bug in vmfuzz itself, not a finding: say so in one line
+        if os.environ.get("VMFUZZ_TRACEBACK"):
+            raise
+        sys.stderr.write(
+            f"vmfuzz fuzz: internal error: {type(exc).__name__}: {exc} (seed {args.seed}; "
+            "rerun with VMFUZZ_TRACEBACK=1 for the traceback and please report it)\n"
+        )
+        return 3
     if show_progress:
         sys.stderr.write("\n")
     path = None
