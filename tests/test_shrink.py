@@ -171,3 +171,34 @@ def test_smaller_programs_merge_move_and_exchange() -> None:
     # Every candidate is no bigger: no more tasks and no more operations.
     for p in campaign._smaller_programs(case):
         assert len(p.tasks) <= 3 and sum(len(t.ops) for t in p.tasks) <= 4
+
+
+def test_random_walk_failure_with_many_switches_shrinks_to_one() -> None:
+    """A random walk (or PCT) failure switches tasks tens of times, and one switch makes the
+    race: ddmin over the switches gets there in few runs, where dropping them one at a time
+    ran out of budget (a migrate_no_anon_vma_ref failure shrank to 142 preemptions)."""
+    from vmfuzz.schedules import RandomWalk
+
+    case = load(BUGS / "migrate_no_anon_vma_ref.json").case
+    noise = tuple(OpCall("read", {"mm": 1, "addr": a}) for a in range(6))
+    case = attrs.evolve(case, tasks=(*case.tasks, TaskSpec("T9", noise)))
+    run = None
+    for seed in range(1500):
+        r = execute(case, RandomWalk(seed))
+        if r.outcome.check == "use_after_free" and r.sched.preemptions >= 10:
+            run = r
+            break
+    assert run is not None
+    result = _result(case, run)
+    budget = campaign._Budget(300, time.monotonic() + 60.0)
+    campaign._delta_shrink(result, budget)
+    assert result.preemptions <= 1, result.preemptions
+    assert budget.used < 300
+    _replays(result, "use_after_free")
+
+
+def test_without_keeps_later_switches_in_place() -> None:
+    pre = [(3, 0), (0, 1), (5, 0), (2, 0)]
+    assert campaign._without(pre, 1, 3) == [(3, 0), (2 + (0 + 1) + (5 + 1), 0)]
+    assert campaign._without(pre, 3, 4) == [(3, 0), (0, 1), (5, 0)]
+    assert campaign._without(pre, 0, 4) == []

@@ -479,7 +479,11 @@ def _delta_shrink(
         budget = _Budget(20_000, time.monotonic() + 20.0)
     check = result.failure.violation.check
     searched: dict[tuple[TaskSpec, ...], int] = {}  # program -> departures searched in vain
+    dd_done: Key | None = None  # ddmin is run again only on a failure it has not seen
     while not budget.spent:
+        if result.preemptions > 8 and dd_done != _result_key(result):
+            _ddmin_preemptions(result, check, budget)
+            dd_done = _result_key(result)
         case = result.case
         better = _result_key(result)
         hint, labels = _preemptions_of(case, case.schedule.decisions)
@@ -507,6 +511,45 @@ def _delta_shrink(
         if found is None:
             return
         _adopt(result, found[1], found[0])
+
+
+def _without(pre: list[tuple[int, int]], lo: int, hi: int) -> list[tuple[int, int]]:
+    """The preemption list without entries ``lo..hi-1``: their decisions become default ones,
+    so the gap of the entry after them absorbs theirs (later switches stay where they were)."""
+    carry = sum(g + 1 for g, _ in pre[lo:hi])
+    rest = pre[hi:]
+    if rest:
+        rest = [(rest[0][0] + carry, rest[0][1]), *rest[1:]]
+    return pre[:lo] + rest
+
+
+def _ddmin_preemptions(result: CampaignResult, check: str, budget: _Budget) -> None:
+    """Delta debugging (Zeller's ddmin) over the failure's context switches: drop halves,
+    then quarters ... of the preemption list while the same check still fails.  A failure
+    found by a random walk or PCT has tens or hundreds of switches of which one or two make
+    the race; removing them one at a time would cost a run each, ddmin O(k log n)."""
+    assert result.case is not None
+    case = result.case
+    pre = to_preemptions(case, case.schedule.decisions)
+    n = 2
+    while len(pre) >= 2 and not budget.spent:
+        size = -(-len(pre) // n)
+        reduced = False
+        for lo in range(0, len(pre), size):
+            if not budget.take():
+                return
+            cand = _without(pre, lo, lo + size)
+            run = execute(case, PreemptionList(cand))
+            if run.outcome.check == check and _key(case, run) < _result_key(result):
+                _adopt(result, run, case)
+                pre = to_preemptions(case, tuple(run.sched.decisions))
+                n = max(n - 1, 2)
+                reduced = True
+                break
+        if not reduced:
+            if n >= len(pre):
+                return
+            n = min(len(pre), 2 * n)
 
 
 def _smaller(
