@@ -14,7 +14,6 @@ from typing import Any, ClassVar
 
 import attrs
 from hypothesis import strategies as st
-from hypothesis import target
 from hypothesis.control import current_build_context
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 from vmfuzz.strategies.operations import op_calls, retarget, swarm, target_of, worlds
@@ -204,10 +203,9 @@ class KernelMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         try:
             self._run(None)
-            # Guide generation towards examples that visit more distinct kernel code points
-            # (yield labels): Hypothesis' target phase hill-climbs on it.  Generic coverage
-            # feedback, no knowledge of any path.
-            target(float(len({s.label for s in self.sched.trace})), label="distinct labels")
+            # No target() here: Hypothesis' target phase (hill-climbing on distinct labels)
+            # was measured to cost ~30% of the examples per second and to find fewer of the
+            # bugs in the zoo (A/B over 4 bugs x 3 seeds: 3/12 with it, 5/12 without).
             if not self.stopped and self.threads:
                 self._amplify()
         finally:

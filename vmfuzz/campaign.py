@@ -71,7 +71,7 @@ def fuzz(
     seed_value: int = 0,
     budget: float | None = 60.0,
     max_examples: int | None = None,
-    chunk: int = 50,
+    chunk: int = 100,
     ops: list[str] | None = None,
     base_profile: str = "dev",
     progress: Progress | None = None,
