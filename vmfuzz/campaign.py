@@ -439,6 +439,57 @@ def to_preemptions(case: Case, decisions: tuple[int, ...]) -> list[tuple[int, in
     return _preemptions_of(case, decisions)[0]
 
 
+Anchor = tuple[str, str, int, str]  # (task, label it stands at, occurrence, task switched to)
+
+
+def _anchors_of(case: Case, decisions: tuple[int, ...]) -> list[Anchor]:
+    """The recorded decisions as label-anchored switches: "when task A stands at label L for
+    the k-th time at a decision, run task B".  Unlike gaps counted in decisions, anchors
+    survive deleting an unrelated task or operation (its decisions vanish, A's labels stay)."""
+    rec = _AnchorRecorder(Replay(decisions, strict=False))
+    execute(case, rec, record_trace=False)
+    return rec.anchors
+
+
+class _AnchorRecorder:
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.seen: dict[tuple[str, str], int] = {}
+        self.anchors: list[Anchor] = []
+
+    def choose(self, runnable: list[Any], default: int, sched: Any) -> int:
+        chosen = self.inner.choose(runnable, default, sched) % len(runnable)
+        cur = sched.current
+        if cur is not None and cur is runnable[default]:
+            key = (cur.name, cur.label)
+            k = self.seen[key] = self.seen.get(key, 0) + 1
+            if chosen != default:
+                self.anchors.append((cur.name, cur.label, k, runnable[chosen].name))
+        return chosen
+
+
+class _Anchored:
+    """Replays label-anchored switches (see :func:`_anchors_of`); the default policy
+    elsewhere.  A switch whose target is not runnable is skipped."""
+
+    def __init__(self, anchors: list[Anchor]) -> None:
+        self.todo = {(a, lab, k): b for a, lab, k, b in anchors}
+        self.seen: dict[tuple[str, str], int] = {}
+
+    def choose(self, runnable: list[Any], default: int, sched: Any) -> int:
+        cur = sched.current
+        if cur is None or cur is not runnable[default]:
+            return default
+        key = (cur.name, cur.label)
+        k = self.seen[key] = self.seen.get(key, 0) + 1
+        want = self.todo.get((cur.name, cur.label, k))
+        if want is not None:
+            for i, t in enumerate(runnable):
+                if t.name == want:
+                    return i
+        return default
+
+
 def _preemptions_of(
     case: Case, decisions: tuple[int, ...]
 ) -> tuple[list[tuple[int, int]], set[str]]:
@@ -489,8 +540,14 @@ def _delta_shrink(
         hint, labels = _preemptions_of(case, case.schedule.decisions)
         candidates = _smaller_programs(case)
         found: tuple[Case, Run] | None = None
+        anchors = _anchors_of(case, case.schedule.decisions)
         for c in candidates:
             run = _reproduce(c, check, better, -1, budget, hint=hint)
+            if run is None and anchors and budget.take():
+                # The same switches, anchored at labels: they survive deleting a task.
+                r = execute(c, _Anchored(anchors))
+                if r.outcome.check == check and _key(c, r) < better:
+                    run = r
             if run is not None:
                 found = (c, run)
                 break
