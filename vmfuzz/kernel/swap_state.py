@@ -61,6 +61,7 @@ bugs.register(
     "swap_cache_unique",
     mail_tasks=2,
     mail_preemptions=1,
+    also=("data_integrity",),  # the other cached copy is mapped: a lost write
 )
 
 

@@ -84,7 +84,9 @@ bugs.register(
     "data_integrity",
     mail_tasks=2,
     mail_preemptions=1,
-    also=("rmap_reachable",),  # the stale page's index names another address
+    # the stale page's index names another address; or the entry, freed while still in use,
+    # is caught with a swap pte and no count left
+    also=("rmap_reachable", "swap_map_counts"),
 )
 bugs.register(
     "swapin_no_swapcache_recheck",
