@@ -18,10 +18,11 @@ import pytest
 from vmfuzz.campaign import fuzz
 from vmfuzz.kernel import BUGS, KernelConfig
 
-DEFAULT_EXAMPLES = 250
+DEFAULT_EXAMPLES = 500
 
-# Found by seed 0 only with more examples than the default run affords (or not at all yet):
-# measured figures are in the issue-6 notes.  Search quality, not the model, is what lacks.
+# Not found by seed 0 within DEFAULT_EXAMPLES (some are, with more: migrate_no_anon_vma_ref and
+# read_swap_cache_async_unlocked_check in 10/10 seeds of 60 s; the issue-6 notes have the
+# 10-seed table).  Search quality, not the model, is what lacks: corpus/bugs/ replays each.
 NOT_YET_FOUND = {
     "anon_vma_root_not_pinned",
     "anon_vma_trylock_retry",
@@ -30,11 +31,9 @@ NOT_YET_FOUND = {
     "swapin_no_get_swap_device",
     "swapin_no_swapcache_recheck",
     "swapin_skip_swapcache_race",
-    "swapout_vma_after_unlock",
-    "try_to_unmap_ignores_reserved",
-    "unuse_process_no_mmap_sem",
     "vm_swap_full_delete_race",
 }
+
 
 
 def _params() -> list[object]:
