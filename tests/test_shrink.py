@@ -15,6 +15,7 @@ from vmfuzz import campaign
 from vmfuzz.campaign import CampaignResult, concurrent_tasks, to_preemptions
 from vmfuzz.case import Case, OpCall, Run, Schedule, TaskSpec, execute
 from vmfuzz.corpus import load
+from vmfuzz.kernel import KernelConfig
 from vmfuzz.schedules import PreemptionList, Replay, explore
 
 BUGS = Path(__file__).resolve().parent.parent / "corpus" / "bugs"
@@ -223,3 +224,39 @@ def test_label_anchored_switches_survive_deleting_a_task(name: str) -> None:
     assert any(a[0] == "T0" and a[3] == "T1" for a in anchors), anchors
     assert execute(without, PreemptionList(hint)).outcome.check is None
     assert execute(without, campaign._Anchored(anchors)).outcome.check == cc.expected
+
+
+def test_world_features_the_race_does_not_need_are_dropped() -> None:
+    """The same program in a world with fewer features is a smaller case (a feature counts as
+    an operation): seed 004's reserved-vma race, run in a world with swap and a split vma it
+    does not need, comes out in the bare world."""
+    cc = load(BUGS / "try_to_unmap_ignores_reserved.json")
+    config = attrs.evolve(cc.case.config, world=frozenset({"split", "swap_sync"}))
+    case = attrs.evolve(cc.case, config=config)
+    result = _result(case, _failing(case, "reserved_pte_cleared", 0, 1))
+    assert result.case is not None and result.case.config.world == {"split", "swap_sync"}
+    _shrink(result)
+    assert result.case.config.world == frozenset()
+    assert result.invariant == "reserved_pte_cleared"
+    _replays(result, "reserved_pte_cleared")
+
+
+def test_an_operation_is_added_when_it_saves_a_context_switch() -> None:
+    """Deleting never reaches a program with an operation more: here kswapd racing swapoff
+    needs two switches to cache two pages for one entry, while with one operation added (an
+    mlock that faults the page in again) one switch does; the shrinker adds it (a failure's
+    size is tasks in flight, then switches, then operations)."""
+    config = KernelConfig(bugs=["read_swap_cache_async_unlocked_check"], world={"resident"})
+    case = Case(config, (
+        TaskSpec("T0", (OpCall("kswapd", {"count": 1}),)),
+        TaskSpec("T1", (OpCall("swapoff", {}),)),
+    ))
+    result = _result(case, _failing(case, "swap_cache_unique", 2, 2))
+    assert result.preemptions == 2
+    assert campaign._search(case, "swap_cache_unique", 1, 5_000)[1]  # exhausted: none with 1
+    _shrink(result)
+    shrunk = result.shrunk()
+    assert shrunk is not None
+    assert (shrunk["tasks"], shrunk["preemptions"]) == (2, 1)
+    assert shrunk["ops"] == 3
+    _replays(result, "swap_cache_unique")

@@ -19,8 +19,8 @@ import attrs
 from hypothesis import Verbosity, seed, settings
 from hypothesis.stateful import get_state_machine_test
 
-from vmfuzz.case import Case, Run, Schedule, TaskSpec, execute
-from vmfuzz.kernel import KernelConfig
+from vmfuzz.case import Case, OpCall, Run, Schedule, TaskSpec, execute
+from vmfuzz.kernel import OPS, KernelConfig
 from vmfuzz.schedules import PreemptionList, Replay, explore
 from vmfuzz.strategies import Failure, Stats, machine_for, profile
 
@@ -208,8 +208,18 @@ class _Budget:
         return self.used >= self.runs or time.monotonic() >= self.deadline
 
 
+Prog = tuple[tuple[TaskSpec, ...], frozenset[str]]
+
+
+def _prog(case: Case) -> Prog:
+    """A program as the shrinker tells programs apart: its tasks and its world."""
+    return case.tasks, case.config.world
+
+
 def _ops(case: Case) -> int:
-    return sum(len(t.ops) for t in case.tasks)
+    """Operations, counting each world feature as one (a feature is setup done at boot: a
+    case that needs fewer of them is smaller)."""
+    return sum(len(t.ops) for t in case.tasks) + len(case.config.world)
 
 
 def _key(case: Case, run: Run) -> Key:
@@ -354,11 +364,12 @@ def _adopt(result: CampaignResult, run: Run, case: Case) -> None:
 
 def _smaller_programs(case: Case) -> list[Case]:
     """Programs that are smaller than ``case``'s or run fewer tasks at once, most promising
-    first: without one task; two tasks merged into one (one's operations after the other's,
-    as if one CPU ran both); without a tail of operations; without one operation; one task's
-    first (last) operation moved to the end (front) of another task; two tasks' last (first)
-    operations exchanged; one task moved to the front (it runs first, to completion, under
-    the default policy: a setup task serialised before the race)."""
+    first: the same tasks in a world with fewer features (none, or one less); without one
+    task; two tasks merged into one (one's operations after the other's, as if one CPU ran
+    both); without a tail of operations; without one operation; one task's first (last)
+    operation moved to the end (front) of another task; two tasks' last (first) operations
+    exchanged; one task moved to the front (it runs first, to completion, under the default
+    policy: a setup task serialised before the race)."""
     tasks = case.tasks
     n = len(tasks)
     out: list[Case] = []
@@ -366,6 +377,9 @@ def _smaller_programs(case: Case) -> list[Case]:
     def program(ts: list[TaskSpec]) -> None:
         out.append(attrs.evolve(case, tasks=tuple(ts)))
 
+    world = case.config.world
+    for w in ([frozenset()] if len(world) > 1 else []) + [world - {f} for f in sorted(world)]:
+        out.append(attrs.evolve(case, config=attrs.evolve(case.config, world=w)))
     if n > 1:
         for i in range(n):
             program([t for k, t in enumerate(tasks) if k != i])
@@ -413,6 +427,59 @@ def _smaller_programs(case: Case) -> list[Case]:
     first = min((t.start for t in tasks), default=0)
     for i in range(1, n):
         program([attrs.evolve(tasks[i], start=first), *tasks[:i], *tasks[i + 1 :]])
+    return out
+
+
+_SMALLEST = {"npages": 1, "count": 1, "flag": 0, "pfn": 0, "entry": 0}
+
+
+def _smallest_call(op: str, mm: int, addr: int) -> OpCall:
+    """``op`` aimed at (``mm``, ``addr``) with every other argument at its smallest."""
+    args = {}
+    for a, kind in OPS[op].params:
+        args[a] = mm if kind == "mm" else addr if kind == "addr" else _SMALLEST.get(kind, 0)
+    return OpCall(op, args)
+
+
+def _grown_programs(case: Case) -> list[Case]:
+    """Programs with ONE operation more, which may fail with fewer tasks in flight or fewer
+    switches (a race the program reached through a detour: a fault taken inside another
+    operation, a second task doing what a setup operation would do): a copy of one of its
+    operations, or any operation of the table aimed at a page the program or its world uses
+    (other arguments at their smallest), put at the front or the end of a task; each also with
+    the tasks merged into one.  Deletion alone never reaches those programs."""
+    from vmfuzz.kernel import Kernel
+    from vmfuzz.strategies.operations import target_of
+
+    pages: list[tuple[int, int]] = []
+    for t in case.tasks:
+        for call in t.ops:
+            tgt = target_of(call)
+            if tgt is not None:
+                pages.append((tgt[0], tgt[1] if tgt[1] is not None else 0))
+    pages += Kernel(case.config).boot_targets
+    extra: list[OpCall] = [c for t in case.tasks for c in t.ops]
+    for op in sorted(OPS):
+        params = OPS[op].params
+        if params and params[0][1] == "mm":
+            extra += [_smallest_call(op, mm, addr) for mm, addr in dict.fromkeys(pages)]
+        else:
+            extra.append(_smallest_call(op, 0, 0))
+    uniq = list({c.describe(): c for c in extra}.values())
+    tasks = case.tasks
+    out: list[Case] = []
+    for call in uniq:
+        for i, t in enumerate(tasks):
+            for ops in ((call, *t.ops), (*t.ops, call)):
+                grown = [*tasks[:i], attrs.evolve(t, ops=ops), *tasks[i + 1 :]]
+                out.append(attrs.evolve(case, tasks=tuple(grown)))
+                if len(grown) > 1:
+                    for order in (grown, grown[::-1]):
+                        one = TaskSpec(
+                            order[0].name, tuple(c for x in order for c in x.ops),
+                            min(x.start for x in order),
+                        )
+                        out.append(attrs.evolve(case, tasks=(one,)))
     return out
 
 
@@ -529,7 +596,7 @@ def _delta_shrink(
     if budget is None:
         budget = _Budget(20_000, time.monotonic() + 20.0)
     check = result.failure.violation.check
-    searched: dict[tuple[TaskSpec, ...], int] = {}  # program -> departures searched in vain
+    searched: dict[Prog, int] = {}  # program -> departures searched in vain
     dd_done: Key | None = None  # ddmin is run again only on a failure it has not seen
     while not budget.spent:
         if result.preemptions > 8 and dd_done != _result_key(result):
@@ -552,7 +619,7 @@ def _delta_shrink(
                 found = (c, run)
                 break
         bound = result.preemptions
-        if found is None and bound > 0 and searched.get(case.tasks, -1) < bound - 1:
+        if found is None and bound > 0 and searched.get(_prog(case), -1) < bound - 1:
             run = _reproduce(
                 case, check, better, bound - 1, budget,
                 prefer=frozenset(labels), limit=per_candidate,
@@ -560,11 +627,13 @@ def _delta_shrink(
             if run is not None:
                 found = (case, run)
             elif not budget.spent:
-                searched[case.tasks] = bound - 1
+                searched[_prog(case)] = bound - 1
         if found is None:
             found = _smaller(
                 result, candidates, frozenset(labels), check, searched, budget, per_candidate
             )
+        if found is None and (result.preemptions > 0 or concurrent_tasks(result.failure.trace) > 1):
+            found = _grown(result, frozenset(labels), check, budget)
         if found is None:
             return
         _adopt(result, found[1], found[0])
@@ -614,7 +683,7 @@ def _smaller(
     candidates: list[Case],
     prefer: frozenset[str],
     check: str,
-    searched: dict[tuple[TaskSpec, ...], int],
+    searched: dict[Prog, int],
     budget: _Budget,
     per_candidate: int,
 ) -> tuple[Case, Run] | None:
@@ -632,7 +701,7 @@ def _smaller(
                 return c, run
     for delays in range(result.preemptions + 1):
         for c in candidates:
-            if searched.get(c.tasks, -1) >= delays:
+            if searched.get(_prog(c), -1) >= delays:
                 continue
             run = _reproduce(
                 c, check, better, delays, budget, prefer=prefer, limit=per_candidate
@@ -641,7 +710,37 @@ def _smaller(
                 return c, run
             if budget.spent:
                 return None
-            searched[c.tasks] = delays
+            searched[_prog(c)] = delays
+    return None
+
+
+def _grown(
+    result: CampaignResult, prefer: frozenset[str], check: str, budget: _Budget
+) -> tuple[Case, Run] | None:
+    """The first program of :func:`_grown_programs` (and its run) that fails ``check`` with
+    fewer tasks in flight or fewer switches than the current failure: under the default
+    policy first, then with one switch where the failure preempted, and so on below the
+    current count (at most a quarter of what is left of ``budget``)."""
+    assert result.case is not None
+    if budget.spent:
+        return None
+    better = _result_key(result)
+    cap = better[:2]
+    grown = _grown_programs(result.case)
+    own = _Budget(max(1, (budget.runs - budget.used) // 4), budget.deadline)
+    for delays in range(result.preemptions + 1):
+        for c in grown:
+            run = _reproduce(
+                c, check, better, delays, own, prefer=prefer, only_preferred=delays > 0,
+                limit=24 if delays else 1,
+            )
+            if run is not None and _key(c, run)[:2] < cap:
+                budget.used += own.used
+                return c, run
+            if own.spent:
+                budget.used += own.used
+                return None
+    budget.used += own.used
     return None
 
 
