@@ -268,7 +268,13 @@ class KernelMachine(RuleBasedStateMachine):
             st_.first_failure_example = st_.examples
             st_.first_failure_at = time.monotonic()
         try:
-            final = current_build_context().is_final
+            ctx = current_build_context()
+            final = ctx.is_final
+            # An example whose data ran out (Hypothesis replaying a prefix) is concluded
+            # before teardown runs: Hypothesis drops whatever teardown raises.  A failure
+            # found there (draining the threads, an amplified schedule) would be lost, so
+            # it is kept as found; the post-Hypothesis shrink takes it from there.
+            final = final or (ctx.data.frozen and type(self).failure is None)
         except Exception:
             final = True
         if final and run is not None:

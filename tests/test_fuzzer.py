@@ -141,3 +141,33 @@ def test_broken_model_variant_found_and_shrunk(monkeypatch: pytest.MonkeyPatch) 
     assert shrunk is not None
     assert shrunk["tasks"] == 2 and shrunk["preemptions"] == 1, shrunk
     assert r.minimal_preemptions is True
+
+
+
+def test_a_failure_in_a_dropped_example_is_kept() -> None:
+    """Hypothesis concludes an example whose data ran out (replaying a prefix) before teardown
+    runs, and drops what teardown raises; a failure found there (draining the threads, an
+    amplified schedule) is kept as the campaign's failure, not lost.  A failure in a live,
+    non-final example is left to Hypothesis to shrink and replay."""
+    from inspect import signature
+
+    from hypothesis.control import BuildContext
+    from hypothesis.internal.conjecture.data import ConjectureData
+    from vmfuzz.strategies import machine_for
+
+    from vmfuzz.kernel import Kernel
+
+    v = Violation("use_after_free", "test")
+    for frozen, kept in ((False, False), (True, True)):
+        cls = machine_for(KernelConfig())
+        m = cls()
+        m.k = Kernel(m.example_config, m.sched)
+        data = ConjectureData.for_choices([])
+        if frozen:
+            data.freeze()
+        params = signature(BuildContext).parameters
+        extra = {"wrapped_test": None} if "wrapped_test" in params else {}
+        with BuildContext(data, is_final=False, **extra):
+            m._capture(v)
+        assert (cls.failure is not None) == kept
+        assert cls.stats.first_failure_example == 1

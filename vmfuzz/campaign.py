@@ -117,6 +117,10 @@ def fuzz(
                 raise
             result.found = True
             break
+        else:
+            if cls.failure is not None:  # found in an example Hypothesis dropped (overrun)
+                result.found = True
+                break
         finally:
             _update(result, cls, t0)
             if progress is not None:
