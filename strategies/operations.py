@@ -26,27 +26,36 @@ def _biased(lo: int, hot: int, hi: int) -> st.SearchStrategy[int]:
     )
 
 
+def kind_bounds(kind: str, config: KernelConfig) -> tuple[int, int]:
+    """The smallest and largest value of one argument kind for a kernel of ``config``'s
+    sizes (mm reaches one past the initial mms: the first forked child)."""
+    bounds = {
+        "mm": (0, config.nr_mms),
+        "addr": (0, config.pages_per_mm - 1),
+        "npages": (1, config.pages_per_mm),
+        "pfn": (0, config.nr_frames - 1),
+        "entry": (0, config.nr_swap - 1),
+        "flag": (0, 1),
+        "count": (1, 4),
+    }
+    if kind not in bounds:
+        raise ValueError(f"unknown argument kind {kind!r}")
+    return bounds[kind]
+
+
 def kind_values(kind: str, config: KernelConfig) -> st.SearchStrategy[int]:
     """Values of one argument kind for a kernel of ``config``'s sizes."""
+    lo, hi = kind_bounds(kind, config)
     if kind == "mm":
-        # Half the draws hit mm 0, so operations of one process meet; the range reaches one
-        # past the initial mms (the first forked child).
-        return _biased(0, 0, config.nr_mms)
+        # Half the draws hit mm 0, so operations of one process meet.
+        return _biased(lo, lo, hi)
     if kind == "addr":
         # Small-scope bias: half the addresses fall in the first pages, so independent
         # operations often meet on the same page (races need that), yet every page is reachable.
-        return _biased(0, 3, config.pages_per_mm - 1)
+        return _biased(lo, 3, hi)
     if kind == "npages":
-        return _biased(1, 4, config.pages_per_mm)
-    if kind == "pfn":
-        return st.integers(0, config.nr_frames - 1)
-    if kind == "entry":
-        return st.integers(0, config.nr_swap - 1)
-    if kind == "flag":
-        return st.integers(0, 1)
-    if kind == "count":
-        return st.integers(1, 4)
-    raise ValueError(f"unknown argument kind {kind!r}")
+        return _biased(lo, 4, hi)
+    return st.integers(lo, hi)
 
 
 def op_calls(config: KernelConfig, enabled: list[str]) -> st.SearchStrategy[OpCall]:

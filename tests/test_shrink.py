@@ -19,6 +19,7 @@ from vmfuzz.kernel import KernelConfig
 from vmfuzz.schedules import PreemptionList, Replay, explore
 
 BUGS = Path(__file__).resolve().parent.parent / "corpus" / "bugs"
+DATA = Path(__file__).resolve().parent / "data"  # failures as campaigns found them
 NOISE = (OpCall("read", {"mm": 1, "addr": 5}), OpCall("write", {"mm": 2, "addr": 3}))
 
 
@@ -260,3 +261,21 @@ def test_an_operation_is_added_when_it_saves_a_context_switch() -> None:
     assert (shrunk["tasks"], shrunk["preemptions"]) == (2, 1)
     assert shrunk["ops"] == 3
     _replays(result, "swap_cache_unique")
+
+
+def test_a_race_inside_a_big_failure_is_found_between_two_of_its_operations() -> None:
+    """seed 004's swapoff-vs-munmap race as a campaign found it (seed 8, session 2): four
+    tasks, 13 switches.  Deleting one task at a time moves every later switch and loses the
+    race (the shrinker was stuck there for its whole budget), while the pair (munmap,
+    swapoff), each on a task of its own, fails with two switches."""
+    cc = load(DATA / "unuse_process_four_tasks_13_switches.json")
+    case = cc.case
+    run = execute(case, Replay(case.schedule.decisions))
+    assert run.outcome.check == "use_after_free"
+    assert (concurrent_tasks(run.sched.trace), run.sched.preemptions) == (4, 13)
+    result = _result(case, run)
+    campaign._delta_shrink(result, campaign._Budget(6000, time.monotonic() + 60.0))
+    shrunk = result.shrunk()
+    assert shrunk is not None and shrunk["tasks"] == 2 and shrunk["preemptions"] <= 2, shrunk
+    assert result.invariant == "use_after_free"
+    _replays(result, "use_after_free")

@@ -207,6 +207,15 @@ class _Budget:
         self.used += 1
         return True
 
+    def share(self, num: int, den: int) -> _Budget:
+        """A budget of ``num/den`` of what is left (runs and wall-clock time); the caller
+        adds its ``used`` back."""
+        now = time.monotonic()
+        return _Budget(
+            max(0, (self.runs - self.used) * num // den),
+            now + max(0.0, self.deadline - now) * num / den,
+        )
+
     @property
     def spent(self) -> bool:
         return self.used >= self.runs or time.monotonic() >= self.deadline
@@ -445,16 +454,55 @@ def _smallest_call(op: str, mm: int, addr: int) -> OpCall:
     return OpCall(op, args)
 
 
+def _variations(call: OpCall, config: KernelConfig) -> list[OpCall]:
+    """``call`` with one argument set to the smallest or the largest value of its kind."""
+    from vmfuzz.strategies.operations import kind_bounds
+
+    out = []
+    for a, kind in OPS[call.op].params:
+        for v in kind_bounds(kind, config):
+            if call.args.get(a) != v:
+                out.append(OpCall(call.op, {**call.args, a: v}))
+    return out
+
+
+def _pair_programs(case: Case) -> tuple[list[Case], list[Case]]:
+    """Two-task programs of one operation each, in ``case``'s world: pairs of its own
+    operations, then pairs with one of their variations (:func:`_variations`).  A failure
+    with many tasks and switches rarely shrinks one deletion at a time (every deletion moves
+    every later switch), while the race inside it is often between two of its operations."""
+    calls = list({c.describe(): c for t in case.tasks for c in t.ops}.values())
+    varied = list({v.describe(): v for c in calls for v in _variations(c, case.config)}.values())
+    names = [t.name for t in case.tasks[:2]] if len(case.tasks) >= 2 else ["T0", "T1"]
+
+    def two(a: OpCall, b: OpCall) -> Case:
+        return attrs.evolve(case, tasks=(TaskSpec(names[0], (a,)), TaskSpec(names[1], (b,))))
+
+    own = [two(a, b) for a in calls for b in calls]
+    more = [two(a, b) for a in calls for b in varied] + [two(b, a) for a in calls for b in varied]
+    return own, more
+
+
 def _grown_programs(case: Case) -> list[Case]:
     """Programs with ONE operation more, which may fail with fewer tasks in flight or fewer
     switches (a race the program reached through a detour: a fault taken inside another
     operation, a second task doing what a setup operation would do): a copy of one of its
     operations, or any operation of the table aimed at a page the program or its world uses
     (other arguments at their smallest), put at the front or the end of a task; each also with
-    the tasks merged into one.  Deletion alone never reaches those programs."""
+    the tasks merged into one.  Before those, the same program with one argument set to the
+    smallest or largest value of its kind (a munmap of the whole address space frees a vma
+    where a partial one only splits it).  Deletion alone never reaches those programs."""
     from vmfuzz.kernel import Kernel
     from vmfuzz.strategies.operations import target_of
 
+    tasks = case.tasks
+    out: list[Case] = []
+    for i, t in enumerate(tasks):
+        for j, call in enumerate(t.ops):
+            for varied in _variations(call, case.config):
+                ops = (*t.ops[:j], varied, *t.ops[j + 1 :])
+                ts = (*tasks[:i], attrs.evolve(t, ops=ops), *tasks[i + 1 :])
+                out.append(attrs.evolve(case, tasks=ts))
     pages: list[tuple[int, int]] = []
     for t in case.tasks:
         for call in t.ops:
@@ -470,8 +518,6 @@ def _grown_programs(case: Case) -> list[Case]:
         else:
             extra.append(_smallest_call(op, 0, 0))
     uniq = list({c.describe(): c for c in extra}.values())
-    tasks = case.tasks
-    out: list[Case] = []
     for call in uniq:
         for i, t in enumerate(tasks):
             for ops in ((call, *t.ops), (*t.ops, call)):
@@ -602,12 +648,22 @@ def _delta_shrink(
     check = result.failure.violation.check
     searched: dict[Prog, int] = {}  # program -> departures searched in vain
     dd_done: Key | None = None  # ddmin is run again only on a failure it has not seen
+    pairs_done: Key | None = None  # so is the search of two-operation programs
     while not budget.spent:
         if result.preemptions > 8 and dd_done != _result_key(result):
             _ddmin_preemptions(result, check, budget)
             dd_done = _result_key(result)
         case = result.case
         better = _result_key(result)
+        if (better[0] > 2 or better[1] > 2) and pairs_done != better:
+            pairs_done = better
+            sub = budget.share(1, 3)
+            pair = _pair(result, frozenset(_preemptions_of(case, case.schedule.decisions)[1]),
+                         check, sub)
+            budget.used += sub.used
+            if pair is not None:
+                _adopt(result, pair[1], pair[0])
+                continue
         hint, labels = _preemptions_of(case, case.schedule.decisions)
         candidates = _smaller_programs(case)
         found: tuple[Case, Run] | None = None
@@ -633,11 +689,18 @@ def _delta_shrink(
             elif not budget.spent:
                 searched[_prog(case)] = bound - 1
         if found is None:
+            # Two thirds of what is left for smaller programs, then at most half of the
+            # rest for grown ones (delay-bounded search of a failure with many switches can
+            # spend any budget).
+            sub = budget.share(2, 3)
             found = _smaller(
-                result, candidates, frozenset(labels), check, searched, budget, per_candidate
+                result, candidates, frozenset(labels), check, searched, sub, per_candidate
             )
+            budget.used += sub.used
         if found is None and (result.preemptions > 0 or concurrent_tasks(result.failure.trace) > 1):
-            found = _grown(result, frozenset(labels), check, budget)
+            sub = budget.share(1, 2)  # at most half: most failures have no grown form
+            found = _grown(result, frozenset(labels), check, sub)
+            budget.used += sub.used
         if found is None:
             return
         _adopt(result, found[1], found[0])
@@ -718,33 +781,48 @@ def _smaller(
     return None
 
 
+def _pair(
+    result: CampaignResult, prefer: frozenset[str], check: str, budget: _Budget
+) -> tuple[Case, Run] | None:
+    """The first program of :func:`_pair_programs` (and its run) that fails ``check``
+    smaller than the current failure: pairs of the failure's own operations with up to 2
+    departures from the default policy, then pairs with a variation with up to 1; among as
+    many departures, those at a label in ``prefer`` first (where the failure preempted)."""
+    assert result.case is not None
+    better = _result_key(result)
+    own, more = _pair_programs(result.case)
+    for pairs, most, limit in ((own, 2, 150), (more, 1, 30)):
+        for delays in range(min(result.preemptions, most) + 1):
+            for c in pairs:
+                if budget.spent:
+                    return None
+                run = _reproduce(c, check, better, delays, budget, prefer=prefer, limit=limit)
+                if run is not None:
+                    return c, run
+    return None
+
+
 def _grown(
     result: CampaignResult, prefer: frozenset[str], check: str, budget: _Budget
 ) -> tuple[Case, Run] | None:
     """The first program of :func:`_grown_programs` (and its run) that fails ``check`` with
     fewer tasks in flight or fewer switches than the current failure: under the default
-    policy first, then with one switch where the failure preempted, and so on below the
-    current count (at most a quarter of what is left of ``budget``)."""
+    policy first, then with one switch where the failure preempted, and so on up to the
+    current count."""
     assert result.case is not None
-    if budget.spent:
-        return None
     better = _result_key(result)
     cap = better[:2]
     grown = _grown_programs(result.case)
-    own = _Budget(max(1, (budget.runs - budget.used) // 4), budget.deadline)
     for delays in range(result.preemptions + 1):
         for c in grown:
+            if budget.spent:
+                return None
             run = _reproduce(
-                c, check, better, delays, own, prefer=prefer, only_preferred=delays > 0,
+                c, check, better, delays, budget, prefer=prefer, only_preferred=delays > 0,
                 limit=24 if delays else 1,
             )
             if run is not None and _key(c, run)[:2] < cap:
-                budget.used += own.used
                 return c, run
-            if own.spent:
-                budget.used += own.used
-                return None
-    budget.used += own.used
     return None
 
 
