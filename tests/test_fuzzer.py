@@ -171,3 +171,23 @@ def test_a_failure_in_a_dropped_example_is_kept() -> None:
             m._capture(v)
         assert (cls.failure is not None) == kept
         assert cls.stats.first_failure_example == 1
+
+
+def test_a_campaign_depends_on_its_seed_not_on_what_was_imported() -> None:
+    """Same seed, same campaign, whichever of our modules the caller imported first (the CLI
+    imports more of them than the Python API, pytest more again): Hypothesis would otherwise
+    mix literals of every loaded local module into its draws."""
+    code = (
+        "import sys\n"
+        "if sys.argv[1] == 'cli': import vmfuzz.cli, vmfuzz._cmd_soak, vmfuzz._cmd_bench\n"
+        "from vmfuzz.campaign import fuzz\n"
+        "from vmfuzz.kernel import KernelConfig\n"
+        "r = fuzz(KernelConfig(), seed_value=3, budget=None, max_examples=60)\n"
+        "print(r.examples, r.steps)\n"
+    )
+    outs = {
+        subprocess.run([sys.executable, "-c", code, which], capture_output=True, text=True,
+                       check=True).stdout
+        for which in ("api", "cli")
+    }
+    assert len(outs) == 1, outs
