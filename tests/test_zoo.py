@@ -22,7 +22,7 @@ DEFAULT_EXAMPLES = 500
 
 # Not found by seed 0 within DEFAULT_EXAMPLES: a single-seed lottery ticket, redrawn whenever
 # generation changes (session 3: read_swap_cache_async_unlocked_check now found there;
-# swapout_vma_after_unlock and try_to_unmap_ignores_reserved, found in 5/5 and 4/5 seeds of
+# swapout_vma_after_unlock and try_to_unmap_ignores_reserved, found in 4/5 and 5/5 seeds of
 # 60 s, are not at seed 0 within 500 examples).  The issue-6 notes have the 10-seed table.
 # Search quality, not the model, is what lacks: corpus/bugs/ replays each.
 NOT_YET_FOUND = {
