@@ -472,14 +472,13 @@ def _smaller_programs(case: Case) -> list[Case]:
     return out
 
 
-_SMALLEST = {"npages": 1, "count": 1, "flag": 0, "pfn": 0, "entry": 0}
-
-
-def _smallest_call(op: str, mm: int, addr: int) -> OpCall:
+def _smallest_call(op: str, mm: int, addr: int, config: KernelConfig) -> OpCall:
     """``op`` aimed at (``mm``, ``addr``) with every other argument at its smallest."""
+    from vmfuzz.strategies.operations import kind_bounds
+
     args = {}
     for a, kind in OPS[op].params:
-        args[a] = mm if kind == "mm" else addr if kind == "addr" else _SMALLEST.get(kind, 0)
+        args[a] = mm if kind == "mm" else addr if kind == "addr" else kind_bounds(kind, config)[0]
     return OpCall(op, args)
 
 
@@ -543,9 +542,11 @@ def _grown_programs(case: Case) -> list[Case]:
     for op in sorted(OPS):
         params = OPS[op].params
         if params and params[0][1] == "mm":
-            extra += [_smallest_call(op, mm, addr) for mm, addr in dict.fromkeys(pages)]
+            extra += [
+                _smallest_call(op, mm, addr, case.config) for mm, addr in dict.fromkeys(pages)
+            ]
         else:
-            extra.append(_smallest_call(op, 0, 0))
+            extra.append(_smallest_call(op, 0, 0, case.config))
     uniq = list({c.describe(): c for c in extra}.values())
     for call in uniq:
         for i, t in enumerate(tasks):
