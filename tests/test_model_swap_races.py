@@ -304,3 +304,29 @@ def test_swap_out_rechecks_vm_locked_before_replacing_the_pte() -> None:
     run = execute(case, Replay(case.schedule.decisions, strict=False))
     assert run.outcome.kind == "clean", run.outcome.violation and run.outcome.violation.describe()
     assert isinstance(run.kernel.mms[0].pgd.get(0), PresentPte)
+
+
+def test_swapoff_sees_a_swap_pte_replaced_by_another_mms() -> None:
+    """Regression (found by the program pool, fixed kernel, replayed as recorded): while
+    swapoff's pass waits for the child's mmap_sem, reclaim unmaps the page again from the
+    parent (already visited: one swap pte more) and the child's mmap zaps its own (one less).
+    The entry's users are as many as before the pass, yet one sits in an mm the pass has
+    left behind: swapoff must pass again, not sleep until they change (a false deadlock)."""
+    from vmfuzz.case import Case, OpCall, Schedule, TaskSpec, execute
+    from vmfuzz.kernel import KernelConfig
+    from vmfuzz.schedules import Replay
+
+    case = Case(
+        KernelConfig(world=frozenset({"swapped", "forked"})),
+        (
+            TaskSpec("T0", (OpCall("read", {"mm": 0, "addr": 3}), OpCall("swapoff", {}))),
+            TaskSpec("T2", (OpCall("kswapd", {"count": 2}),), start=6),
+            TaskSpec("T3", (OpCall("mmap_reserved", {"mm": 3, "addr": 2, "npages": 3}),),
+                     start=3),
+        ),
+        Schedule("decisions", decisions=(1,) * 11 + (2,) + (0,) * 22 + (1, 1) + (2,) * 6),
+    )
+    run = execute(case, Replay(case.schedule.decisions, strict=False))
+    assert run.outcome.kind == "clean", run.outcome.violation and run.outcome.violation.describe()
+    assert run.kernel.swap.swap_map[1:] == [0] * (len(run.kernel.swap.swap_map) - 1)
+    assert "try_to_unuse:rescan" in {s.label for s in run.sched.trace}

@@ -71,6 +71,9 @@ class Kernel:
         self.present_ptes: dict[int, set[tuple[int, int]]] = {}
         self.migration_ptes: dict[int, set[tuple[int, int]]] = {}
         self.swap_ptes: dict[int, set[tuple[int, int]]] = {}
+        # entry -> swap ptes of it ever set or cleared: a count that never repeats, for
+        # waits on "this entry's users changed" (the users may change and change back).
+        self.swap_pte_writes: dict[int, int] = {}
         # Bumped by every write the invariants are told about (touch_*, set_pte_at,
         # pte_clear): the scheduler's livelock check compares it across retry rounds.
         self.version = 0
@@ -152,6 +155,7 @@ class Kernel:
     def _touch_pte(self, pte: Pte) -> None:
         if isinstance(pte, SwapPte):
             self.dirty_entries.add(pte.entry)
+            self.swap_pte_writes[pte.entry] = self.swap_pte_writes.get(pte.entry, 0) + 1
         else:
             self.dirty_pfns.add(pte.pfn)
 

@@ -470,9 +470,13 @@ def find_next_to_unuse(k: Kernel, prev: int) -> int:
 
 
 def _unuse_state(k: Kernel, e: int) -> tuple[int, int, int]:
+    """What try_to_unuse watches of entry ``e``'s users.  Swap ptes are counted by writes,
+    not by number: a pte of an mm already visited may replace one of an mm not yet visited
+    (reclaim unmaps again while munmap zaps), and equal numbers would send the pass to sleep
+    with a user left behind (a false deadlock, found by the fuzzer's program pool)."""
     return (
         k.swap.swap_map[e],
-        len(k.swap_ptes.get(e, ())),
+        k.swap_pte_writes.get(e, 0),
         k.swap_inflight.get(e, 0),  # type: ignore[attr-defined]
     )
 
