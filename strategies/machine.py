@@ -4,7 +4,8 @@ Rules spawn kernel operations onto simulated threads (up to ``max_threads`` in f
 of one mm and of separate mms), add a batch of preemptions to the schedule, and advance the
 scheduler; teardown drains every thread.  The invariants run after every scheduler step.  Every
 example is also recorded as a :class:`vmfuzz.case.Case`, so a failure can be saved and replayed
-without Hypothesis.  Nothing here knows about any specific kernel path or bug.
+without Hypothesis, and offered to the campaign's program pool (:mod:`._pool`).  Nothing here
+knows about any specific kernel path or bug.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import attrs
 from hypothesis import strategies as st
 from hypothesis.control import current_build_context
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+from vmfuzz.strategies._pool import Pool
 from vmfuzz.strategies.operations import op_calls, retarget, swarm, target_of, worlds
 from vmfuzz.strategies.schedules import pct_params, preemption_batches
 
@@ -64,6 +66,7 @@ class Stats:
     first_failure_example: int | None = None  # examples run before the first failure (unshrunk)
     first_failure_at: float | None = None  # time.monotonic() of the first failure
     budget_hits: int = 0
+    mutant_runs: int = 0  # runs of the pool's mutants (strategies._pool), not examples
     ops: dict[str, int] = attrs.field(factory=dict)
     labels: dict[str, int] = attrs.field(factory=dict)
 
@@ -103,6 +106,7 @@ class KernelMachine(RuleBasedStateMachine):
     collect_labels: ClassVar[bool] = False
     amplify: ClassVar[int] = 0  # extra PCT schedules per drawn program (see _amplify)
     draw_world: ClassVar[bool] = True  # each example starts from a drawn world (kernel.boot)
+    pool: ClassVar[Pool | None] = None  # programs with new interleavings go here (_pool)
 
     def __init__(self) -> None:
         super().__init__()
@@ -203,6 +207,8 @@ class KernelMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         try:
             self._run(None)
+            if self.pool is not None and not self.stopped and self.threads:
+                self.pool.offer(self.case(), self.sched.trace, self.sched.step_no, self.targets)
             # No target() here: Hypothesis' target phase (hill-climbing on distinct labels)
             # was measured to cost ~30% of the examples per second and to find fewer of the
             # bugs in the zoo (A/B over 4 bugs x 3 seeds: 3/12 with it, 5/12 without).
@@ -316,8 +322,10 @@ def machine_for(
     collect_labels: bool = False,
     amplify: int = 0,
     draw_world: bool = True,
+    pool: bool = False,
 ) -> type[KernelMachine]:
-    """A fresh machine class for one campaign (its own stats and captured failure)."""
+    """A fresh machine class for one campaign (its own stats and captured failure; with
+    ``pool``, its own :class:`Pool` that examples with new interleavings are offered to)."""
     if scheduler not in SCHEDULERS:
         raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}, not {scheduler!r}")
     attrs_: dict[str, Any] = {
@@ -331,5 +339,6 @@ def machine_for(
         "collect_labels": collect_labels,
         "amplify": amplify,
         "draw_world": draw_world,
+        "pool": Pool(config or KernelConfig(), ops, max_threads) if pool else None,
     }
     return type("KernelMachine", (KernelMachine,), attrs_)

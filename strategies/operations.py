@@ -43,19 +43,22 @@ def kind_bounds(kind: str, config: KernelConfig) -> tuple[int, int]:
     return bounds[kind]
 
 
+def kind_hot(kind: str, config: KernelConfig) -> int:
+    """The top of one argument kind's *hot* range: half the values drawn fall in
+    [smallest, hot].  Half the mm draws hit mm 0, so operations of one process meet;
+    small-scope bias for addresses (the first pages) and lengths, so independent operations
+    often meet on the same page (races need that), yet every value is reachable."""
+    lo, hi = kind_bounds(kind, config)
+    return {"mm": lo, "addr": min(hi, 3), "npages": min(hi, 4)}.get(kind, hi)
+
+
 def kind_values(kind: str, config: KernelConfig) -> st.SearchStrategy[int]:
     """Values of one argument kind for a kernel of ``config``'s sizes."""
     lo, hi = kind_bounds(kind, config)
-    if kind == "mm":
-        # Half the draws hit mm 0, so operations of one process meet.
-        return _biased(lo, lo, hi)
-    if kind == "addr":
-        # Small-scope bias: half the addresses fall in the first pages, so independent
-        # operations often meet on the same page (races need that), yet every page is reachable.
-        return _biased(lo, 3, hi)
-    if kind == "npages":
-        return _biased(lo, 4, hi)
-    return st.integers(lo, hi)
+    hot = kind_hot(kind, config)
+    if hot == hi:
+        return st.integers(lo, hi)
+    return _biased(lo, hot, hi)
 
 
 def op_calls(config: KernelConfig, enabled: list[str]) -> st.SearchStrategy[OpCall]:

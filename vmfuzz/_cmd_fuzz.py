@@ -8,7 +8,11 @@ Examples:
 A failure is shrunk (fewest tasks, operations and context switches), saved to the corpus
 directory and printed as a race timeline; replay it with 'vmfuzz replay PATH'.
 
---json prints exactly one object: {"found", "invariant", "message", "examples", "steps",
+A campaign alternates Hypothesis examples with mutants of its program pool: programs that met
+a new interleaving of two tasks' paths, changed one operation at a time (--mutants).
+
+--json prints exactly one object: {"found", "invariant", "message", "examples",
+"mutant_runs" (runs of the program pool's mutants), "steps",
 "seconds", "steps_per_second", "case", "shrunk": {"tasks" (in flight at once), "threads",
 "ops", "steps", "preemptions"} | null,
 "minimal_preemptions", "first_failure_seconds" and "first_failure_examples" (time and examples
@@ -45,6 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheduler", choices=SCHEDULERS, default="mixed",
                    help="how schedules are drawn (default: mixed = PCT or sparse preemption "
                    "lists, drawn per example)")
+    p.add_argument("--mutants", type=int, default=None, metavar="N",
+                   help="program-pool mutants run after each 100 examples (default 400 with "
+                   "the mixed and pct schedulers, 0 otherwise; 0 turns the pool off)")
     p.add_argument("--corpus", default="corpus", metavar="DIR",
                    help="where failures are saved (default: corpus/)")
     p.add_argument("--no-save", action="store_true", help="do not write the failure to the corpus")
@@ -67,14 +74,17 @@ def run(args: argparse.Namespace) -> int:
         return _usage_error("--budget must be positive")
     if args.max_examples is not None and args.max_examples < 1:
         return _usage_error("--max-examples must be >= 1")
+    if args.mutants is not None and args.mutants < 0:
+        return _usage_error("--mutants must be >= 0")
     config = KernelConfig(bugs=frozenset(args.bug))
     show_progress = not args.json and sys.stderr.isatty()
 
     def progress(r: CampaignResult) -> None:
         if show_progress:
             rate = r.steps / r.seconds if r.seconds else 0.0
+            pool = f" + {r.stats.mutant_runs} mutant runs" if r.stats else ""
             sys.stderr.write(
-                f"\r[{r.seconds:6.1f}s] {r.examples} examples, {r.steps} steps "
+                f"\r[{r.seconds:6.1f}s] {r.examples} examples{pool}, {r.steps} steps "
                 f"({rate:,.0f} steps/s)"
             )
             sys.stderr.flush()
@@ -88,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
             budget=budget,
             max_examples=args.max_examples,
             progress=progress,
+            mutants=args.mutants,
         )
     except Exception as exc:  # a bug in vmfuzz itself, not a finding: say so in one line
         if os.environ.get("VMFUZZ_TRACEBACK"):
@@ -127,6 +138,7 @@ def _to_json(result: CampaignResult, path: Path | None, args: argparse.Namespace
         "invariant": v.check if v else None,
         "message": v.describe() if v else None,
         "examples": result.examples,
+        "mutant_runs": result.stats.mutant_runs if result.stats else 0,
         "steps": result.steps,
         "seconds": round(result.seconds, 3),
         "steps_per_second": round(result.steps / result.seconds, 1) if result.seconds else 0.0,
@@ -150,7 +162,9 @@ def _to_json(result: CampaignResult, path: Path | None, args: argparse.Namespace
 def _print_human(result: CampaignResult, path: Path | None) -> None:
     rate = result.steps / result.seconds if result.seconds else 0.0
     print(
-        f"{result.examples} examples, {result.steps} scheduler steps in {result.seconds:.1f}s "
+        f"{result.examples} examples"
+        + (f" + {result.stats.mutant_runs} pool mutant runs" if result.stats else "")
+        + f", {result.steps} scheduler steps in {result.seconds:.1f}s "
         f"({result.examples / max(result.seconds, 1e-9):.1f} examples/s, {rate:,.0f} steps/s)"
     )
     if not result.found:

@@ -11,6 +11,7 @@ are built on it.
 from __future__ import annotations
 
 import contextlib
+import random
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -25,6 +26,8 @@ from vmfuzz.schedules import PreemptionList, Replay, explore
 from vmfuzz.strategies import Failure, Stats, machine_for, profile
 
 Progress = Callable[["CampaignResult"], None]
+
+MUTANTS = 400  # pool mutants per 100 Hypothesis examples (each runs under 2 schedules)
 
 
 @attrs.define
@@ -81,6 +84,7 @@ def fuzz(
     shrink_seconds: float = 10.0,
     post_shrink_seconds: float = 20.0,
     post_shrink_runs: int = 6_000,
+    mutants: int | None = None,
 ) -> CampaignResult:
     """Fuzz ``config`` until ``budget`` seconds or ``max_examples`` examples, or a failure.
 
@@ -88,11 +92,19 @@ def fuzz(
     :func:`_delta_shrink` (at most ``post_shrink_runs`` runs and ``post_shrink_seconds``), then,
     with ``verify_minimal``, its preemption count is checked by exhaustive search (at most 3000
     runs and 10 s).
+
+    After each chunk of ``chunk`` Hypothesis examples, ``mutants`` mutants of the
+    coverage-guided pool run (:mod:`vmfuzz.strategies._pool`; default MUTANTS per chunk of 100,
+    none for the baseline schedulers); a violation there is the campaign's failure and goes
+    straight to the post-Hypothesis shrink.
     """
     if amplify is None:  # extra PCT schedules per program, except for the baselines
         amplify = 3 if scheduler in ("mixed", "pct") else 0
+    if mutants is None:
+        mutants = MUTANTS * chunk // 100 if scheduler in ("mixed", "pct") else 0
     cls = machine_for(
-        config, scheduler=scheduler, ops=ops, collect_labels=collect_labels, amplify=amplify
+        config, scheduler=scheduler, ops=ops, collect_labels=collect_labels, amplify=amplify,
+        pool=mutants > 0,
     )
     result = CampaignResult(stats=cls.stats)
     t0 = time.monotonic()
@@ -121,6 +133,9 @@ def fuzz(
             if cls.failure is not None:  # found in an example Hypothesis dropped (overrun)
                 result.found = True
                 break
+            if _run_pool(cls, mutants, seed_value, index, t0, budget):
+                result.found = True
+                break
         finally:
             _update(result, cls, t0)
             if progress is not None:
@@ -137,6 +152,29 @@ def fuzz(
     result.post_shrink_seconds = time.monotonic() - t_shrunk
     _update(result, cls, t0)
     return result
+
+
+def _run_pool(
+    cls: Any, mutants: int, seed_value: int, index: int, t0: float, budget: float | None
+) -> bool:
+    """One round of the pool's mutants (seeded by the campaign seed and chunk index); True
+    if one failed (then ``cls.failure`` holds it)."""
+    pool = cls.pool
+    if pool is None or not mutants:
+        return False
+    rng = random.Random(seed_value * 1_000_003 + index)
+    runs0, steps0 = pool.runs, pool.steps
+    deadline = t0 + budget if budget is not None else float("inf")
+    found = pool.run(mutants, rng, deadline)
+    cls.stats.mutant_runs += pool.runs - runs0
+    cls.stats.steps += pool.steps - steps0
+    if found is None:
+        return False
+    if cls.stats.first_failure_at is None:
+        cls.stats.first_failure_example = cls.stats.examples
+        cls.stats.first_failure_at = time.monotonic()
+    cls.failure = found
+    return True
 
 
 def concurrent_tasks(trace: list[Any]) -> int:
