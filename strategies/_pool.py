@@ -10,13 +10,14 @@ ran an exit while a migration stood between unmap and move is kept, and one more
 it is one mutation away.
 
 Programs enter the pool from Hypothesis' examples (:class:`KernelMachine` offers each one) and
-from mutants.  A mutant inserts, deletes, changes, moves or copies one operation, toggles a
-world feature, takes a task from another entry, or moves a task's start; it runs under PCT
-(change points spread over its parent's run length) or an echoed random walk.  Running a
-program costs ~0.5 ms where a Hypothesis example costs ~12 ms, so the pool tries many more
-programs per second.  The first violation becomes the campaign's failure (schedule = the
-recorded decisions), and the campaign's own shrinker takes it from there.  Everything is
-seeded: no set or hash order reaches a choice.  Nothing here knows about any kernel path.
+from mutants, minimised first: each operation the new pairs do not need is deleted.  A mutant
+inserts, deletes, changes, moves or copies one operation, toggles a world feature, takes a
+task from another entry, drops a task, or moves a task's start; it runs under PCT (change
+points spread over its parent's run length) or an echoed random walk.  Mutants cost no
+Hypothesis draws, and each changes one thing in a program already known to interleave.  The
+first violation becomes the campaign's failure (schedule = the recorded decisions), and the
+campaign's own shrinker takes it from there.  Everything is seeded: no set or hash order
+reaches a choice.  Nothing here knows about any kernel path.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ class Pool:
     max_threads: int = 4
     capacity: int = 512
     schedules: int = 2  # schedules each mutant runs under
+    minimize: bool = True  # shrink each program entering the pool (:meth:`_minimize`)
     entries: list[Entry] = attrs.field(factory=list)
     hits: dict[Pair, int] = attrs.field(factory=dict)  # runs that met each pair
     added: int = 0
@@ -117,6 +119,8 @@ class Pool:
             len(case.tasks) > self.max_threads
         ):
             return False
+        if self.minimize and case.schedule.kind == "decisions":
+            case, length, new = self._minimize(case, length, set(new))
         entry = Entry(case, length, tuple(dict.fromkeys(targets)), tuple(sorted(new)))
         if len(self.entries) < self.capacity:
             self.entries.append(entry)
@@ -124,6 +128,31 @@ class Pool:
             self.entries[self.added % self.capacity] = entry
         self.added += 1
         return True
+
+    def _minimize(self, case: Case, length: int, new: set[Pair]) -> tuple[Case, int, set[Pair]]:
+        """Delete operations one at a time (last first) while the program, replayed on its
+        recorded decisions (as far as they apply), still meets every one of its ``new`` pairs, as
+        syzkaller minimises a program before it enters the corpus: a pool of short programs
+        whose every operation counts, so that a mutant's one change is a change to the race."""
+        from vmfuzz.schedules import Replay
+
+        tasks = [list(t.ops) for t in case.tasks]
+        starts = [t.start for t in case.tasks]
+        decisions = case.schedule.decisions
+        for ti in reversed(range(len(tasks))):
+            for oi in reversed(range(len(tasks[ti]))):
+                if sum(map(len, tasks)) <= 1:
+                    break
+                trial = [list(t) for t in tasks]
+                del trial[ti][oi]
+                cand = _program(case, trial, starts, case.config)
+                run = execute(cand, Replay(decisions, strict=False))
+                self.steps += run.outcome.steps
+                if run.outcome.kind != "clean":
+                    continue
+                if new <= interleavings(run.sched.trace):
+                    tasks, case, length = trial, cand, run.outcome.steps
+        return case, length, new
 
     def run(self, mutants: int, rng: random.Random, deadline: float) -> Failure | None:
         """Run up to ``mutants`` mutants of pool entries (or until ``deadline``); the first
@@ -185,8 +214,9 @@ class Pool:
             )
         if run.outcome.kind == "clean":
             targets = [t for t in (target_of(c) for ts in case.tasks for c in ts.ops) if t]
-            self.offer(case, run.sched.trace, run.outcome.steps,
-                       list(run.kernel.boot_targets) + targets)
+            recorded = Schedule("decisions", decisions=tuple(run.sched.decisions))
+            self.offer(attrs.evolve(case, schedule=recorded), run.sched.trace,
+                       run.outcome.steps, list(run.kernel.boot_targets) + targets)
         return None
 
 
@@ -281,12 +311,19 @@ def mutate(parent: Entry, pool: Pool, rng: random.Random) -> Case | None:
         elif kind == "start" and tasks:
             t = rng.randrange(len(tasks))
             starts[t] = 0 if rng.random() < 0.3 else rng.randint(0, parent.length)
+    if not any(tasks):
+        return None
+    w = frozenset(world)
+    return _program(case, tasks, starts, attrs.evolve(config, world=w) if w != config.world
+                    else config)
+
+
+def _program(
+    case: Case, tasks: list[list[OpCall]], starts: list[int], config: KernelConfig
+) -> Case:
+    """``case`` with these tasks (empty ones left out, the rest renamed T0, T1, ...)."""
     specs = tuple(
         TaskSpec(f"T{i}", tuple(t), s)
         for i, (t, s) in enumerate((t, s) for t, s in zip(tasks, starts, strict=True) if t)
     )
-    if not specs:
-        return None
-    w = frozenset(world)
-    return Case(attrs.evolve(config, world=w) if w != config.world else config, specs,
-                Schedule("none"), case.max_steps)
+    return Case(config, specs, Schedule("none"), case.max_steps)

@@ -161,3 +161,29 @@ def test_cli_refuses_a_negative_mutant_count() -> None:
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2
     assert "--mutants must be >= 0" in res.stderr
+
+
+def test_a_program_enters_the_pool_without_operations_its_new_pairs_do_not_need() -> None:
+    from vmfuzz.case import Schedule
+    from vmfuzz.schedules import RandomWalk
+
+    pool = Pool(KernelConfig())
+    aside = OpCall("write", {"mm": 2, "addr": 9})  # another process: no pair with mm 0
+    assert _offer(pool, Case(KernelConfig(), (TaskSpec("T0", (aside,)),)))
+    race = Case(KernelConfig(), (
+        TaskSpec("T0", (OpCall("write", {"mm": 0, "addr": 0}),)),
+        TaskSpec("T1", (OpCall("write", {"mm": 0, "addr": 0}), aside)),
+    ))
+    run = execute(race, RandomWalk(3))
+    assert run.outcome.kind == "clean"
+    recorded = attrs.evolve(race, schedule=Schedule("decisions", decisions=tuple(run.decisions)))
+    assert pool.offer(recorded, run.sched.trace, run.outcome.steps)
+    entry = pool.entries[-1]
+    assert [c for t in entry.case.tasks for c in t.ops] == [race.tasks[0].ops[0],
+                                                            race.tasks[1].ops[0]]
+    assert any(stood for stood, _ in entry.new)  # it met the two faults interleaved
+
+    pool.minimize = False
+    pool.hits.clear()
+    assert pool.offer(recorded, run.sched.trace, run.outcome.steps)
+    assert pool.entries[-1].size == 3
