@@ -45,7 +45,6 @@ Pair = tuple[str, str]
 MAX_OPS = 8  # a pool program has at most this many operations (the mails' races have 2-10)
 
 
-
 def interleavings(trace: Iterable[Any]) -> set[Pair]:
     """The coverage of one run: ``("", label)`` for every step, and ``(stood, label)`` for
     every step and every other live task, ``stood`` being the label that task last stopped
@@ -120,7 +119,7 @@ class Pool:
         ):
             return False
         if self.minimize and case.schedule.kind == "decisions":
-            case, length, new = self._minimize(case, length, set(new))
+            case, length = self._minimize(case, length, set(new))
         entry = Entry(case, length, tuple(dict.fromkeys(targets)), tuple(sorted(new)))
         if len(self.entries) < self.capacity:
             self.entries.append(entry)
@@ -129,7 +128,7 @@ class Pool:
         self.added += 1
         return True
 
-    def _minimize(self, case: Case, length: int, new: set[Pair]) -> tuple[Case, int, set[Pair]]:
+    def _minimize(self, case: Case, length: int, new: set[Pair]) -> tuple[Case, int]:
         """Delete operations one at a time (last first) while the program, replayed on its
         recorded decisions (as far as they apply), still meets every one of its ``new`` pairs, as
         syzkaller minimises a program before it enters the corpus: a pool of short programs
@@ -152,7 +151,7 @@ class Pool:
                     continue
                 if new <= interleavings(run.sched.trace):
                     tasks, case, length = trial, cand, run.outcome.steps
-        return case, length, new
+        return case, length
 
     def run(self, mutants: int, rng: random.Random, deadline: float) -> Failure | None:
         """Run up to ``mutants`` mutants of pool entries (or until ``deadline``); the first
