@@ -146,6 +146,10 @@ class KernelMachine(RuleBasedStateMachine):
             v = Violation("model_error", f"while building the world: {type(exc).__name__}: {exc}")
             self._capture(v)
             raise v from exc
+        if self.k.boot_violation is not None:  # the kernel under test broke building it
+            self.stopped = True
+            self._capture(self.k.boot_violation)
+            raise self.k.boot_violation
         self._install(self.k)
         # Operations may be aimed at the pages the world populated, as at earlier ones'.
         self.targets = list(dict.fromkeys(self.k.boot_targets))

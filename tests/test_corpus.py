@@ -282,7 +282,7 @@ BAD_DATA = [
      "tasks[0].ops[0].args.count: expected an integer"),
     ("unknown bug", _set("config.bugs", ["no_such_bug"]), "unknown bug switch 'no_such_bug'"),
     ("bad size", _set("config.nr_frames", 0), "config.nr_frames: must be >= 1"),
-    ("no tasks", _set("tasks", []), "at least one task"),
+    ("no tasks", _set("tasks", []), "at least one task (or a world to build)"),
     ("duplicate task", _set("tasks.1.name", "T1"), "two tasks are named 'T1'"),
     ("two schedules", _set("schedule", {"explicit": [], "decisions": [0]}), "give one schedule"),
     ("bad step", _set("schedule.explicit.0", "walk T1 home"), "cannot parse step"),

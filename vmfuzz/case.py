@@ -116,6 +116,8 @@ def execute(
         record_trace=record_trace,
     )
     k = Kernel(case.config, sched)
+    if k.boot_violation is not None:  # the kernel under test failed a check building the world
+        return Run(Outcome("violation", 0, k.boot_violation, sched.trace_sha256()), sched, k)
     if invariants:
         install(k)
     pending = sorted(case.tasks, key=lambda t: t.start)

@@ -228,8 +228,6 @@ def _opcall(v: Any, where: str) -> OpCall:
 
 def _tasks(v: Any) -> tuple[TaskSpec, ...]:
     items = _list(v, "tasks")
-    if not items:
-        raise _Bad("tasks", "a case needs at least one task")
     out: list[TaskSpec] = []
     names: set[str] = set()
     for i, t in enumerate(items):
@@ -321,6 +319,8 @@ def _from_json(data: Any, path: Path) -> CorpusCase:
     _obj(data, "", _TOP_KEYS, ("config", "tasks", "expected"))
     config = _config(data["config"])
     tasks = _tasks(data["tasks"])
+    if not tasks and not config.world:  # no tasks: the world's building is the whole case
+        raise _Bad("tasks", "a case needs at least one task (or a world to build)")
     schedule, explicit = _schedule(data.get("schedule", {}), tasks)
     max_steps = _int(data.get("max_steps", DEFAULT_MAX_STEPS), "max_steps", 1)
     expected = _str(data["expected"], "expected")

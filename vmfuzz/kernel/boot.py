@@ -3,8 +3,8 @@
 A fuzzed program needs several operations just to reach an interesting state (fault a page in,
 swap it out, fork a child); each costs a Hypothesis draw, and races hide behind that setup.  A
 real machine is never empty, so a run may start from a populated world instead.  Every feature
-is a generic property of a running system, built with the real kernel paths (sequentially, on a
-private scheduler, before any fuzzed task runs):
+is a generic property of a running system, built with the real kernel paths of the kernel under
+test, bug switches and all (sequentially, on a private scheduler, before any fuzzed task runs):
 
 ===========  ======================================================================
 feature      what the world has at step 0
@@ -25,14 +25,18 @@ not faulted; boot_pages = 8)::
            R R   S S . . .      vmas [0,2) and [3,8)
 
 The features are named in ``KernelConfig.world`` and saved with every corpus case.
+
+The world is what the kernel under test built, not a fixed kernel's: a fixed kernel's fork would
+leave a pin on the anon_vma root that an old kernel (76545066c852) never takes, and the old
+kernel's own exit would then never free that root.  A check that fails while the world is built
+(an old munmap that detaches vmas outside page_table_lock, say) is a finding like any other:
+:class:`vmfuzz.kernel.Kernel` keeps it as ``boot_violation`` and the run reports it at step 0.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
-
-import attrs
 
 from vmfuzz._scheduler import Scheduler
 
@@ -65,9 +69,6 @@ def boot(k: Kernel) -> None:
     def op(name: str, **args: int) -> None:
         run(OPS[name].fn(k, **args))
 
-    # The world is what a fixed kernel built: the historical bug switches are for the fuzzed
-    # operations (a buggy munmap would already break the boot-time split).
-    config, k.config = k.config, attrs.evolve(k.config, bugs=frozenset())
     main, k.sched = k.sched, Scheduler()
     try:
         if n:
@@ -100,5 +101,4 @@ def boot(k: Kernel) -> None:
                 k.boot_targets.append((mm_id, SPLIT_HOLE + 1))  # the second vma's start
     finally:
         k.sched = main
-        k.config = config
     k.clear_dirty()

@@ -78,15 +78,24 @@ class Kernel:
         # pte_clear): the scheduler's livelock check compares it across retry rounds.
         self.version = 0
         self.boot_targets: list[tuple[int, int]] = []  # (mm, addr) the world populated
+        self.boot_violation: Violation | None = None  # a check the world's building failed
         self._boot()
         self.sched.state_version = lambda: self.version
 
     def _boot(self) -> None:
         """The boot vmas and world features (:mod:`vmfuzz.kernel.boot`), before any task runs
-        (on a private scheduler, so the run's trace and step count start at the first task)."""
+        (on a private scheduler, so the run's trace and step count start at the first task).
+        The kernel under test builds it: a check its bug switches fail on the way is kept in
+        ``boot_violation``, and the run reports it before any task steps."""
         from vmfuzz.kernel.boot import boot
 
-        boot(self)
+        try:
+            boot(self)
+        except Violation as v:
+            world = ", ".join(sorted(self.config.world)) or "boot vmas only"
+            v.message = f"while building the world ({world}): {v.message}"
+            v.step, v.task = 0, "boot"  # not a step of the run: before its first
+            self.boot_violation = v
 
     # ------------------------------------------------------------------ switches
     def bug(self, name: str) -> bool:
