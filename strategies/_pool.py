@@ -28,11 +28,19 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from vmfuzz.strategies.operations import kind_bounds, kind_hot, retarget, target_of
+from vmfuzz.strategies.operations import (
+    aim_frame,
+    frames_at,
+    kind_bounds,
+    kind_hot,
+    retarget,
+    takes_frame,
+    target_of,
+)
 
 from vmfuzz._scheduler import ScheduleSource
 from vmfuzz.case import Case, OpCall, Run, Schedule, TaskSpec, execute
-from vmfuzz.kernel import OPS, KernelConfig
+from vmfuzz.kernel import OPS, Kernel, KernelConfig
 from vmfuzz.kernel.boot import WORLD_FEATURES
 from vmfuzz.schedules import PCT, Echo, RandomWalk
 from vmfuzz.violation import Violation
@@ -74,6 +82,7 @@ class Entry:
     length: int  # steps of that run (a mutant's PCT spreads its change points over it)
     targets: tuple[tuple[int, int | None], ...]  # (mm, addr) its operations aimed at
     new: tuple[Pair, ...]  # the pairs it was the first to meet
+    frames: tuple[int, ...] = ()  # frames mapped at its targets, at boot and at the end
     size: int = attrs.field()  # operations
 
     @size.default
@@ -100,10 +109,11 @@ class Pool:
     added: int = 0
     runs: int = 0  # mutant runs so far
     steps: int = 0  # steps of those runs
+    _boot_frames: dict[KernelConfig, list[int]] = attrs.field(factory=dict)
 
     def offer(
         self, case: Case, trace: Iterable[Any], length: int,
-        targets: Iterable[tuple[int, int | None]] = (),
+        targets: Iterable[tuple[int, int | None]] = (), frames: Iterable[int] = (),
     ) -> bool:
         """Count the interleaving pairs of ``case``'s run (``trace``); keep ``case`` if one
         of them was never met before (and it is no bigger than a mutant may grow)."""
@@ -120,7 +130,8 @@ class Pool:
             return False
         if self.minimize and case.schedule.kind == "decisions":
             case, length = self._minimize(case, length, set(new))
-        entry = Entry(case, length, tuple(dict.fromkeys(targets)), tuple(sorted(new)))
+        entry = Entry(case, length, tuple(dict.fromkeys(targets)), tuple(sorted(new)),
+                      tuple(dict.fromkeys(frames)))
         if len(self.entries) < self.capacity:
             self.entries.append(entry)
         else:
@@ -177,6 +188,14 @@ class Pool:
                     return found
         return None
 
+    def boot_frames(self, config: KernelConfig) -> list[int]:
+        """The frames the world of ``config`` maps at its boot targets (one boot per world)."""
+        got = self._boot_frames.get(config)
+        if got is None:
+            k = Kernel(config)
+            got = self._boot_frames[config] = frames_at(k, k.boot_targets)
+        return got
+
     def _energy(self, e: Entry) -> tuple[int, int]:
         """Tournament key, lowest first: entries whose own pairs are still rare (few runs
         have met them since: AFLFast's schedule, Böhme et al., CCS 2016), then the smaller
@@ -212,10 +231,13 @@ class Pool:
                 list(run.sched.trace),
             )
         if run.outcome.kind == "clean":
+            k = run.kernel
             targets = [t for t in (target_of(c) for ts in case.tasks for c in ts.ops) if t]
+            targets = list(k.boot_targets) + targets
             recorded = Schedule("decisions", decisions=tuple(run.sched.decisions))
             self.offer(attrs.evolve(case, schedule=recorded), run.sched.trace,
-                       run.outcome.steps, list(run.kernel.boot_targets) + targets)
+                       run.outcome.steps, targets, self.boot_frames(case.config) +
+                       frames_at(k, targets))
         return None
 
 
@@ -234,11 +256,16 @@ def _call(ops: list[str], config: KernelConfig, rng: random.Random) -> OpCall:
     return OpCall(name, {a: _value(kind, config, rng) for a, kind in OPS[name].params})
 
 
-def _aim(call: OpCall, targets: tuple[tuple[int, int | None], ...], rng: random.Random) -> OpCall:
-    """Half the time, ``call`` aimed at one of ``targets`` (its mm and addr arguments)."""
-    if not targets or rng.random() < 0.5:
+def _aim(call: OpCall, parent: Entry, rng: random.Random) -> OpCall:
+    """Half the time, ``call`` aimed at one of ``parent``'s targets (its mm and addr
+    arguments), or, for an operation on frames, at one of the frames mapped there."""
+    if takes_frame(call):
+        if not parent.frames or rng.random() < 0.5:
+            return call
+        return aim_frame(call, rng.choice(parent.frames))
+    if not parent.targets or rng.random() < 0.5:
         return call
-    return retarget(call, rng.choice(targets))
+    return retarget(call, rng.choice(parent.targets))
 
 
 def mutate(parent: Entry, pool: Pool, rng: random.Random) -> Case | None:
@@ -270,7 +297,7 @@ def mutate(parent: Entry, pool: Pool, rng: random.Random) -> Case | None:
             # the same operation, or of the ones that reached this state), aimed anew.
             names = own if own and rng.random() < 0.5 else ops
             tasks[t].insert(rng.randint(0, len(tasks[t])),
-                            _aim(_call(names, config, rng), parent.targets, rng))
+                            _aim(_call(names, config, rng), parent, rng))
         elif kind == "delete" and nonempty:
             t = rng.choice(nonempty)
             del tasks[t][rng.randrange(len(tasks[t]))]
@@ -282,8 +309,8 @@ def mutate(parent: Entry, pool: Pool, rng: random.Random) -> Case | None:
             if params:
                 a, k = rng.choice(params)
                 tasks[t][j] = OpCall(call.op, {**call.args, a: _value(k, config, rng)})
-                if k in ("mm", "addr"):
-                    tasks[t][j] = _aim(tasks[t][j], parent.targets, rng)
+                if k in ("mm", "addr", "pfn"):
+                    tasks[t][j] = _aim(tasks[t][j], parent, rng)
         elif kind in ("move", "copy") and nonempty:
             t = rng.choice(nonempty)
             call = tasks[t][rng.randrange(len(tasks[t]))]

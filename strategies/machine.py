@@ -18,7 +18,16 @@ from hypothesis import strategies as st
 from hypothesis.control import current_build_context
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 from vmfuzz.strategies._pool import Pool
-from vmfuzz.strategies.operations import op_calls, retarget, swarm, target_of, worlds
+from vmfuzz.strategies.operations import (
+    aim_frame,
+    frames_at,
+    op_calls,
+    retarget,
+    swarm,
+    takes_frame,
+    target_of,
+    worlds,
+)
 from vmfuzz.strategies.schedules import pct_params, preemption_batches
 
 from vmfuzz._scheduler import Scheduler, ScheduleSource, StepBudgetExceeded, Task
@@ -121,6 +130,7 @@ class KernelMachine(RuleBasedStateMachine):
         self.slots: dict[int, _Thread] = {}
         self.enabled: list[str] = []
         self.targets: list[tuple[int, int | None]] = []  # (mm, addr) of earlier operations
+        self.boot_frames: list[int] = []  # frames the world mapped at its targets
         self.mode = self.scheduler  # "mixed" is resolved per example in setup()
         self.pct_seed = 0
         self.stopped = False
@@ -153,6 +163,7 @@ class KernelMachine(RuleBasedStateMachine):
         self._install(self.k)
         # Operations may be aimed at the pages the world populated, as at earlier ones'.
         self.targets = list(dict.fromkeys(self.k.boot_targets))
+        self.boot_frames = frames_at(self.k, self.targets)
         ops = self.ops
         self.enabled = [op for op in enabled if ops is None or op in ops] or sorted(
             ops or enabled
@@ -180,6 +191,14 @@ class KernelMachine(RuleBasedStateMachine):
             pick = data.draw(st.integers(0, 2 * n - 1), label="reuse")
             if pick < n:
                 call = retarget(call, self.targets[pick])
+        elif takes_frame(call):
+            # Half the time, the frame mapped now at one of those pages (a free frame is
+            # a no-op for an operation on frames).
+            frames = frames_at(self.k, self.targets)
+            if frames:
+                pick = data.draw(st.integers(0, 2 * len(frames) - 1), label="frame")
+                if pick < len(frames):
+                    call = aim_frame(call, frames[pick])
         tgt = target_of(call)
         if tgt is not None and tgt not in self.targets:
             self.targets.append(tgt)
@@ -212,7 +231,8 @@ class KernelMachine(RuleBasedStateMachine):
         try:
             self._run(None)
             if self.pool is not None and not self.stopped and self.threads:
-                self.pool.offer(self.case(), self.sched.trace, self.sched.step_no, self.targets)
+                self.pool.offer(self.case(), self.sched.trace, self.sched.step_no, self.targets,
+                                self.boot_frames + frames_at(self.k, self.targets))
             # No target() here: Hypothesis' target phase (hill-climbing on distinct labels)
             # was measured to cost ~30% of the examples per second and to find fewer of the
             # bugs in the zoo (A/B over 4 bugs x 3 seeds: 3/12 with it, 5/12 without).

@@ -8,12 +8,14 @@ draws which operations are enabled for a whole example, so rare combinations get
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 
 from hypothesis import strategies as st
 
 from vmfuzz.case import OpCall
-from vmfuzz.kernel import OPS, KernelConfig
+from vmfuzz.kernel import OPS, Kernel, KernelConfig
 from vmfuzz.kernel.boot import WORLD_FEATURES
+from vmfuzz.kernel.mm_types import PresentPte
 
 
 def _biased(lo: int, hot: int, hi: int) -> st.SearchStrategy[int]:
@@ -112,6 +114,29 @@ def target_of(call: OpCall) -> tuple[int, int | None] | None:
         return None
     addr = next((call.args[a] for a, kind in OPS[call.op].params if kind == "addr"), None)
     return mm, addr
+
+
+def frames_at(k: Kernel, targets: Iterable[tuple[int, int | None]]) -> list[int]:
+    """The frames mapped (present ptes) at ``targets`` in ``k`` now, in order, each once: what
+    a pfn-kind argument is aimed at (a page the program or the world uses, not a free frame)."""
+    out: dict[int, None] = {}
+    for mm_id, addr in targets:
+        mm = k.mms.get(mm_id)
+        pte = mm.pgd.get(addr) if mm is not None and addr is not None else None
+        if isinstance(pte, PresentPte):
+            out[pte.pfn] = None
+    return list(out)
+
+
+def takes_frame(call: OpCall) -> bool:
+    """True if ``call`` has a pfn-kind argument (migrate: it acts on a frame, not a page)."""
+    return any(kind == "pfn" for _, kind in OPS[call.op].params)
+
+
+def aim_frame(call: OpCall, pfn: int) -> OpCall:
+    """``call`` with its pfn-kind arguments set to ``pfn``."""
+    return OpCall(call.op, {a: pfn if kind == "pfn" else call.args[a]
+                            for a, kind in OPS[call.op].params})
 
 
 def retarget(call: OpCall, target: tuple[int, int | None]) -> OpCall:

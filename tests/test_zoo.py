@@ -29,9 +29,12 @@ DEFAULT_EXAMPLES = 500
 NOT_YET_FOUND = {
     "anon_vma_root_not_pinned",
     "anon_vma_trylock_retry",
-    "migrate_no_anon_vma_ref",
     "swapin_no_swapcache_recheck",
     "swapin_skip_swapcache_race",
+    "swapout_vma_after_unlock",
+    "try_to_unmap_ignores_reserved",
+    "unuse_process_no_mmap_sem",
+    "vm_swap_full_delete_race",
 }
 
 
