@@ -21,11 +21,11 @@ from vmfuzz.kernel import BUGS, KernelConfig
 DEFAULT_EXAMPLES = 500
 
 # Not found by seed 0 within DEFAULT_EXAMPLES: a single-seed lottery ticket, redrawn whenever
-# generation changes (session 4, with the minimising program pool: vm_swap_full_delete_race,
-# swapout_vma_after_unlock, swapin_no_get_swap_device and try_to_unmap_ignores_reserved now
-# found there; migrate_no_anon_vma_ref, found in most seeds of 60 s, is not at seed 0 within
-# 500 examples).  The issue-6 notes have the 10-seed table.  Search quality, not the model, is
-# what lacks: corpus/bugs/ replays each.
+# generation changes (session 5, frames aimed and the world built by the kernel under test:
+# migrate_no_anon_vma_ref now found there; swapout_vma_after_unlock, try_to_unmap_ignores_
+# reserved, unuse_process_no_mmap_sem and vm_swap_full_delete_race, found in most seeds of
+# 60 s, are not at seed 0 within 500 examples).  The issue-6 notes have the 10-seed table.
+# Search quality, not the model, is what lacks: corpus/bugs/ replays each.
 NOT_YET_FOUND = {
     "anon_vma_root_not_pinned",
     "anon_vma_trylock_retry",
