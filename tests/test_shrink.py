@@ -279,3 +279,25 @@ def test_a_race_inside_a_big_failure_is_found_between_two_of_its_operations() ->
     assert shrunk is not None and shrunk["tasks"] == 2 and shrunk["preemptions"] <= 2, shrunk
     assert result.invariant == "use_after_free"
     _replays(result, "use_after_free")
+
+
+def test_a_livelock_with_a_bystander_task_shrinks_to_the_two_tasks_of_the_mail() -> None:
+    """seed 003's trylock-and-retry livelock as a campaign found it (seed 0, session 6):
+    migrate ‖ driver_ioctl; mlock ‖ driver_ioctl, 3 tasks in flight, 24 switches.  Deleting
+    the bystander's task moves every switch, and delay-bounded search cannot reach a retry
+    loop's dozens of lock-step departures; sampled schedules (PCT, echoed random walks) of
+    the smaller program find it with 2 tasks, as the mail draws it (rmap_walk ‖ vma_adjust).
+    Before the sampled pass this case stayed at 3 tasks for its whole budget."""
+    cc = load(DATA / "trylock_retry_three_tasks_24_switches.json")
+    case = cc.case
+    run = execute(case, Replay(case.schedule.decisions))
+    assert run.outcome.check == "livelock"
+    assert (concurrent_tasks(run.sched.trace), run.sched.preemptions) == (3, 24)
+    result = _result(case, run)
+    campaign._delta_shrink(result, campaign._Budget(6000, time.monotonic() + 60.0))
+    shrunk = result.shrunk()
+    assert shrunk is not None and shrunk["tasks"] == 2, shrunk
+    assert result.invariant == "livelock"
+    ops = sorted(c.op for t in result.case.tasks for c in t.ops)
+    assert "migrate" in ops and "mlock" in ops, ops
+    _replays(result, "livelock")

@@ -22,11 +22,12 @@ from hypothesis.stateful import get_state_machine_test
 
 from vmfuzz.case import Case, OpCall, Run, Schedule, TaskSpec, execute
 from vmfuzz.kernel import OPS, KernelConfig
-from vmfuzz.schedules import PreemptionList, Replay, explore
+from vmfuzz.schedules import PCT, Echo, PreemptionList, RandomWalk, Replay, explore
 from vmfuzz.strategies import Failure, Stats, machine_for, profile
 
 Progress = Callable[["CampaignResult"], None]
 
+SAMPLED_PER_CANDIDATE = 64  # sampled schedules per smaller program (:func:`_sampled`)
 MUTANTS = 400  # pool mutants per 100 Hypothesis examples (each runs under 2 schedules)
 
 
@@ -703,10 +704,12 @@ def _delta_shrink(
 
     Each round tries, cheapest first: every smaller program (:func:`_smaller_programs`) under
     the current schedule's preemption list (one run each); a schedule of the current program
-    with fewer preemptions (delay-bounded search); then the smaller programs again, searched
-    (:func:`_smaller`).  What is kept must fail the same check and be smaller by :func:`_key`
-    (tasks in flight, then preemptions, operations, steps).  The first one found is adopted
-    and the round starts again; the pass ends when nothing is smaller or the budget is spent.
+    with fewer preemptions (delay-bounded search); for a failure with more than 2 tasks in
+    flight or more than 1 switch, the smaller programs under sampled schedules
+    (:func:`_sampled`); then the smaller programs again, searched (:func:`_smaller`).  What is
+    kept must fail the same check and be smaller by :func:`_key` (tasks in flight, then
+    preemptions, operations, steps).  The first one found is adopted and the round starts
+    again; the pass ends when nothing is smaller or the budget is spent.
     A program searched in vain is not searched again with as many departures (the bound never
     grows and the bar only rises).
     """
@@ -756,6 +759,10 @@ def _delta_shrink(
                 found = (case, run)
             elif not budget.spent:
                 searched[_prog(case)] = bound - 1
+        if found is None and (better[0] > 2 or better[1] > 1):
+            sub = budget.share(1, 4)
+            found = _sampled(result, candidates, check, sub)
+            budget.used += sub.used
         if found is None:
             # Two thirds of what is left for smaller programs, then at most half of the
             # rest for grown ones (delay-bounded search of a failure with many switches can
@@ -846,6 +853,35 @@ def _smaller(
             if budget.spent:
                 return None
             searched[_prog(c)] = delays
+    return None
+
+
+def _sampled(
+    result: CampaignResult,
+    candidates: list[Case],
+    check: str,
+    budget: _Budget,
+    per_candidate: int = SAMPLED_PER_CANDIDATE,
+) -> tuple[Case, Run] | None:
+    """The first of ``candidates`` (and its run) that fails ``check`` smaller than the
+    current failure under one of ``per_candidate`` sampled schedules: PCT over the failure's
+    length and echoed random walks, the sources the fuzzer finds with.  For a failure with
+    many switches (a livelock's lock-step retry rounds), where delay-bounded search of a
+    smaller program cannot reach as many departures; seeded by the round, so deterministic."""
+    assert result.failure is not None
+    better = _result_key(result)
+    length = max(2, result.failure.steps)
+    rng = random.Random(f"sampled {better}")
+    for c in sorted(candidates, key=lambda c: len(c.tasks)):  # fewer tasks first (stable)
+        for i in range(per_candidate):
+            if not budget.take():
+                return None
+            seed_i = rng.getrandbits(32)
+            src = (PCT(seed_i, rng.randint(2, 4), length) if i % 2 == 0
+                   else Echo(RandomWalk(seed_i)))
+            run = execute(c, src)
+            if run.outcome.check == check and _key(c, run) < better:
+                return c, run
     return None
 
 
