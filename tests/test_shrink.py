@@ -263,18 +263,25 @@ def test_an_operation_is_added_when_it_saves_a_context_switch() -> None:
     _replays(result, "swap_cache_unique")
 
 
+def _shrunk_from_data(name: str, check: str, size: tuple[int, int]) -> CampaignResult:
+    """The failure saved in tests/data/``name`` (it replays to ``check`` with ``size`` =
+    (tasks in flight, preemptions)), after the post-Hypothesis shrink."""
+    case = load(DATA / name).case
+    run = execute(case, Replay(case.schedule.decisions))
+    assert run.outcome.check == check
+    assert (concurrent_tasks(run.sched.trace), run.sched.preemptions) == size
+    result = _result(case, run)
+    campaign._delta_shrink(result, campaign._Budget(6000, time.monotonic() + 60.0))
+    return result
+
+
 def test_a_race_inside_a_big_failure_is_found_between_two_of_its_operations() -> None:
     """seed 004's swapoff-vs-munmap race as a campaign found it (seed 8, session 2): four
     tasks, 13 switches.  Deleting one task at a time moves every later switch and loses the
     race (the shrinker was stuck there for its whole budget), while the pair (munmap,
     swapoff), each on a task of its own, fails with two switches."""
-    cc = load(DATA / "unuse_process_four_tasks_13_switches.json")
-    case = cc.case
-    run = execute(case, Replay(case.schedule.decisions))
-    assert run.outcome.check == "use_after_free"
-    assert (concurrent_tasks(run.sched.trace), run.sched.preemptions) == (4, 13)
-    result = _result(case, run)
-    campaign._delta_shrink(result, campaign._Budget(6000, time.monotonic() + 60.0))
+    result = _shrunk_from_data("unuse_process_four_tasks_13_switches.json",
+                               "use_after_free", (4, 13))
     shrunk = result.shrunk()
     assert shrunk is not None and shrunk["tasks"] == 2 and shrunk["preemptions"] <= 2, shrunk
     assert result.invariant == "use_after_free"
@@ -288,13 +295,8 @@ def test_a_livelock_with_a_bystander_task_shrinks_to_the_two_tasks_of_the_mail()
     loop's dozens of lock-step departures; sampled schedules (PCT, echoed random walks) of
     the smaller program find it with 2 tasks, as the mail draws it (rmap_walk ‖ vma_adjust).
     Before the sampled pass this case stayed at 3 tasks for its whole budget."""
-    cc = load(DATA / "trylock_retry_three_tasks_24_switches.json")
-    case = cc.case
-    run = execute(case, Replay(case.schedule.decisions))
-    assert run.outcome.check == "livelock"
-    assert (concurrent_tasks(run.sched.trace), run.sched.preemptions) == (3, 24)
-    result = _result(case, run)
-    campaign._delta_shrink(result, campaign._Budget(6000, time.monotonic() + 60.0))
+    result = _shrunk_from_data("trylock_retry_three_tasks_24_switches.json", "livelock",
+                               (3, 24))
     shrunk = result.shrunk()
     assert shrunk is not None and shrunk["tasks"] == 2, shrunk
     assert result.invariant == "livelock"
