@@ -13,7 +13,9 @@ Programs enter the pool from Hypothesis' examples (:class:`KernelMachine` offers
 from mutants, minimised first: each operation the new pairs do not need is deleted.  A mutant
 inserts, deletes, changes, moves or copies one operation, toggles a world feature, takes a
 task from another entry, drops a task, or moves a task's start; it runs under PCT (change
-points spread over its parent's run length) or an echoed random walk.  Mutants cost no
+points spread over its parent's run length) or an echoed random walk, and under
+RETRY_SCHEDULES echoed random walks more if a run of it went round a retry loop (a trylock
+collided: a livelock needs every round to collide again, which few schedules do).  Mutants cost no
 Hypothesis draws, and each changes one thing in a program already known to interleave.  The
 first violation becomes the campaign's failure (schedule = the recorded decisions), and the
 campaign's own shrinker takes it from there.  Everything is seeded: no set or hash order
@@ -51,6 +53,10 @@ if TYPE_CHECKING:
 Pair = tuple[str, str]
 
 MAX_OPS = 8  # a pool program has at most this many operations (the mails' races have 2-10)
+# Echoed random walks more for a program whose run went round a retry loop (a trylock
+# collided and backed off): a livelock needs every round to collide again, which about 1 in
+# 60 such schedules of the right program does (measured on the zoo's livelocks).
+RETRY_SCHEDULES = 16
 
 
 def interleavings(trace: Iterable[Any]) -> set[Pair]:
@@ -110,6 +116,7 @@ class Pool:
     runs: int = 0  # mutant runs so far
     steps: int = 0  # steps of those runs
     _boot_frames: dict[KernelConfig, list[int]] = attrs.field(factory=dict)
+    _retried: bool = False  # a run of the current mutant went round a retry loop
 
     def offer(
         self, case: Case, trace: Iterable[Any], length: int,
@@ -177,6 +184,7 @@ class Pool:
             if case is None:
                 continue
             random_walk = rng.random() < 0.2
+            self._retried = False
             for _ in range(self.schedules):
                 seed = rng.getrandbits(32)
                 src: ScheduleSource = (
@@ -186,6 +194,11 @@ class Pool:
                 found = self._run_one(case, src)
                 if found is not None:
                     return found
+            if self._retried:
+                for _ in range(RETRY_SCHEDULES):
+                    found = self._run_one(case, Echo(RandomWalk(rng.getrandbits(32))))
+                    if found is not None:
+                        return found
         return None
 
     def boot_frames(self, config: KernelConfig) -> list[int]:
@@ -222,6 +235,7 @@ class Pool:
             )
         self.runs += 1
         self.steps += run.outcome.steps
+        self._retried |= run.sched.retried > 0
         if run.outcome.kind == "violation":
             assert run.outcome.violation is not None
             return Failure(

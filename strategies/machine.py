@@ -17,7 +17,7 @@ import attrs
 from hypothesis import strategies as st
 from hypothesis.control import current_build_context
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
-from vmfuzz.strategies._pool import Pool
+from vmfuzz.strategies._pool import RETRY_SCHEDULES, Pool
 from vmfuzz.strategies.operations import (
     aim_frame,
     frames_at,
@@ -248,7 +248,8 @@ class KernelMachine(RuleBasedStateMachine):
     def _amplify(self) -> None:
         """Schedule amplification: re-run this example's program (same tasks, same start
         steps) under ``amplify`` more schedules of its kind (PCT or random walk) derived from
-        the drawn seed.
+        the drawn seed, and under RETRY_SCHEDULES echoed random walks if a run of it went
+        round a retry loop (a livelock candidate: see :mod:`vmfuzz.strategies._pool`).
 
         Hypothesis draws cost more than a short model run, so trying several schedules per
         drawn program is the cheapest way to cover schedules; the seeds are derived from the
@@ -256,14 +257,17 @@ class KernelMachine(RuleBasedStateMachine):
         """
         from vmfuzz.case import execute
 
-        if not self.amplify or self.mode not in ("pct", "random"):
+        if not self.amplify:
             return
         case = self.case()
         st_ = type(self).stats
         length = self.sched.step_no
-        for i in range(self.amplify):
+        retried = self.sched.retried > 0
+        kinds = self.amplify if self.mode in ("pct", "random") else 0
+        i = 0
+        while i < kinds + (RETRY_SCHEDULES if retried else 0):
             seed = self.pct_seed * 7919 + i
-            if self.mode == "random":
+            if self.mode == "random" or i >= kinds:  # echoed walks for a retry loop
                 src: ScheduleSource = Echo(RandomWalk(seed))
             else:
                 # k = this program's run length: PCT spreads its change points over k steps,
@@ -272,7 +276,9 @@ class KernelMachine(RuleBasedStateMachine):
                 # as often as a 16/64/256 cycle; in 40 s campaigns (4 bugs x 5 seeds) it found
                 # 7 of 20 against 4 of 20.
                 src = PCT(seed, 2 + (self.pct_seed + i) % 3, max(2, length))
+            i += 1
             run = execute(case, src)
+            retried |= run.sched.retried > 0
             st_.steps += run.outcome.steps
             if run.outcome.kind == "violation":
                 assert run.outcome.violation is not None

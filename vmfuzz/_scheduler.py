@@ -181,6 +181,7 @@ class Scheduler:
         self.decisions: list[int] = []
         self.preemptions = 0
         self.switches = 0
+        self.retried = 0  # retry-loop rounds run by any task (a trylock collided and backed off)
         self.bkl = BigKernelLock()
         self._events: list[str] = []
         # Livelock as a cycle: the shared state's version (the kernel bumps it on every write;
@@ -419,6 +420,7 @@ class Scheduler:
         if isinstance(req, Retry):
             task.label = req.label
             task.retries += 1
+            self.retried += 1
             if self.state_version is not None:
                 self._check_cycle(task)
             return

@@ -22,6 +22,7 @@ from hypothesis.stateful import get_state_machine_test
 
 from vmfuzz.case import Case, OpCall, Run, Schedule, TaskSpec, execute
 from vmfuzz.kernel import OPS, KernelConfig
+from vmfuzz.kernel.boot import WORLD_FEATURES
 from vmfuzz.schedules import PCT, Echo, PreemptionList, RandomWalk, Replay, explore
 from vmfuzz.strategies import Failure, Stats, machine_for, profile
 
@@ -335,7 +336,8 @@ def _delays(
     ended is free: ``k`` departures make at most ``k`` preemptions.  Among schedules with as
     many departures, those that preempt a task standing at a label in ``prefer`` come first
     (where the failure being shrunk preempted: the race window); ``only_preferred`` tries
-    nothing else.  Each schedule is a sparse preemption list (positions turned into gaps).
+    nothing else but free departures (which task runs first, or after one blocks or ends).
+    Each schedule is a sparse preemption list (positions turned into gaps).
     """
     frontier: list[tuple[tuple[int, int], ...]] = [()]
     runs = 0
@@ -356,7 +358,7 @@ def _delays(
                 n = rec.log[pos][0]
                 if rec.where[pos] in prefer:
                     deeper.extend((*devs, (pos, off)) for off in range(n - 1))
-                elif not only_preferred:
+                elif not only_preferred or not rec.where[pos]:
                     later.extend((*devs, (pos, off)) for off in range(n - 1))
         frontier = deeper + later
         if not frontier:
@@ -533,6 +535,20 @@ def _variations(call: OpCall, config: KernelConfig) -> list[OpCall]:
     return out
 
 
+def _siblings(call: OpCall) -> list[OpCall]:
+    """``call`` as each other operation that takes the same arguments (munmap for an mmap,
+    a write for a read, an exit for a fork ...): a failure found through one operation may
+    need fewer switches through its sibling."""
+    params = OPS[call.op].params
+    return [OpCall(op, dict(call.args)) for op in sorted(OPS)
+            if op != call.op and OPS[op].params == params]
+
+
+def _calls(case: Case) -> frozenset[str]:
+    """The distinct operations of ``case``'s program (as :meth:`OpCall.describe` spells them)."""
+    return frozenset(c.describe() for t in case.tasks for c in t.ops)
+
+
 def _pair_programs(case: Case) -> tuple[list[Case], list[Case]]:
     """Two-task programs of one operation each, in ``case``'s world: pairs of its own
     operations, then pairs with one of their variations (:func:`_variations`).  A failure
@@ -550,26 +566,42 @@ def _pair_programs(case: Case) -> tuple[list[Case], list[Case]]:
     return own, more
 
 
-def _grown_programs(case: Case) -> list[Case]:
-    """Programs with ONE operation more, which may fail with fewer tasks in flight or fewer
-    switches (a race the program reached through a detour: a fault taken inside another
-    operation, a second task doing what a setup operation would do): a copy of one of its
-    operations, or any operation of the table aimed at a page the program or its world uses
-    (other arguments at their smallest), put at the front or the end of a task; each also with
-    the tasks merged into one.  Before those, the same program with one argument set to the
-    smallest or largest value of its kind (a munmap of the whole address space frees a vma
-    where a partial one only splits it).  Deletion alone never reaches those programs."""
+def _grown_programs(case: Case) -> tuple[list[Case], list[Case]]:
+    """Programs that are no smaller but may fail with fewer tasks in flight or fewer
+    switches: a race the program reached through a detour (a fault taken inside another
+    operation, a second task doing what a setup operation would do).  Deletion alone never
+    reaches them.  Returns two lists:
+
+    * near ones, as many operations: its world with one feature more (setup done at boot: a
+      second vma, a swapped page), with each task first in turn; one operation changed for a
+      sibling (:func:`_siblings`); one argument set to the smallest or largest value of its
+      kind (a munmap of the whole address space frees a vma where a partial one only splits
+      it);
+    * grown ones, ONE operation more: a copy of one of its operations, or any operation of
+      the table aimed at a page the program or its world uses (other arguments at their
+      smallest), put at the front or the end of a task; each also with the tasks merged into
+      one.
+    """
     from vmfuzz.kernel import Kernel
     from vmfuzz.strategies.operations import target_of
 
     tasks = case.tasks
+    world = case.config.world
     out: list[Case] = []
+    for f in WORLD_FEATURES:
+        if f not in world:  # each task first in turn (a setup done at boot changes the race)
+            bigger = attrs.evolve(case.config, world=world | {f})
+            for i in range(len(tasks)):
+                ts = (attrs.evolve(tasks[i], start=min(t.start for t in tasks)),
+                      *tasks[:i], *tasks[i + 1 :])
+                out.append(attrs.evolve(case, config=bigger, tasks=ts))
     for i, t in enumerate(tasks):
         for j, call in enumerate(t.ops):
-            for varied in _variations(call, case.config):
+            for varied in _siblings(call) + _variations(call, case.config):
                 ops = (*t.ops[:j], varied, *t.ops[j + 1 :])
                 ts = (*tasks[:i], attrs.evolve(t, ops=ops), *tasks[i + 1 :])
                 out.append(attrs.evolve(case, tasks=ts))
+    near, out = out, []
     pages: list[tuple[int, int]] = []
     for t in case.tasks:
         for call in t.ops:
@@ -599,7 +631,7 @@ def _grown_programs(case: Case) -> list[Case]:
                             min(x.start for x in order),
                         )
                         out.append(attrs.evolve(case, tasks=(one,)))
-    return out
+    return near, out
 
 
 class _Recorder:
@@ -702,11 +734,14 @@ def _delta_shrink(
 ) -> None:
     """Shrink the failure in ``result`` after Hypothesis, within ``budget``.
 
-    Each round tries, cheapest first: every smaller program (:func:`_smaller_programs`) under
-    the current schedule's preemption list (one run each); a schedule of the current program
-    with fewer preemptions (delay-bounded search); for a failure with more than 2 tasks in
-    flight or more than 1 switch, the smaller programs under sampled schedules
-    (:func:`_sampled`); then the smaller programs again, searched (:func:`_smaller`).  What is
+    Each round (on a failure not seen before: ddmin over its switches,
+    :func:`_ddmin_preemptions`; two-operation programs, :func:`_pair`) tries,
+    cheapest first: every smaller program (:func:`_smaller_programs`) under the current
+    schedule's preemption list (one run each); a schedule of the current program with fewer
+    preemptions (delay-bounded search); for a failure with more than 2 tasks in flight or more
+    than 1 switch, the smaller programs under sampled schedules (:func:`_sampled`); then the
+    smaller programs again, searched (:func:`_smaller`); then near and grown programs
+    (:func:`_grown`).  What is
     kept must fail the same check and be smaller by :func:`_key` (tasks in flight, then
     preemptions, operations, steps).  The first one found is adopted and the round starts
     again; the pass ends when nothing is smaller or the budget is spent.
@@ -719,15 +754,19 @@ def _delta_shrink(
     check = result.failure.violation.check
     searched: dict[Prog, int] = {}  # program -> departures searched in vain
     dd_done: Key | None = None  # ddmin is run again only on a failure it has not seen
-    pairs_done: Key | None = None  # so is the search of two-operation programs
+    # The searches of two-operation programs so far (world, calls, departures): a program
+    # with fewer operations has no pair that one of them did not try (:func:`_pair`).
+    pairs_done: list[tuple[frozenset[str], frozenset[str], int]] = []
     while not budget.spent:
         if result.preemptions > 8 and dd_done != _result_key(result):
             _ddmin_preemptions(result, check, budget)
             dd_done = _result_key(result)
         case = result.case
         better = _result_key(result)
-        if (better[0] > 2 or better[1] > 2) and pairs_done != better:
-            pairs_done = better
+        sig = (case.config.world, _calls(case), min(result.preemptions, 2))
+        if (better[0] > 2 or better[1] > 2) and not any(
+            sig[0] == w and sig[1] <= c and sig[2] <= d for w, c, d in pairs_done
+        ):
             sub = budget.share(1, 3)
             pair = _pair(result, frozenset(_preemptions_of(case, case.schedule.decisions)[1]),
                          check, sub)
@@ -735,6 +774,9 @@ def _delta_shrink(
             if pair is not None:
                 _adopt(result, pair[1], pair[0])
                 continue
+            # Not again for a subset of these calls: a search cut short by its share would
+            # start again from its first pairs (and take a third of what is left each round).
+            pairs_done.append(sig)
         hint, labels = _preemptions_of(case, case.schedule.decisions)
         candidates = _smaller_programs(case)
         found: tuple[Case, Run] | None = None
@@ -916,17 +958,17 @@ def _grown(
     assert result.case is not None
     better = _result_key(result)
     cap = better[:2]
-    grown = _grown_programs(result.case)
-    for delays in range(result.preemptions + 1):
-        for c in grown:
-            if budget.spent:
-                return None
-            run = _reproduce(
-                c, check, better, delays, budget, prefer=prefer, only_preferred=delays > 0,
-                limit=24 if delays else 1,
-            )
-            if run is not None and _key(c, run)[:2] < cap:
-                return c, run
+    for group in _grown_programs(result.case):  # the few near ones through every bound first
+        for delays in range(result.preemptions + 1):
+            for c in group:
+                if budget.spent:
+                    return None
+                run = _reproduce(
+                    c, check, better, delays, budget, prefer=prefer, only_preferred=delays > 0,
+                    limit=24 if delays else 1,
+                )
+                if run is not None and _key(c, run)[:2] < cap:
+                    return c, run
     return None
 
 
