@@ -15,8 +15,9 @@ inserts, deletes, changes, moves or copies one operation, toggles a world featur
 task from another entry, drops a task, or moves a task's start; it runs under PCT (change
 points spread over its parent's run length) or an echoed random walk, and under
 RETRY_SCHEDULES echoed random walks more if a run of it went round a retry loop (a trylock
-collided: a livelock needs every round to collide again, which few schedules do).  Mutants cost no
-Hypothesis draws, and each changes one thing in a program already known to interleave.  The
+collided: a livelock needs every round to collide again, which few schedules do).  Mutants
+cost no Hypothesis draws, and each changes one thing in a program already known to
+interleave.  The
 first violation becomes the campaign's failure (schedule = the recorded decisions), and the
 campaign's own shrinker takes it from there.  Everything is seeded: no set or hash order
 reaches a choice.  Nothing here knows about any kernel path.

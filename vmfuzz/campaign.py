@@ -587,21 +587,21 @@ def _grown_programs(case: Case) -> tuple[list[Case], list[Case]]:
 
     tasks = case.tasks
     world = case.config.world
-    out: list[Case] = []
+    first = min((t.start for t in tasks), default=0)
+    near: list[Case] = []
     for f in WORLD_FEATURES:
         if f not in world:  # each task first in turn (a setup done at boot changes the race)
             bigger = attrs.evolve(case.config, world=world | {f})
             for i in range(len(tasks)):
-                ts = (attrs.evolve(tasks[i], start=min(t.start for t in tasks)),
-                      *tasks[:i], *tasks[i + 1 :])
-                out.append(attrs.evolve(case, config=bigger, tasks=ts))
+                ts = (attrs.evolve(tasks[i], start=first), *tasks[:i], *tasks[i + 1 :])
+                near.append(attrs.evolve(case, config=bigger, tasks=ts))
     for i, t in enumerate(tasks):
         for j, call in enumerate(t.ops):
             for varied in _siblings(call) + _variations(call, case.config):
                 ops = (*t.ops[:j], varied, *t.ops[j + 1 :])
                 ts = (*tasks[:i], attrs.evolve(t, ops=ops), *tasks[i + 1 :])
-                out.append(attrs.evolve(case, tasks=ts))
-    near, out = out, []
+                near.append(attrs.evolve(case, tasks=ts))
+    out: list[Case] = []
     pages: list[tuple[int, int]] = []
     for t in case.tasks:
         for call in t.ops:
@@ -735,14 +735,13 @@ def _delta_shrink(
     """Shrink the failure in ``result`` after Hypothesis, within ``budget``.
 
     Each round (on a failure not seen before: ddmin over its switches,
-    :func:`_ddmin_preemptions`; two-operation programs, :func:`_pair`) tries,
-    cheapest first: every smaller program (:func:`_smaller_programs`) under the current
-    schedule's preemption list (one run each); a schedule of the current program with fewer
-    preemptions (delay-bounded search); for a failure with more than 2 tasks in flight or more
-    than 1 switch, the smaller programs under sampled schedules (:func:`_sampled`); then the
-    smaller programs again, searched (:func:`_smaller`); then near and grown programs
-    (:func:`_grown`).  What is
-    kept must fail the same check and be smaller by :func:`_key` (tasks in flight, then
+    :func:`_ddmin_preemptions`; two-operation programs, :func:`_pair`) tries, cheapest first:
+    every smaller program (:func:`_smaller_programs`) under the current schedule's preemption
+    list (one run each); a schedule of the current program with fewer preemptions
+    (delay-bounded search); for a failure with more than 2 tasks in flight or more than 1
+    switch, the smaller programs under sampled schedules (:func:`_sampled`); then the smaller
+    programs again, searched (:func:`_smaller`); then near and grown programs (:func:`_grown`).
+    What is kept must fail the same check and be smaller by :func:`_key` (tasks in flight, then
     preemptions, operations, steps).  The first one found is adopted and the round starts
     again; the pass ends when nothing is smaller or the budget is spent.
     A program searched in vain is not searched again with as many departures (the bound never
