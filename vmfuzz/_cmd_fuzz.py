@@ -31,7 +31,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vmfuzz.kernel import BUGS, KernelConfig
+from vmfuzz.kernel import KernelConfig
+from vmfuzz.kernel.bugs import unknown_bugs
 from vmfuzz.schedules import FUZZ_SCHEDULERS as SCHEDULERS
 
 if TYPE_CHECKING:  # Hypothesis is imported only when fuzzing (replay must not need it)
@@ -66,10 +67,9 @@ def _usage_error(msg: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from vmfuzz.campaign import fuzz
 
-    unknown = [b for b in args.bug if b not in BUGS]
-    if unknown:
-        known = ", ".join(sorted(BUGS)) or "(none registered)"
-        return _usage_error(f"unknown bug {', '.join(unknown)}; known bugs: {known}")
+    bad = unknown_bugs(args.bug)
+    if bad is not None:
+        return _usage_error(bad)
     if args.budget is not None and args.budget <= 0:
         return _usage_error("--budget must be positive")
     if args.max_examples is not None and args.max_examples < 1:

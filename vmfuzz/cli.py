@@ -16,6 +16,7 @@ from vmfuzz import __version__
 SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("fuzz", "vmfuzz._cmd_fuzz", "fuzz the kernel model (operations + schedules)"),
     ("bugs", "vmfuzz._cmd_bugs", "list the historical bugs the model can re-create"),
+    ("zoo", "vmfuzz._cmd_zoo", "check every historical bug is rediscovered over many seeds"),
     ("bench", "vmfuzz._cmd_bench", "measure engine/model speed and bug-finding power"),
     ("replay", "vmfuzz._cmd_replay", "replay corpus cases and check their recorded outcomes"),
     ("show", "vmfuzz._cmd_show", "draw a corpus case as a race diagram (one column per task)"),

@@ -50,3 +50,12 @@ def register(
     if name in BUGS:
         raise ValueError(f"bug {name} registered twice")
     BUGS[name] = Bug(name, seed, summary, invariant, mail_tasks, mail_preemptions, tuple(also))
+
+
+def unknown_bugs(names: list[str]) -> str | None:
+    """None if every name is a registered bug, else a one-line error naming the known ones."""
+    unknown = [n for n in names if n not in BUGS]
+    if not unknown:
+        return None
+    known = ", ".join(sorted(BUGS)) or "(none registered)"
+    return f"unknown bug {', '.join(unknown)}; known bugs: {known}"

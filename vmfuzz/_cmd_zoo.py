@@ -1,0 +1,127 @@
+"""Check the historical bug zoo: every bug rediscovered from a cold start, over several seeds.
+
+For each bug ('vmfuzz bugs') and seed, one 'vmfuzz fuzz --bug NAME --seed S --budget T --json'
+runs in a fresh process (cold start: no example database, nothing warmed up by another
+campaign), -j at a time.  A seed finds a bug properly ("good") when the failure reports one of
+the bug's checks and its shrunk case needs no more tasks in flight and no more context switches
+than the interleaving drawn in the seed mail.  A bug's row is met when at least --need seeds
+are good; with --fixed, the fixed kernel runs the same seeds and must find nothing.
+
+Examples:
+  vmfuzz zoo                                   all bugs, seeds 0-9, 60 s each (issue 6's check)
+  vmfuzz zoo -j 2 --fixed --markdown           two at a time, plus the fixed kernel
+  vmfuzz zoo --bug anon_vma_trylock_retry --seeds 0-3 --budget 30
+  vmfuzz zoo --corpus zoo-cases                keep each found failure (DIR/BUG-sSEED/)
+
+Timing: campaigns run in parallel share the cores; with -j above the core count the budgets
+buy less search each.  Progress goes to stderr, one line per finished campaign.
+
+Columns: found (seeds that found a failure), good (found properly, as above), median s (to
+the first, unshrunk failure), shrunk (worst tasks in flight / median steps / worst context
+switches), mail (the seed mail's tasks / switches), checks (the checks reported).
+
+--json prints one object: {"rows": [{"bug", "seed_doc", "seeds", "found", "good", "errors",
+"median_seconds", "worst_tasks", "median_steps", "worst_preemptions", "mail", "checks",
+"met"}], "campaigns": [{"bug", "seed", "out" (the campaign's own --json object, or null),
+"error"}], "met"}.
+Exit status: 0 every row met, 1 some row not met, 2 usage or bad input, 3 a campaign failed to
+run (its row counts it as an error and is not met).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from vmfuzz.kernel import BUGS
+from vmfuzz.kernel.bugs import unknown_bugs
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bug", action="append", default=[], metavar="NAME",
+                   help="check this bug only (repeatable; default: every registered bug)")
+    p.add_argument("--seeds", default="0-9", metavar="LIST",
+                   help="campaign seeds, e.g. 0-9 or 0,3,5-7 (default 0-9)")
+    p.add_argument("--budget", type=float, default=60.0, metavar="SECONDS",
+                   help="each campaign's budget (default 60)")
+    p.add_argument("--need", type=int, default=None, metavar="N",
+                   help="good seeds a bug needs (default: 9 of 10, i.e. 90%% of the seeds, "
+                   "rounded up)")
+    p.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
+                   help="campaigns at a time (default 1)")
+    p.add_argument("--fixed", action="store_true",
+                   help="also run the fixed kernel on the same seeds (must find nothing)")
+    p.add_argument("--corpus", default=None, metavar="DIR",
+                   help="save each found failure under DIR/BUG-sSEED/ (default: not saved)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--markdown", action="store_true", help="print the table as markdown")
+    out.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def _usage_error(msg: str) -> int:
+    sys.stderr.write(f"vmfuzz zoo: error: {msg}\n")
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    from vmfuzz import _zoo
+
+    bad = unknown_bugs(args.bug)
+    if bad is not None:
+        return _usage_error(bad)
+    try:
+        seeds = _zoo.parse_seeds(args.seeds)
+    except ValueError as exc:
+        return _usage_error(str(exc))
+    if args.budget <= 0:
+        return _usage_error("--budget must be positive")
+    if args.jobs < 1:
+        return _usage_error("-j must be >= 1")
+    need = args.need if args.need is not None else -(-9 * len(seeds) // 10)
+    if not 0 <= need <= len(seeds):
+        return _usage_error(f"--need must be between 0 and the number of seeds ({len(seeds)})")
+    bugs = sorted(set(args.bug)) if args.bug else sorted(BUGS)
+    names = bugs + ([""] if args.fixed else [])
+    jobs = [(b, s) for s in seeds for b in names]  # every bug's seed 0 first: early signal
+    total = len(jobs)
+    sys.stderr.write(
+        f"vmfuzz zoo: {total} campaigns ({len(bugs)} bugs{' + fixed kernel' if args.fixed else ''}"
+        f" x {len(seeds)} seeds, {args.budget:g} s each, {args.jobs} at a time)\n"
+    )
+
+    def done(i: int, c: _zoo.Campaign) -> None:
+        who = c.bug or _zoo.FIXED
+        if c.error is not None:
+            what = f"ERROR: {c.error}"
+        elif not c.found:
+            what = "nothing found"
+        else:
+            assert c.out is not None
+            sh = c.out.get("shrunk") or {}
+            what = (f"{c.out.get('invariant')} after {c.out.get('first_failure_seconds')} s, "
+                    f"shrunk to {sh.get('tasks')} tasks / {sh.get('preemptions')} switches")
+            if c.bug:
+                what += " (good)" if c.good() else " (not good: check or size)"
+        sys.stderr.write(f"[{i}/{total}] {who} seed {c.seed}: {what}\n")
+        sys.stderr.flush()
+
+    campaigns = _zoo.run_all(jobs, args.budget, args.jobs, args.corpus, done)
+    rows = [_zoo.summarize(b, [c for c in campaigns if c.bug == b], need) for b in names]
+    met = all(r.met for r in rows)
+    if args.json:
+        print(json.dumps({
+            "rows": [r.to_json() for r in rows],
+            "campaigns": [{"bug": c.bug or None, "seed": c.seed, "out": c.out, "error": c.error}
+                          for c in campaigns],
+            "met": met,
+        }))
+    elif args.markdown:
+        print(_zoo.markdown(rows))
+    else:
+        print(_zoo.text(rows))
+        print(f"\n{sum(r.met for r in rows)}/{len(rows)} rows met "
+              f"(a bug needs {need} good seeds of {len(seeds)})")
+    if any(c.error is not None for c in campaigns):
+        return 3
+    return 0 if met else 1

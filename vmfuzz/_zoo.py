@@ -1,0 +1,217 @@
+"""The zoo check: every historical bug rediscovered from a cold start, over several seeds.
+
+Issue 6's acceptance test, as one command (``vmfuzz zoo``): for each bug and seed, one
+``vmfuzz fuzz --bug NAME --seed S --budget T --json`` in a fresh process (no example database,
+nothing warmed up by an earlier campaign), several at a time; then, per bug, how many seeds
+found it *properly*: the failure reports one of the bug's checks (``Bug.caught_by``) and its
+shrunk case needs no more tasks in flight and no more context switches than the interleaving
+drawn in the seed mail.  With the fixed kernel's campaigns, the same seeds must find nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Any
+
+import attrs
+
+from vmfuzz.kernel import BUGS
+
+FIXED = "(fixed kernel)"  # the row of the campaigns without a bug switch
+
+
+@attrs.frozen
+class Campaign:
+    """One finished campaign: the bug ("" for the fixed kernel), its seed, and what
+    ``vmfuzz fuzz --json`` printed (None if it printed no JSON: ``error`` says why)."""
+
+    bug: str
+    seed: int
+    out: dict[str, Any] | None
+    error: str | None = None
+
+    @property
+    def found(self) -> bool:
+        return bool(self.out and self.out.get("found"))
+
+    def expected_check(self) -> bool:
+        """The failure reports a check that is right for this bug."""
+        return self.found and self.out is not None and self.out.get("invariant") in (
+            BUGS[self.bug].caught_by() if self.bug else ()
+        )
+
+    def within_mail(self) -> bool:
+        """The shrunk case is no larger (tasks in flight, context switches) than the mail's."""
+        if not self.found or self.out is None or not self.bug:
+            return False
+        shrunk = self.out.get("shrunk") or {}
+        bug = BUGS[self.bug]
+        tasks, pre = shrunk.get("tasks"), shrunk.get("preemptions")
+        if tasks is None or pre is None:
+            return False
+        return (bug.mail_tasks is None or tasks <= bug.mail_tasks) and (
+            bug.mail_preemptions is None or pre <= bug.mail_preemptions
+        )
+
+    def good(self) -> bool:
+        """Found, by a right check, and shrunk within the mail's drawing."""
+        return self.expected_check() and self.within_mail()
+
+
+@attrs.frozen
+class Row:
+    """The zoo table's row of one bug (or of the fixed kernel)."""
+
+    bug: str
+    seed_doc: str
+    seeds: int
+    found: int
+    good: int  # found by a right check and within the mail
+    errors: int
+    median_seconds: float | None  # to the first (unshrunk) failure, over the found seeds
+    worst_tasks: int | None
+    median_steps: int | None
+    worst_preemptions: int | None
+    mail: str
+    checks: tuple[str, ...]
+    met: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0-9"``, ``"3"`` or ``"0,2,5-7"`` as a sorted list of distinct seeds (ValueError if
+    malformed or negative)."""
+    seeds: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        lo, sep, hi = part.partition("-")
+        if not lo.isdigit() or (sep and not hi.isdigit()):
+            raise ValueError(f"bad seed list {text!r} (want e.g. 0-9 or 0,3,5-7)")
+        a, b = int(lo), int(hi) if sep else int(lo)
+        if b < a:
+            raise ValueError(f"bad seed range {part!r} (high end below low end)")
+        seeds.update(range(a, b + 1))
+    return sorted(seeds)
+
+
+def command(bug: str, seed: int, budget: float, corpus: str | None) -> list[str]:
+    """The ``vmfuzz fuzz`` command line of one campaign (in this Python, a fresh process)."""
+    cmd = [sys.executable, "-m", "vmfuzz", "fuzz", "--seed", str(seed), "--budget",
+           str(budget), "--json"]
+    if bug:
+        cmd += ["--bug", bug]
+    if corpus is None:
+        cmd.append("--no-save")
+    else:
+        cmd += ["--corpus", f"{corpus}/{bug or 'fixed'}-s{seed}"]
+    return cmd
+
+
+def run_one(bug: str, seed: int, budget: float, corpus: str | None = None) -> Campaign:
+    """Run one campaign in a fresh process."""
+    p = subprocess.run(command(bug, seed, budget, corpus), capture_output=True, text=True)
+    if p.returncode not in (0, 1):
+        tail = (p.stderr.strip().splitlines() or [f"exit status {p.returncode}"])[-1]
+        return Campaign(bug, seed, None, tail)
+    try:
+        out = json.loads(p.stdout)
+    except json.JSONDecodeError:
+        return Campaign(bug, seed, None, f"no JSON on stdout (exit status {p.returncode})")
+    return Campaign(bug, seed, out)
+
+
+def run_all(
+    jobs: Sequence[tuple[str, int]],
+    budget: float,
+    parallel: int = 1,
+    corpus: str | None = None,
+    done: Callable[[int, Campaign], None] | None = None,
+    runner: Callable[[str, int, float, str | None], Campaign] = run_one,
+) -> list[Campaign]:
+    """Run every (bug, seed) campaign of ``jobs``, ``parallel`` at a time; ``done(i,
+    campaign)`` is called as each finishes (i counts from 1).  Results in ``jobs`` order."""
+    results: list[Campaign | None] = [None] * len(jobs)
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as ex:
+        futures = {ex.submit(runner, bug, seed, budget, corpus): i
+                   for i, (bug, seed) in enumerate(jobs)}
+        for n, fut in enumerate(as_completed(futures), 1):
+            c = fut.result()
+            results[futures[fut]] = c
+            if done is not None:
+                done(n, c)
+    return [c for c in results if c is not None]
+
+
+def summarize(bug: str, runs: Iterable[Campaign], need: int) -> Row:
+    """The row of ``bug`` ("" or FIXED: the fixed kernel) over its campaigns: a bug's row is
+    met when at least ``need`` seeds found it properly (:meth:`Campaign.good`); the fixed
+    kernel's when no seed found anything."""
+    runs = list(runs)
+    found = [c for c in runs if c.found]
+    errors = sum(c.error is not None for c in runs)
+    firsts = [c.out["first_failure_seconds"] for c in found
+              if c.out and c.out.get("first_failure_seconds") is not None]
+    shrunk = [c.out["shrunk"] for c in found if c.out and c.out.get("shrunk")]
+    fixed = bug in ("", FIXED)
+    b = None if fixed else BUGS[bug]
+    good = 0 if fixed else sum(c.good() for c in runs)
+    return Row(
+        bug=FIXED if fixed else bug,
+        seed_doc="" if b is None else b.seed,
+        seeds=len(runs),
+        found=len(found),
+        good=good,
+        errors=errors,
+        median_seconds=round(statistics.median(firsts), 1) if firsts else None,
+        worst_tasks=max((s["tasks"] for s in shrunk), default=None),
+        median_steps=int(statistics.median(s["steps"] for s in shrunk)) if shrunk else None,
+        worst_preemptions=max((s["preemptions"] for s in shrunk), default=None),
+        mail="" if b is None else f"{_dash(b.mail_tasks)} / {_dash(b.mail_preemptions)}",
+        checks=tuple(sorted({str(c.out.get("invariant")) for c in found if c.out})),
+        met=(not found and not errors) if fixed else (good >= need and not errors),
+    )
+
+
+def _dash(v: object) -> str:
+    return "-" if v is None else str(v)
+
+
+HEADER = ("bug", "seed", "found", "good", "median s", "shrunk tasks/steps/preemptions",
+          "mail tasks/preemptions", "checks", "met")
+
+
+def cells(row: Row) -> tuple[str, ...]:
+    """The row as table cells (``HEADER`` order)."""
+    if row.found and row.worst_tasks is not None:
+        shrunk = f"{row.worst_tasks} / {row.median_steps} / {row.worst_preemptions}"
+    else:
+        shrunk = "-"
+    found = f"{row.found}/{row.seeds}" + (f" ({row.errors} errors)" if row.errors else "")
+    return (
+        row.bug, row.seed_doc[:12], found,
+        "-" if row.bug == FIXED else f"{row.good}/{row.seeds}",
+        _dash(row.median_seconds), shrunk, row.mail or "-", ", ".join(row.checks) or "-",
+        "yes" if row.met else "NO",
+    )
+
+
+def markdown(rows: Sequence[Row]) -> str:
+    """The table in GitHub markdown (shrunk: worst tasks / median steps / worst preemptions)."""
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(cells(r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def text(rows: Sequence[Row]) -> str:
+    """The table with aligned plain-text columns."""
+    table = [HEADER, *(cells(r) for r in rows)]
+    widths = [max(len(r[i]) for r in table) for i in range(len(HEADER))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in table)
