@@ -156,6 +156,17 @@ def test_zoo_runs_campaigns_in_parallel_in_job_order() -> None:
     assert sorted(seen) == list(range(1, 7))
 
 
+def test_zoo_interrupt_keeps_the_finished_campaigns() -> None:
+    def runner(bug: str, seed: int, budget: float, corpus: str | None) -> _zoo.Campaign:
+        if seed == 2:
+            raise KeyboardInterrupt
+        return _campaign(bug, seed, check="x")
+
+    with pytest.raises(_zoo.Interrupted) as info:
+        _zoo.run_all([("a", s) for s in range(5)], 1.0, 1, None, runner=runner)
+    assert [c.seed for c in info.value.finished] == [0, 1]  # 3 and 4 are not waited for
+
+
 def test_zoo_command_end_to_end(tmp_path: Path) -> None:
     """Two real seeds of a bug the world already exposes at step 0, and the fixed kernel on
     the same seeds, each a fresh ``vmfuzz fuzz`` process; found cases saved per campaign."""

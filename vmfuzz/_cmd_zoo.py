@@ -25,7 +25,8 @@ switches), mail (the seed mail's tasks / switches), checks (the checks reported)
 "met"}], "campaigns": [{"bug", "seed", "out" (the campaign's own --json object, or null),
 "error"}], "met"}.
 Exit status: 0 every row met, 1 some row not met, 2 usage or bad input, 3 a campaign failed to
-run (its row counts it as an error and is not met).
+run (its row counts it as an error and is not met), 130 interrupted (Ctrl-C: no campaign is
+started any more; the table counts those that finished).
 """
 
 from __future__ import annotations
@@ -106,7 +107,13 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"[{i}/{total}] {who} seed {c.seed}: {what}\n")
         sys.stderr.flush()
 
-    campaigns = _zoo.run_all(jobs, args.budget, args.jobs, args.corpus, done)
+    interrupted = False
+    try:
+        campaigns = _zoo.run_all(jobs, args.budget, args.jobs, args.corpus, done)
+    except _zoo.Interrupted as stop:  # keep what finished: the table of those, then exit 130
+        campaigns, interrupted = stop.finished, True
+        sys.stderr.write(f"vmfuzz zoo: interrupted after {len(campaigns)} of {total} "
+                         "campaigns; the table below counts only those\n")
     rows = [_zoo.summarize(b, [c for c in campaigns if c.bug == b], need) for b in names]
     met = all(r.met for r in rows)
     if args.json:
@@ -122,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
         print(_zoo.text(rows))
         print(f"\n{sum(r.met for r in rows)}/{len(rows)} rows met "
               f"(a bug needs {need} good seeds of {len(seeds)})")
+    if interrupted:
+        return 130
     if any(c.error is not None for c in campaigns):
         return 3
     return 0 if met else 1

@@ -127,6 +127,14 @@ def run_one(bug: str, seed: int, budget: float, corpus: str | None = None) -> Ca
     return Campaign(bug, seed, out)
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`run_all`: the campaigns that had finished, in ``jobs`` order."""
+
+    def __init__(self, finished: list[Campaign]) -> None:
+        super().__init__()
+        self.finished = finished
+
+
 def run_all(
     jobs: Sequence[tuple[str, int]],
     budget: float,
@@ -136,9 +144,11 @@ def run_all(
     runner: Callable[[str, int, float, str | None], Campaign] = run_one,
 ) -> list[Campaign]:
     """Run every (bug, seed) campaign of ``jobs``, ``parallel`` at a time; ``done(i,
-    campaign)`` is called as each finishes (i counts from 1).  Results in ``jobs`` order."""
+    campaign)`` is called as each finishes (i counts from 1).  Results in ``jobs`` order.
+    On Ctrl-C no campaign is started any more, and :class:`Interrupted` carries those done."""
     results: list[Campaign | None] = [None] * len(jobs)
-    with ThreadPoolExecutor(max_workers=max(1, parallel)) as ex:
+    ex = ThreadPoolExecutor(max_workers=max(1, parallel))
+    try:
         futures = {ex.submit(runner, bug, seed, budget, corpus): i
                    for i, (bug, seed) in enumerate(jobs)}
         for n, fut in enumerate(as_completed(futures), 1):
@@ -146,6 +156,10 @@ def run_all(
             results[futures[fut]] = c
             if done is not None:
                 done(n, c)
+    except KeyboardInterrupt:
+        ex.shutdown(wait=False, cancel_futures=True)
+        raise Interrupted([c for c in results if c is not None]) from None
+    ex.shutdown()
     return [c for c in results if c is not None]
 
 
