@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
             what = (f"{c.out.get('invariant')} after {c.out.get('first_failure_seconds')} s, "
                     f"shrunk to {sh.get('tasks')} tasks / {sh.get('preemptions')} switches")
             if c.bug:
-                what += " (good)" if c.good() else " (not good: check or size)"
+                what += " (good)" if c.good() else f" (not good: {c.why_not_good()})"
         sys.stderr.write(f"[{i}/{total}] {who} seed {c.seed}: {what}\n")
         sys.stderr.flush()
 

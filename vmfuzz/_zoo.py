@@ -62,6 +62,16 @@ class Campaign:
         """Found, by a right check, and shrunk within the mail's drawing."""
         return self.expected_check() and self.within_mail()
 
+    def why_not_good(self) -> str:
+        """Why a found failure does not count ("" if it does): the check, or the size."""
+        if not self.found or self.good() or self.out is None:
+            return ""
+        bug = BUGS[self.bug]
+        if not self.expected_check():
+            return f"{self.out.get('invariant')} is not one of {', '.join(bug.caught_by())}"
+        return (f"larger than the mail's {_dash(bug.mail_tasks)} tasks / "
+                f"{_dash(bug.mail_preemptions)} switches")
+
 
 @attrs.frozen
 class Row:
