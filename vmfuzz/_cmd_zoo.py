@@ -87,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     jobs = [(b, s) for s in seeds for b in names]  # every bug's seed 0 first: early signal
     total = len(jobs)
     sys.stderr.write(
-        f"vmfuzz zoo: {total} campaigns ({len(bugs)} bugs{' + fixed kernel' if args.fixed else ''}"
+        f"vmfuzz zoo: {total} campaigns ({len(bugs)} bug{'s' if len(bugs) != 1 else ''}"
+        f"{' + fixed kernel' if args.fixed else ''}"
         f" x {len(seeds)} seeds, {args.budget:g} s each, {args.jobs} at a time)\n"
     )
 
