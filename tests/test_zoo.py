@@ -135,6 +135,7 @@ def test_zoo_fixed_kernel_row_is_met_only_if_nothing_found() -> None:
     dirty = [*clean, _campaign("", 3, check="use_after_free")]
     row = _zoo.summarize("", dirty, need=3)
     assert not row.met and row.found == 1 and row.bug == _zoo.FIXED
+    assert dirty[-1].why_not_good() == "the fixed kernel must find nothing"
 
 
 def test_zoo_tables() -> None:

@@ -66,6 +66,8 @@ class Campaign:
         """Why a found failure does not count ("" if it does): the check, or the size."""
         if not self.found or self.good() or self.out is None:
             return ""
+        if not self.bug:
+            return "the fixed kernel must find nothing"
         bug = BUGS[self.bug]
         if not self.expected_check():
             return f"{self.out.get('invariant')} is not one of {', '.join(bug.caught_by())}"
