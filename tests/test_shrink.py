@@ -263,15 +263,17 @@ def test_an_operation_is_added_when_it_saves_a_context_switch() -> None:
     _replays(result, "swap_cache_unique")
 
 
-def _shrunk_from_data(name: str, check: str, size: tuple[int, int]) -> CampaignResult:
+def _shrunk_from_data(
+    name: str, check: str, size: tuple[int, int], runs: int = 6000
+) -> CampaignResult:
     """The failure saved in tests/data/``name`` (it replays to ``check`` with ``size`` =
-    (tasks in flight, preemptions)), after the post-Hypothesis shrink."""
+    (tasks in flight, preemptions)), after the post-Hypothesis shrink (``runs`` runs)."""
     case = load(DATA / name).case
     run = execute(case, Replay(case.schedule.decisions))
     assert run.outcome.check == check
     assert (concurrent_tasks(run.sched.trace), run.sched.preemptions) == size
     result = _result(case, run)
-    campaign._delta_shrink(result, campaign._Budget(6000, time.monotonic() + 60.0))
+    campaign._delta_shrink(result, campaign._Budget(runs, time.monotonic() + 60.0))
     return result
 
 
@@ -320,6 +322,32 @@ def test_a_world_feature_more_saves_a_switch() -> None:
     _replays(result, "use_after_free")
 
 
+UNUSE_ONE_PAGE = Case(
+    KernelConfig(bugs=frozenset({"unuse_process_no_mmap_sem"}), world=frozenset({"swapped"})),
+    (TaskSpec("T0", (OpCall("mmap", {"mm": 2, "addr": 1, "npages": 1}),)),
+     TaskSpec("T1", (OpCall("swapoff", {}),))),
+    Schedule("none"),
+)
+
+
+def test_two_near_moves_at_once_save_a_switch() -> None:
+    """Where campaign seed 2 (session 9) stopped: ``mmap(2,1,1) || swapoff``, one vma, 2
+    switches.  No single near move saves a switch (one page never merges into the second
+    vma); a world feature more *and* a page more (or the mmap one page up) do."""
+    check = "use_after_free"
+    assert campaign._search(UNUSE_ONE_PAGE, check, 1, 3000) == (None, True)
+    near, _, twice = campaign._grown_programs(UNUSE_ONE_PAGE)
+    assert not [c for c in near if campaign._search(c, check, 1, 3000)[0] is not None]
+    saving = []
+    for c in twice:
+        run = campaign._search(c, check, 1, 3000)[0]
+        if run is not None:
+            assert run.sched.preemptions == 1
+            saving.append((sorted(c.config.world), c.tasks[0].ops[0].describe()))
+    assert saving == [(["split", "swapped"], "mmap(mm=2, addr=2, npages=1)"),
+                      (["split", "swapped"], "mmap(mm=2, addr=1, npages=2)")]
+
+
 def test_a_livelock_with_a_bystander_task_shrinks_to_the_two_tasks_of_the_mail() -> None:
     """seed 003's trylock-and-retry livelock as a campaign found it (seed 0, session 6):
     migrate ‖ driver_ioctl; mlock ‖ driver_ioctl, 3 tasks in flight, 24 switches.  Deleting
@@ -335,3 +363,16 @@ def test_a_livelock_with_a_bystander_task_shrinks_to_the_two_tasks_of_the_mail()
     ops = sorted(c.op for t in result.case.tasks for c in t.ops)
     assert "migrate" in ops and "mlock" in ops, ops
     _replays(result, "livelock")
+
+
+def test_the_campaign_shrink_budget_reaches_the_mails_switch_count() -> None:
+    """seed 004's swapoff-vs-mmap_driver race as campaign seed 7 found it (session 8): three
+    tasks in flight, 15 switches.  Its greedy path reaches a 2-task, 2-switch program early;
+    the 1-switch form takes a world feature and an argument more, tried last.  With 6,000
+    runs (the campaign's budget until session 9) it stopped at 2 tasks / 2 switches; the
+    campaign's budget (POST_SHRINK_RUNS) takes it to the mail's 2 tasks / 1 switch."""
+    result = _shrunk_from_data("unuse_process_three_tasks_15_switches.json", "use_after_free",
+                               (3, 15), runs=campaign.POST_SHRINK_RUNS)
+    shrunk = result.shrunk()
+    assert shrunk is not None and (shrunk["tasks"], shrunk["preemptions"]) == (2, 1), shrunk
+    _replays(result, "use_after_free")

@@ -44,7 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="switch on a historical bug (repeatable); 'vmfuzz bugs' lists them")
     p.add_argument("--seed", type=int, default=0, help="campaign seed (default 0)")
     p.add_argument("--budget", type=float, default=60.0, metavar="SECONDS",
-                   help="stop after this many seconds (default 60)")
+                   help="stop searching after this many seconds (default 60); shrinking "
+                        "a failure found takes up to 80 s more")
     p.add_argument("--max-examples", type=int, default=None, metavar="N",
                    help="stop after N examples (deterministic for a given seed)")
     p.add_argument("--scheduler", choices=SCHEDULERS, default="mixed",

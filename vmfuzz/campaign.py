@@ -541,6 +541,20 @@ def _variations(call: OpCall, config: KernelConfig) -> list[OpCall]:
     return out
 
 
+def _nudges(call: OpCall, config: KernelConfig) -> list[OpCall]:
+    """``call`` with one argument one more or one less (within its kind's bounds): a page
+    more makes an mmap reach and merge with the next vma, where the largest value fails."""
+    from vmfuzz.strategies.operations import kind_bounds
+
+    out = []
+    for a, kind in OPS[call.op].params:
+        lo, hi = kind_bounds(kind, config)
+        for v in (call.args[a] - 1, call.args[a] + 1):
+            if lo <= v <= hi and v not in (lo, hi):  # the bounds are _variations'
+                out.append(OpCall(call.op, {**call.args, a: v}))
+    return out
+
+
 def _siblings(call: OpCall) -> list[OpCall]:
     """``call`` as each other operation that takes the same arguments (munmap for an mmap,
     a write for a read, an exit for a fork ...): a failure found through one operation may
@@ -572,11 +586,11 @@ def _pair_programs(case: Case) -> tuple[list[Case], list[Case]]:
     return own, more
 
 
-def _grown_programs(case: Case) -> tuple[list[Case], list[Case]]:
+def _grown_programs(case: Case) -> tuple[list[Case], list[Case], list[Case]]:
     """Programs that are no smaller but may fail with fewer tasks in flight or fewer
     switches: a race the program reached through a detour (a fault taken inside another
     operation, a second task doing what a setup operation would do).  Deletion alone never
-    reaches them.  Returns two lists:
+    reaches them.  Returns three lists:
 
     * near ones, as many operations: its world with one feature more (setup done at boot: a
       second vma, a swapped page), with each task first in turn; one operation changed for a
@@ -586,7 +600,9 @@ def _grown_programs(case: Case) -> tuple[list[Case], list[Case]]:
     * grown ones, ONE operation more: a copy of one of its operations, or any operation of
       the table aimed at a page the program or its world uses (other arguments at their
       smallest), put at the front or the end of a task; each also with the tasks merged into
-      one.
+      one;
+    * for a program of at most two operations, both near moves at once: a world feature
+      more and one operation changed or varied (or one argument one up or down).
     """
     from vmfuzz.kernel import Kernel
     from vmfuzz.strategies.operations import target_of
@@ -595,18 +611,24 @@ def _grown_programs(case: Case) -> tuple[list[Case], list[Case]]:
     world = case.config.world
     first = min((t.start for t in tasks), default=0)
     near: list[Case] = []
-    for f in WORLD_FEATURES:
-        if f not in world:  # each task first in turn (a setup done at boot changes the race)
-            bigger = attrs.evolve(case.config, world=world | {f})
-            for i in range(len(tasks)):
-                ts = (attrs.evolve(tasks[i], start=first), *tasks[:i], *tasks[i + 1 :])
-                near.append(attrs.evolve(case, config=bigger, tasks=ts))
+    bigger = [attrs.evolve(case.config, world=world | {f}) for f in WORLD_FEATURES
+              if f not in world]
+    for config in bigger:  # each task first in turn (a setup done at boot changes the race)
+        for i in range(len(tasks)):
+            ts = (attrs.evolve(tasks[i], start=first), *tasks[:i], *tasks[i + 1 :])
+            near.append(attrs.evolve(case, config=config, tasks=ts))
+    varied_tasks: list[tuple[TaskSpec, ...]] = []
+    nudged_tasks: list[tuple[TaskSpec, ...]] = []
     for i, t in enumerate(tasks):
         for j, call in enumerate(t.ops):
-            for varied in _siblings(call) + _variations(call, case.config):
-                ops = (*t.ops[:j], varied, *t.ops[j + 1 :])
-                ts = (*tasks[:i], attrs.evolve(t, ops=ops), *tasks[i + 1 :])
-                near.append(attrs.evolve(case, tasks=ts))
+            for into, calls in (
+                (varied_tasks, _siblings(call) + _variations(call, case.config)),
+                (nudged_tasks, _nudges(call, case.config)),
+            ):
+                for varied in calls:
+                    ops = (*t.ops[:j], varied, *t.ops[j + 1 :])
+                    into.append((*tasks[:i], attrs.evolve(t, ops=ops), *tasks[i + 1 :]))
+    near += [attrs.evolve(case, tasks=ts) for ts in varied_tasks]
     out: list[Case] = []
     pages: list[tuple[int, int]] = []
     for t in case.tasks:
@@ -637,7 +659,13 @@ def _grown_programs(case: Case) -> tuple[list[Case], list[Case]]:
                             min(x.start for x in order),
                         )
                         out.append(attrs.evolve(case, tasks=(one,)))
-    return near, out
+    # Both near moves at once, a feature more and an operation varied: the two-operation
+    # program a greedy path reached may need both (swapoff against an mmap frees the vma its
+    # walk stands on with one switch only when the mmap merges into a second vma: the split
+    # world and npages >= 2).  Tried last, for small programs only (there are many).
+    twice = [attrs.evolve(case, config=config, tasks=ts) for config in bigger
+             for ts in varied_tasks + nudged_tasks] if sum(len(t.ops) for t in tasks) <= 2 else []
+    return near, out, twice
 
 
 class _Recorder:
