@@ -121,7 +121,7 @@ def test_zoo_row_counts_only_proper_finds() -> None:
     assert (row.worst_tasks, row.worst_preemptions, row.median_seconds) == (3, 2, 3.0)
     assert row.checks == ("deadlock", right)
     assert not _zoo.summarize(name, runs, need=3).met
-    larger = "larger than the mail's 2 tasks / 1 switches"
+    larger = "larger than the mail's 2 tasks / 1 switch"
     assert [c.why_not_good() for c in runs] == [
         "", "", "deadlock is not one of use_after_free", larger, larger, ""]
     # A campaign that did not run is an error: the row is not met, however many were good.

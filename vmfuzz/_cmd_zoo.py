@@ -102,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
             assert c.out is not None
             sh = c.out.get("shrunk") or {}
             what = (f"{c.out.get('invariant')} after {c.out.get('first_failure_seconds')} s, "
-                    f"shrunk to {sh.get('tasks')} tasks / {sh.get('preemptions')} switches")
+                    f"shrunk to {_zoo.counted(sh.get('tasks'), 'task')} / "
+                    f"{_zoo.counted(sh.get('preemptions'), 'switch')}")
             if c.bug:
                 what += " (good)" if c.good() else f" (not good: {c.why_not_good()})"
         sys.stderr.write(f"[{i}/{total}] {who} seed {c.seed}: {what}\n")
@@ -129,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(_zoo.text(rows))
         print(f"\n{sum(r.met for r in rows)}/{len(rows)} rows met "
-              f"(a bug needs {need} good seeds of {len(seeds)})")
+              f"(a bug needs {need} good seed{'' if need == 1 else 's'} of {len(seeds)})")
     if interrupted:
         return 130
     if any(c.error is not None for c in campaigns):

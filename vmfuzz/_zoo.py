@@ -71,8 +71,14 @@ class Campaign:
         bug = BUGS[self.bug]
         if not self.expected_check():
             return f"{self.out.get('invariant')} is not one of {', '.join(bug.caught_by())}"
-        return (f"larger than the mail's {_dash(bug.mail_tasks)} tasks / "
-                f"{_dash(bug.mail_preemptions)} switches")
+        return (f"larger than the mail's {counted(bug.mail_tasks, 'task')} / "
+                f"{counted(bug.mail_preemptions, 'switch')}")
+
+
+def counted(n: int | None, noun: str) -> str:
+    """``"1 switch"``, ``"2 switches"``, ``"- tasks"`` (no number drawn)."""
+    plural = noun + ("es" if noun.endswith("ch") else "s")
+    return f"{_dash(n)} {noun if n == 1 else plural}"
 
 
 @attrs.frozen
