@@ -336,7 +336,7 @@ def test_two_near_moves_at_once_save_a_switch() -> None:
     vma); a world feature more *and* a page more (or the mmap one page up) do."""
     check = "use_after_free"
     assert campaign._search(UNUSE_ONE_PAGE, check, 1, 3000) == (None, True)
-    near, _, twice = campaign._grown_programs(UNUSE_ONE_PAGE)
+    near, twice, _ = campaign._grown_programs(UNUSE_ONE_PAGE)
     assert not [c for c in near if campaign._search(c, check, 1, 3000)[0] is not None]
     saving = []
     for c in twice:

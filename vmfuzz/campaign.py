@@ -597,12 +597,12 @@ def _grown_programs(case: Case) -> tuple[list[Case], list[Case], list[Case]]:
       sibling (:func:`_siblings`); one argument set to the smallest or largest value of its
       kind (a munmap of the whole address space frees a vma where a partial one only splits
       it);
+    * for a program of at most two operations, both near moves at once: a world feature
+      more and one operation changed or varied (or one argument one up or down);
     * grown ones, ONE operation more: a copy of one of its operations, or any operation of
       the table aimed at a page the program or its world uses (other arguments at their
       smallest), put at the front or the end of a task; each also with the tasks merged into
-      one;
-    * for a program of at most two operations, both near moves at once: a world feature
-      more and one operation changed or varied (or one argument one up or down).
+      one.
     """
     from vmfuzz.kernel import Kernel
     from vmfuzz.strategies.operations import target_of
@@ -662,10 +662,11 @@ def _grown_programs(case: Case) -> tuple[list[Case], list[Case], list[Case]]:
     # Both near moves at once, a feature more and an operation varied: the two-operation
     # program a greedy path reached may need both (swapoff against an mmap frees the vma its
     # walk stands on with one switch only when the mmap merges into a second vma: the split
-    # world and npages >= 2).  Tried last, for small programs only (there are many).
+    # world and npages >= 2).  Before the grown ones (no bigger, and far fewer: a campaign's
+    # shrink spent its budget on those first); for small programs only (there are many).
     twice = [attrs.evolve(case, config=config, tasks=ts) for config in bigger
              for ts in varied_tasks + nudged_tasks] if sum(len(t.ops) for t in tasks) <= 2 else []
-    return near, out, twice
+    return near, twice, out
 
 
 class _Recorder:
