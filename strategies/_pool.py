@@ -15,7 +15,8 @@ inserts, deletes, changes, moves or copies one operation, toggles a world featur
 task from another entry, drops a task, or moves a task's start; it runs under PCT (change
 points spread over its parent's run length) or an echoed random walk, and under
 RETRY_SCHEDULES echoed random walks more if a run of it went round a retry loop (a trylock
-collided: a livelock needs every round to collide again, which few schedules do).  Mutants
+collided: a livelock needs every round to collide again, which few schedules do), and as
+many on the colliding tasks alone (a bystander still live hides a livelock).  Mutants
 cost no Hypothesis draws, and each changes one thing in a program already known to
 interleave.  The
 first violation becomes the campaign's failure (schedule = the recorded decisions), and the
@@ -41,7 +42,7 @@ from vmfuzz.strategies.operations import (
     target_of,
 )
 
-from vmfuzz._scheduler import ScheduleSource
+from vmfuzz._scheduler import Scheduler, ScheduleSource
 from vmfuzz.case import Case, OpCall, Run, Schedule, TaskSpec, execute
 from vmfuzz.kernel import OPS, Kernel, KernelConfig
 from vmfuzz.kernel.boot import WORLD_FEATURES
@@ -58,6 +59,20 @@ MAX_OPS = 8  # a pool program has at most this many operations (the mails' races
 # collided and backed off): a livelock needs every round to collide again, which about 1 in
 # 60 such schedules of the right program does (measured on the zoo's livelocks).
 RETRY_SCHEDULES = 16
+
+
+def colliders(case: Case, sched: Scheduler) -> Case | None:
+    """``case`` cut down to the tasks of the first retry-loop collision of ``sched``'s run (the
+    task that backed off and the holders of the lock its trylock wanted), at their own start
+    steps; None if that leaves no task out.  A livelock needs every live task retrying in lock
+    step, and a bystander dilutes the walk and, while live, hides the livelock: on a program
+    of the zoo's trylock livelock with two bystanders, 0 of 300 echoed walks livelocked, and
+    9 of 300 on the colliding pair alone."""
+    names = set(sched.collided)
+    keep = [t for t in case.tasks if t.name in names]
+    if len(keep) < 2 or len(keep) != len(names) or len(keep) == len(case.tasks):
+        return None
+    return _program(case, [list(t.ops) for t in keep], [t.start for t in keep], case.config)
 
 
 def interleavings(trace: Iterable[Any]) -> set[Pair]:
@@ -117,7 +132,9 @@ class Pool:
     runs: int = 0  # mutant runs so far
     steps: int = 0  # steps of those runs
     _boot_frames: dict[KernelConfig, list[int]] = attrs.field(factory=dict)
-    _retried: bool = False  # a run of the current mutant went round a retry loop
+    # Set when a run of the current mutant went round a retry loop (None: none did yet), with
+    # the mutant cut down to the tasks of that run's first collision (:func:`colliders`).
+    _retried: tuple[Case | None] | None = None
 
     def offer(
         self, case: Case, trace: Iterable[Any], length: int,
@@ -185,7 +202,7 @@ class Pool:
             if case is None:
                 continue
             random_walk = rng.random() < 0.2
-            self._retried = False
+            self._retried = None
             for _ in range(self.schedules):
                 seed = rng.getrandbits(32)
                 src: ScheduleSource = (
@@ -195,11 +212,13 @@ class Pool:
                 found = self._run_one(case, src)
                 if found is not None:
                     return found
-            if self._retried:
-                for _ in range(RETRY_SCHEDULES):
-                    found = self._run_one(case, Echo(RandomWalk(rng.getrandbits(32))))
-                    if found is not None:
-                        return found
+            if self._retried is not None:
+                pair = self._retried[0]
+                for prog in (case, pair) if pair is not None else (case,):
+                    for _ in range(RETRY_SCHEDULES):
+                        found = self._run_one(prog, Echo(RandomWalk(rng.getrandbits(32))))
+                        if found is not None:
+                            return found
         return None
 
     def boot_frames(self, config: KernelConfig) -> list[int]:
@@ -236,7 +255,8 @@ class Pool:
             )
         self.runs += 1
         self.steps += run.outcome.steps
-        self._retried |= run.sched.retried > 0
+        if self._retried is None and run.sched.retried:
+            self._retried = (colliders(case, run.sched),)
         if run.outcome.kind == "violation":
             assert run.outcome.violation is not None
             return Failure(

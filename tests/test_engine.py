@@ -442,3 +442,18 @@ def test_echo_repeats_a_retry_round() -> None:
     plain = livelocks(RandomWalk)
     echoed = livelocks(lambda s: Echo(RandomWalk(s)))
     assert echoed > 2 * plain + 5, (plain, echoed)
+
+
+def test_the_first_collision_names_its_tasks() -> None:
+    """``collided``: the task of the first retry-loop round, then the holder of the lock its
+    failed trylock wanted (the fuzzer cuts a program down to these: see
+    ``strategies._pool.colliders``); empty when nothing backed off."""
+    sched = Scheduler(_RoundRobin(), livelock_retries=1000)
+    _polite_pair(sched, [0])
+    sched.run_to_outcome()
+    assert sched.retried
+    assert sched.collided in (("T0", "T1"), ("T1", "T0"))
+    quiet = Scheduler(NonPreemptive())
+    _polite_pair(quiet, [0])
+    quiet.run_to_outcome()
+    assert not quiet.retried and quiet.collided == ()

@@ -80,6 +80,7 @@ class Task:
         "held",
         "label",
         "name",
+        "refused_by",
         "result",
         "retries",
         "tid",
@@ -96,6 +97,7 @@ class Task:
         self.done = False
         self.result: Any = None
         self.retries = 0
+        self.refused_by: tuple[str, ...] = ()  # holders of the lock its last trylock wanted
 
     def held_names(self) -> tuple[str, ...]:
         return tuple(lock.name for lock, _ in self.held)
@@ -182,6 +184,7 @@ class Scheduler:
         self.preemptions = 0
         self.switches = 0
         self.retried = 0  # retry-loop rounds run by any task (a trylock collided and backed off)
+        self.collided: tuple[str, ...] = ()  # the first round's task, then the holders it met
         self.bkl = BigKernelLock()
         self._events: list[str] = []
         # Livelock as a cycle: the shared state's version (the kernel bumps it on every write;
@@ -254,6 +257,7 @@ class Scheduler:
             self._events.append(f"trylock {lock.name}")
             return True
         self._events.append(f"trylock {lock.name} failed")
+        task.refused_by = tuple(h.name for h in lock.holders())
         return False
 
     def unlock(self, lock: Lock, mode: str | None = None) -> None:
@@ -420,6 +424,8 @@ class Scheduler:
         if isinstance(req, Retry):
             task.label = req.label
             task.retries += 1
+            if not self.retried:
+                self.collided = tuple(dict.fromkeys((task.name, *task.refused_by)))
             self.retried += 1
             if self.state_version is not None:
                 self._check_cycle(task)
