@@ -322,8 +322,9 @@ def mutate(parent: Entry, pool: Pool, rng: random.Random) -> Case | None:
     own = sorted({c.op for t in tasks for c in t})
     for _ in range(1 + (rng.random() < 0.3) + (rng.random() < 0.1)):
         kind = rng.choices(
-            ("insert", "delete", "change", "move", "copy", "world", "splice", "start", "drop"),
-            (4, 3, 3, 1, 2, 1, 1, 1, 1),
+            ("insert", "delete", "change", "replace", "move", "copy", "world", "splice",
+             "start", "drop"),
+            (4, 3, 3, 2, 1, 2, 1, 1, 1, 1),
         )[0]
         nonempty = [i for i, t in enumerate(tasks) if t]
         if kind == "insert" and sum(map(len, tasks)) < MAX_OPS:
@@ -346,6 +347,20 @@ def mutate(parent: Entry, pool: Pool, rng: random.Random) -> Case | None:
                 tasks[t][j] = OpCall(call.op, {**call.args, a: _value(k, config, rng)})
                 if k in ("mm", "addr", "pfn"):
                     tasks[t][j] = _aim(tasks[t][j], parent, rng)
+        elif kind == "replace" and nonempty:
+            # Another operation in its place, on the same object: a race of two paths on one
+            # page is often one path away from a race already met (mlock || mlock ->
+            # migrate || mlock), which otherwise takes an insert and a delete.
+            t = rng.choice(nonempty)
+            j = rng.randrange(len(tasks[t]))
+            names = own if own and rng.random() < 0.5 else ops
+            call = _call(names, config, rng)
+            target = target_of(tasks[t][j])
+            if takes_frame(call) or target is None:
+                call = _aim(call, parent, rng)
+            else:
+                call = retarget(call, target)
+            tasks[t][j] = call
         elif kind in ("move", "copy") and nonempty:
             t = rng.choice(nonempty)
             call = tasks[t][rng.randrange(len(tasks[t]))]
