@@ -11,17 +11,16 @@ it is one mutation away.
 
 Programs enter the pool from Hypothesis' examples (:class:`KernelMachine` offers each one) and
 from mutants, minimised first: each operation the new pairs do not need is deleted.  A mutant
-inserts, deletes, changes, moves or copies one operation, toggles a world feature, takes a
-task from another entry, drops a task, or moves a task's start; it runs under PCT (change
-points spread over its parent's run length) or an echoed random walk, and under
-RETRY_SCHEDULES echoed random walks more if a run of it went round a retry loop (a trylock
-collided: a livelock needs every round to collide again, which few schedules do), and as
-many on the colliding tasks alone (a bystander still live hides a livelock).  Mutants
-cost no Hypothesis draws, and each changes one thing in a program already known to
-interleave.  The
-first violation becomes the campaign's failure (schedule = the recorded decisions), and the
-campaign's own shrinker takes it from there.  Everything is seeded: no set or hash order
-reaches a choice.  Nothing here knows about any kernel path.
+inserts, deletes, changes, replaces (on the same object), moves or copies one operation,
+toggles a world feature, takes a task from another entry, drops a task, or moves a task's
+start; it runs under PCT (change points spread over its parent's run length) or an echoed
+random walk, and under RETRY_SCHEDULES echoed random walks more if a run of it went round a
+retry loop (a trylock collided: a livelock needs every round to collide again, which few
+schedules do), and as many on the colliding tasks alone (a bystander still live hides a
+livelock).  Mutants cost no Hypothesis draws, and each changes one thing in a program
+already known to interleave.  The first violation becomes the campaign's failure (schedule =
+the recorded decisions), and the campaign's own shrinker takes it from there.  Everything is
+seeded: no set or hash order reaches a choice.  Nothing here knows about any kernel path.
 """
 
 from __future__ import annotations
