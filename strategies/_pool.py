@@ -11,16 +11,16 @@ it is one mutation away.
 
 Programs enter the pool from Hypothesis' examples (:class:`KernelMachine` offers each one) and
 from mutants, minimised first: each operation the new pairs do not need is deleted.  A mutant
-inserts, deletes, changes, replaces (on the same object), moves or copies one operation,
-toggles a world feature, takes a task from another entry, drops a task, or moves a task's
-start; it runs under PCT (change points spread over its parent's run length) or an echoed
-random walk, and under RETRY_SCHEDULES echoed random walks more if a run of it went round a
-retry loop (a trylock collided: a livelock needs every round to collide again, which few
-schedules do), and as many on the colliding tasks alone (a bystander still live hides a
-livelock).  Mutants cost no Hypothesis draws, and each changes one thing in a program
-already known to interleave.  The first violation becomes the campaign's failure (schedule =
-the recorded decisions), and the campaign's own shrinker takes it from there.  Everything is
-seeded: no set or hash order reaches a choice.  Nothing here knows about any kernel path.
+inserts, deletes, changes, moves or copies one operation, toggles a world feature, takes a
+task from another entry, drops a task, or moves a task's start; it runs under PCT (change
+points spread over its parent's run length) or an echoed random walk, and under
+RETRY_SCHEDULES echoed random walks more if a run of it went round a retry loop (a trylock
+collided: a livelock needs every round to collide again, which few schedules do), and as
+many on the colliding tasks alone (a bystander still live hides a livelock).  Mutants cost
+no Hypothesis draws, and each changes one thing in a program already known to interleave.
+The first violation becomes the campaign's failure (schedule = the recorded decisions), and
+the campaign's own shrinker takes it from there.  Everything is seeded: no set or hash order
+reaches a choice.  Nothing here knows about any kernel path.
 """
 
 from __future__ import annotations
@@ -321,9 +321,8 @@ def mutate(parent: Entry, pool: Pool, rng: random.Random) -> Case | None:
     own = sorted({c.op for t in tasks for c in t})
     for _ in range(1 + (rng.random() < 0.3) + (rng.random() < 0.1)):
         kind = rng.choices(
-            ("insert", "delete", "change", "replace", "move", "copy", "world", "splice",
-             "start", "drop"),
-            (4, 3, 3, 2, 1, 2, 1, 1, 1, 1),
+            ("insert", "delete", "change", "move", "copy", "world", "splice", "start", "drop"),
+            (4, 3, 3, 1, 2, 1, 1, 1, 1),
         )[0]
         nonempty = [i for i, t in enumerate(tasks) if t]
         if kind == "insert" and sum(map(len, tasks)) < MAX_OPS:
@@ -346,20 +345,6 @@ def mutate(parent: Entry, pool: Pool, rng: random.Random) -> Case | None:
                 tasks[t][j] = OpCall(call.op, {**call.args, a: _value(k, config, rng)})
                 if k in ("mm", "addr", "pfn"):
                     tasks[t][j] = _aim(tasks[t][j], parent, rng)
-        elif kind == "replace" and nonempty:
-            # Another operation in its place, on the same object: a race of two paths on one
-            # page is often one path away from a race already met (mlock || mlock ->
-            # migrate || mlock), which otherwise takes an insert and a delete.
-            t = rng.choice(nonempty)
-            j = rng.randrange(len(tasks[t]))
-            names = own if own and rng.random() < 0.5 else ops
-            call = _call(names, config, rng)
-            target = target_of(tasks[t][j])
-            if takes_frame(call) or target is None:
-                call = _aim(call, parent, rng)
-            else:
-                call = retarget(call, target)
-            tasks[t][j] = call
         elif kind in ("move", "copy") and nonempty:
             t = rng.choice(nonempty)
             call = tasks[t][rng.randrange(len(tasks[t]))]
