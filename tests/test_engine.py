@@ -457,3 +457,71 @@ def test_the_first_collision_names_its_tasks() -> None:
     _polite_pair(quiet, [0])
     quiet.run_to_outcome()
     assert not quiet.retried and quiet.collided == ()
+
+
+
+class _PairFirst:
+    """Alternate between the tasks other than ``B``; run ``B`` once, at step 3 (when it asks
+    for its lock), and never again unless nothing else can run."""
+
+    def choose(self, runnable: list, default: int, sched: Scheduler) -> int:
+        names = [t.name for t in runnable]
+        if sched.step_no == 3 and "B" in names:
+            return names.index("B")
+        cur = sched.current
+        others = [i for i, t in enumerate(runnable) if t is not cur and t.name != "B"]
+        pair = [i for i, t in enumerate(runnable) if t.name != "B"]
+        return others[0] if others else pair[0] if pair else default
+
+
+def _polite_trio(sched: Scheduler, written: list[int], bystander_wants: str) -> None:
+    """The polite pair P0 and P1, P0 holding a mutex ``m`` across its retry loop (as
+    vma_adjust holds mmap_sem), and a bystander B that wants ``m``, or ``a``, which the loop
+    drops every round."""
+    a, b, m = Spinlock("a"), Spinlock("b"), Mutex("m")
+
+    def polite(first: Spinlock, second: Spinlock, outer: Mutex | None) -> Iterator[object]:
+        if outer is not None:
+            yield sched.mutex_lock(outer)
+        while True:
+            yield sched.spin_lock(first)
+            yield "polite:try_second"
+            if sched.trylock(second):
+                break
+            yield "polite:backoff"
+            sched.spin_unlock(first)
+            yield sched.retry("polite:retry")
+        written[0] += 1
+        sched.spin_unlock(second)
+        sched.spin_unlock(first)
+        if outer is not None:
+            sched.unlock(outer)
+
+    def bystander() -> Iterator[object]:
+        lock = m if bystander_wants == "m" else a
+        yield sched.mutex_lock(m) if lock is m else sched.spin_lock(a)
+        written[0] += 1
+        sched.unlock(lock)
+
+    sched.state_version = lambda: written[0]
+    sched.spawn(polite(a, b, m), "P0")
+    sched.spawn(polite(b, a, None), "P1")
+    sched.spawn(bystander(), "B")
+
+
+@pytest.mark.parametrize("wants", ["m", "a"])
+def test_a_task_blocked_throughout_the_round_does_not_hide_a_livelock(wants: str) -> None:
+    """B blocked on the mutex P0 holds across its retry loop can never run while the pair
+    loops: the cycle is a livelock all the same.  Blocked on ``a``, which P0 drops every
+    round, B could run at that step (a schedule repeating the round would starve it): no
+    livelock is claimed."""
+    sched = Scheduler(_PairFirst(), livelock_retries=1000, max_steps=400)
+    _polite_trio(sched, [0], wants)
+    out = sched.run_to_outcome()
+    assert sched.trace[3].task == "B"  # B asked for its lock at step 3, P0 holding a and m
+    if wants == "m":
+        assert out.check == "livelock", out
+        assert "B at " in out.violation.message
+        assert "(blocked throughout)" in out.violation.message
+    else:
+        assert out.kind == "budget", out
