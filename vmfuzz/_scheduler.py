@@ -79,7 +79,6 @@ class Task:
         "gen",
         "held",
         "label",
-        "last_runnable",
         "name",
         "refused_by",
         "result",
@@ -99,7 +98,6 @@ class Task:
         self.result: Any = None
         self.retries = 0
         self.refused_by: tuple[str, ...] = ()  # holders of the lock its last trylock wanted
-        self.last_runnable = -1  # the last step at which it could have been chosen
 
     def held_names(self) -> tuple[str, ...]:
         return tuple(lock.name for lock, _ in self.held)
@@ -193,7 +191,7 @@ class Scheduler:
         # None = unknown, then only the retry count decides) and, per task, the state seen at
         # its last retry (see _check_cycle).
         self.state_version: Callable[[], int] | None = None
-        self._at_retry: dict[int, tuple[Any, int, dict[int, int], int]] = {}
+        self._at_retry: dict[int, tuple[Any, int, dict[int, int]]] = {}
 
     # ------------------------------------------------------------------ tasks
     def spawn(self, gen: TaskGen, name: str | None = None) -> Task:
@@ -337,8 +335,6 @@ class Scheduler:
         runnable = self.runnable()
         if not runnable:
             raise self._annotate(self._deadlock_all(), self.live[0])
-        for t in runnable:
-            t.last_runnable = self.step_no
         cur = self.current
         if len(runnable) == 1:
             task = runnable[0]
@@ -574,12 +570,7 @@ class Scheduler:
         between, the round just run returned to where it began with nothing written: the
         schedule that repeats it forever is a valid one, and no task ever gets through.
         (``retry()`` marks the head of an unbounded retry loop: its round keeps no state of
-        its own, which is what makes the repetition exact.)  A live task that did not retry
-        but could not run at any step of the round (blocked behind a lock a retrying task
-        holds across its loop, such as mmap_sem behind vma_adjust's) is stuck in it too:
-        no schedule of the repeated round can run it, so it does not hide the livelock; one
-        that could have run does (repeating the round would starve it), and it takes two
-        tasks retrying."""
+        its own, which is what makes the repetition exact.)"""
         assert self.state_version is not None
         key = tuple(
             (t.tid, t.label, t.blocked is not None, tuple((id(lk), m) for lk, m in t.held))
@@ -588,24 +579,18 @@ class Scheduler:
         version = self.state_version()
         retries = {t.tid: t.retries for t in self.live}
         last = self._at_retry.get(task.tid)
-        self._at_retry[task.tid] = (key, version, retries, self.step_no)
+        self._at_retry[task.tid] = (key, version, retries)
         if last is None or len(self.live) < 2:
             return
-        last_key, last_version, last_retries, since = last
+        last_key, last_version, last_retries = last
         if key != last_key or version != last_version:
             return
-        looped = [t for t in self.live if t.retries > last_retries.get(t.tid, t.retries)]
-        if len(looped) >= 2 and all(
-            t in looped or t.last_runnable < since for t in self.live
-        ):
+        if all(t.retries > last_retries.get(t.tid, t.retries) for t in self.live):
             raise Violation(
                 "livelock",
                 "every task went round its retry loop and came back to the same state with "
                 "nothing written (a schedule repeating that round never ends): "
-                + ", ".join(
-                    f"{t.name} at {t.label}" + ("" if t in looped else " (blocked throughout)")
-                    for t in self.live
-                ),
+                + ", ".join(f"{t.name} at {t.label}" for t in self.live),
             )
 
     def _annotate(self, v: Violation, task: Task) -> Violation:
