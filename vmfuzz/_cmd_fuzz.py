@@ -17,7 +17,8 @@ a new interleaving of two tasks' paths, changed one operation at a time (--mutan
 "ops", "steps", "preemptions"} | null,
 "minimal_preemptions", "first_failure_seconds" and "first_failure_examples" (time and examples
 to the first, unshrunk failure), "post_shrink_seconds" (shrinking after Hypothesis), "world"
-(the failure's world features), "seed", "scheduler", "bugs"}.
+(the failure's world features), "seed", "scheduler", "bugs", "vmfuzz": {"version", "path",
+"code" (a digest of the source that ran)}}.
 Exit status: 0 nothing found, 1 failure found, 2 usage or bad input, 3 internal error of
 vmfuzz itself (one line on stderr; VMFUZZ_TRACEBACK=1 shows the traceback).
 """
@@ -31,6 +32,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vmfuzz._provenance import provenance
 from vmfuzz.kernel import KernelConfig
 from vmfuzz.kernel.bugs import unknown_bugs
 from vmfuzz.schedules import FUZZ_SCHEDULERS as SCHEDULERS
@@ -157,6 +159,7 @@ def _to_json(result: CampaignResult, path: Path | None, args: argparse.Namespace
         "seed": args.seed,
         "scheduler": args.scheduler,
         "bugs": sorted(args.bug),
+        "vmfuzz": provenance(),
     }
 
 

@@ -23,7 +23,9 @@ switches), mail (the seed mail's tasks / switches), checks (the checks reported)
 --json prints one object: {"rows": [{"bug", "seed_doc", "seeds", "found", "good", "errors",
 "median_seconds", "worst_tasks", "median_steps", "worst_preemptions", "mail", "checks",
 "met"}], "campaigns": [{"bug", "seed", "out" (the campaign's own --json object, or null),
-"error"}], "met"}.
+"error"}], "met", "vmfuzz" (which vmfuzz the zoo is: version, path, code digest)}.  Each
+campaign's own object says which vmfuzz it ran; if that is other code than the zoo's own (a
+'python -m vmfuzz' that finds another copy first), a warning says so on stderr.
 Exit status: 0 every row met, 1 some row not met, 2 usage or bad input, 3 a campaign failed to
 run (its row counts it as an error and is not met), 130 interrupted (Ctrl-C: no campaign is
 started any more; the table counts those that finished).
@@ -35,6 +37,7 @@ import argparse
 import json
 import sys
 
+from vmfuzz._provenance import provenance
 from vmfuzz.kernel import BUGS
 from vmfuzz.kernel.bugs import unknown_bugs
 
@@ -92,7 +95,19 @@ def run(args: argparse.Namespace) -> int:
         f" x {len(seeds)} seeds, {args.budget:g} s each, {args.jobs} at a time)\n"
     )
 
+    own = provenance()
+    warned: list[str] = []
+
     def done(i: int, c: _zoo.Campaign) -> None:
+        ran = (c.out or {}).get("vmfuzz") or {}
+        if c.out is not None and ran.get("code") != own["code"] and not warned:
+            warned.append(str(ran.get("code")))
+            sys.stderr.write(
+                f"vmfuzz zoo: warning: campaigns run vmfuzz from {ran.get('path')} (code "
+                f"{ran.get('code')}), not this one ({own['path']}, code {own['code']}): the "
+                "table measures their code ('python -m vmfuzz' imports what this interpreter "
+                "finds first)\n"
+            )
         who = c.bug or _zoo.FIXED
         if c.error is not None:
             what = f"ERROR: {c.error}"
@@ -124,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
             "campaigns": [{"bug": c.bug or None, "seed": c.seed, "out": c.out, "error": c.error}
                           for c in campaigns],
             "met": met,
+            "vmfuzz": own,
         }))
     elif args.markdown:
         print(_zoo.markdown(rows))
