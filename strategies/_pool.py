@@ -131,9 +131,8 @@ class Pool:
     runs: int = 0  # mutant runs so far
     steps: int = 0  # steps of those runs
     _boot_frames: dict[KernelConfig, list[int]] = attrs.field(factory=dict)
-    # Set when a run of the current mutant went round a retry loop (None: none did yet), with
-    # the mutant cut down to the tasks of that run's first collision (:func:`colliders`).
-    _retried: tuple[Case | None] | None = None
+    _retried: bool = False  # a run of the current mutant went round a retry loop
+    _pair: Case | None = None  # the first such run's colliding tasks alone (:func:`colliders`)
 
     def offer(
         self, case: Case, trace: Iterable[Any], length: int,
@@ -201,7 +200,7 @@ class Pool:
             if case is None:
                 continue
             random_walk = rng.random() < 0.2
-            self._retried = None
+            self._retried, self._pair = False, None
             for _ in range(self.schedules):
                 seed = rng.getrandbits(32)
                 src: ScheduleSource = (
@@ -211,9 +210,8 @@ class Pool:
                 found = self._run_one(case, src)
                 if found is not None:
                     return found
-            if self._retried is not None:
-                pair = self._retried[0]
-                for prog in (case, pair) if pair is not None else (case,):
+            if self._retried:
+                for prog in (case, self._pair) if self._pair is not None else (case,):
                     for _ in range(RETRY_SCHEDULES):
                         found = self._run_one(prog, Echo(RandomWalk(rng.getrandbits(32))))
                         if found is not None:
@@ -254,8 +252,8 @@ class Pool:
             )
         self.runs += 1
         self.steps += run.outcome.steps
-        if self._retried is None and run.sched.retried:
-            self._retried = (colliders(case, run.sched),)
+        if run.sched.retried and not self._retried:
+            self._retried, self._pair = True, colliders(case, run.sched)
         if run.outcome.kind == "violation":
             assert run.outcome.violation is not None
             return Failure(

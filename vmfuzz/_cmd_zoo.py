@@ -96,12 +96,13 @@ def run(args: argparse.Namespace) -> int:
     )
 
     own = provenance()
-    warned: list[str] = []
+    warned = False
 
     def done(i: int, c: _zoo.Campaign) -> None:
+        nonlocal warned
         ran = (c.out or {}).get("vmfuzz") or {}
         if c.out is not None and ran.get("code") != own["code"] and not warned:
-            warned.append(str(ran.get("code")))
+            warned = True
             sys.stderr.write(
                 f"vmfuzz zoo: warning: campaigns run vmfuzz from {ran.get('path')} (code "
                 f"{ran.get('code')}), not this one ({own['path']}, code {own['code']}): the "
