@@ -8,7 +8,7 @@ import json
 import attrs
 import pytest
 
-from vmfuzz.case import Case, Schedule, TaskSpec, execute
+from vmfuzz.case import Case, OpCall, Schedule, TaskSpec, execute
 from vmfuzz.kernel import Kernel, KernelConfig
 from vmfuzz.kernel.boot import WORLD_FEATURES
 from vmfuzz.kernel.mm_types import PresentPte, SwapPte
@@ -148,3 +148,84 @@ def test_a_check_failed_while_building_the_world_is_the_runs_finding() -> None:
     assert (v.step, v.task, v.label) == (0, "boot", "do_munmap:detach_vmas_to_be_unmapped")
     assert execute(Case(attrs.evolve(config, bugs=[]), ())).outcome.kind == "clean"
     assert execute(Case(attrs.evolve(config, world=["resident"]), ())).outcome.kind == "clean"
+
+
+def _same(a: object, b: object, pairs: dict[int, int]) -> bool:
+    """``a`` and ``b`` are the same object graph: equal values, and aliased where the other is
+    (``pairs`` maps each object of ``a`` met so far to its counterpart in ``b``)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, (int, float, str, bytes, bool, type(None), frozenset, tuple)) and not (
+        isinstance(a, tuple) and any(not isinstance(x, (int, str)) for x in a)
+    ):
+        return a == b
+    if id(a) in pairs:
+        return pairs[id(a)] == id(b)
+    pairs[id(a)] = id(b)
+    if isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple))
+        return len(a) == len(b) and all(_same(x, y, pairs) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        assert isinstance(b, dict)
+        return list(a) == list(b) and all(_same(a[x], b[x], pairs) for x in a)
+    if isinstance(a, (set, frozenset)):
+        return a == b  # sets of ints and names only (a set of objects would not compare)
+    if callable(a) and not hasattr(a, "__dict__") and not hasattr(a, "__slots__"):
+        return a is b
+    slots = [s for c in type(a).__mro__ for s in getattr(c, "__slots__", ())]
+    va = {s: getattr(a, s) for s in slots if hasattr(a, s)} | getattr(a, "__dict__", {})
+    vb = {s: getattr(b, s) for s in slots if hasattr(b, s)} | getattr(b, "__dict__", {})
+    return list(va) == list(vb) and all(_same(va[x], vb[x], pairs) for x in va)
+
+
+def _state(k: Kernel) -> dict[str, object]:
+    return {a: v for a, v in vars(k).items() if a != "sched"}
+
+
+@pytest.mark.parametrize("bugs", [(), ("anon_vma_root_not_pinned",), ("vm_swap_full_delete_race",)])
+def test_a_world_restored_from_its_snapshot_is_the_world_booted(
+    bugs: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every run boots its world from a snapshot of the first boot of its config: object for
+    object (aliases included) what a boot builds, and a copy of its own: what one run does to
+    its kernel never reaches the next run's."""
+    from itertools import combinations
+
+    from vmfuzz.kernel import kernel as kernel_mod
+
+    monkeypatch.setattr(kernel_mod, "_BOOTED", {})
+    for n in range(len(WORLD_FEATURES) + 1):
+        for world in combinations(WORLD_FEATURES, n):
+            config = KernelConfig(bugs=bugs, world=world)
+            kernel_mod._BOOTED.clear()
+            booted = Kernel(config)
+            assert config in kernel_mod._BOOTED  # the first boot left its snapshot
+            run = execute(
+                Case(
+                    config,
+                    (
+                        TaskSpec(
+                            "T0",
+                            (
+                                OpCall("write", {"mm": 0, "addr": 0}),
+                                OpCall("fork", {"mm": 0}),
+                                OpCall("write", {"mm": 0, "addr": 3}),
+                                OpCall("exit", {"mm": 0}),
+                            ),
+                        ),
+                    ),
+                )
+            )  # changes the state of its (restored) kernel a lot
+            assert run.outcome.kind == "clean"
+            restored = Kernel(config)
+            assert _same(_state(booted), _state(restored), {}), world
+            assert restored.pages is not booted.pages and restored.mms is not booted.mms
+
+
+def test_a_world_whose_building_failed_is_built_anew_each_time() -> None:
+    """No snapshot of a world that failed a check on the way (its boot stopped mid-path): each
+    run builds it and reports the finding itself."""
+    config = KernelConfig(bugs=["detach_vmas_outside_ptl"], world=["split"])
+    first, second = Kernel(config), Kernel(config)
+    assert first.boot_violation is not None and second.boot_violation is not None
+    assert first.boot_violation is not second.boot_violation

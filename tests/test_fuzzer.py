@@ -116,6 +116,7 @@ def test_cli_json_on_fixed_kernel() -> None:
 def test_broken_model_variant_found_and_shrunk(monkeypatch: pytest.MonkeyPatch) -> None:
     """A variant of the real fault path, built here: do_anonymous_page without the pte_none
     recheck under page_table_lock (two threads faulting one page both install theirs)."""
+    from vmfuzz.kernel import kernel as kernel_mod
     from vmfuzz.kernel import memory
     from vmfuzz.kernel.mm_types import VM_WRITE, PresentPte
     from vmfuzz.kernel.page_alloc import alloc_page, lru_cache_add_active_or_unevictable
@@ -135,6 +136,7 @@ def test_broken_model_variant_found_and_shrunk(monkeypatch: pytest.MonkeyPatch) 
         return 0
 
     monkeypatch.setattr(memory, "do_anonymous_page", no_recheck)
+    monkeypatch.setattr(kernel_mod, "_BOOTED", {})  # worlds built by the variant, not cached
     r = fuzz(KernelConfig(), seed_value=0, budget=120, ops=["read", "write"])
     assert r.found, "the missing pte_none recheck was not found"
     shrunk = r.shrunk()
