@@ -76,6 +76,7 @@ class Stats:
     first_failure_at: float | None = None  # time.monotonic() of the first failure
     budget_hits: int = 0
     mutant_runs: int = 0  # runs of the pool's mutants (strategies._pool), not examples
+    probe_runs: int = 0  # runs of the pool's partner probes (Pool.probe)
     ops: dict[str, int] = attrs.field(factory=dict)
     labels: dict[str, int] = attrs.field(factory=dict)
 

@@ -12,8 +12,8 @@ A campaign alternates Hypothesis examples with mutants of its program pool: prog
 a new interleaving of two tasks' paths, changed one operation at a time (--mutants).
 
 --json prints exactly one object: {"found", "invariant", "message", "examples",
-"mutant_runs" (runs of the program pool's mutants), "steps",
-"seconds", "steps_per_second", "case", "shrunk": {"tasks" (in flight at once), "threads",
+"mutant_runs" (runs of the program pool's mutants), "probe_runs" (of its partner probes),
+"steps", "seconds", "steps_per_second", "case", "shrunk": {"tasks" (in flight at once), "threads",
 "ops", "steps", "preemptions"} | null,
 "minimal_preemptions", "first_failure_seconds" and "first_failure_examples" (time and examples
 to the first, unshrunk failure), "post_shrink_seconds" (shrinking after Hypothesis), "world"
@@ -142,6 +142,7 @@ def _to_json(result: CampaignResult, path: Path | None, args: argparse.Namespace
         "message": v.describe() if v else None,
         "examples": result.examples,
         "mutant_runs": result.stats.mutant_runs if result.stats else 0,
+        "probe_runs": result.stats.probe_runs if result.stats else 0,
         "steps": result.steps,
         "seconds": round(result.seconds, 3),
         "steps_per_second": round(result.steps / result.seconds, 1) if result.seconds else 0.0,

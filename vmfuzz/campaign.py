@@ -171,10 +171,11 @@ def _run_pool(
     if pool is None or not mutants:
         return False
     rng = random.Random(seed_value * 1_000_003 + index)
-    runs0, steps0 = pool.runs, pool.steps
+    runs0, probes0, steps0 = pool.runs, pool.probe_runs, pool.steps
     deadline = t0 + budget if budget is not None else float("inf")
     found = pool.run(mutants, rng, deadline)
     cls.stats.mutant_runs += pool.runs - runs0
+    cls.stats.probe_runs += pool.probe_runs - probes0
     cls.stats.steps += pool.steps - steps0
     if found is None:
         return False

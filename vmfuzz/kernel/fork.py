@@ -151,7 +151,7 @@ def sys_fork(k: Kernel, mm: int) -> Gen:
     return child.id if not retval else retval
 
 
-@operation("exit", mm="mm")
+@operation("exit", mm="mm", destroys="mm")
 def sys_exit(k: Kernel, mm: int) -> Gen:
     """exit(): the process owning ``mm`` exits; the last user of the mm tears it down."""
     m = get_mm(k, mm)

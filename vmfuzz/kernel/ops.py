@@ -32,24 +32,30 @@ KINDS = ("mm", "addr", "npages", "pfn", "entry", "flag", "count")
 
 @attrs.frozen
 class OpSpec:
-    """One operation: its name, generator function, (argument, kind) pairs and doc line."""
+    """One operation: its name, generator function, (argument, kind) pairs and doc line;
+    ``destroys``, the kind of the argument whose object it tears down (exit: its mm), as a
+    syscall description names a resource's destructor."""
 
     name: str
     fn: Callable[..., Generator[Any, None, Any]]
     params: tuple[tuple[str, str], ...]
     doc: str
+    destroys: str | None = None
 
 
 OPS: dict[str, OpSpec] = {}
 
 
 def operation(
-    name: str, **params: str
+    name: str, *, destroys: str | None = None, **params: str
 ) -> Callable[[Callable[..., Generator[Any, None, Any]]], Callable[..., Generator[Any, None, Any]]]:
-    """Register ``fn`` as operation ``name`` with argument kinds ``params`` (in order)."""
+    """Register ``fn`` as operation ``name`` with argument kinds ``params`` (in order); with
+    ``destroys``, it tears down the object named by its argument of that kind."""
     for arg, kind in params.items():
         if kind not in KINDS:
             raise ValueError(f"operation {name}: argument {arg} has unknown kind {kind!r}")
+    if destroys is not None and destroys not in params.values():
+        raise ValueError(f"operation {name}: destroys {destroys!r}, not one of its kinds")
 
     def register(
         fn: Callable[..., Generator[Any, None, Any]],
@@ -57,7 +63,7 @@ def operation(
         if name in OPS:
             raise ValueError(f"operation {name} registered twice")
         doc = (fn.__doc__ or name).strip().splitlines()[0]
-        OPS[name] = OpSpec(name, fn, tuple(params.items()), doc)
+        OPS[name] = OpSpec(name, fn, tuple(params.items()), doc, destroys)
         return fn
 
     return register
