@@ -18,6 +18,8 @@ RETRY_SCHEDULES echoed random walks more if a run of it went round a retry loop 
 collided: a livelock needs every round to collide again, which few schedules do), and as
 many on the colliding tasks alone (a bystander still live hides a livelock).  Mutants cost
 no Hypothesis draws, and each changes one thing in a program already known to interleave.
+After each round, partner probes (:meth:`Pool.probe`) put the teardown of every mm an entry
+aims at next to it, on a budget and a random stream of their own.
 The first violation becomes the campaign's failure (schedule = the recorded decisions), and
 the campaign's own shrinker takes it from there.  Everything is seeded: no set or hash order
 reaches a choice.  Nothing here knows about any kernel path.
@@ -131,9 +133,9 @@ class Pool:
     hits: dict[Pair, int] = attrs.field(factory=dict)  # runs that met each pair
     added: int = 0
     runs: int = 0  # mutant runs so far
-    steps: int = 0  # steps of those runs
-    _boot_frames: dict[KernelConfig, list[int]] = attrs.field(factory=dict)
     probe_runs: int = 0  # runs of partner probes (:meth:`probe`), not counted in ``runs``
+    steps: int = 0  # steps of those runs (and of the probes')
+    _boot_frames: dict[KernelConfig, list[int]] = attrs.field(factory=dict)
     _retried: bool = False  # a run of the current mutant went round a retry loop
     _pair: Case | None = None  # the first such run's colliding tasks alone (:func:`colliders`)
 

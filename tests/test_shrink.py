@@ -376,3 +376,23 @@ def test_the_campaign_shrink_budget_reaches_the_mails_switch_count() -> None:
     shrunk = result.shrunk()
     assert shrunk is not None and (shrunk["tasks"], shrunk["preemptions"]) == (2, 1), shrunk
     _replays(result, "use_after_free")
+
+
+def test_a_late_start_that_costs_a_switch_is_moved_to_the_first() -> None:
+    """seed 001's vm_swap_full race as a campaign found it (a partner probe, then the shrink):
+    read(0,3) starting at step 4 against read(0,3); swap_out(1), 2 switches, the fewest for
+    that start (the bounded search says so).  With both tasks from step 0 one switch does,
+    as in the mail."""
+    cc = load(DATA / "vm_swap_full_late_start_two_switches.json")
+    case = cc.case
+    assert sorted(t.start for t in case.tasks) == [0, 4]
+    run = execute(case, Replay(case.schedule.decisions))
+    result = _result(case, run)
+    assert result.preemptions == 2 and concurrent_tasks(run.sched.trace) == 2
+    check = run.outcome.check
+    assert check is not None and campaign._search(case, check, 1, 3000) == (None, True)
+    _shrink(result)
+    shrunk = result.shrunk()
+    assert shrunk is not None and (shrunk["tasks"], shrunk["preemptions"]) == (2, 1), shrunk
+    assert result.case is not None and {t.start for t in result.case.tasks} == {0}
+    _replays(result, check)

@@ -459,7 +459,9 @@ def _smaller_programs(case: Case) -> list[Case]:
     both); without a tail of operations; without one operation; one task's first (last)
     operation moved to the end (front) of another task; two tasks' last (first) operations
     exchanged; one task moved to the front (it runs first, to completion, under the default
-    policy: a setup task serialised before the race)."""
+    policy: a setup task serialised before the race); every task from the first one's start
+    (a late start can cost the schedule a switch: it puts the task in where the race does
+    not want it)."""
     tasks = case.tasks
     n = len(tasks)
     out: list[Case] = []
@@ -517,6 +519,8 @@ def _smaller_programs(case: Case) -> list[Case]:
     first = min((t.start for t in tasks), default=0)
     for i in range(1, n):
         program([attrs.evolve(tasks[i], start=first), *tasks[:i], *tasks[i + 1 :]])
+    if any(t.start != first for t in tasks):
+        program([attrs.evolve(t, start=first) for t in tasks])
     return out
 
 
