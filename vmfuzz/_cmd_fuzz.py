@@ -9,7 +9,8 @@ A failure is shrunk (fewest tasks, operations and context switches), saved to th
 directory and printed as a race timeline; replay it with 'vmfuzz replay PATH'.
 
 A campaign alternates Hypothesis examples with mutants of its program pool: programs that met
-a new interleaving of two tasks' paths, changed one operation at a time (--mutants).
+a new interleaving of two tasks' paths, changed one operation at a time (--mutants), and
+probes that race an entry against the teardown of every mm it uses (one per 8 mutants).
 
 --json prints exactly one object: {"found", "invariant", "message", "examples",
 "mutant_runs" (runs of the program pool's mutants), "probe_runs" (of its partner probes),
