@@ -103,8 +103,8 @@ class Kernel:
         """The booted state, all but the scheduler, as an in-memory image that restores a
         fresh copy of it (b"" when the world's building failed a check: that run keeps its
         own half-built state and live tasks, and such a config boots every time).  Every run
-        of a program starts from its world, and building the world took a quarter of a
-        campaign's time; a copy restores it ten times faster, object for object."""
+        of a program starts from its world: building the full world costs about 1 ms, its
+        restore 0.1-0.3 ms, object for object (a campaign runs 1.1-1.2x faster)."""
         if self.boot_violation is not None:
             return b""
         state = {a: v for a, v in self.__dict__.items() if a != "sched"}
