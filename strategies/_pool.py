@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -197,10 +197,7 @@ class Pool:
         violation found, or None."""
         if not self.entries:
             return None
-        for i in range(mutants):
-            if i % 16 == 0 and time.monotonic() >= deadline:
-                break
-            parent = min((rng.choice(self.entries) for _ in range(3)), key=self._energy)
+        for parent in self._parents(mutants, rng, deadline):
             case = mutate(parent, self, rng)
             if case is None:
                 continue
@@ -237,10 +234,7 @@ class Pool:
         (parents, mutations, schedules) are exactly those of a pool without probes.  (Probes
         that also replaced one operation by another on the same object were measured with
         them: no campaign found more with those, 0 of 9 on the same-page swapin race.)"""
-        for i in range(n):
-            if i % 16 == 0 and time.monotonic() >= deadline:
-                break
-            parent = min((rng.choice(self.entries) for _ in range(3)), key=self._energy)
+        for parent in self._parents(n, rng, deadline):
             case = partner(parent, self, rng)
             if case is None:
                 continue
@@ -250,6 +244,16 @@ class Pool:
                 if found is not None:
                     return found
         return None
+
+    def _parents(self, n: int, rng: random.Random, deadline: float) -> Iterator[Entry]:
+        """Up to ``n`` parents, each the lowest-energy of 3 entries drawn (a tournament),
+        until ``deadline`` (looked at every 16th); none from an empty pool."""
+        if not self.entries:
+            return
+        for i in range(n):
+            if i % 16 == 0 and time.monotonic() >= deadline:
+                return
+            yield min((rng.choice(self.entries) for _ in range(3)), key=self._energy)
 
     def boot_frames(self, config: KernelConfig) -> list[int]:
         """The frames the world of ``config`` maps at its boot targets (one boot per world)."""
