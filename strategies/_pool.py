@@ -171,7 +171,10 @@ class Pool:
         """Delete operations one at a time (last first) while the program, replayed on its
         recorded decisions (as far as they apply), still meets every one of its ``new`` pairs, as
         syzkaller minimises a program before it enters the corpus: a pool of short programs
-        whose every operation counts, so that a mutant's one change is a change to the race."""
+        whose every operation counts, so that a mutant's one change is a change to the race.
+        The replays run without the invariant monitor: they are judged by their pairs, and
+        the checks were a third of their cost (no candidate of four buggy campaigns broke
+        one, 0 of ~9,400)."""
         from vmfuzz.schedules import Replay
 
         tasks = [list(t.ops) for t in case.tasks]
@@ -184,7 +187,7 @@ class Pool:
                 trial = [list(t) for t in tasks]
                 del trial[ti][oi]
                 cand = _program(case, trial, starts, case.config)
-                run = execute(cand, Replay(decisions, strict=False))
+                run = execute(cand, Replay(decisions, strict=False), invariants=False)
                 self.steps += run.outcome.steps
                 if run.outcome.kind != "clean":
                     continue

@@ -229,6 +229,35 @@ def test_a_program_enters_the_pool_without_operations_its_new_pairs_do_not_need(
     assert pool.entries[-1].size == 3
 
 
+def test_minimising_replays_judge_interleavings_without_the_invariant_monitor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Minimisation keeps a deletion by the pairs its replay meets; the invariants cost a
+    third of a run and no minimisation candidate of a campaign was seen to break one (0 of
+    ~9,400 in four buggy campaigns), so its replays run without them (a campaign 1.16-1.3x
+    faster, with the same examples, mutant runs and steps)."""
+    import vmfuzz.invariants as inv
+
+    from vmfuzz.case import Schedule
+    from vmfuzz.schedules import RandomWalk
+
+    race = Case(KernelConfig(), (
+        TaskSpec("T0", (OpCall("write", {"mm": 0, "addr": 0}),)),
+        TaskSpec("T1", (OpCall("write", {"mm": 0, "addr": 0}),
+                        OpCall("write", {"mm": 2, "addr": 9}))),
+    ))
+    run = execute(race, RandomWalk(3))
+    recorded = attrs.evolve(race, schedule=Schedule("decisions", decisions=tuple(run.decisions)))
+    installs: list[object] = []
+    real = inv.install
+    monkeypatch.setattr(inv, "install", lambda k, *a, **kw: (installs.append(k),
+                                                             real(k, *a, **kw))[1])
+    pool = Pool(KernelConfig())
+    assert pool.offer(recorded, run.sched.trace, run.outcome.steps)
+    assert pool.entries[-1].size == 2  # minimised: the write to mm 2 is gone
+    assert installs == []
+
+
 
 def _same_program_pool(case: Case, monkeypatch: pytest.MonkeyPatch) -> Pool:
     """A pool holding ``case`` alone whose mutants are ``case`` itself (each round then
