@@ -343,9 +343,8 @@ def test_a_collision_cut_down_to_its_tasks_livelocks_more() -> None:
 
 def _probe_pool(seed: int, mutants: int, probes: bool, monkeypatch: pytest.MonkeyPatch
                 ) -> tuple[list[Case], int, int]:
-    import vmfuzz.strategies._pool as pool_mod
-
-    monkeypatch.setattr(pool_mod, "PROBES_PER_MUTANT", 1 / 4 if probes else 0)
+    if not probes:
+        monkeypatch.setattr(Pool, "probe", lambda *a, **kw: None)
     pool = Pool(KernelConfig())
     _offer(pool, FORK)
     pool.run(mutants, random.Random(seed), float("inf"))
@@ -359,6 +358,31 @@ def test_probes_leave_each_rounds_mutants_as_they_were(monkeypatch: pytest.Monke
     entries, runs, probe_runs = _probe_pool(3, 80, True, monkeypatch)
     assert probe_runs > 0 and len(entries) > 1
     assert (entries, runs, 0) == _probe_pool(3, 80, False, monkeypatch)
+
+
+def test_each_entry_is_probed_once_after_the_round_that_added_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Probes take the entries added since the last round, each once, oldest first."""
+    import vmfuzz.strategies._pool as pool_mod
+
+    pool = Pool(KernelConfig())
+    _offer(pool, FORK)
+    seen: list[Case] = []
+    real = pool_mod.partner
+
+    def spy(parent: Entry, p: Pool, rng: random.Random) -> Case | None:
+        seen.append(parent.case)
+        return real(parent, p, rng)
+
+    monkeypatch.setattr(pool_mod, "partner", spy)
+    assert pool.probe(random.Random(0), float("inf")) is None
+    assert seen == [pool.entries[0].case]
+    assert pool.probe(random.Random(0), float("inf")) is None
+    assert len(seen) == 1  # nothing new: no probe
+    pool.run(40, random.Random(1), float("inf"))
+    added = [e.case for e in pool.entries[1:]]
+    assert added and seen[1:] == added
 
 
 def test_a_partner_is_a_teardown_of_the_programs_mms() -> None:
@@ -403,8 +427,8 @@ def test_a_teardown_probe_finds_a_race_a_teardown_away() -> None:
         found = 0
         for seed in range(8):
             pool = Pool(config)
-            pool.entries.append(Entry(case, execute(case).outcome.steps, targets, ()))
-            hit = pool.probe(40, random.Random(seed), float("inf"))
+            entry = Entry(case, execute(case).outcome.steps, targets, ())
+            hit = pool.probe(random.Random(seed), float("inf"), [entry] * 40)
             if hit is not None:
                 assert hit.violation.check == "use_after_free"
                 found += 1

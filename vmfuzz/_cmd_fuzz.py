@@ -10,7 +10,7 @@ directory and printed as a race timeline; replay it with 'vmfuzz replay PATH'.
 
 A campaign alternates Hypothesis examples with mutants of its program pool: programs that met
 a new interleaving of two tasks' paths, changed one operation at a time (--mutants), and
-probes that race an entry against the teardown of every mm it uses (one per 8 mutants).
+probes that race each new entry against the teardown of every mm it uses.
 
 --json prints exactly one object: {"found", "invariant", "message", "examples",
 "mutant_runs" (runs of the program pool's mutants), "probe_runs" (of its partner probes),
