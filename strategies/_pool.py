@@ -237,11 +237,12 @@ class Pool:
         teardown from a race is rare (1 to 15 of the ~1,400 a 60 s campaign adds) and may
         be evicted before a tournament draws it, so probes of tournament parents reached
         it 1 to 6 times in 700 (anon_vma_root_not_pinned: 5 of 10 seeds with those, 9 of 10
-        with these, and no more with both).  Probes run on their own random stream and are
-        never offered to the pool, so the mutants of every round (parents, mutations,
-        schedules) are exactly those of a pool without probes.  (Probes that also replaced
-        one operation by another on the same object were measured: no campaign found more
-        with those, 0 of 9 on the same-page swapin race.)"""
+        with these, and no more with both; a campaign does about 12% less other work for
+        them, which costs seeds that found near the 60 s budget).  Probes run on their own
+        random stream and are never offered to the pool, so the mutants of every round
+        (parents, mutations, schedules) are exactly those of a pool without probes.  (Probes
+        that also replaced one operation by another on the same object were measured: no
+        campaign found more with those, 0 of 9 on the same-page swapin race.)"""
         if parents is None:
             parents, self._unprobed = self._unprobed, []
         for i, parent in enumerate(parents):
