@@ -173,7 +173,7 @@ class Pool:
         syzkaller minimises a program before it enters the corpus: a pool of short programs
         whose every operation counts, so that a mutant's one change is a change to the race.
         The replays run without the invariant monitor: they are judged by their pairs, and
-        the checks were a third of their cost (no candidate of four buggy campaigns broke
+        the checks were about half of their cost (no candidate of four buggy campaigns broke
         one, 0 of ~9,400)."""
         from vmfuzz.schedules import Replay
 
