@@ -250,8 +250,12 @@ def test_minimising_replays_judge_interleavings_without_the_invariant_monitor(
     recorded = attrs.evolve(race, schedule=Schedule("decisions", decisions=tuple(run.decisions)))
     installs: list[object] = []
     real = inv.install
-    monkeypatch.setattr(inv, "install", lambda k, *a, **kw: (installs.append(k),
-                                                             real(k, *a, **kw))[1])
+
+    def counted(k: object, *a: object, **kw: object) -> object:
+        installs.append(k)
+        return real(k, *a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(inv, "install", counted)
     pool = Pool(KernelConfig())
     assert pool.offer(recorded, run.sched.trace, run.outcome.steps)
     assert pool.entries[-1].size == 2  # minimised: the write to mm 2 is gone
