@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -62,15 +64,34 @@ def test_registry_is_well_formed() -> None:
     assert NOT_YET_FOUND <= set(BUGS)
 
 
-@pytest.mark.parametrize("name", _params())
-def test_bug_found_from_scratch(name: str) -> None:
+def _from_scratch(name: str) -> subprocess.CompletedProcess[str]:
     # A fresh process per campaign, through the command users run: a cold start in every sense
     # (campaign results were seen to depend on what ran earlier in the same process).
-    res = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "vmfuzz", "fuzz", "--bug", name, "--seed", "0",
          "--max-examples", str(DEFAULT_EXAMPLES), "--json", "--no-save"],
         capture_output=True, text=True, timeout=600,
     )
+
+
+@pytest.fixture(scope="module")
+def from_scratch(
+    request: pytest.FixtureRequest,
+) -> Iterator[dict[str, Future[subprocess.CompletedProcess[str]]]]:
+    """The campaigns of the selected bugs, two processes at a time (the suite's machine has 2
+    cores; each campaign is bounded by examples, not time, so sharing the cores changes no
+    result)."""
+    names = sorted({item.callspec.params["name"] for item in request.session.items
+                    if getattr(item, "originalname", None) == "test_bug_found_from_scratch"})
+    with ThreadPoolExecutor(max_workers=2) as workers:
+        yield {name: workers.submit(_from_scratch, name) for name in names}
+
+
+@pytest.mark.parametrize("name", _params())
+def test_bug_found_from_scratch(
+    name: str, from_scratch: dict[str, Future[subprocess.CompletedProcess[str]]]
+) -> None:
+    res = from_scratch[name].result()
     assert res.returncode in (0, 1), res.stderr
     out = json.loads(res.stdout)
     assert out["found"], f"{name} not found in {out['examples']} examples"
