@@ -60,12 +60,14 @@ def _zoo_with(code: str | None, monkeypatch: pytest.MonkeyPatch,
     """``vmfuzz zoo --json`` over one made-up campaign that reports running ``code``."""
     ran = {**provenance(), "code": code, "path": "/elsewhere/vmfuzz"}
 
-    def runner(bug: str, seed: int, budget: float, corpus: str | None) -> _zoo.Campaign:
+    def runner(bug: str, seed: int, budget: float, corpus: str | None,
+               workers: int = 1) -> _zoo.Campaign:
         return _zoo.Campaign(bug, seed, {"found": False, "vmfuzz": ran})
 
     monkeypatch.setattr(_zoo, "run_all", lambda *a, **k: _RUN_ALL(*a, **k, runner=runner))
     args = argparse.Namespace(bug=["detach_vmas_outside_ptl"], seeds="0", budget=1.0, jobs=1,
-                              need=None, fixed=False, corpus=None, json=True, markdown=False)
+                              need=None, fixed=False, corpus=None, json=True, markdown=False,
+                              workers=None)
     _cmd_zoo.run(args)
     out = capsys.readouterr()
     return json.loads(out.out), out.err

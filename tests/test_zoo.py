@@ -172,7 +172,8 @@ def test_zoo_tables() -> None:
 def test_zoo_runs_campaigns_in_parallel_in_job_order() -> None:
     seen: list[int] = []
 
-    def runner(bug: str, seed: int, budget: float, corpus: str | None) -> _zoo.Campaign:
+    def runner(bug: str, seed: int, budget: float, corpus: str | None,
+               workers: int = 1) -> _zoo.Campaign:
         return _campaign(bug, seed, check="x")
 
     jobs = [("a", s) for s in range(6)]
@@ -182,7 +183,8 @@ def test_zoo_runs_campaigns_in_parallel_in_job_order() -> None:
 
 
 def test_zoo_interrupt_keeps_the_finished_campaigns() -> None:
-    def runner(bug: str, seed: int, budget: float, corpus: str | None) -> _zoo.Campaign:
+    def runner(bug: str, seed: int, budget: float, corpus: str | None,
+               workers: int = 1) -> _zoo.Campaign:
         if seed == 2:
             raise KeyboardInterrupt
         return _campaign(bug, seed, check="x")

@@ -4,6 +4,12 @@ Examples:
   vmfuzz fuzz --budget 30                       fuzz the fixed kernel for 30 s
   vmfuzz fuzz --bug anon_vma_lock_not_root      rediscover a historical bug (see 'vmfuzz bugs')
   vmfuzz fuzz --seed 7 --max-examples 500 --json
+  vmfuzz fuzz --bug NAME --workers 4            four processes, four streams of seed 0
+
+A campaign runs on every core by default (--workers): worker W searches stream W of the seed
+(stream 0 is what one worker searches), the first failure stops the others, and the output
+names the stream that found it, so 'vmfuzz fuzz --seed S --stream W' searches it again alone.
+With --max-examples a campaign is one deterministic stream in one process.
 
 A failure is shrunk (fewest tasks, operations and context switches), saved to the corpus
 directory and printed as a race timeline; replay it with 'vmfuzz replay PATH'.
@@ -18,8 +24,9 @@ probes that race each new entry against the teardown of every mm it uses.
 "ops", "steps", "preemptions"} | null,
 "minimal_preemptions", "first_failure_seconds" and "first_failure_examples" (time and examples
 to the first, unshrunk failure), "post_shrink_seconds" (shrinking after Hypothesis), "world"
-(the failure's world features), "seed", "scheduler", "bugs", "vmfuzz": {"version", "path",
-"code" (a digest of the source that ran)}}.
+(the failure's world features), "seed", "stream" (the stream that found the failure; with one
+worker, the stream searched; else null), "workers", "scheduler", "bugs", "vmfuzz": {"version",
+"path", "code" (a digest of the source that ran)}}.
 Exit status: 0 nothing found, 1 failure found, 2 usage or bad input, 3 internal error of
 vmfuzz itself (one line on stderr; VMFUZZ_TRACEBACK=1 shows the traceback).
 """
@@ -50,7 +57,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stop searching after this many seconds (default 60); shrinking "
                         "a failure found takes up to 80 s more")
     p.add_argument("--max-examples", type=int, default=None, metavar="N",
-                   help="stop after N examples (deterministic for a given seed)")
+                   help="stop after N examples (deterministic for a given seed and stream; "
+                   "one worker)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="processes searching at once, each its own stream of the seed "
+                   "(default: one per available core; 1 with --max-examples or --stream)")
+    p.add_argument("--stream", type=int, default=None, metavar="W",
+                   help="search only stream W of the seed, in this process (what worker W of "
+                   "a --workers campaign searched; default 0)")
     p.add_argument("--scheduler", choices=SCHEDULERS, default="mixed",
                    help="how schedules are drawn (default: mixed = PCT or sparse preemption "
                    "lists, drawn per example)")
@@ -80,30 +94,62 @@ def run(args: argparse.Namespace) -> int:
         return _usage_error("--max-examples must be >= 1")
     if args.mutants is not None and args.mutants < 0:
         return _usage_error("--mutants must be >= 0")
+    if args.stream is not None and args.stream < 0:
+        return _usage_error("--stream must be >= 0")
+    if args.workers is not None and args.workers < 1:
+        return _usage_error("--workers must be >= 1")
+    if args.workers is not None and args.workers > 1:
+        if args.stream is not None:
+            return _usage_error("--stream searches one stream in one process: drop --workers")
+        if args.max_examples is not None:
+            return _usage_error("--max-examples runs one deterministic stream in one process: "
+                                "drop --workers (pick the stream with --stream)")
+    if args.workers is None:
+        args.workers = 1 if args.max_examples is not None or args.stream is not None \
+            else available_cores()
+    if args.workers == 1 and args.stream is None:
+        args.stream = 0
     config = KernelConfig(bugs=frozenset(args.bug))
     show_progress = not args.json and sys.stderr.isatty()
+
+    workers = f", {args.workers} workers" if args.workers > 1 else ""
 
     def progress(r: CampaignResult) -> None:
         if show_progress:
             rate = r.steps / r.seconds if r.seconds else 0.0
             pool = f" + {r.stats.mutant_runs} mutant runs" if r.stats else ""
+            state = "; found, shrinking" if r.found and args.workers > 1 else ""
             sys.stderr.write(
                 f"\r[{r.seconds:6.1f}s] {r.examples} examples{pool}, {r.steps} steps "
-                f"({rate:,.0f} steps/s)"
+                f"({rate:,.0f} steps/s{workers}){state}"
             )
             sys.stderr.flush()
 
     budget = None if args.max_examples is not None and args.budget == 60.0 else args.budget
     try:
-        result = fuzz(
-            config,
-            scheduler=args.scheduler,
-            seed_value=args.seed,
-            budget=budget,
-            max_examples=args.max_examples,
-            progress=progress,
-            mutants=args.mutants,
-        )
+        if args.workers == 1:
+            result = fuzz(
+                config,
+                scheduler=args.scheduler,
+                seed_value=args.seed,
+                budget=budget,
+                max_examples=args.max_examples,
+                progress=progress,
+                mutants=args.mutants,
+                stream=args.stream,
+            )
+        else:
+            from vmfuzz._workers import fuzz_workers
+
+            result, args.stream = fuzz_workers(
+                config,
+                workers=args.workers,
+                scheduler=args.scheduler,
+                seed_value=args.seed,
+                budget=budget,
+                mutants=args.mutants,
+                progress=progress,
+            )
     except Exception as exc:  # a bug in vmfuzz itself, not a finding: say so in one line
         if os.environ.get("VMFUZZ_TRACEBACK"):
             raise
@@ -120,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_to_json(result, path, args)))
     else:
-        _print_human(result, path)
+        _print_human(result, path, args)
     return 1 if result.found else 0
 
 
@@ -131,7 +177,8 @@ def _save(result: CampaignResult, args: argparse.Namespace) -> Path | None:
         return None
 
     assert result.case is not None and result.failure is not None
-    meta = {"found_by": f"vmfuzz fuzz --scheduler {args.scheduler}", "seed": args.seed}
+    meta = {"found_by": f"vmfuzz fuzz --scheduler {args.scheduler}", "seed": args.seed,
+            "stream": args.stream}
     return save_failure(result.case, result.failure.violation, Path(args.corpus), meta)
 
 
@@ -159,13 +206,23 @@ def _to_json(result: CampaignResult, path: Path | None, args: argparse.Namespace
         "post_shrink_seconds": round(result.post_shrink_seconds, 3),
         "world": sorted(result.case.config.world) if result.case else None,
         "seed": args.seed,
+        "stream": args.stream,
+        "workers": args.workers,
         "scheduler": args.scheduler,
         "bugs": sorted(args.bug),
         "vmfuzz": provenance(),
     }
 
 
-def _print_human(result: CampaignResult, path: Path | None) -> None:
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, else the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _print_human(result: CampaignResult, path: Path | None, args: argparse.Namespace) -> None:
     rate = result.steps / result.seconds if result.seconds else 0.0
     print(
         f"{result.examples} examples"
@@ -179,6 +236,10 @@ def _print_human(result: CampaignResult, path: Path | None) -> None:
     assert result.failure is not None and result.case is not None
     shrunk = result.shrunk() or {}
     print(f"FAILURE: {result.failure.violation.describe()}")
+    if args.workers > 1:
+        print(f"found by stream {args.stream} of seed {args.seed} (search it again alone: "
+              f"vmfuzz fuzz --seed {args.seed} --stream {args.stream}"
+              + "".join(f" --bug {b}" for b in sorted(args.bug)) + ")")
     print(
         f"shrunk to {shrunk.get('tasks')} tasks, {shrunk.get('ops')} operations, "
         f"{shrunk.get('steps')} steps, {shrunk.get('preemptions')} preemptions"

@@ -9,12 +9,15 @@ are good; with --fixed, the fixed kernel runs the same seeds and must find nothi
 
 Examples:
   vmfuzz zoo                                   all bugs, seeds 0-9, 60 s each (issue 6's check)
-  vmfuzz zoo -j 2 --fixed --markdown           two at a time, plus the fixed kernel
+  vmfuzz zoo --fixed --markdown                plus the fixed kernel, as a markdown table
+  vmfuzz zoo -j 2 --workers 1                  two one-process campaigns at a time
   vmfuzz zoo --bug anon_vma_trylock_retry --seeds 0-3 --budget 30
   vmfuzz zoo --corpus zoo-cases                keep each found failure (DIR/BUG-sSEED/)
 
-Timing: campaigns run in parallel share the cores; with -j above the core count the budgets
-buy less search each.  Progress goes to stderr, one line per finished campaign.
+Timing: each campaign runs --workers processes (as 'vmfuzz fuzz --workers': one stream of its
+seed each, the first failure wins); by default the cores are shared out, available cores / -j
+per campaign (at least 1).  With -j x --workers above the core count the budgets buy less
+search each.  Progress goes to stderr, one line per finished campaign.
 
 Columns: found (seeds that found a failure), good (found properly, as above), median s (to
 the first, unshrunk failure), shrunk (worst tasks in flight / median steps / worst context
@@ -22,10 +25,10 @@ switches), mail (the seed mail's tasks / switches), checks (the checks reported)
 
 --json prints one object: {"rows": [{"bug", "seed_doc", "seeds", "found", "good", "errors",
 "median_seconds", "worst_tasks", "median_steps", "worst_preemptions", "mail", "checks",
-"met"}], "campaigns": [{"bug", "seed", "out" (the campaign's own --json object, or null),
-"error"}], "met", "vmfuzz" (which vmfuzz the zoo is: version, path, code digest)}.  Each
-campaign's own object says which vmfuzz it ran; if that is other code than the zoo's own (a
-'python -m vmfuzz' that finds another copy first), a warning says so on stderr.
+"met"}], "workers" (per campaign), "campaigns": [{"bug", "seed", "out" (the campaign's own
+--json object, or null), "error"}], "met", "vmfuzz" (which vmfuzz the zoo is: version, path,
+code digest)}.  Each campaign's own object says which vmfuzz it ran; if that is other code than
+the zoo's own (a 'python -m vmfuzz' that finds another copy first), a warning says so on stderr.
 Exit status: 0 every row met, 1 some row not met, 2 usage or bad input, 3 a campaign failed to
 run (its row counts it as an error and is not met), 130 interrupted (Ctrl-C: no campaign is
 started any more; the table counts those that finished).
@@ -37,6 +40,7 @@ import argparse
 import json
 import sys
 
+from vmfuzz._cmd_fuzz import available_cores
 from vmfuzz._provenance import provenance
 from vmfuzz.kernel import BUGS
 from vmfuzz.kernel.bugs import unknown_bugs
@@ -54,6 +58,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "rounded up)")
     p.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
                    help="campaigns at a time (default 1)")
+    p.add_argument("--workers", type=int, default=None, metavar="W",
+                   help="worker processes per campaign (default: available cores / -j, at "
+                   "least 1)")
     p.add_argument("--fixed", action="store_true",
                    help="also run the fixed kernel on the same seeds (must find nothing)")
     p.add_argument("--corpus", default=None, metavar="DIR",
@@ -82,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
         return _usage_error("--budget must be positive")
     if args.jobs < 1:
         return _usage_error("-j must be >= 1")
+    if args.workers is not None and args.workers < 1:
+        return _usage_error("--workers must be >= 1")
+    workers = args.workers if args.workers is not None else max(1, available_cores() // args.jobs)
     need = args.need if args.need is not None else -(-9 * len(seeds) // 10)
     if not 0 <= need <= len(seeds):
         return _usage_error(f"--need must be between 0 and the number of seeds ({len(seeds)})")
@@ -92,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     sys.stderr.write(
         f"vmfuzz zoo: {total} campaigns ({len(bugs)} bug{'s' if len(bugs) != 1 else ''}"
         f"{' + fixed kernel' if args.fixed else ''}"
-        f" x {len(seeds)} seeds, {args.budget:g} s each, {args.jobs} at a time)\n"
+        f" x {len(seeds)} seeds, {args.budget:g} s each, {args.jobs} at a time, "
+        f"{workers} worker{'s' if workers != 1 else ''} each)\n"
     )
 
     own = provenance()
@@ -127,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
 
     interrupted = False
     try:
-        campaigns = _zoo.run_all(jobs, args.budget, args.jobs, args.corpus, done)
+        campaigns = _zoo.run_all(jobs, args.budget, args.jobs, args.corpus, done,
+                                 workers=workers)
     except _zoo.Interrupted as stop:  # keep what finished: the table of those, then exit 130
         campaigns, interrupted = stop.finished, True
         sys.stderr.write(f"vmfuzz zoo: interrupted after {len(campaigns)} of {total} "
@@ -140,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
             "campaigns": [{"bug": c.bug or None, "seed": c.seed, "out": c.out, "error": c.error}
                           for c in campaigns],
             "met": met,
+            "workers": workers,
             "vmfuzz": own,
         }))
     elif args.markdown:

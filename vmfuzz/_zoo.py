@@ -119,10 +119,11 @@ def parse_seeds(text: str) -> list[int]:
     return sorted(seeds)
 
 
-def command(bug: str, seed: int, budget: float, corpus: str | None) -> list[str]:
+def command(bug: str, seed: int, budget: float, corpus: str | None,
+            workers: int = 1) -> list[str]:
     """The ``vmfuzz fuzz`` command line of one campaign (in this Python, a fresh process)."""
     cmd = [sys.executable, "-m", "vmfuzz", "fuzz", "--seed", str(seed), "--budget",
-           str(budget), "--json"]
+           str(budget), "--workers", str(workers), "--json"]
     if bug:
         cmd += ["--bug", bug]
     if corpus is None:
@@ -132,9 +133,11 @@ def command(bug: str, seed: int, budget: float, corpus: str | None) -> list[str]
     return cmd
 
 
-def run_one(bug: str, seed: int, budget: float, corpus: str | None = None) -> Campaign:
-    """Run one campaign in a fresh process."""
-    p = subprocess.run(command(bug, seed, budget, corpus), capture_output=True, text=True)
+def run_one(bug: str, seed: int, budget: float, corpus: str | None = None,
+            workers: int = 1) -> Campaign:
+    """Run one campaign in a fresh process (``workers`` processes of its own)."""
+    p = subprocess.run(command(bug, seed, budget, corpus, workers), capture_output=True,
+                       text=True)
     if p.returncode not in (0, 1):
         tail = (p.stderr.strip().splitlines() or [f"exit status {p.returncode}"])[-1]
         return Campaign(bug, seed, None, tail)
@@ -159,15 +162,17 @@ def run_all(
     parallel: int = 1,
     corpus: str | None = None,
     done: Callable[[int, Campaign], None] | None = None,
-    runner: Callable[[str, int, float, str | None], Campaign] = run_one,
+    runner: Callable[[str, int, float, str | None, int], Campaign] = run_one,
+    workers: int = 1,
 ) -> list[Campaign]:
-    """Run every (bug, seed) campaign of ``jobs``, ``parallel`` at a time; ``done(i,
-    campaign)`` is called as each finishes (i counts from 1).  Results in ``jobs`` order.
+    """Run every (bug, seed) campaign of ``jobs``, ``parallel`` at a time, each with
+    ``workers`` worker processes; ``done(i, campaign)`` is called as each finishes (i counts
+    from 1).  Results in ``jobs`` order.
     On Ctrl-C no campaign is started any more, and :class:`Interrupted` carries those done."""
     results: list[Campaign | None] = [None] * len(jobs)
     ex = ThreadPoolExecutor(max_workers=max(1, parallel))
     try:
-        futures = {ex.submit(runner, bug, seed, budget, corpus): i
+        futures = {ex.submit(runner, bug, seed, budget, corpus, workers): i
                    for i, (bug, seed) in enumerate(jobs)}
         for n, fut in enumerate(as_completed(futures), 1):
             c = fut.result()

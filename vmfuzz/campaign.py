@@ -93,6 +93,7 @@ def fuzz(
     post_shrink_seconds: float = 60.0,
     post_shrink_runs: int = POST_SHRINK_RUNS,
     mutants: int | None = None,
+    stream: int = 0,
 ) -> CampaignResult:
     """Fuzz ``config`` until ``budget`` seconds or ``max_examples`` examples, or a failure.
 
@@ -105,7 +106,12 @@ def fuzz(
     coverage-guided pool run (:mod:`vmfuzz.strategies._pool`; default MUTANTS per chunk of 100,
     none for the baseline schedulers); a violation there is the campaign's failure and goes
     straight to the post-Hypothesis shrink.
+
+    ``stream`` picks one of a seed's independent random streams (:func:`chunk_seed`): stream 0
+    is the seed's own, and ``vmfuzz fuzz --workers N`` runs streams 0..N-1 side by side.
     """
+    if stream < 0:
+        raise ValueError(f"stream must be >= 0, not {stream}")
     if amplify is None:  # extra PCT schedules per program, except for the baselines
         amplify = 3 if scheduler in ("mixed", "pct") else 0
     if mutants is None:
@@ -126,7 +132,7 @@ def fuzz(
         n = chunk if max_examples is None else max(1, min(chunk, max_examples - done))
         s = settings(profile(base_profile), max_examples=n, verbosity=Verbosity.quiet,
                      derandomize=False)
-        test = seed(seed_value * 1_000_003 + index)(get_state_machine_test(cls, settings=s))
+        test = seed(chunk_seed(seed_value, stream, index))(get_state_machine_test(cls, settings=s))
         index += 1
         try:
             with _shrink_deadline(shrink_seconds), _no_local_constants():
@@ -141,7 +147,7 @@ def fuzz(
             if cls.failure is not None:  # found in an example Hypothesis dropped (overrun)
                 result.found = True
                 break
-            if _run_pool(cls, mutants, seed_value, index, t0, budget):
+            if _run_pool(cls, mutants, chunk_seed(seed_value, stream, index), t0, budget):
                 result.found = True
                 break
         finally:
@@ -162,15 +168,22 @@ def fuzz(
     return result
 
 
+def chunk_seed(seed_value: int, stream: int, index: int) -> int:
+    """The random seed of chunk ``index`` of a campaign (its Hypothesis examples, then its
+    pool round).  Stream 0 keeps the numbering campaigns have always had; stream ``s > 0`` is
+    moved out by ``s * 2**48``, far beyond any seed * 1_000_003 + index a campaign reaches."""
+    return seed_value * 1_000_003 + index + (stream << 48)
+
+
 def _run_pool(
-    cls: Any, mutants: int, seed_value: int, index: int, t0: float, budget: float | None
+    cls: Any, mutants: int, rng_seed: int, t0: float, budget: float | None
 ) -> bool:
-    """One round of the pool's mutants (seeded by the campaign seed and chunk index); True
-    if one failed (then ``cls.failure`` holds it)."""
+    """One round of the pool's mutants (seeded by ``rng_seed``, the chunk's
+    :func:`chunk_seed`); True if one failed (then ``cls.failure`` holds it)."""
     pool = cls.pool
     if pool is None or not mutants:
         return False
-    rng = random.Random(seed_value * 1_000_003 + index)
+    rng = random.Random(rng_seed)
     runs0, probes0, steps0 = pool.runs, pool.probe_runs, pool.steps
     deadline = t0 + budget if budget is not None else float("inf")
     found = pool.run(mutants, rng, deadline)

@@ -27,6 +27,12 @@ class Violation(Exception):
         self.task: str | None = None
         self.label: str | None = None
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle by fields (``vmfuzz fuzz --workers`` hands failures between processes):
+        the default would call ``Violation(str(self))`` and fail."""
+        return (_rebuild, (self.check, self.message, self.objects, self.step, self.task,
+                           self.label))
+
     def describe(self) -> str:
         """One human line: check, message, and where in the run it fired."""
         where = ""
@@ -42,3 +48,10 @@ class Violation(Exception):
             "task": self.task,
             "label": self.label,
         }
+
+
+def _rebuild(check: str, message: str, objects: dict[str, Any], step: int | None,
+             task: str | None, label: str | None) -> Violation:
+    v = Violation(check, message, **objects)
+    v.step, v.task, v.label = step, task, label
+    return v

@@ -1,0 +1,114 @@
+"""``vmfuzz fuzz --workers``: streams of one seed searched side by side, first failure wins."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from vmfuzz import campaign
+from vmfuzz._workers import WorkerError, _worker, fuzz_workers
+from vmfuzz.kernel import KernelConfig
+from vmfuzz.violation import Violation
+
+# A bug the world already shows at step 0: every stream finds it in its first examples.
+AT_ONCE = "detach_vmas_outside_ptl"
+
+
+def test_stream_zero_keeps_the_seed_numbering_and_other_streams_are_disjoint() -> None:
+    assert campaign.chunk_seed(7, 0, 3) == 7 * 1_000_003 + 3
+    seeds = {campaign.chunk_seed(s, w, i) for s in range(50) for w in range(4) for i in range(50)}
+    assert len(seeds) == 50 * 4 * 50
+
+
+def test_streams_of_one_seed_search_different_examples() -> None:
+    def steps(**kw: int) -> int:
+        r = campaign.fuzz(KernelConfig(), seed_value=3, budget=None, max_examples=12,
+                          verify_minimal=False, **kw)
+        return r.steps
+
+    assert steps() == steps(stream=0)  # stream 0 is the campaign one worker always ran
+    assert steps(stream=1) != steps(stream=0)
+    with pytest.raises(ValueError, match="stream must be >= 0"):
+        campaign.fuzz(KernelConfig(), max_examples=1, stream=-1)
+
+
+def test_a_violation_survives_the_pipe_between_processes() -> None:
+    v = Violation("use_after_free", "anon_vma1 used after free", pfn=3, mm=1)
+    v.step, v.task, v.label = 12, "T0", "migrate_page:copy"
+    back = pickle.loads(pickle.dumps(v))
+    assert (back.check, back.message, back.objects) == (v.check, v.message, v.objects)
+    assert back.describe() == v.describe() and str(back) == str(v)
+
+
+def _stream1_never_reports(job: Any, conn: Any) -> None:
+    """A worker entry point whose stream 1 searches on silently (a long, fruitless stream)."""
+    if job.stream == 1:
+        time.sleep(120)
+    _worker(job, conn)
+
+
+def test_the_first_failure_stops_the_other_workers_and_names_its_stream() -> None:
+    t = time.monotonic()
+    r, stream = fuzz_workers(KernelConfig(bugs=frozenset({AT_ONCE})), workers=2, budget=60,
+                             target=_stream1_never_reports)
+    took = time.monotonic() - t
+    assert r.found and stream == 0 and r.invariant == "lock_not_held"
+    # Stream 1 was stopped, not waited for (it would sleep 120 s).
+    assert took < 40, took
+    assert r.first_failure_seconds is not None and r.first_failure_seconds <= r.seconds
+    # The stream named finds the same failure again, alone, in this process.
+    again = campaign.fuzz(KernelConfig(bugs=frozenset({AT_ONCE})), budget=30, stream=stream)
+    assert again.found and again.invariant == r.invariant and again.case == r.case
+
+
+def test_a_campaign_without_failure_counts_every_streams_work() -> None:
+    seen: list[int] = []
+    r, stream = fuzz_workers(KernelConfig(), workers=2, budget=4,
+                             progress=lambda p: seen.append(p.examples))
+    assert not r.found and stream is None and r.failure is None
+    assert r.examples > 0 and r.stats is not None and r.stats.mutant_runs > 0
+    assert seen and max(seen) <= r.examples
+    assert 4 <= r.seconds < 30
+
+
+def test_a_worker_that_raises_is_an_error_that_names_its_stream() -> None:
+    with pytest.raises(WorkerError, match=r"worker \d \(stream \d\): "):
+        fuzz_workers(KernelConfig(), workers=2, budget=5, scheduler="no_such_scheduler")
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        fuzz_workers(KernelConfig(), workers=0)
+
+
+def _fuzz(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "vmfuzz", "fuzz", *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--workers", "0"], "--workers must be >= 1"),
+        (["--workers", "2", "--max-examples", "5"], "drop --workers"),
+        (["--workers", "2", "--stream", "1"], "drop --workers"),
+        (["--stream", "-1"], "--stream must be >= 0"),
+    ],
+)
+def test_bad_worker_options_are_usage_errors(args: list[str], message: str) -> None:
+    res = _fuzz(*args)
+    assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
+
+
+def test_fuzz_json_says_how_many_workers_and_which_stream_found() -> None:
+    res = _fuzz("--bug", AT_ONCE, "--workers", "2", "--budget", "30", "--json", "--no-save")
+    assert res.returncode == 1, res.stderr
+    out = json.loads(res.stdout)
+    assert out["found"] and out["workers"] == 2 and out["stream"] in (0, 1)
+    one = _fuzz("--seed", "2", "--stream", "1", "--max-examples", "3", "--json", "--no-save")
+    assert one.returncode == 0, one.stderr
+    out = json.loads(one.stdout)
+    assert (out["workers"], out["stream"], out["seed"]) == (1, 1, 2)

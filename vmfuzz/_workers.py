@@ -1,0 +1,191 @@
+"""One campaign on several cores: ``vmfuzz fuzz --workers N``.
+
+Worker ``w`` is a process (``spawn``) that runs :func:`vmfuzz.campaign.fuzz` on stream ``w`` of
+the campaign's seed (:func:`vmfuzz.campaign.chunk_seed`; stream 0 is exactly what a one-worker
+campaign runs).  The budget is the parent's wall clock: a worker gets what is left of it when
+it has started.  The first worker to meet a failure wins: the others are stopped at once and the
+winner shrinks its failure alone.  Its stream is reported, so ``vmfuzz fuzz --seed S --stream W``
+searches the same stream again in one process (``--max-examples`` makes that deterministic).
+
+Workers send their counters after every chunk of examples, so the progress line and the
+totals (examples, mutant and probe runs, steps) count every stream.  Failures and counters
+travel over a pipe between processes of this run only; nothing here is written to disk.
+Nothing here knows about the kernel model.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import time
+import traceback
+from collections.abc import Callable
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+import attrs
+
+from vmfuzz.campaign import CampaignResult
+from vmfuzz.kernel import KernelConfig
+from vmfuzz.strategies import Stats
+
+Progress = Callable[[CampaignResult], None]
+
+
+@attrs.frozen
+class _Job:
+    """What one worker runs: stream ``stream`` of the campaign, until ``deadline``
+    (``time.monotonic()``, the same clock in every process on Linux) or ``max_examples``."""
+
+    config: KernelConfig
+    scheduler: str
+    seed_value: int
+    stream: int
+    deadline: float | None
+    max_examples: int | None
+    mutants: int | None
+
+
+class WorkerError(RuntimeError):
+    """A worker raised (a bug in vmfuzz, not a finding) or died; the message names its stream."""
+
+
+def _worker(job: _Job, conn: Connection) -> None:
+    """Process entry point: run the stream, report counters per chunk, then the result."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    from vmfuzz.campaign import fuzz
+
+    announced = False
+
+    def progress(r: CampaignResult) -> None:
+        nonlocal announced
+        conn.send(("progress", _counters(r)))
+        if r.found and not announced:  # before the shrink: the parent stops the others now
+            announced = True
+            conn.send(("found", None))
+
+    try:
+        budget = None
+        if job.deadline is not None:
+            budget = max(0.001, job.deadline - time.monotonic())
+        r = fuzz(job.config, scheduler=job.scheduler, seed_value=job.seed_value, budget=budget,
+                 max_examples=job.max_examples, progress=progress, mutants=job.mutants,
+                 stream=job.stream)
+        conn.send(("done", r))
+    except BaseException as exc:  # reported to the parent, which decides
+        conn.send(("error", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+def _counters(r: CampaignResult) -> dict[str, int]:
+    st = r.stats
+    return {
+        "examples": r.examples,
+        "steps": r.steps,
+        "mutant_runs": st.mutant_runs if st else 0,
+        "probe_runs": st.probe_runs if st else 0,
+        "budget_hits": r.budget_hits,
+    }
+
+
+def fuzz_workers(
+    config: KernelConfig,
+    *,
+    workers: int,
+    scheduler: str = "mixed",
+    seed_value: int = 0,
+    budget: float | None = 60.0,
+    max_examples: int | None = None,
+    mutants: int | None = None,
+    progress: Progress | None = None,
+    target: Callable[[_Job, Connection], None] | None = None,
+) -> tuple[CampaignResult, int | None]:
+    """Run streams ``0..workers-1`` of the campaign side by side; returns the combined result
+    and the stream that found the failure (None if none did).
+
+    The result is the winner's (failure, shrunk case, preemptions, shrink time), with the
+    counters summed over every stream and ``seconds`` / ``first_failure_seconds`` on the
+    parent's clock (process start-up included).  Raises :class:`WorkerError` if a worker
+    fails; Ctrl-C stops every worker and is re-raised.  ``target`` replaces the workers' entry
+    point (tests give one whose stream 1 never reports)."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, not {workers}")
+    t0 = time.monotonic()
+    deadline = None if budget is None else t0 + budget
+    ctx = multiprocessing.get_context("spawn")
+    procs: dict[int, Any] = {}
+    conns: dict[Connection, int] = {}
+    counters: dict[int, dict[str, int]] = {}
+    results: dict[int, CampaignResult] = {}
+    winner: int | None = None
+    first_at: float | None = None
+    try:
+        for w in range(workers):
+            parent, child = ctx.Pipe(duplex=False)
+            job = _Job(config, scheduler, seed_value, w, deadline, max_examples, mutants)
+            p = ctx.Process(target=target or _worker, args=(job, child), name=f"vmfuzz-stream{w}",
+                            daemon=True)
+            p.start()
+            child.close()
+            procs[w] = p
+            conns[parent] = w
+        while conns:
+            for conn in wait(list(conns)):
+                w = conns[conn]  # type: ignore[index]
+                try:
+                    msg = conn.recv()  # type: ignore[union-attr]
+                except EOFError:
+                    del conns[conn]  # type: ignore[arg-type]
+                    procs[w].join()
+                    if w not in results and (winner is None or w == winner):
+                        raise WorkerError(
+                            f"worker {w} (stream {w}) died with exit status "
+                            f"{procs[w].exitcode} before reporting a result"
+                        ) from None
+                    continue
+                kind = msg[0]
+                if kind == "progress":
+                    counters[w] = msg[1]
+                    if progress is not None:
+                        progress(_combined(counters, t0, winner is not None))
+                elif kind == "found" and winner is None:
+                    winner, first_at = w, time.monotonic() - t0
+                    for other, p in procs.items():
+                        if other != w and p.is_alive():
+                            p.terminate()
+                elif kind == "done":
+                    results[w] = msg[1]
+                elif kind == "error":
+                    if winner is not None and w != winner:
+                        continue  # stopped mid-run: its error is the stop, not a bug
+                    raise WorkerError(f"worker {w} (stream {w}): {msg[1]}\n{msg[2]}")
+    finally:
+        for p in procs.values():
+            if p.is_alive():
+                p.terminate()
+            p.join()
+    for w, r in results.items():
+        counters[w] = _counters(r)
+    total = _combined(counters, t0, winner is not None)
+    if winner is None:
+        return total, None
+    r = results[winner]  # a winner that ended without a result raised WorkerError above
+    assert r.stats is not None and total.stats is not None
+    r.examples, r.steps, r.budget_hits = total.examples, total.steps, total.budget_hits
+    r.stats.mutant_runs, r.stats.probe_runs = total.stats.mutant_runs, total.stats.probe_runs
+    r.seconds = time.monotonic() - t0
+    r.first_failure_seconds = first_at
+    return r, winner
+
+
+def _combined(counters: dict[int, dict[str, int]], t0: float, found: bool) -> CampaignResult:
+    """A result that carries the summed counters of every stream (no failure)."""
+    total = {k: sum(c.get(k, 0) for c in counters.values())
+             for k in ("examples", "steps", "mutant_runs", "probe_runs", "budget_hits")}
+    stats = Stats(examples=total["examples"], steps=total["steps"],
+                  mutant_runs=total["mutant_runs"], probe_runs=total["probe_runs"],
+                  budget_hits=total["budget_hits"])
+    return CampaignResult(found=found, examples=total["examples"], steps=total["steps"],
+                          seconds=time.monotonic() - t0, budget_hits=total["budget_hits"],
+                          stats=stats)
