@@ -78,8 +78,10 @@ def test_a_campaign_without_failure_counts_every_streams_work() -> None:
 
 
 def test_a_worker_that_raises_is_an_error_that_names_its_stream() -> None:
-    with pytest.raises(WorkerError, match=r"worker \d \(stream \d\): "):
+    with pytest.raises(WorkerError, match=r"worker \d \(stream \d\): ") as info:
         fuzz_workers(KernelConfig(), workers=2, budget=5, scheduler="no_such_scheduler")
+    assert "\n" not in str(info.value)  # one line; the worker's traceback is kept apart
+    assert "Traceback" in info.value.remote_traceback
     with pytest.raises(ValueError, match="workers must be >= 1"):
         fuzz_workers(KernelConfig(), workers=0)
 

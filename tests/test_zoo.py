@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from vmfuzz import _zoo
+from vmfuzz._cmd_fuzz import available_cores
 from vmfuzz.campaign import fuzz
 from vmfuzz.kernel import BUGS, KernelConfig
 
@@ -211,6 +212,9 @@ def test_zoo_command_end_to_end(tmp_path: Path) -> None:
                                                                    2, 2)
     assert (fixed_row["bug"], fixed_row["found"], fixed_row["met"]) == (_zoo.FIXED, 0, True)
     assert len(out["campaigns"]) == 4
+    # The cores are shared out: available cores / -j worker processes per campaign.
+    assert out["workers"] == max(1, available_cores() // 2)
+    assert {c["out"]["workers"] for c in out["campaigns"]} == {out["workers"]}
     assert "[4/4]" in res.stderr  # one progress line per campaign
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "detach_vmas_outside_ptl-s0", "detach_vmas_outside_ptl-s1"]
@@ -218,7 +222,7 @@ def test_zoo_command_end_to_end(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("argv", [
     ["--bug", "no_such_bug"], ["--seeds", "9-0"], ["--budget", "0"], ["-j", "0"],
-    ["--seeds", "0-1", "--need", "3"], ["--json", "--markdown"],
+    ["--seeds", "0-1", "--need", "3"], ["--json", "--markdown"], ["--workers", "0"],
 ])
 def test_zoo_command_rejects_bad_input(argv: list[str]) -> None:
     res = subprocess.run([sys.executable, "-m", "vmfuzz", "zoo", *argv],
@@ -230,14 +234,17 @@ def test_zoo_command_rejects_bad_input(argv: list[str]) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(BUGS))
 def test_bug_found_in_9_of_10_seeds(name: str) -> None:
-    """Issue 6's check for one bug, as ``vmfuzz zoo --bug NAME -j 2`` runs it."""
-    runs = _zoo.run_all([(name, s) for s in range(10)], 60.0, parallel=2)
+    """Issue 6's check for one bug, as ``vmfuzz zoo --bug NAME`` runs it (one campaign at a
+    time, a worker on each core)."""
+    runs = _zoo.run_all([(name, s) for s in range(10)], 60.0, parallel=1,
+                        workers=available_cores())
     row = _zoo.summarize(name, runs, need=9)
     assert row.met, _zoo.text([row])
 
 
 @pytest.mark.slow
 def test_fixed_kernel_clean_in_10_seeds() -> None:
-    runs = _zoo.run_all([("", s) for s in range(10)], 60.0, parallel=2)
+    runs = _zoo.run_all([("", s) for s in range(10)], 60.0, parallel=1,
+                        workers=available_cores())
     row = _zoo.summarize("", runs, need=0)
     assert row.met, [c.out for c in runs if c.found]

@@ -152,6 +152,9 @@ def run(args: argparse.Namespace) -> int:
             )
     except Exception as exc:  # a bug in vmfuzz itself, not a finding: say so in one line
         if os.environ.get("VMFUZZ_TRACEBACK"):
+            remote = getattr(exc, "remote_traceback", "")
+            if remote:  # a worker's: the parent's own traceback says only that it failed
+                sys.stderr.write(f"traceback in the worker process:\n{remote}")
             raise
         sys.stderr.write(
             f"vmfuzz fuzz: internal error: {type(exc).__name__}: {exc} (seed {args.seed}; "

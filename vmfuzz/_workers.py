@@ -47,7 +47,12 @@ class _Job:
 
 
 class WorkerError(RuntimeError):
-    """A worker raised (a bug in vmfuzz, not a finding) or died; the message names its stream."""
+    """A worker raised (a bug in vmfuzz, not a finding) or died; the one-line message names its
+    stream, ``remote_traceback`` is the worker's traceback (empty if it died)."""
+
+    def __init__(self, message: str, remote_traceback: str = "") -> None:
+        super().__init__(message)
+        self.remote_traceback = remote_traceback
 
 
 def _worker(job: _Job, conn: Connection) -> None:
@@ -106,7 +111,8 @@ def fuzz_workers(
 
     The result is the winner's (failure, shrunk case, preemptions, shrink time), with the
     counters summed over every stream and ``seconds`` / ``first_failure_seconds`` on the
-    parent's clock (process start-up included).  Raises :class:`WorkerError` if a worker
+    parent's clock (process start-up included; the first failure as the winner met it, before
+    any shrinking).  Raises :class:`WorkerError` if a worker
     fails; Ctrl-C stops every worker and is re-raised.  ``target`` replaces the workers' entry
     point (tests give one whose stream 1 never reports)."""
     if workers < 1:
@@ -159,7 +165,7 @@ def fuzz_workers(
                 elif kind == "error":
                     if winner is not None and w != winner:
                         continue  # stopped mid-run: its error is the stop, not a bug
-                    raise WorkerError(f"worker {w} (stream {w}): {msg[1]}\n{msg[2]}")
+                    raise WorkerError(f"worker {w} (stream {w}): {msg[1]}", msg[2])
     finally:
         for p in procs.values():
             if p.is_alive():
@@ -175,7 +181,10 @@ def fuzz_workers(
     r.examples, r.steps, r.budget_hits = total.examples, total.steps, total.budget_hits
     r.stats.mutant_runs, r.stats.probe_runs = total.stats.mutant_runs, total.stats.probe_runs
     r.seconds = time.monotonic() - t0
-    r.first_failure_seconds = first_at
+    # When the winner first met the failure (before Hypothesis shrank it), on the parent's
+    # clock: time.monotonic() is one clock for every process on Linux.
+    at = r.stats.first_failure_at
+    r.first_failure_seconds = at - t0 if at is not None else first_at
     return r, winner
 
 
