@@ -112,9 +112,9 @@ def fuzz_workers(
     The result is the winner's (failure, shrunk case, preemptions, shrink time), with the
     counters summed over every stream and ``seconds`` / ``first_failure_seconds`` on the
     parent's clock (process start-up included; the first failure as the winner met it, before
-    any shrinking).  Raises :class:`WorkerError` if a worker
-    fails; Ctrl-C stops every worker and is re-raised.  ``target`` replaces the workers' entry
-    point (tests give one whose stream 1 never reports)."""
+    any shrinking).  Raises :class:`WorkerError` if a worker fails; Ctrl-C stops every worker
+    and is re-raised.  ``target`` replaces the workers' entry point (tests give one whose
+    stream 1 never reports)."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, not {workers}")
     t0 = time.monotonic()
