@@ -125,7 +125,6 @@ def fuzz_workers(
     counters: dict[int, dict[str, int]] = {}
     results: dict[int, CampaignResult] = {}
     winner: int | None = None
-    first_at: float | None = None
     try:
         for w in range(workers):
             parent, child = ctx.Pipe(duplex=False)
@@ -156,7 +155,7 @@ def fuzz_workers(
                     if progress is not None:
                         progress(_combined(counters, t0, winner is not None))
                 elif kind == "found" and winner is None:
-                    winner, first_at = w, time.monotonic() - t0
+                    winner = w
                     for other, p in procs.items():
                         if other != w and p.is_alive():
                             p.terminate()
@@ -184,7 +183,7 @@ def fuzz_workers(
     # When the winner first met the failure (before Hypothesis shrank it), on the parent's
     # clock: time.monotonic() is one clock for every process on Linux.
     at = r.stats.first_failure_at
-    r.first_failure_seconds = at - t0 if at is not None else first_at
+    r.first_failure_seconds = at - t0 if at is not None else None
     return r, winner
 
 
