@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from vmfuzz import _zoo
-from vmfuzz._cmd_fuzz import available_cores
+from vmfuzz._cores import available_cores
 from vmfuzz.campaign import fuzz
 from vmfuzz.kernel import BUGS, KernelConfig
 

@@ -35,6 +35,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from vmfuzz import Scheduler, Spinlock
+from vmfuzz._cores import available_cores
 from vmfuzz.schedules import RandomWalk
 
 STRATEGIES = ("mixed", "preemptions", "pct", "random", "none")
@@ -53,8 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="only these bugs (repeatable; default all)")
     p.add_argument("--strategy", action="append", default=[], choices=STRATEGIES,
                    help="only these strategies (repeatable; default all)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                   help="processes for the bug-finding section (default: all cores)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes for the bug-finding section (default: a process per core "
+                        f"this process may use, here {available_cores()})")
 
 
 # --------------------------------------------------------------------------- engine
@@ -227,6 +229,8 @@ def _table(result: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.workers is None:
+        args.workers = available_cores()
     if args.workers < 1:
         sys.stderr.write("vmfuzz bench: error: --workers must be >= 1\n")
         return 2
@@ -235,6 +239,7 @@ def run(args: argparse.Namespace) -> int:
         "machine": {
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
+            "cores_available": available_cores(),
             "platform": platform.platform(),
         },
         "engine": bench_engine(30_000 if args.quick else 300_000),

@@ -40,6 +40,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vmfuzz._cores import available_cores
 from vmfuzz._provenance import provenance
 from vmfuzz.kernel import KernelConfig
 from vmfuzz.kernel.bugs import unknown_bugs
@@ -215,14 +216,6 @@ def _to_json(result: CampaignResult, path: Path | None, args: argparse.Namespace
         "bugs": sorted(args.bug),
         "vmfuzz": provenance(),
     }
-
-
-def available_cores() -> int:
-    """The cores this process may run on (its CPU affinity, else the machine's count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
 
 
 def _print_human(result: CampaignResult, path: Path | None, args: argparse.Namespace) -> None:

@@ -30,12 +30,15 @@ import os
 import sys
 from pathlib import Path
 
+from vmfuzz._cores import available_cores
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", default="8h", metavar="TIME",
                    help="how long this session runs: 90s, 2m, 8h, 1h30m (default 8h)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help=f"worker processes (default: all cores, here {os.cpu_count()})")
+                   help="worker processes (default: a worker per core this process may use, "
+                        f"here {available_cores()})")
     p.add_argument("--bug", action="append", default=[], metavar="NAME",
                    help="switch on a historical bug (repeatable); 'vmfuzz bugs' lists them")
     p.add_argument("--corpus", default=None, metavar="DIR",
@@ -123,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         duration = parse_duration(args.duration)
     except SoakError as e:
         return _usage_error(str(e))
-    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
+    workers = args.workers if args.workers is not None else available_cores()
     if workers < 1:
         return _usage_error("--workers must be >= 1")
     state = Path(args.state or DEFAULT_STATE_DIR)

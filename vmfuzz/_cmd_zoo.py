@@ -40,7 +40,7 @@ import argparse
 import json
 import sys
 
-from vmfuzz._cmd_fuzz import available_cores
+from vmfuzz._cores import available_cores
 from vmfuzz._provenance import provenance
 from vmfuzz.kernel import BUGS
 from vmfuzz.kernel.bugs import unknown_bugs
