@@ -13,7 +13,6 @@ from vmfuzz.schedules._pct import PCT
 from vmfuzz.schedules._preemptions import PreemptionList
 from vmfuzz.schedules._random import RandomWalk
 from vmfuzz.schedules._replay import Replay
-from vmfuzz.schedules._stall import Stall
 
 # How the fuzzer draws schedules (``vmfuzz fuzz --scheduler``): mixed (each example draws PCT, a
 # sparse preemption list or a random walk with echo: PCT finds deep races, preemption lists
@@ -30,6 +29,5 @@ __all__ = [
     "PreemptionList",
     "RandomWalk",
     "Replay",
-    "Stall",
     "explore",
 ]
