@@ -19,7 +19,9 @@ collided: a livelock needs every round to collide again, which few schedules do)
 many on the colliding tasks alone (a bystander still live hides a livelock).  Mutants cost
 no Hypothesis draws, and each changes one thing in a program already known to interleave.
 After each round, partner probes (:meth:`Pool.probe`) put the teardown of every mm an entry
-aims at next to each entry the round added, on a random stream of their own.
+aims at next to each entry the round added, on a random stream of their own; and a run (an
+example's or a mutant's, kept or not) whose pte got back a value it had held before (an ABA,
+which pte_same() cannot see) is probed with one more task that loads or stores that page.
 The first violation becomes the campaign's failure (schedule = the recorded decisions), and
 the campaign's own shrinker takes it from there.  Everything is seeded: no set or hash order
 reaches a choice.  Nothing here knows about any kernel path.
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -47,7 +49,7 @@ from vmfuzz._scheduler import Scheduler, ScheduleSource
 from vmfuzz.case import Case, OpCall, Run, Schedule, TaskSpec, execute
 from vmfuzz.kernel import OPS, Kernel, KernelConfig
 from vmfuzz.kernel.boot import WORLD_FEATURES
-from vmfuzz.schedules import PCT, Echo, RandomWalk
+from vmfuzz.schedules import PCT, Echo, RandomWalk, Stall
 from vmfuzz.violation import Violation
 
 if TYPE_CHECKING:
@@ -60,6 +62,13 @@ MAX_OPS = 8  # a pool program has at most this many operations (the mails' races
 # collided and backed off): a livelock needs every round to collide again, which about 1 in
 # 60 such schedules of the right program does (measured on the zoo's livelocks).
 RETRY_SCHEDULES = 16
+# An ABA probe's reader is stalled after 1, 2, ... up to this many of its steps, one run each
+# (:meth:`Pool._probe_aba`): a fault reads the pte and sleeps within its first few steps.
+STALL_STEPS = 8
+# ABA probes may take at most this share of the pool's steps, the rest waiting in a queue of
+# at most ABA_QUEUE (:meth:`Pool._probe_aba`): they must not starve the mutants.
+ABA_SHARE = 0.5
+ABA_QUEUE = 256
 
 
 def colliders(case: Case, sched: Scheduler) -> Case | None:
@@ -113,6 +122,18 @@ class Entry:
         return sum(len(t.ops) for t in self.case.tasks)
 
 
+@attrs.frozen
+class AbaProbe:
+    """A queued ABA probe (:meth:`Pool._probe_aba`): a run of ``case`` gave the pte at
+    (``mm``, ``addr``) back a value it had held, replaced at step ``since``."""
+
+    case: Case
+    mm: int
+    addr: int
+    since: int
+    writers: tuple[str, ...]  # the tasks that replaced the value, then restored it
+
+
 @attrs.define
 class Pool:
     """The programs that met new interleaving pairs (at most ``capacity``, oldest out).
@@ -137,13 +158,22 @@ class Pool:
     _retried: bool = False  # a run of the current mutant went round a retry loop
     _pair: Case | None = None  # the first such run's colliding tasks alone (:func:`colliders`)
     _unprobed: list[Entry] = attrs.field(factory=list)  # entries added since the last probes
+    # pte ABAs met per (world, mm, addr, pte kind): the 1st, 4th, 16th ... are probed
+    aba_hits: dict[tuple[frozenset[str], int, int, int], int] = attrs.field(factory=dict)
+    _aba: list[AbaProbe] = attrs.field(factory=list)  # queued ABA probes
+    aba_steps: int = 0  # steps of ABA probes (part of ``steps``)
 
     def offer(
-        self, case: Case, trace: Iterable[Any], length: int,
+        self, case: Case, trace: Sequence[Any], length: int,
         targets: Iterable[tuple[int, int | None]] = (), frames: Iterable[int] = (),
+        aba: Iterable[tuple[int, int, int, int, int]] = (),
     ) -> bool:
         """Count the interleaving pairs of ``case``'s run (``trace``); keep ``case`` if one
-        of them was never met before (and it is no bigger than a mutant may grow)."""
+        of them was never met before (and it is no bigger than a mutant may grow).  A pte
+        ABA of the run (``aba``: ``Kernel.pte_aba``) may queue an ABA probe (:meth:`probe`),
+        whether the case is kept or not (:meth:`_note_aba`)."""
+        if aba:
+            self._note_aba(case, trace, aba)
         hits = self.hits
         new = []
         for pair in interleavings(trace):
@@ -166,6 +196,28 @@ class Pool:
         self.added += 1
         self._unprobed.append(entry)
         return True
+
+    def _note_aba(self, case: Case, trace: Sequence[Any],
+                  aba: Iterable[tuple[int, int, int, int, int]]) -> None:
+        """Queue an ABA probe of ``case`` for a pte ABA whose (world, mm, page, pte kind)
+        is met for the 1st, 4th, 16th, 64th ... time: every kind of ABA is probed, a common
+        one about log4(times met) times, on different programs (the same ABA at another page
+        may be the one a reader can race).  The reader may be one task more than a pool
+        program has room for: most ABAs of a world come from Hypothesis' examples, which
+        often have four tasks or more (about 4 in 5 of those met in 30 s campaigns), and
+        the failure is shrunk anyway."""
+        world = case.config.world
+        hits = self.aba_hits
+        for step, mm, addr, kind, since in aba:
+            if not 0 <= step < len(trace):
+                continue
+            key = (world, mm, addr, kind)
+            n = hits.get(key, 0) + 1
+            hits[key] = n
+            if n & (n - 1) == 0 and n.bit_length() % 2 and len(self._aba) < ABA_QUEUE:
+                # the tasks that replaced the value, then restored it
+                writers = [trace[i].task for i in (since, step) if 0 <= i < len(trace)]
+                self._aba.append(AbaProbe(case, mm, addr, since, tuple(dict.fromkeys(writers))))
 
     def _minimize(self, case: Case, length: int, new: set[Pair]) -> tuple[Case, int]:
         """Delete operations one at a time (last first) while the program, replayed on its
@@ -225,9 +277,10 @@ class Pool:
 
     def probe(self, rng: random.Random, deadline: float,
               parents: Iterable[Entry] | None = None) -> Failure | None:
-        """Run a partner probe (:func:`partner`) of every entry added since the last call
-        (or of each of ``parents``), each under one PCT schedule and one echoed random walk,
-        until ``deadline``; the first violation found, or None.
+        """Run the queued ABA probes (:meth:`_probe_aba`), then a partner probe
+        (:func:`partner`) of every entry added since the last call (or of each of
+        ``parents``), each under one PCT schedule and one echoed random walk, until
+        ``deadline``; the first violation found, or None.
 
         A probe puts a *partner* next to a program already known to interleave: the teardown
         of every mm it touches.  A use after free is often exactly that one step from an
@@ -243,6 +296,9 @@ class Pool:
         (parents, mutations, schedules) are exactly those of a pool without probes.  (Probes
         that also replaced one operation by another on the same object were measured: no
         campaign found more with those, 0 of 9 on the same-page swapin race.)"""
+        found = self._probe_aba(deadline)
+        if found is not None:
+            return found
         if parents is None:
             parents, self._unprobed = self._unprobed, []
         for i, parent in enumerate(parents):
@@ -257,6 +313,122 @@ class Pool:
                 if found is not None:
                     return found
         return None
+
+    def _probe_aba(self, deadline: float) -> Failure | None:
+        """Run the queued ABA probes (:func:`aba_readers`); the first violation found, or None.
+
+        A pte that went from A to B and back to A in one run is what pte_same() cannot tell
+        from a pte that never changed: a task that read A before the change and checks it
+        after the restore is fooled (seed 001's vm_swap_full deletion race; 4969c1192d15
+        and 13ddaf26be32 later).  Such a program is rare and one task short of that race,
+        so it is worth a probe where it occurs, not a pool entry it may never get (one
+        task's ABA meets no new interleaving pair).  The adversary is one preemption: the
+        reader runs a few steps, is stalled while the program replays the run that made
+        the ABA, then goes on (:class:`vmfuzz.schedules.Stall`, after 1 to STALL_STEPS of
+        its steps), starting at step 0 and again at the step the restored value was
+        replaced at (the pte may have held other values before).  Random walks and PCT
+        rarely hit that window: on the ABA programs of a 40 s campaign that had any, 0 of
+        20 walks did, and a stall after 5, 6 or 7 steps did.
+
+        ABA probes get at most ABA_SHARE of the pool's steps (counted, not timed, so a
+        campaign stays deterministic): probes left over wait in the queue (the oldest
+        first, at most ABA_QUEUE of them) for the mutants to catch up."""
+        while self._aba:
+            if time.monotonic() >= deadline:
+                return None
+            if self.aba_steps > ABA_SHARE * self.steps:
+                del self._aba[ABA_QUEUE:]
+                return None
+            before = self.steps
+            found = self._stall_probe(self._aba.pop(0))
+            self.aba_steps += self.steps - before
+            if found is not None:
+                return found
+        return None
+
+    def _stall_probe(self, probe: AbaProbe) -> Failure | None:
+        """One ABA probe (:meth:`_probe_aba`): each reader of the page, stalled after 1 ..
+        STALL_STEPS of its steps from step 0 and from the step the value was replaced at.
+
+        The reader is first put next to the probe's writers alone, their operations in one
+        task (:meth:`_writers_alone`), when that task makes the ABA by itself: a shorter run,
+        and the race as the mail draws it (the campaign's shrinker deletes operations but not
+        the tasks a recorded schedule names, so a race two tasks can show was left at three in
+        2 of 10 seeds of the skip-swapcache zoo row).  Only then the whole program, replaying
+        its recorded decisions; a failure there is tried once more on the reader next to each
+        of its tasks alone (:meth:`_reduce_aba`)."""
+        case, mm, addr = probe.case, probe.mm, probe.addr
+        if len(case.tasks) > 1:
+            alone = self._writers_alone(case, probe.writers, mm, addr)
+            if alone is not None:
+                found = self._stall_pair(*alone, mm, addr)
+                if found is not None:
+                    return found
+        order = [t.name for t in sorted(case.tasks, key=lambda t: t.start)]
+        decisions = (
+            [order[d] for d in case.schedule.decisions] if case.schedule.kind == "decisions" else []
+        )
+        for prog in aba_readers(case, mm, addr, self):
+            reader = prog.tasks[-1].name
+            for at in (0, probe.since) if probe.since > 0 else (0,):
+                for k in range(1, STALL_STEPS + 1):
+                    stall = Stall(reader, decisions, at, k)
+                    found = self._run_one(prog, stall, offer=False)
+                    if found is not None:
+                        return self._reduce_aba(prog, mm, addr, found)
+                    if stall.ran < k:  # the reader ended (or slept) before its k-th step
+                        break
+        return None
+
+    def _writers_alone(
+        self, case: Case, names: Sequence[str], mm: int, addr: int
+    ) -> tuple[Case, list[int]] | None:
+        """The operations of ``case``'s tasks ``names``, in that order, as one task; with
+        the steps at which its run replaced a value the pte at (``mm``, ``addr``) got back
+        later, or None when the run makes no such ABA (or does not end clean)."""
+        by_name = {t.name: t for t in case.tasks}
+        ops = [c for n in names if n in by_name for c in by_name[n].ops]
+        if not ops:
+            return None
+        one = _program(case, [ops], [0], case.config)
+        run = execute(one)
+        self.probe_runs += 1
+        self.steps += run.outcome.steps
+        sinces = [s for _, m, a, _, s in run.kernel.pte_aba if (m, a) == (mm, addr)]
+        if run.outcome.kind != "clean" or not sinces:
+            return None
+        return one, sinces
+
+    def _stall_pair(
+        self, writer: Case, sinces: list[int], mm: int, addr: int, check: str | None = None
+    ) -> Failure | None:
+        """Each reader of the page next to one-task program ``writer``, stalled after 1 ..
+        STALL_STEPS of its steps, from step 0 and from each of ``sinces``; the first failure
+        (with check ``check``, if given), or None."""
+        for prog in aba_readers(writer, mm, addr, self):
+            reader = prog.tasks[-1].name
+            for at in sorted({0, *sinces}):
+                for k in range(1, STALL_STEPS + 1):
+                    stall = Stall(reader, [], at, k)
+                    found = self._run_one(prog, stall, offer=False)
+                    if found is not None and (check is None or found.violation.check == check):
+                        return found
+                    if stall.ran < k:
+                        break
+        return None
+
+    def _reduce_aba(self, prog: Case, mm: int, addr: int, found: Failure) -> Failure:
+        """``found`` (a failure of ABA probe ``prog``, whose last task is the reader), or the
+        same violation met by a reader next to one other task of ``prog`` alone, when that
+        task makes the ABA by itself."""
+        if len(prog.tasks) <= 2:
+            return found
+        for task in prog.tasks[:-1]:
+            alone = self._writers_alone(prog, [task.name], mm, addr)
+            small = alone and self._stall_pair(*alone, mm, addr, found.violation.check)
+            if small:
+                return small
+        return found
 
     def _parents(self, n: int, rng: random.Random, deadline: float) -> Iterator[Entry]:
         """Up to ``n`` parents, each the lowest-energy of 3 entries drawn (a tournament),
@@ -322,7 +494,7 @@ class Pool:
             recorded = Schedule("decisions", decisions=tuple(run.sched.decisions))
             self.offer(attrs.evolve(case, schedule=recorded), run.sched.trace,
                        run.outcome.steps, targets, self.boot_frames(case.config) +
-                       frames_at(k, targets))
+                       frames_at(k, targets), k.pte_aba)
         return None
 
 
@@ -447,6 +619,24 @@ def partner(parent: Entry, pool: Pool, rng: random.Random) -> Case | None:
     tasks.append([_ender(rng.choice(enders), mm, case.config) for mm in mms[:room]])
     starts.append(0 if rng.random() < 0.5 else rng.randint(0, parent.length))
     return _program(case, tasks, starts, case.config)
+
+
+def aba_readers(case: Case, mm: int, addr: int, pool: Pool) -> list[Case]:
+    """``case`` with one more task, started with the others, that accesses page ``addr`` of
+    ``mm``: one program per operation taking exactly an mm and an address (a load, a
+    store), for :meth:`Pool._probe_aba`."""
+    tasks = [list(t.ops) for t in case.tasks]
+    starts = [t.start for t in case.tasks]
+    out = []
+    for name in sorted(OPS):
+        if [k for _, k in OPS[name].params] != ["mm", "addr"] or (
+            pool.ops is not None and name not in pool.ops
+        ):
+            continue
+        (a, _), (b, _) = OPS[name].params
+        out.append(_program(case, [*tasks, [OpCall(name, {a: mm, b: addr})]], [*starts, 0],
+                            case.config))
+    return out
 
 
 def _ender(name: str, mm: int, config: KernelConfig) -> OpCall:

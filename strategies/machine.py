@@ -76,7 +76,7 @@ class Stats:
     first_failure_at: float | None = None  # time.monotonic() of the first failure
     budget_hits: int = 0
     mutant_runs: int = 0  # runs of the pool's mutants (strategies._pool), not examples
-    probe_runs: int = 0  # runs of the pool's partner probes (Pool.probe)
+    probe_runs: int = 0  # runs of the pool's partner and ABA probes (Pool.probe)
     ops: dict[str, int] = attrs.field(factory=dict)
     labels: dict[str, int] = attrs.field(factory=dict)
 
@@ -233,7 +233,8 @@ class KernelMachine(RuleBasedStateMachine):
             self._run(None)
             if self.pool is not None and not self.stopped and self.threads:
                 self.pool.offer(self.case(), self.sched.trace, self.sched.step_no, self.targets,
-                                self.boot_frames + frames_at(self.k, self.targets))
+                                self.boot_frames + frames_at(self.k, self.targets),
+                                self.k.pte_aba)
             # No target() here: Hypothesis' target phase (hill-climbing on distinct labels)
             # was measured to cost ~30% of the examples per second and to find fewer of the
             # bugs in the zoo (A/B over 4 bugs x 3 seeds: 3/12 with it, 5/12 without).

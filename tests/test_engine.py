@@ -24,7 +24,15 @@ from vmfuzz import (
     StepBudgetExceeded,
     Violation,
 )
-from vmfuzz.schedules import PCT, NonPreemptive, PreemptionList, RandomWalk, Replay, explore
+from vmfuzz.schedules import (
+    PCT,
+    NonPreemptive,
+    PreemptionList,
+    RandomWalk,
+    Replay,
+    Stall,
+    explore,
+)
 
 
 # --------------------------------------------------------------------------- tiny programs
@@ -142,6 +150,33 @@ def test_lost_update_needs_a_preemption() -> None:
         if make_lost_update(PreemptionList([(g, 0)]))[0].run_to_outcome().check == "lost_update"
     ]
     assert found
+
+
+def test_stall_holds_one_task_after_its_kth_step_while_the_others_run() -> None:
+    """T1 runs 2 steps (to incr:load, then the load itself), is held while T0 runs to its
+    end, then stores: the lost update.  Held before its load (1 step) or after its store
+    (3), nothing is lost."""
+    found = {}
+    for k in (1, 2, 3):
+        sched, _c = make_lost_update(Stall("T1", [], 0, k))
+        out = sched.run_to_outcome()
+        found[k] = out.check
+        order = [s.task for s in sched.trace]
+        if k == 2:
+            assert order == ["T1", "T1", "T0", "T0", "T0", "T1"]
+    assert found == {1: None, 2: "lost_update", 3: None}
+
+
+def test_stall_replays_the_other_tasks_decisions_by_name() -> None:
+    """The held task's steps do not shift the others' recorded decisions: three tasks, T2
+    held after one step, T0 and T1 alternate as the list of names says, then (past it) the
+    default policy keeps T0 to its end; T2 goes on when nobody else can run."""
+    sched = Scheduler(Stall("T2", ["T1", "T0", "T1", "T0"], 0, 1))
+    for name in ("a", "b", "c"):
+        sched.spawn(steps(name, 3))
+    assert sched.run_to_outcome().kind == "clean"
+    assert [s.task for s in sched.trace] == ["T2", "T1", "T0", "T1", "T0", "T0", "T1", "T2",
+                                             "T2"]
 
 
 def test_lost_update_exhaustive_bounds() -> None:

@@ -9,9 +9,11 @@ from pathlib import Path
 import attrs
 import pytest
 from vmfuzz.strategies._pool import (
+    ABA_SHARE,
     MAX_OPS,
     Entry,
     Pool,
+    aba_readers,
     colliders,
     interleavings,
     mutate,
@@ -439,3 +441,128 @@ def test_a_teardown_probe_finds_a_race_a_teardown_away() -> None:
         if bugs:
             assert found >= 5, found
     assert found == 0
+
+
+# ------------------------------------------------------------------ pte ABA probes
+SYNC = frozenset({"swap_sync", "swapped"})  # a zram-like device, pages 3 and 4 swapped
+ABA = (OpCall("write", {"mm": 0, "addr": 3}), OpCall("swap_out", {"count": 1}))
+
+
+def _aba_case(bugs: frozenset[str] = frozenset()) -> Case:
+    """One task: fault swapped page 3 back in (the skip-swapcache path frees its entry),
+    then reclaim it: the lowest free entry is that same entry again, so the pte goes
+    swp(e) -> present -> swp(e)."""
+    return Case(KernelConfig(bugs=bugs, world=SYNC), (TaskSpec("T0", ABA),))
+
+
+def test_kernel_records_a_pte_that_gets_its_old_value_back() -> None:
+    run = execute(_aba_case())
+    assert run.outcome.kind == "clean"
+    assert [(mm, addr, kind) for _, mm, addr, kind, _ in run.kernel.pte_aba] == [(0, 3, 1)]
+    step, since = run.kernel.pte_aba[0][0], run.kernel.pte_aba[0][4]
+    assert run.sched.trace[step].task == "T0"
+    # The swap entry was replaced earlier, by the step that ran from the fault's last label.
+    assert 0 < since < step and run.sched.trace[since - 1].label.startswith("do_swap_page")
+    # Without the reclaim the pte only changes once: no ABA.
+    once = Case(_aba_case().config, (TaskSpec("T0", ABA[:1]),))
+    assert execute(once).kernel.pte_aba == []
+    # The world's own building is not part of the run's history.
+    assert Kernel(_aba_case().config).pte_aba == []
+
+
+def test_a_pte_aba_queues_probes_at_the_first_fourth_sixteenth_meeting() -> None:
+    """Each (world, page, pte kind) of an ABA is probed when met the 1st, 4th, 16th ...
+    time, whether or not the program enters the pool (one task's ABA meets no new pair)."""
+    pool = Pool(KernelConfig())
+    case = _aba_case()
+    run = execute(case)
+    queued = []
+    for _ in range(17):
+        pool.offer(case, run.sched.trace, run.outcome.steps, (), (), run.kernel.pte_aba)
+        queued.append(len(pool._aba))
+    assert queued == [1, 1, 1] + [2] * 12 + [3, 3]
+    full = Case(case.config, tuple(TaskSpec(f"T{i}", ABA[:1]) for i in range(pool.max_threads)))
+    fresh = Pool(KernelConfig())
+    fresh.offer(full, run.sched.trace, run.outcome.steps, (), (), run.kernel.pte_aba)
+    assert len(fresh._aba) == 1  # a probe may have one task more than a pool program
+    assert len(aba_readers(full, 0, 3, fresh)[0].tasks) == fresh.max_threads + 1
+
+
+def test_aba_readers_add_a_load_or_a_store_of_the_page_as_a_new_task() -> None:
+    progs = aba_readers(_aba_case(), 0, 3, Pool(KernelConfig()))
+    assert [[[c.describe() for c in t.ops] for t in p.tasks] for p in progs] == [
+        [["write(mm=0, addr=3)", "swap_out(count=1)"], ["read(mm=0, addr=3)"]],
+        [["write(mm=0, addr=3)", "swap_out(count=1)"], ["write(mm=0, addr=3)"]],
+    ]
+    assert all(p.tasks[-1].start == 0 for p in progs)
+    assert aba_readers(_aba_case(), 0, 3, Pool(KernelConfig(), ops=["swap_out"])) == []
+
+
+def test_an_aba_probe_finds_the_skip_swapcache_race_one_reader_away() -> None:
+    """Quality: one task whose swapped page comes back to its old entry (see _aba_case) is
+    one reader short of 13ddaf26be32: the probe queued by its ABA finds the stale page with
+    the bug switched on, as the mail draws it (2 tasks, the reader preempted once), and
+    nothing in the fixed kernel.  The probe knows nothing of the bug: it adds a load and a
+    store of the page that went A-B-A, each stalled after 1, 2, ... of its steps."""
+    for bugs in (frozenset({"swapin_skip_swapcache_race"}), frozenset()):
+        case = _aba_case(bugs)
+        run = execute(case)
+        pool = Pool(case.config)
+        pool.offer(case, run.sched.trace, run.outcome.steps, (), (), run.kernel.pte_aba)
+        hit = pool.probe(random.Random(0), float("inf"), [])
+        assert pool.probe_runs > 1
+        if not bugs:
+            assert hit is None
+            continue
+        assert hit is not None and hit.violation.check == "data_integrity"
+        assert len(hit.case.tasks) == 2 and hit.preemptions == 1
+        # The probe's schedule was recorded: the case replays to the same violation.
+        again = execute(hit.case)
+        assert again.outcome.kind == "violation"
+        assert again.outcome.violation.check == "data_integrity"
+
+
+def test_an_aba_probe_puts_the_reader_next_to_the_writers_alone_in_one_task() -> None:
+    """The ABA is made by two tasks (one faults the page in, one reclaims it) next to a
+    bystander: the probe finds the race on one task doing both and the reader, as the mail
+    draws it, not on the whole program the shrinker would leave at three tasks."""
+    bugs = frozenset({"swapin_skip_swapcache_race"})
+    case = Case(KernelConfig(bugs=bugs, world=SYNC), (
+        TaskSpec("T0", ABA[:1]),
+        TaskSpec("T1", (OpCall("read", {"mm": 1, "addr": 0}),)),  # another process's page
+        TaskSpec("T2", ABA[1:]),
+    ))
+    run = execute(case)
+    assert run.outcome.kind == "clean"
+    [(step, mm, addr, _, since)] = run.kernel.pte_aba
+    assert (mm, addr) == (0, 3)
+    assert (run.sched.trace[since].task, run.sched.trace[step].task) == ("T0", "T2")
+    recorded = attrs.evolve(
+        case, schedule=Schedule("decisions", decisions=tuple(run.sched.decisions))
+    )
+    pool = Pool(case.config)
+    pool.offer(recorded, run.sched.trace, run.outcome.steps, (), (), run.kernel.pte_aba)
+    hit = pool.probe(random.Random(0), float("inf"), [])
+    assert hit is not None and hit.violation.check == "data_integrity"
+    assert [c.describe() for c in hit.case.tasks[0].ops] == [
+        "write(mm=0, addr=3)", "swap_out(count=1)"]
+    assert len(hit.case.tasks) == 2 and hit.preemptions == 1
+    again = execute(hit.case)
+    assert again.outcome.kind == "violation"
+
+
+def test_aba_probes_wait_when_they_have_had_their_share_of_the_steps() -> None:
+    """ABA probes take at most ABA_SHARE of the pool's steps: the rest wait in the queue."""
+    case = _aba_case()
+    run = execute(case)
+    pool = Pool(case.config)
+    aba = run.kernel.pte_aba
+    pool.offer(case, run.sched.trace, run.outcome.steps, (), (), aba)
+    other = [(step, mm, addr + 1, kind, since) for step, mm, addr, kind, since in aba]
+    pool.offer(case, run.sched.trace, run.outcome.steps, (), (), other)
+    assert len(pool._aba) == 2
+    assert pool.probe(random.Random(0), float("inf"), []) is None
+    assert len(pool._aba) == 1 and pool.aba_steps == pool.steps > 0
+    pool.steps += int(pool.aba_steps / ABA_SHARE)  # the mutants catch up
+    assert pool.probe(random.Random(0), float("inf"), []) is None
+    assert pool._aba == []

@@ -16,10 +16,11 @@ directory and printed as a race timeline; replay it with 'vmfuzz replay PATH'.
 
 A campaign alternates Hypothesis examples with mutants of its program pool: programs that met
 a new interleaving of two tasks' paths, changed one operation at a time (--mutants), and
-probes that race each new entry against the teardown of every mm it uses.
+probes that race each new entry against the teardown of every mm it uses, and a load or a
+store against each page whose pte went A -> B -> A.
 
 --json prints exactly one object: {"found", "invariant", "message", "examples",
-"mutant_runs" (runs of the program pool's mutants), "probe_runs" (of its partner probes),
+"mutant_runs" (runs of the program pool's mutants), "probe_runs" (of its partner and ABA probes),
 "steps", "seconds", "steps_per_second", "case", "shrunk": {"tasks" (in flight at once), "threads",
 "ops", "steps", "preemptions"} | null,
 "minimal_preemptions", "first_failure_seconds" and "first_failure_examples" (time and examples

@@ -85,6 +85,14 @@ class Kernel:
         # Bumped by every write the invariants are told about (touch_*, set_pte_at,
         # pte_clear): the scheduler's livelock check compares it across retry rounds.
         self.version = 0
+        # pte ABA, for the fuzzer (never for a check): the values each pte held in this run
+        # (each with the step it was last replaced at), and (step, mm id, addr, kind, since)
+        # of every set_pte_at that put back a value the pte had held before, after another
+        # one (kind: 0 present, 1 swap, 2 migration; since: the step that value was replaced
+        # at).  pte_same() cannot tell such a pte from one that never changed, so a task that
+        # read the first value and checks it again is fooled.
+        self.pte_seen: dict[tuple[int, int], dict[tuple[int, int, bool], int]] = {}
+        self.pte_aba: list[tuple[int, int, int, int, int]] = []
         self.boot_targets: list[tuple[int, int]] = []  # (mm, addr) the world populated
         self.boot_violation: Violation | None = None  # a check the world's building failed
         booted = _BOOTED.get(c)
@@ -124,6 +132,7 @@ class Kernel:
             v.message = f"while building the world ({world}): {v.message}"
             v.step, v.task = 0, "boot"  # not a step of the run: before its first
             self.boot_violation = v
+        self.pte_seen, self.pte_aba = {}, []  # the run's pte history starts at its first step
 
     # ------------------------------------------------------------------ switches
     def bug(self, name: str) -> bool:
@@ -165,9 +174,17 @@ class Kernel:
         return self.swap_ptes, pte.entry
 
     def set_pte_at(self, mm: MmStruct, addr: int, pte: Pte) -> None:
-        """set_pte_at(): install ``pte`` (replacing any old one); keeps the reverse indexes."""
-        self.pte_clear(mm, addr)
+        """set_pte_at(): install ``pte`` (replacing any old one); keeps the reverse indexes
+        and the pte's history (``pte_aba``)."""
+        old = self.pte_clear(mm, addr)
         mm.pgd[addr] = pte
+        v = pte_value(pte)
+        seen = self.pte_seen.setdefault((mm.id, addr), {})
+        since = seen.get(v)
+        if since is None:
+            seen[v] = -1  # held, not replaced yet
+        elif old is None or pte_value(old) != v:
+            self.pte_aba.append((self.sched.step_no, mm.id, addr, v[0], since))
         index, key = self._index_for(pte)
         index.setdefault(key, set()).add((mm.id, addr))
         self._touch_pte(pte)
@@ -178,6 +195,7 @@ class Kernel:
         """pte_clear() / ptep_get_and_clear(): remove and return the pte at ``addr``."""
         old = mm.pgd.pop(addr, None)
         if old is not None:
+            self.pte_seen.setdefault((mm.id, addr), {})[pte_value(old)] = self.sched.step_no
             index, key = self._index_for(old)
             users = index.get(key)
             if users is not None:
@@ -246,3 +264,12 @@ class Kernel:
 
     def live_mms(self) -> Iterable[MmStruct]:
         return (mm for mm in self.mms.values() if not mm.dead)
+
+
+def pte_value(pte: Pte) -> tuple[int, int, bool]:
+    """A pte's value as pte_same() compares it: (kind, pfn or swap entry, write bit)."""
+    if isinstance(pte, SwapPte):
+        return (1, pte.entry, False)
+    if isinstance(pte, MigrationPte):
+        return (2, pte.pfn, False)
+    return (0, pte.pfn, pte.write)

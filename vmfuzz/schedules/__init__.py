@@ -13,6 +13,7 @@ from vmfuzz.schedules._pct import PCT
 from vmfuzz.schedules._preemptions import PreemptionList
 from vmfuzz.schedules._random import RandomWalk
 from vmfuzz.schedules._replay import Replay
+from vmfuzz.schedules._stall import Stall
 
 # How the fuzzer draws schedules (``vmfuzz fuzz --scheduler``): mixed (each example draws PCT, a
 # sparse preemption list or a random walk with echo: PCT finds deep races, preemption lists
@@ -29,5 +30,6 @@ __all__ = [
     "PreemptionList",
     "RandomWalk",
     "Replay",
+    "Stall",
     "explore",
 ]

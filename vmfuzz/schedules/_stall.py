@@ -1,0 +1,50 @@
+"""Stall: hold one task in the middle of its path while the others replay a recorded run.
+
+A check that reads a value, sleeps, and compares it again (pte_same() after lock_page) is fooled
+by an ABA: the value changed and came back while the reader slept.  If a program without the
+reader is known to make that ABA under some recorded decisions, the adversary is one
+preemption: let the reader run ``steps`` of its steps (from scheduler step ``at``), stall it
+there while the other tasks replay their recorded decisions, and let it go only when none of
+them can run.  A random or PCT schedule has to hit that one window by chance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vmfuzz._scheduler import Scheduler, Task
+
+
+class Stall:
+    """Run task ``name`` for ``steps`` steps from step ``at``, then hold it while the other
+    tasks follow ``decisions`` (the task *names* their run chose at each of its decision
+    points) and, past them, the default policy."""
+
+    def __init__(self, name: str, decisions: Sequence[str], at: int = 0, steps: int = 1) -> None:
+        self.name = name
+        self.decisions = list(decisions)
+        self.at = at
+        self.steps = steps
+        self.ran = 0
+        self.pos = 0
+
+    def choose(self, runnable: list[Task], default: int, sched: Scheduler) -> int:
+        others = [i for i, t in enumerate(runnable) if t.name != self.name]
+        if len(others) == len(runnable):  # the stalled task is not runnable here
+            stalled = None
+        else:
+            stalled = next(i for i, t in enumerate(runnable) if t.name == self.name)
+        if stalled is not None and self.ran < self.steps and sched.step_no >= self.at:
+            self.ran += 1
+            return stalled
+        if len(others) == 1:
+            return others[0]
+        if self.pos < len(self.decisions):
+            want = self.decisions[self.pos]
+            self.pos += 1
+            for i in others:
+                if runnable[i].name == want:
+                    return i
+        return default if default in others else others[0]
