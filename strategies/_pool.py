@@ -368,17 +368,11 @@ class Pool:
         decisions = (
             [order[d] for d in case.schedule.decisions] if case.schedule.kind == "decisions" else []
         )
-        for prog in aba_readers(case, mm, addr, self):
-            reader = prog.tasks[-1].name
-            for at in (0, probe.since) if probe.since > 0 else (0,):
-                for k in range(1, STALL_STEPS + 1):
-                    stall = Stall(reader, decisions, at, k)
-                    found = self._run_one(prog, stall, offer=False)
-                    if found is not None:
-                        return self._reduce_aba(prog, mm, addr, found)
-                    if stall.ran < k:  # the reader ended (or slept) before its k-th step
-                        break
-        return None
+        hit = self._stalls(case, mm, addr, decisions, {0, max(probe.since, 0)})
+        if hit is None:
+            return None
+        prog, found = hit
+        return self._reduce_aba(prog, mm, addr, found)
 
     def _writers_alone(
         self, case: Case, names: Sequence[str], mm: int, addr: int
@@ -402,18 +396,29 @@ class Pool:
     def _stall_pair(
         self, writer: Case, sinces: list[int], mm: int, addr: int, check: str | None = None
     ) -> Failure | None:
-        """Each reader of the page next to one-task program ``writer``, stalled after 1 ..
-        STALL_STEPS of its steps, from step 0 and from each of ``sinces``; the first failure
-        (with check ``check``, if given), or None."""
-        for prog in aba_readers(writer, mm, addr, self):
+        """Each reader of the page next to one-task program ``writer`` (:meth:`_stalls`,
+        from step 0 and from each of ``sinces``); the first failure (with check ``check``,
+        if given), or None."""
+        hit = self._stalls(writer, mm, addr, [], {0, *sinces}, check)
+        return hit[1] if hit is not None else None
+
+    def _stalls(
+        self, case: Case, mm: int, addr: int, decisions: list[str], ats: set[int],
+        check: str | None = None,
+    ) -> tuple[Case, Failure] | None:
+        """Each reader of the page (:func:`aba_readers`) next to ``case``, stalled after 1 ..
+        STALL_STEPS of its steps from each step of ``ats`` (lowest first) while ``case``'s
+        tasks follow ``decisions``; the first program that failed (with check ``check``, if
+        given) and its failure, or None."""
+        for prog in aba_readers(case, mm, addr, self):
             reader = prog.tasks[-1].name
-            for at in sorted({0, *sinces}):
+            for at in sorted(ats):
                 for k in range(1, STALL_STEPS + 1):
-                    stall = Stall(reader, [], at, k)
+                    stall = Stall(reader, decisions, at, k)
                     found = self._run_one(prog, stall, offer=False)
                     if found is not None and (check is None or found.violation.check == check):
-                        return found
-                    if stall.ran < k:
+                        return prog, found
+                    if stall.ran < k:  # the reader ended (or slept) before its k-th step
                         break
         return None
 

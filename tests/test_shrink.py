@@ -396,3 +396,39 @@ def test_a_late_start_that_costs_a_switch_is_moved_to_the_first() -> None:
     assert shrunk is not None and (shrunk["tasks"], shrunk["preemptions"]) == (2, 1), shrunk
     assert result.case is not None and {t.start for t in result.case.tasks} == {0}
     _replays(result, check)
+
+
+def test_the_others_serialized_next_to_the_preempted_task_leave_two_in_flight() -> None:
+    """seed 001's vm_swap_full race as campaign seed 9 found it (session 17): the reader T4
+    is preempted once while swapoff (T3), swapon (T1) and a reclaiming mmap (T2) run one
+    after the other, and T0's mmap waits on the reader's mmap_sem, in flight to the end: 3
+    tasks in flight.  Without T0, whose turn comes after swapoff's exit changes (a free
+    departure the bounded search counts); T3, T1 and T2 as one task next to the reader is
+    the mail's 2 tasks / 1 switch."""
+    result = _shrunk_from_data("vm_swap_full_swapoff_three_tasks.json", "data_integrity", (3, 1))
+    shrunk = result.shrunk()
+    assert shrunk is not None and (shrunk["tasks"], shrunk["preemptions"]) == (2, 1), shrunk
+    _replays(result, "data_integrity")
+
+
+def test_the_serialized_move_keeps_the_preempted_task_and_merges_the_rest_in_order() -> None:
+    case = load(DATA / "vm_swap_full_swapoff_three_tasks.json").case
+    run = execute(case, Replay(case.schedule.decisions))
+    progs = [[(t.name, [c.op for c in t.ops]) for t in p.tasks]
+             for p in campaign._serialized(case, run.sched.trace)]
+    # T0 only tried to take mmap_sem (blocked): it is left out
+    assert progs == [[("T4", ["read"]), ("T3", ["swapoff", "swapon", "mmap_driver"])]]
+
+
+def test_two_tasks_merged_with_a_sibling_reclaim_leave_two_in_flight() -> None:
+    """13ddaf26be32 (skip-swapcache swapin) as campaign seed 2 found it (session 16): the
+    writer's fault (T3) and kswapd (T0) interleave, T2 reads: 3 tasks in flight, 2
+    switches.  Merged, the fault then kswapd makes no ABA (the LRU scan reclaims the oldest
+    page first); merged with kswapd changed for its sibling swap_out (the biggest mm, in
+    address order) it does: the mail's 2 tasks / 1 switch."""
+    result = _shrunk_from_data("skip_swapcache_kswapd_three_tasks.json", "data_integrity", (3, 2))
+    shrunk = result.shrunk()
+    assert shrunk is not None and (shrunk["tasks"], shrunk["preemptions"]) == (2, 1), shrunk
+    assert result.case is not None
+    assert sorted(c.op for t in result.case.tasks for c in t.ops) == ["read", "swap_out", "write"]
+    _replays(result, "data_integrity")

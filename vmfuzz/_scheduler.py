@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -135,6 +135,21 @@ class TraceStep:
 
     def line(self) -> str:
         return f"{self.step} {self.task} {self.label} {self.event} [{','.join(self.held)}]"
+
+    @property
+    def blocked(self) -> bool:
+        """The step was an attempt that blocked on a lock (the task did not get past it)."""
+        return "blocks on " in self.event
+
+
+def ran_steps(trace: Sequence[TraceStep]) -> dict[str, tuple[int, int]]:
+    """The first and the last step each task of ``trace`` ran that was not a blocked attempt,
+    in the order the tasks first ran: who did work, and in which order, as one CPU would."""
+    out: dict[str, tuple[int, int]] = {}
+    for i, step in enumerate(trace):
+        if not step.blocked:
+            out[step.task] = (out[step.task][0] if step.task in out else i, i)
+    return out
 
 
 @attrs.define

@@ -11,15 +11,17 @@ are built on it.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import attrs
 from hypothesis import Verbosity, seed, settings
 from hypothesis.stateful import get_state_machine_test
 
+from vmfuzz._scheduler import ran_steps
 from vmfuzz.case import Case, OpCall, Run, Schedule, TaskSpec, execute
 from vmfuzz.kernel import OPS, KernelConfig
 from vmfuzz.kernel.boot import WORLD_FEATURES
@@ -35,6 +37,8 @@ SAMPLED_PER_CANDIDATE = 64  # sampled schedules per smaller program (:func:`_sam
 # 2 tasks / 2 switches and anon_vma_trylock_retry seed 1 at 3 tasks / 11; at 20,000 runs
 # (20-30 s) all three reach the mail's 2 tasks (1 switch for unuse).  Most shrinks end sooner.
 POST_SHRINK_RUNS = 20_000
+SIBLING_MERGE_OPS = 8  # merged-with-a-sibling programs only for failures this small
+SERIALIZED_VICTIMS = 2  # serialized programs only for failures that preempt this few tasks
 MUTANTS = 400  # pool mutants per 100 Hypothesis examples (each runs under 2 schedules)
 
 
@@ -465,6 +469,81 @@ def _adopt(result: CampaignResult, run: Run, case: Case) -> None:
     result.preemptions = run.sched.preemptions
 
 
+def _serialized(case: Case, trace: Sequence[Any]) -> list[Case]:
+    """Two-task programs from ``case`` and its failing run ``trace``: each task the run
+    preempted, and every other task that ran a step (not only a blocked attempt) merged into
+    one, in the order they first ran (then in the order they last ran).  The mails draw a
+    race as two CPUs: the one that is preempted, and one that does what all the others did
+    meanwhile; a failure whose other tasks ran one after the other shrinks to that, where
+    deleting one task at a time changes whose turn comes next (a free departure the bounded
+    search counts as a switch), or leaves a task blocked in flight."""
+    by_name = {t.name: t for t in case.tasks}
+    spans = ran_steps(trace)
+    first = {n: a for n, (a, _) in spans.items()}
+    last = {n: b for n, (_, b) in spans.items()}
+    victims: list[str] = []
+    for step, nxt in itertools.pairwise(trace):
+        if (nxt.task != step.task and step.label != "exit" and not step.blocked
+                and step.task not in victims):
+            victims.append(step.task)
+    out: list[Case] = []
+    seen: set[tuple[tuple[str, ...], ...]] = set()
+    if len(victims) > SERIALIZED_VICTIMS:
+        return out  # a tangle of switches: not the one-window race this move is for
+    for v in victims:
+        if v not in by_name:
+            continue
+        for when in (first, last):
+            others = sorted((n for n in when if n != v and n in by_name), key=when.__getitem__)
+            if not others or (len(others) == 1 and len(case.tasks) == 2):
+                continue
+            one = TaskSpec(others[0], tuple(c for n in others for c in by_name[n].ops),
+                           min(by_name[n].start for n in others))
+            pair = (by_name[v], one) if first.get(v, 0) <= first[others[0]] else (one, by_name[v])
+            key = tuple(tuple(c.describe() for c in t.ops) for t in pair)
+            if key not in seen:
+                seen.add(key)
+                out.append(attrs.evolve(case, tasks=pair))
+    return out
+
+
+def _merged(tasks: Sequence[TaskSpec], i: int, j: int) -> list[TaskSpec]:
+    """``tasks`` with task ``j``'s operations appended to task ``i``'s (in the place of the
+    first of the two, from the earlier start)."""
+    a, b = tasks[i], tasks[j]
+    ts = list(tasks)
+    ts[min(i, j)] = TaskSpec(a.name, a.ops + b.ops, min(a.start, b.start))
+    del ts[max(i, j)]
+    return ts
+
+
+def _regrouped(case: Case, trace: Sequence[Any]) -> list[Case]:
+    """Programs with fewer tasks that are not plain deletions or merges, tried after
+    :func:`_smaller_programs` (and not under sampled schedules: there are many, and they
+    rarely beat the plain ones): each preempted task next to all the others merged
+    (:func:`_serialized`); for a small program, two tasks merged with one operation changed
+    for a sibling (:func:`_siblings`): a race two tasks draw may need another entry point
+    when one CPU does both tasks' work (kswapd's LRU scan reclaims the oldest page first,
+    swap_out the biggest mm's in address order)."""
+    out = _serialized(case, trace)
+    tasks = case.tasks
+    if sum(len(t.ops) for t in tasks) > SIBLING_MERGE_OPS:
+        return out
+    for i in range(len(tasks)):
+        for j in range(len(tasks)):
+            if i == j:
+                continue
+            ts = _merged(tasks, i, j)
+            k = min(i, j)
+            m = ts[k]
+            for x, call in enumerate(m.ops):
+                for sib in _siblings(call):
+                    ops = (*m.ops[:x], sib, *m.ops[x + 1 :])
+                    out.append(attrs.evolve(case, tasks=(*ts[:k], attrs.evolve(m, ops=ops),
+                                                         *ts[k + 1 :])))
+    return out
+
+
 def _smaller_programs(case: Case) -> list[Case]:
     """Programs that are smaller than ``case``'s or run fewer tasks at once, most promising
     first: the same tasks in a world with fewer features (none, or one less); without one
@@ -492,12 +571,7 @@ def _smaller_programs(case: Case) -> list[Case]:
         for j in range(n):
             if i == j:
                 continue
-            a, b = tasks[i], tasks[j]
-            merged = TaskSpec(a.name, a.ops + b.ops, min(a.start, b.start))
-            ts = list(tasks)
-            ts[min(i, j)] = merged
-            del ts[max(i, j)]
-            program(ts)
+            program(_merged(tasks, i, j))
     for i, t in enumerate(tasks):
         for m in range(1, len(t.ops) - 1):  # without a tail of operations, longest first
             program([*tasks[:i], attrs.evolve(t, ops=t.ops[:m]), *tasks[i + 1 :]])
@@ -577,6 +651,8 @@ def _siblings(call: OpCall) -> list[OpCall]:
     """``call`` as each other operation that takes the same arguments (munmap for an mmap,
     a write for a read, an exit for a fork ...): a failure found through one operation may
     need fewer switches through its sibling."""
+    if call.op not in OPS:
+        return []
     params = OPS[call.op].params
     return [OpCall(op, dict(call.args)) for op in sorted(OPS)
             if op != call.op and OPS[op].params == params]
@@ -789,11 +865,12 @@ def _delta_shrink(
 
     Each round (on a failure not seen before: ddmin over its switches,
     :func:`_ddmin_preemptions`; two-operation programs, :func:`_pair`) tries, cheapest first:
-    every smaller program (:func:`_smaller_programs`) under the current schedule's preemption
-    list (one run each); a schedule of the current program with fewer preemptions
-    (delay-bounded search); for a failure with more than 2 tasks in flight or more than 1
-    switch, the smaller programs under sampled schedules (:func:`_sampled`); then the smaller
-    programs again, searched (:func:`_smaller`); then near and grown programs (:func:`_grown`).
+    every smaller program (:func:`_smaller_programs`, then :func:`_regrouped`) under the
+    current schedule's preemption list (one run each); a schedule of the current program
+    with fewer preemptions (delay-bounded search); for a failure with more than 2 tasks in
+    flight or more than 1 switch, the smaller programs under sampled schedules
+    (:func:`_sampled`); then the smaller programs again, searched (:func:`_smaller`); then
+    near and grown programs (:func:`_grown`).
     What is kept must fail the same check and be smaller by :func:`_key` (tasks in flight, then
     preemptions, operations, steps).  The first one found is adopted and the round starts
     again; the pass ends when nothing is smaller or the budget is spent.
@@ -831,9 +908,10 @@ def _delta_shrink(
             pairs_done.append(sig)
         hint, labels = _preemptions_of(case, case.schedule.decisions)
         candidates = _smaller_programs(case)
+        regrouped = _regrouped(case, result.failure.trace)
         found: tuple[Case, Run] | None = None
         anchors = _anchors_of(case, case.schedule.decisions)
-        for c in candidates:
+        for c in candidates + regrouped:
             run = _reproduce(c, check, better, -1, budget, hint=hint)
             if run is None and anchors and budget.take():
                 # The same switches, anchored at labels: they survive deleting a task.
@@ -863,7 +941,8 @@ def _delta_shrink(
             # spend any budget).
             sub = budget.share(2, 3)
             found = _smaller(
-                result, candidates, frozenset(labels), check, searched, sub, per_candidate
+                result, candidates + regrouped, frozenset(labels), check, searched, sub,
+                per_candidate,
             )
             budget.used += sub.used
         if found is None and (result.preemptions > 0 or concurrent_tasks(result.failure.trace) > 1):
