@@ -3,7 +3,8 @@
 --json prints a JSON list of objects: name, seed (seed document or fixing kernel commit),
 summary, invariant (the check expected to catch it), mail_tasks / mail_preemptions (size of
 the race as drawn in the mail, when it is drawn there), also (other checks that report the same
-wrong state and are equally right).
+wrong state and are equally right), zoo (false: re-created and tested, but not in the zoo's bar
+of 9 seeds in 10 found from scratch; 'vmfuzz zoo' runs it only when named or with --all).
 """
 
 from __future__ import annotations
@@ -32,4 +33,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{'':<{width}}  {b.summary}")
         also = f" (equally right: {', '.join(b.also)})" if b.also else ""
         print(f"{'':<{width}}  caught by: {b.invariant}{also}")
+        if not b.zoo:
+            print(f"{'':<{width}}  not in the zoo's bar (not yet found from scratch in 9 of 10 "
+                  "seeds): vmfuzz zoo runs it when named or with --all")
     return 0

@@ -1,14 +1,16 @@
 """Check the historical bug zoo: every bug rediscovered from a cold start, over several seeds.
 
-For each bug ('vmfuzz bugs') and seed, one 'vmfuzz fuzz --bug NAME --seed S --budget T --json'
-runs in a fresh process (cold start: no example database, nothing warmed up by another
-campaign), -j at a time.  A seed finds a bug properly ("good") when the failure reports one of
-the bug's checks and its shrunk case needs no more tasks in flight and no more context switches
-than the interleaving drawn in the seed mail.  A bug's row is met when at least --need seeds
-are good; with --fixed, the fixed kernel runs the same seeds and must find nothing.
+For each bug in the zoo's bar ('vmfuzz bugs' marks the few outside it) and seed, one
+'vmfuzz fuzz --bug NAME --seed S --budget T --json' runs in a fresh process (cold start: no
+example database, nothing warmed up by another campaign), -j at a time.  A seed finds a bug
+properly ("good") when the failure reports one of the bug's checks and its shrunk case needs
+no more tasks in flight and no more context switches than the interleaving drawn in the seed
+mail.  A bug's row is met when at least --need seeds are good; with --fixed, the fixed kernel
+runs the same seeds and must find nothing.
 
 Examples:
-  vmfuzz zoo                                   all bugs, seeds 0-9, 60 s each (issue 6's check)
+  vmfuzz zoo                                   the zoo's bugs, seeds 0-9, 60 s each (issue 6)
+  vmfuzz zoo --all                             every registered bug, the hard ones too
   vmfuzz zoo --fixed --markdown                plus the fixed kernel, as a markdown table
   vmfuzz zoo -j 2 --workers 1                  two one-process campaigns at a time
   vmfuzz zoo --bug anon_vma_trylock_retry --seeds 0-3 --budget 30
@@ -43,12 +45,15 @@ import sys
 from vmfuzz._cores import available_cores
 from vmfuzz._provenance import provenance
 from vmfuzz.kernel import BUGS
-from vmfuzz.kernel.bugs import unknown_bugs
+from vmfuzz.kernel.bugs import unknown_bugs, zoo_bugs
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bug", action="append", default=[], metavar="NAME",
-                   help="check this bug only (repeatable; default: every registered bug)")
+                   help="check this bug only (repeatable; default: every bug in the zoo's "
+                   "bar, see 'vmfuzz bugs')")
+    p.add_argument("--all", action="store_true",
+                   help="every registered bug, also those outside the zoo's bar")
     p.add_argument("--seeds", default="0-9", metavar="LIST",
                    help="campaign seeds, e.g. 0-9 or 0,3,5-7 (default 0-9)")
     p.add_argument("--budget", type=float, default=60.0, metavar="SECONDS",
@@ -95,7 +100,9 @@ def run(args: argparse.Namespace) -> int:
     need = args.need if args.need is not None else -(-9 * len(seeds) // 10)
     if not 0 <= need <= len(seeds):
         return _usage_error(f"--need must be between 0 and the number of seeds ({len(seeds)})")
-    bugs = sorted(set(args.bug)) if args.bug else sorted(BUGS)
+    if args.all and args.bug:
+        return _usage_error("--all and --bug exclude each other")
+    bugs = sorted(set(args.bug)) if args.bug else sorted(BUGS) if args.all else zoo_bugs()
     names = bugs + ([""] if args.fixed else [])
     jobs = [(b, s) for s in seeds for b in names]  # every bug's seed 0 first: early signal
     total = len(jobs)
@@ -105,6 +112,10 @@ def run(args: argparse.Namespace) -> int:
         f" x {len(seeds)} seeds, {args.budget:g} s each, {args.jobs} at a time, "
         f"{workers} worker{'s' if workers != 1 else ''} each)\n"
     )
+    if not args.bug and not args.all and len(bugs) < len(BUGS):
+        left = sorted(set(BUGS) - set(bugs))
+        sys.stderr.write(f"vmfuzz zoo: outside the zoo's bar, left out: {', '.join(left)} "
+                         "(--all or --bug NAME runs them)\n")
 
     own = provenance()
     warned = False
