@@ -225,6 +225,40 @@ def test_4969c1192d15_swapin_no_swapcache_recheck() -> None:
     )
 
 
+def test_4969c1192d15_swapin_no_swapcache_recheck_child_exits() -> None:
+    """The shortest form (session 18's enumeration: three writer operations): the parent's
+    threads A and B fault on page1 (swap1, shared with the child); A COWs it; the child exits,
+    its swap1 reference goes and page1 leaves the swap cache (4969c1192d15's own race);
+    swap_out gives swap1 to A's copy; B locks page1, pte_same passes, it maps the stale page.
+
+    ::
+
+        A (mm0 write)    B (mm0 read)     C (exit child)   K (swap_out)
+        lock page1
+                         lock page1 ...
+        COW: copy
+                                          swap1 freed
+                                                           copy -> swap1
+                         ... page1 mapped
+    """
+    setup = [o("mmap", mm=0, addr=0, npages=2), o("write", mm=0, addr=0), o("fork", mm=0),
+             o("kswapd", count=1)]
+    both(
+        "swapin_no_swapcache_recheck",
+        setup,
+        {"A": [o("write", mm=0, addr=0)], "B": [o("read", mm=0, addr=0)],
+         "C": [o("exit", mm=3)], "K": [o("swap_out", count=1)]},
+        [
+            "run A until do_swap_page:lock_page(PG_locked)",
+            "run B until blocked",
+            "run A to completion",
+            "run C to completion",
+            "run K to completion",
+            "run B to completion",
+        ],
+    )
+
+
 @pytest.mark.parametrize(
     "bug",
     [
