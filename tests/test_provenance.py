@@ -65,7 +65,8 @@ def _zoo_with(code: str | None, monkeypatch: pytest.MonkeyPatch,
         return _zoo.Campaign(bug, seed, {"found": False, "vmfuzz": ran})
 
     monkeypatch.setattr(_zoo, "run_all", lambda *a, **k: _RUN_ALL(*a, **k, runner=runner))
-    args = argparse.Namespace(bug=["detach_vmas_outside_ptl"], seeds="0", budget=1.0, jobs=1,
+    args = argparse.Namespace(bug=["detach_vmas_outside_ptl"], all=False, seeds="0", budget=1.0,
+                              jobs=1,
                               need=None, fixed=False, corpus=None, json=True, markdown=False,
                               workers=None)
     _cmd_zoo.run(args)
