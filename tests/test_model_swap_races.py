@@ -201,6 +201,18 @@ def test_eb085574a752_swapoff_between_pte_read_and_lookup() -> None:
     )
 
 
+# 4969c1192d15's drawings: A faults page1 in and holds its lock, B waits for it; A COWs and
+# ends; C drops the other user of swap1; K gives swap1 to a copy; B goes on.
+RECHECK_STEPS = [
+    "run A until do_swap_page:lock_page(PG_locked)",
+    "run B until blocked",
+    "run A to completion",
+    "run C to completion",
+    "run K to completion",
+    "run B to completion",
+]
+
+
 def test_4969c1192d15_swapin_no_swapcache_recheck() -> None:
     """Hugh Dickins' drawing for 'mm: further fix swapin race condition': A and B are threads
     of the child, C its parent.  A locks page1 (swap1) and COWs it; B waits for page1's lock;
@@ -214,14 +226,7 @@ def test_4969c1192d15_swapin_no_swapcache_recheck() -> None:
         setup,
         {"A": [o("write", mm=3, addr=0)], "B": [o("read", mm=3, addr=0)],
          "C": [o("write", mm=0, addr=0)], "K": [o("swap_out", count=1)]},
-        [
-            "run A until do_swap_page:lock_page(PG_locked)",
-            "run B until blocked",
-            "run A to completion",
-            "run C to completion",
-            "run K to completion",
-            "run B to completion",
-        ],
+        RECHECK_STEPS,
     )
 
 
@@ -248,14 +253,7 @@ def test_4969c1192d15_swapin_no_swapcache_recheck_child_exits() -> None:
         setup,
         {"A": [o("write", mm=0, addr=0)], "B": [o("read", mm=0, addr=0)],
          "C": [o("exit", mm=3)], "K": [o("swap_out", count=1)]},
-        [
-            "run A until do_swap_page:lock_page(PG_locked)",
-            "run B until blocked",
-            "run A to completion",
-            "run C to completion",
-            "run K to completion",
-            "run B to completion",
-        ],
+        RECHECK_STEPS,
     )
 
 
