@@ -4,7 +4,7 @@ Rules spawn kernel operations onto simulated threads (up to ``max_threads`` in f
 of one mm and of separate mms), add a batch of preemptions to the schedule, and advance the
 scheduler; teardown drains every thread.  The invariants run after every scheduler step.  Every
 example is also recorded as a :class:`vmfuzz.case.Case`, so a failure can be saved and replayed
-without Hypothesis, and offered to the campaign's program pool (:mod:`._pool`).  Nothing here
+without Hypothesis, and offered to the campaign's program pool (:mod:`vmfuzz.pool`).  Nothing here
 knows about any specific kernel path or bug.
 """
 
@@ -17,23 +17,16 @@ import attrs
 from hypothesis import strategies as st
 from hypothesis.control import current_build_context
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
-from vmfuzz.strategies._pool import RETRY_SCHEDULES, Pool
-from vmfuzz.strategies.operations import (
-    aim_frame,
-    frames_at,
-    op_calls,
-    retarget,
-    swarm,
-    takes_frame,
-    target_of,
-    worlds,
-)
+from vmfuzz.strategies.operations import op_calls, swarm, worlds
 from vmfuzz.strategies.schedules import pct_params, preemption_batches
 
 from vmfuzz._scheduler import Scheduler, ScheduleSource, StepBudgetExceeded, Task
 from vmfuzz.case import DEFAULT_MAX_STEPS, Case, OpCall, Run, Schedule, TaskSpec
+from vmfuzz.failure import Failure
 from vmfuzz.kernel import Kernel, KernelConfig
 from vmfuzz.lockdep import LockDep
+from vmfuzz.pool import RETRY_SCHEDULES, Pool
+from vmfuzz.program import aim_frame, frames_at, retarget, takes_frame, target_of
 from vmfuzz.schedules import (
     FUZZ_SCHEDULERS,
     PCT,
@@ -56,17 +49,6 @@ class _Thread:
 
 
 @attrs.define
-class Failure:
-    """What the final (shrunk) run of a failing example left behind."""
-
-    case: Case
-    violation: Violation
-    steps: int
-    preemptions: int
-    trace: list[Any]
-
-
-@attrs.define
 class Stats:
     """Counters over a whole campaign (all examples, including shrinking)."""
 
@@ -75,7 +57,7 @@ class Stats:
     first_failure_example: int | None = None  # examples run before the first failure (unshrunk)
     first_failure_at: float | None = None  # time.monotonic() of the first failure
     budget_hits: int = 0
-    mutant_runs: int = 0  # runs of the pool's mutants (strategies._pool), not examples
+    mutant_runs: int = 0  # runs of the pool's mutants (vmfuzz.pool), not examples
     probe_runs: int = 0  # runs of the pool's partner and ABA probes (Pool.probe)
     ops: dict[str, int] = attrs.field(factory=dict)
     labels: dict[str, int] = attrs.field(factory=dict)
@@ -116,7 +98,7 @@ class KernelMachine(RuleBasedStateMachine):
     collect_labels: ClassVar[bool] = False
     amplify: ClassVar[int] = 0  # extra PCT schedules per drawn program (see _amplify)
     draw_world: ClassVar[bool] = True  # each example starts from a drawn world (kernel.boot)
-    pool: ClassVar[Pool | None] = None  # programs with new interleavings go here (_pool)
+    pool: ClassVar[Pool | None] = None  # programs with new interleavings go here (vmfuzz.pool)
 
     def __init__(self) -> None:
         super().__init__()
@@ -251,7 +233,7 @@ class KernelMachine(RuleBasedStateMachine):
         """Schedule amplification: re-run this example's program (same tasks, same start
         steps) under ``amplify`` more schedules of its kind (PCT or random walk) derived from
         the drawn seed, and under RETRY_SCHEDULES echoed random walks if a run of it went
-        round a retry loop (a livelock candidate: see :mod:`vmfuzz.strategies._pool`).
+        round a retry loop (a livelock candidate: see :mod:`vmfuzz.pool`).
 
         Hypothesis draws cost more than a short model run, so trying several schedules per
         drawn program is the cheapest way to cover schedules; the seeds are derived from the

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import attrs
 import pytest
-from vmfuzz.strategies._pool import (
+
+from vmfuzz._scheduler import ScheduleSource, TraceStep
+from vmfuzz.case import Case, OpCall, Schedule, TaskSpec, execute
+from vmfuzz.corpus import load
+from vmfuzz.kernel import OPS, Kernel, KernelConfig
+from vmfuzz.kernel.mm_types import PresentPte
+from vmfuzz.pool import (
     ABA_SHARE,
     MAX_OPS,
     Entry,
@@ -19,13 +25,7 @@ from vmfuzz.strategies._pool import (
     mutate,
     partner,
 )
-from vmfuzz.strategies.operations import frames_at
-
-from vmfuzz._scheduler import ScheduleSource, TraceStep
-from vmfuzz.case import Case, OpCall, Schedule, TaskSpec, execute
-from vmfuzz.corpus import load
-from vmfuzz.kernel import OPS, Kernel, KernelConfig
-from vmfuzz.kernel.mm_types import PresentPte
+from vmfuzz.program import frames_at
 
 DATA = Path(__file__).resolve().parent / "data"  # failures as campaigns found them
 
@@ -271,7 +271,7 @@ def test_minimising_replays_judge_interleavings_without_the_invariant_monitor(
 def _same_program_pool(case: Case, monkeypatch: pytest.MonkeyPatch) -> Pool:
     """A pool holding ``case`` alone whose mutants are ``case`` itself (each round then
     differs only in its schedules)."""
-    import vmfuzz.strategies._pool as pool_mod
+    import vmfuzz.pool as pool_mod
 
     case = attrs.evolve(case, schedule=Schedule("none"))
     pool = Pool(case.config)
@@ -288,7 +288,7 @@ def test_a_program_that_went_round_a_retry_loop_gets_echoed_walks(
     bystander) collides in a retry loop under many schedules but livelocks under about 1 in 60
     echoed random walks: a mutant that went round a retry loop gets RETRY_SCHEDULES of them.
     Six seeded rounds of 30 mutants: measured 4 of 6 find it, none without the extra walks."""
-    import vmfuzz.strategies._pool as pool_mod
+    import vmfuzz.pool as pool_mod
 
     if not boost:
         monkeypatch.setattr(pool_mod, "RETRY_SCHEDULES", 0)
@@ -373,7 +373,7 @@ def test_each_entry_is_probed_once_after_the_round_that_added_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Probes take the entries added since the last round, each once, oldest first."""
-    import vmfuzz.strategies._pool as pool_mod
+    import vmfuzz.pool as pool_mod
 
     pool = Pool(KernelConfig())
     _offer(pool, FORK)

@@ -20,7 +20,7 @@ _PACKAGES = ("vmfuzz", "vmfuzz.strategies", "vmfuzz.invariants")
 
 def source_digest(roots: dict[str, Path]) -> str:
     """sha256 (12 hex digits) over every ``*.py`` under each package root, each file named
-    by its package path (``vmfuzz/strategies/_pool.py``) and taken in name order."""
+    by its package path (``vmfuzz/strategies/profiles.py``) and taken in name order."""
     files: dict[str, Path] = {}
     for package, root in roots.items():
         prefix = package.replace(".", "/")

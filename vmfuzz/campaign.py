@@ -23,10 +23,11 @@ from hypothesis.stateful import get_state_machine_test
 
 from vmfuzz._scheduler import ran_steps
 from vmfuzz.case import Case, OpCall, Run, Schedule, TaskSpec, execute
+from vmfuzz.failure import Failure, concurrent_tasks
 from vmfuzz.kernel import OPS, KernelConfig
 from vmfuzz.kernel.boot import WORLD_FEATURES
 from vmfuzz.schedules import PCT, Echo, PreemptionList, RandomWalk, Replay, explore
-from vmfuzz.strategies import Failure, Stats, machine_for, profile
+from vmfuzz.strategies import Stats, machine_for, profile
 
 Progress = Callable[["CampaignResult"], None]
 
@@ -107,7 +108,7 @@ def fuzz(
     runs and 10 s).
 
     After each chunk of ``chunk`` Hypothesis examples, ``mutants`` mutants of the
-    coverage-guided pool run (:mod:`vmfuzz.strategies._pool`; default MUTANTS per chunk of 100,
+    coverage-guided pool run (:mod:`vmfuzz.pool`; default MUTANTS per chunk of 100,
     none for the baseline schedulers); a violation there is the campaign's failure and goes
     straight to the post-Hypothesis shrink.
 
@@ -201,18 +202,6 @@ def _run_pool(
         cls.stats.first_failure_at = time.monotonic()
     cls.failure = found
     return True
-
-
-def concurrent_tasks(trace: list[Any]) -> int:
-    """The most tasks that had started and not yet exited at any step of ``trace``."""
-    live: set[str] = set()
-    most = 0
-    for step in trace:
-        live.add(step.task)
-        most = max(most, len(live))
-        if step.label == "exit":
-            live.discard(step.task)
-    return most
 
 
 @contextlib.contextmanager
@@ -613,7 +602,7 @@ def _smaller_programs(case: Case) -> list[Case]:
 
 def _smallest_call(op: str, mm: int, addr: int, config: KernelConfig) -> OpCall:
     """``op`` aimed at (``mm``, ``addr``) with every other argument at its smallest."""
-    from vmfuzz.strategies.operations import kind_bounds
+    from vmfuzz.program import kind_bounds
 
     args = {}
     for a, kind in OPS[op].params:
@@ -623,7 +612,7 @@ def _smallest_call(op: str, mm: int, addr: int, config: KernelConfig) -> OpCall:
 
 def _variations(call: OpCall, config: KernelConfig) -> list[OpCall]:
     """``call`` with one argument set to the smallest or the largest value of its kind."""
-    from vmfuzz.strategies.operations import kind_bounds
+    from vmfuzz.program import kind_bounds
 
     out = []
     for a, kind in OPS[call.op].params:
@@ -636,7 +625,7 @@ def _variations(call: OpCall, config: KernelConfig) -> list[OpCall]:
 def _nudges(call: OpCall, config: KernelConfig) -> list[OpCall]:
     """``call`` with one argument one more or one less (within its kind's bounds): a page
     more makes an mmap reach and merge with the next vma, where the largest value fails."""
-    from vmfuzz.strategies.operations import kind_bounds
+    from vmfuzz.program import kind_bounds
 
     out = []
     for a, kind in OPS[call.op].params:
@@ -699,7 +688,7 @@ def _grown_programs(case: Case) -> tuple[list[Case], list[Case], list[Case]]:
       one.
     """
     from vmfuzz.kernel import Kernel
-    from vmfuzz.strategies.operations import target_of
+    from vmfuzz.program import target_of
 
     tasks = case.tasks
     world = case.config.world

@@ -32,10 +32,16 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
-from vmfuzz.strategies.operations import (
+
+from vmfuzz._scheduler import Scheduler, ScheduleSource
+from vmfuzz.case import Case, OpCall, Run, Schedule, TaskSpec, execute
+from vmfuzz.failure import Failure
+from vmfuzz.kernel import OPS, Kernel, KernelConfig
+from vmfuzz.kernel.boot import WORLD_FEATURES
+from vmfuzz.program import (
     aim_frame,
     frames_at,
     kind_bounds,
@@ -44,16 +50,8 @@ from vmfuzz.strategies.operations import (
     takes_frame,
     target_of,
 )
-
-from vmfuzz._scheduler import Scheduler, ScheduleSource
-from vmfuzz.case import Case, OpCall, Run, Schedule, TaskSpec, execute
-from vmfuzz.kernel import OPS, Kernel, KernelConfig
-from vmfuzz.kernel.boot import WORLD_FEATURES
 from vmfuzz.schedules import PCT, Echo, RandomWalk, Stall
 from vmfuzz.violation import Violation
-
-if TYPE_CHECKING:
-    from vmfuzz.strategies.machine import Failure
 
 Pair = tuple[str, str]
 
@@ -461,7 +459,6 @@ class Pool:
         return min((hits.get(p, 0) for p in e.new), default=0), e.size
 
     def _run_one(self, case: Case, src: ScheduleSource, offer: bool = True) -> Failure | None:
-        from vmfuzz.strategies.machine import Failure
 
         from vmfuzz.corpus import _Watch  # keeps the scheduler: a crash still has decisions
 
