@@ -5,9 +5,10 @@
 pool (:mod:`vmfuzz.pool`) is engine side.
 """
 
-from vmfuzz.strategies.machine import SCHEDULERS, KernelMachine, Stats, machine_for
+from vmfuzz.strategies.machine import SCHEDULERS, KernelMachine, machine_for
 from vmfuzz.strategies.profiles import PROFILES, profile
 
+from vmfuzz.context import Stats
 from vmfuzz.failure import Failure
 
 __all__ = ["PROFILES", "SCHEDULERS", "Failure", "KernelMachine", "Stats", "machine_for", "profile"]

@@ -11,7 +11,7 @@ knows about any specific kernel path or bug.
 from __future__ import annotations
 
 import time
-from typing import Any, ClassVar
+from typing import Any
 
 import attrs
 from hypothesis import strategies as st
@@ -22,16 +22,17 @@ from vmfuzz.strategies.schedules import pct_params, preemption_batches
 
 from vmfuzz._scheduler import Scheduler, ScheduleSource, StepBudgetExceeded, Task
 from vmfuzz.case import DEFAULT_MAX_STEPS, Case, OpCall, Run, Schedule, TaskSpec
+from vmfuzz.context import CampaignContext
 from vmfuzz.failure import Failure
 from vmfuzz.kernel import Kernel, KernelConfig
 from vmfuzz.lockdep import LockDep
-from vmfuzz.pool import RETRY_SCHEDULES, Pool
+from vmfuzz.pool import RETRY_SCHEDULES
 from vmfuzz.program import aim_frame, frames_at, retarget, takes_frame, target_of
 from vmfuzz.schedules import (
     FUZZ_SCHEDULERS,
-    PCT,
+    MIXED_PICKS,
+    MODE_BY_NAME,
     Echo,
-    NonPreemptive,
     PreemptionList,
     RandomWalk,
 )
@@ -46,21 +47,6 @@ class _Thread:
     start: int
     ops: list[OpCall]
     task: Task
-
-
-@attrs.define
-class Stats:
-    """Counters over a whole campaign (all examples, including shrinking)."""
-
-    examples: int = 0
-    steps: int = 0
-    first_failure_example: int | None = None  # examples run before the first failure (unshrunk)
-    first_failure_at: float | None = None  # time.monotonic() of the first failure
-    budget_hits: int = 0
-    mutant_runs: int = 0  # runs of the pool's mutants (vmfuzz.pool), not examples
-    probe_runs: int = 0  # runs of the pool's partner and ABA probes (Pool.probe)
-    ops: dict[str, int] = attrs.field(factory=dict)
-    labels: dict[str, int] = attrs.field(factory=dict)
 
 
 def _thread_body(k: Kernel, ops: list[OpCall]) -> Any:
@@ -86,24 +72,22 @@ class _Source:
 
 
 class KernelMachine(RuleBasedStateMachine):
-    """Fuzz the kernel model of ``config``; subclass via :func:`machine_for` to configure."""
+    """Fuzz the kernel model of a campaign's :class:`CampaignContext`.
 
-    config: ClassVar[KernelConfig] = KernelConfig()
-    scheduler: ClassVar[str] = "mixed"
-    ops: ClassVar[list[str] | None] = None
-    max_threads: ClassVar[int] = 4
-    max_steps: ClassVar[int] = DEFAULT_MAX_STEPS
-    stats: ClassVar[Stats]
-    failure: ClassVar[Failure | None] = None
-    collect_labels: ClassVar[bool] = False
-    amplify: ClassVar[int] = 0  # extra PCT schedules per drawn program (see _amplify)
-    draw_world: ClassVar[bool] = True  # each example starts from a drawn world (kernel.boot)
-    pool: ClassVar[Pool | None] = None  # programs with new interleavings go here (vmfuzz.pool)
+    Hypothesis builds one machine per example; a campaign passes its context in through a
+    factory (``functools.partial(KernelMachine, ctx)``), so the examples' statistics, failure
+    and pool land in the context, never on the class."""
 
-    def __init__(self) -> None:
+    def __init__(self, ctx: CampaignContext | None = None) -> None:
         super().__init__()
         from vmfuzz.invariants import install
 
+        self.ctx = ctx if ctx is not None else CampaignContext()
+        self.config = self.ctx.config
+        self.scheduler = self.ctx.scheduler
+        self.ops = self.ctx.ops
+        self.max_threads = self.ctx.max_threads
+        self.max_steps = self.ctx.max_steps
         self.source = _Source()
         self.sched = Scheduler(self.source, max_steps=self.max_steps, lockdep=LockDep())
         self.example_config = self.config
@@ -117,11 +101,12 @@ class KernelMachine(RuleBasedStateMachine):
         self.mode = self.scheduler  # "mixed" is resolved per example in setup()
         self.pct_seed = 0
         self.stopped = False
-        type(self).stats.examples += 1
+        self.ctx.stats.examples += 1
 
     # -------------------------------------------------------------- rules
     @initialize(
-        enabled=swarm(), sched_seed=pct_params(), pick=st.integers(0, 4), world=worlds()
+        enabled=swarm(), sched_seed=pct_params(), pick=st.integers(0, len(MIXED_PICKS) - 1),
+        world=worlds(),
     )
     def setup(
         self,
@@ -130,7 +115,7 @@ class KernelMachine(RuleBasedStateMachine):
         pick: int,
         world: frozenset[str],
     ) -> None:
-        if self.draw_world:
+        if self.ctx.draw_world:
             self.example_config = attrs.evolve(self.config, world=self.config.world | world)
         try:
             self.k = Kernel(self.example_config, self.sched)
@@ -156,13 +141,8 @@ class KernelMachine(RuleBasedStateMachine):
         if self.scheduler == "mixed":
             # 2/5 PCT (deep races), 2/5 preemption lists (shrink best), 1/5 random walk with
             # echo (many switches: the only one that keeps retry loops colliding, livelocks).
-            self.mode = ("pct", "pct", "preemptions", "preemptions", "random")[pick]
-        if self.mode == "pct":
-            self.source.inner = PCT(seed, depth, k=k)
-        elif self.mode == "random":
-            self.source.inner = Echo(RandomWalk(seed))
-        elif self.mode == "none":
-            self.source.inner = NonPreemptive()
+            self.mode = MIXED_PICKS[pick]
+        self.source.inner = MODE_BY_NAME[self.mode].source(seed, depth, k)
 
     @rule(slot=st.integers(0, 3), data=st.data())
     def spawn(self, slot: int, data: st.DataObject) -> None:
@@ -195,10 +175,10 @@ class KernelMachine(RuleBasedStateMachine):
             th = _Thread(task.name, self.sched.step_no, ops, task)
             self.threads.append(th)
             self.slots[slot] = th
-        c = type(self).stats.ops
+        c = self.ctx.stats.ops
         c[call.op] = c.get(call.op, 0) + 1
 
-    @precondition(lambda self: self.mode == "preemptions")
+    @precondition(lambda self: MODE_BY_NAME[self.mode].preempt_rule)
     @rule(batch=preemption_batches())
     def preempt(self, batch: list[tuple[int, int]]) -> None:
         """Add context switches to the schedule (consumed as decision points come)."""
@@ -213,8 +193,9 @@ class KernelMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         try:
             self._run(None)
-            if self.pool is not None and not self.stopped and self.threads:
-                self.pool.offer(self.case(), self.sched.trace, self.sched.step_no, self.targets,
+            pool = self.ctx.pool
+            if pool is not None and not self.stopped and self.threads:
+                pool.offer(self.case(), self.sched.trace, self.sched.step_no, self.targets,
                                 self.boot_frames + frames_at(self.k, self.targets),
                                 self.k.pte_aba)
             # No target() here: Hypothesis' target phase (hill-climbing on distinct labels)
@@ -223,9 +204,9 @@ class KernelMachine(RuleBasedStateMachine):
             if not self.stopped and self.threads:
                 self._amplify()
         finally:
-            st_ = type(self).stats
+            st_ = self.ctx.stats
             st_.steps += self.sched.step_no
-            if self.collect_labels:
+            if self.ctx.collect_labels:
                 for s in self.sched.trace:
                     st_.labels[s.label] = st_.labels.get(s.label, 0) + 1
 
@@ -241,25 +222,27 @@ class KernelMachine(RuleBasedStateMachine):
         """
         from vmfuzz.case import execute
 
-        if not self.amplify:
+        amplify = self.ctx.amplify
+        if not amplify:
             return
         case = self.case()
-        st_ = type(self).stats
+        st_ = self.ctx.stats
         length = self.sched.step_no
         retried = self.sched.retried > 0
-        kinds = self.amplify if self.mode in ("pct", "random") else 0
+        rerun = MODE_BY_NAME[self.mode].rerun
+        kinds = amplify if rerun is not None else 0
         i = 0
         while i < kinds + (RETRY_SCHEDULES if retried else 0):
             seed = self.pct_seed * 7919 + i
-            if self.mode == "random" or i >= kinds:  # echoed walks for a retry loop
+            if rerun is None or i >= kinds:  # echoed walks for a retry loop
                 src: ScheduleSource = Echo(RandomWalk(seed))
             else:
-                # k = this program's run length: PCT spreads its change points over k steps,
-                # so a k far above the run wastes them past its end and one far below bunches
-                # them at its start.  On the zoo's mail programs k = run length hit about 1.5x
-                # as often as a 16/64/256 cycle; in 40 s campaigns (4 bugs x 5 seeds) it found
-                # 7 of 20 against 4 of 20.
-                src = PCT(seed, 2 + (self.pct_seed + i) % 3, max(2, length))
+                # PCT's k is this program's run length: PCT spreads its change points over k
+                # steps, so a k far above the run wastes them past its end and one far below
+                # bunches them at its start.  On the zoo's mail programs k = run length hit
+                # about 1.5x as often as a 16/64/256 cycle; in 40 s campaigns (4 bugs x 5
+                # seeds) it found 7 of 20 against 4 of 20.
+                src = rerun(seed, 2 + (self.pct_seed + i) % 3, max(2, length))
             i += 1
             run = execute(case, src)
             retried |= run.sched.retried > 0
@@ -278,7 +261,7 @@ class KernelMachine(RuleBasedStateMachine):
             self.sched.run(steps)
         except StepBudgetExceeded:
             self.stopped = True  # a budget overrun is not a failure: shrinking never drifts here
-            type(self).stats.budget_hits += 1
+            self.ctx.stats.budget_hits += 1
         except Violation as v:
             self.stopped = True
             self._capture(v)
@@ -289,7 +272,7 @@ class KernelMachine(RuleBasedStateMachine):
             raise
 
     def _capture(self, v: Violation, run: Run | None = None) -> None:
-        st_ = type(self).stats
+        st_ = self.ctx.stats
         if st_.first_failure_example is None:
             st_.first_failure_example = st_.examples
             st_.first_failure_at = time.monotonic()
@@ -300,18 +283,18 @@ class KernelMachine(RuleBasedStateMachine):
             # before teardown runs: Hypothesis drops whatever teardown raises.  A failure
             # found there (draining the threads, an amplified schedule) would be lost, so
             # it is kept as found; the post-Hypothesis shrink takes it from there.
-            final = final or (ctx.data.frozen and type(self).failure is None)
+            final = final or (ctx.data.frozen and self.ctx.failure is None)
         except Exception:
             final = True
         if final and run is not None:
             case = attrs.evolve(
                 self.case(), schedule=Schedule("decisions", decisions=tuple(run.sched.decisions))
             )
-            type(self).failure = Failure(
+            self.ctx.failure = Failure(
                 case, v, run.outcome.steps, run.sched.preemptions, list(run.sched.trace)
             )
         elif final:
-            type(self).failure = Failure(
+            self.ctx.failure = Failure(
                 self.case(), v, self.sched.step_no, self.sched.preemptions, list(self.sched.trace)
             )
 
@@ -338,21 +321,21 @@ def machine_for(
     draw_world: bool = True,
     pool: bool = False,
 ) -> type[KernelMachine]:
-    """A fresh machine class for one campaign (its own stats and captured failure; with
-    ``pool``, its own :class:`Pool` that examples with new interleavings are offered to)."""
-    if scheduler not in SCHEDULERS:
-        raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}, not {scheduler!r}")
-    attrs_: dict[str, Any] = {
-        "config": config or KernelConfig(),
-        "scheduler": scheduler,
-        "ops": ops,
-        "max_threads": max_threads,
-        "max_steps": max_steps,
-        "stats": Stats(),
-        "failure": None,
-        "collect_labels": collect_labels,
-        "amplify": amplify,
-        "draw_world": draw_world,
-        "pool": Pool(config or KernelConfig(), ops, max_threads) if pool else None,
-    }
-    return type("KernelMachine", (KernelMachine,), attrs_)
+    """A machine class bound to a fresh :class:`CampaignContext`, for a plain Hypothesis test
+    (``machine_for(config).TestCase``).  Campaigns do not use it: they pass their context to
+    :class:`KernelMachine` through a factory.  The context is the class's ``context``."""
+    ctx = CampaignContext(
+        config or KernelConfig(), scheduler=scheduler, ops=ops, max_threads=max_threads,
+        max_steps=max_steps, collect_labels=collect_labels, amplify=amplify,
+        draw_world=draw_world,
+    )
+    if pool:
+        ctx.with_pool()
+
+    class BoundKernelMachine(KernelMachine):
+        context = ctx
+
+        def __init__(self) -> None:
+            super().__init__(ctx)
+
+    return BoundKernelMachine

@@ -155,14 +155,15 @@ def test_a_failure_in_a_dropped_example_is_kept() -> None:
 
     from hypothesis.control import BuildContext
     from hypothesis.internal.conjecture.data import ConjectureData
-    from vmfuzz.strategies import machine_for
+    from vmfuzz.strategies import KernelMachine
 
+    from vmfuzz.context import CampaignContext
     from vmfuzz.kernel import Kernel
 
     v = Violation("use_after_free", "test")
     for frozen, kept in ((False, False), (True, True)):
-        cls = machine_for(KernelConfig())
-        m = cls()
+        ctx = CampaignContext(KernelConfig())
+        m = KernelMachine(ctx)
         m.k = Kernel(m.example_config, m.sched)
         data = ConjectureData.for_choices([])
         if frozen:
@@ -171,8 +172,48 @@ def test_a_failure_in_a_dropped_example_is_kept() -> None:
         extra = {"wrapped_test": None} if "wrapped_test" in params else {}
         with BuildContext(data, is_final=False, **extra):
             m._capture(v)
-        assert (cls.failure is not None) == kept
-        assert cls.stats.first_failure_example == 1
+        assert (ctx.failure is not None) == kept
+        assert ctx.stats.first_failure_example == 1
+
+
+def test_campaigns_leave_nothing_behind_in_the_process() -> None:
+    """A campaign's configuration, statistics, failure and pool live in its context, not on
+    a class: twenty campaigns in one process leave no machine class, context or pool alive
+    (Hypothesis keeps per-class state for every state-machine class it has run)."""
+    import gc
+    import weakref
+
+    from hypothesis.stateful import RuleBasedStateMachine
+    from vmfuzz.strategies import KernelMachine
+
+    from vmfuzz.context import CampaignContext
+    from vmfuzz.pool import Pool
+
+    made: list[weakref.ref[object]] = []
+    real_with_pool = CampaignContext.with_pool
+
+    def spy(self: CampaignContext) -> CampaignContext:
+        out = real_with_pool(self)
+        made.append(weakref.ref(self))
+        made.append(weakref.ref(out.pool))
+        return out
+
+    per_class = RuleBasedStateMachine._setup_state_per_class
+    classes0 = len(KernelMachine.__subclasses__())
+    CampaignContext.with_pool = spy  # type: ignore[method-assign]
+    try:
+        for i in range(20):
+            fuzz(KernelConfig(), seed_value=i, budget=None, max_examples=2, chunk=2,
+                 mutants=2, verify_minimal=False)
+    finally:
+        CampaignContext.with_pool = real_with_pool  # type: ignore[method-assign]
+    gc.collect()
+    assert len(made) == 40  # every campaign had a context with a pool
+    alive = [r() for r in made if r() is not None]
+    assert not alive, f"{len(alive)} contexts or pools still alive"
+    assert Pool  # the type the refs above point to
+    assert len(KernelMachine.__subclasses__()) == classes0
+    assert [c for c in per_class if issubclass(c, KernelMachine)] in ([], [KernelMachine])
 
 
 def test_a_campaign_depends_on_its_seed_not_on_what_was_imported() -> None:

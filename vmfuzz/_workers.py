@@ -26,8 +26,8 @@ from typing import Any
 import attrs
 
 from vmfuzz.campaign import CampaignResult
+from vmfuzz.context import Stats
 from vmfuzz.kernel import KernelConfig
-from vmfuzz.strategies import Stats
 
 Progress = Callable[[CampaignResult], None]
 

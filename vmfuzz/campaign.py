@@ -11,6 +11,7 @@ are built on it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import random
 import time
@@ -23,11 +24,12 @@ from hypothesis.stateful import get_state_machine_test
 
 from vmfuzz._scheduler import ran_steps
 from vmfuzz.case import Case, OpCall, Run, Schedule, TaskSpec, execute
+from vmfuzz.context import CampaignContext, Stats
 from vmfuzz.failure import Failure, concurrent_tasks
 from vmfuzz.kernel import OPS, KernelConfig
 from vmfuzz.kernel.boot import WORLD_FEATURES
-from vmfuzz.schedules import PCT, Echo, PreemptionList, RandomWalk, Replay, explore
-from vmfuzz.strategies import Stats, machine_for, profile
+from vmfuzz.schedules import PCT, Echo, PreemptionList, RandomWalk, Replay, explore, guided
+from vmfuzz.strategies import KernelMachine, profile
 
 Progress = Callable[["CampaignResult"], None]
 
@@ -117,19 +119,20 @@ def fuzz(
     """
     if stream < 0:
         raise ValueError(f"stream must be >= 0, not {stream}")
-    if amplify is None:  # extra PCT schedules per program, except for the baselines
-        amplify = 3 if scheduler in ("mixed", "pct") else 0
+    if amplify is None:  # extra schedules per program, except for the baselines
+        amplify = 3 if guided(scheduler) else 0
     if mutants is None:
-        mutants = MUTANTS * chunk // 100 if scheduler in ("mixed", "pct") else 0
-    cls = machine_for(
+        mutants = MUTANTS * chunk // 100 if guided(scheduler) else 0
+    ctx = CampaignContext(
         config, scheduler=scheduler, ops=ops, collect_labels=collect_labels, amplify=amplify,
-        pool=mutants > 0,
     )
-    result = CampaignResult(stats=cls.stats)
+    if mutants > 0:
+        ctx.with_pool()
+    result = CampaignResult(stats=ctx.stats)
     t0 = time.monotonic()
     index = 0
     while True:
-        done = cls.stats.examples
+        done = ctx.stats.examples
         if max_examples is not None and done >= max_examples:
             break
         if budget is not None and time.monotonic() - t0 >= budget:
@@ -137,39 +140,42 @@ def fuzz(
         n = chunk if max_examples is None else max(1, min(chunk, max_examples - done))
         s = settings(profile(base_profile), max_examples=n, verbosity=Verbosity.quiet,
                      derandomize=False)
-        test = seed(chunk_seed(seed_value, stream, index))(get_state_machine_test(cls, settings=s))
+        machine = functools.partial(KernelMachine, ctx)
+        test = seed(chunk_seed(seed_value, stream, index))(
+            get_state_machine_test(machine, settings=s)  # type: ignore[arg-type]
+        )
         index += 1
         try:
             with _shrink_deadline(shrink_seconds), _no_local_constants():
                 test()
         except Exception as exc:  # the failure Hypothesis shrank and re-raised
-            if cls.failure is None:
+            if ctx.failure is None:
                 result.error = f"{type(exc).__name__}: {exc}"
                 raise
             result.found = True
             break
         else:
-            if cls.failure is not None:  # found in an example Hypothesis dropped (overrun)
+            if ctx.failure is not None:  # found in an example Hypothesis dropped (overrun)
                 result.found = True
                 break
-            if _run_pool(cls, mutants, chunk_seed(seed_value, stream, index), t0, budget):
+            if _run_pool(ctx, mutants, chunk_seed(seed_value, stream, index), t0, budget):
                 result.found = True
                 break
         finally:
-            _update(result, cls, t0)
+            _update(result, ctx, t0)
             if progress is not None:
                 progress(result)
     t_shrunk = time.monotonic()
-    if result.found and cls.failure is not None:
-        result.failure = cls.failure
-        result.case = cls.failure.case
-        result.preemptions = cls.failure.preemptions
+    if result.found and ctx.failure is not None:
+        result.failure = ctx.failure
+        result.case = ctx.failure.case
+        result.preemptions = ctx.failure.preemptions
         if result.case.schedule.kind == "decisions":
             _delta_shrink(result, _Budget(post_shrink_runs, t_shrunk + post_shrink_seconds))
         if verify_minimal:
             _minimise_preemptions(result, budget=_Budget(3000, time.monotonic() + 10.0))
     result.post_shrink_seconds = time.monotonic() - t_shrunk
-    _update(result, cls, t0)
+    _update(result, ctx, t0)
     return result
 
 
@@ -181,26 +187,26 @@ def chunk_seed(seed_value: int, stream: int, index: int) -> int:
 
 
 def _run_pool(
-    cls: Any, mutants: int, rng_seed: int, t0: float, budget: float | None
+    ctx: CampaignContext, mutants: int, rng_seed: int, t0: float, budget: float | None
 ) -> bool:
     """One round of the pool's mutants (seeded by ``rng_seed``, the chunk's
-    :func:`chunk_seed`); True if one failed (then ``cls.failure`` holds it)."""
-    pool = cls.pool
+    :func:`chunk_seed`); True if one failed (then ``ctx.failure`` holds it)."""
+    pool = ctx.pool
     if pool is None or not mutants:
         return False
     rng = random.Random(rng_seed)
     runs0, probes0, steps0 = pool.runs, pool.probe_runs, pool.steps
     deadline = t0 + budget if budget is not None else float("inf")
     found = pool.run(mutants, rng, deadline)
-    cls.stats.mutant_runs += pool.runs - runs0
-    cls.stats.probe_runs += pool.probe_runs - probes0
-    cls.stats.steps += pool.steps - steps0
+    ctx.stats.mutant_runs += pool.runs - runs0
+    ctx.stats.probe_runs += pool.probe_runs - probes0
+    ctx.stats.steps += pool.steps - steps0
     if found is None:
         return False
-    if cls.stats.first_failure_at is None:
-        cls.stats.first_failure_example = cls.stats.examples
-        cls.stats.first_failure_at = time.monotonic()
-    cls.failure = found
+    if ctx.stats.first_failure_at is None:
+        ctx.stats.first_failure_example = ctx.stats.examples
+        ctx.stats.first_failure_at = time.monotonic()
+    ctx.failure = found
     return True
 
 
@@ -251,12 +257,12 @@ def _shrink_deadline(seconds: float) -> Iterator[None]:
         engine.MAX_SHRINKING_SECONDS = old
 
 
-def _update(result: CampaignResult, cls: Any, t0: float) -> None:
-    if cls.stats.first_failure_at is not None:
-        result.first_failure_seconds = cls.stats.first_failure_at - t0
-    result.examples = cls.stats.examples
-    result.steps = cls.stats.steps
-    result.budget_hits = cls.stats.budget_hits
+def _update(result: CampaignResult, ctx: CampaignContext, t0: float) -> None:
+    if ctx.stats.first_failure_at is not None:
+        result.first_failure_seconds = ctx.stats.first_failure_at - t0
+    result.examples = ctx.stats.examples
+    result.steps = ctx.stats.steps
+    result.budget_hits = ctx.stats.budget_hits
     result.seconds = time.monotonic() - t0
 
 

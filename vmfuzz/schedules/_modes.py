@@ -91,4 +91,5 @@ SOAK_SCHEDULERS: tuple[str, ...] = tuple(m.name for m in MODES if m.soak)
 
 def guided(scheduler: str) -> bool:
     """True if a campaign with ``scheduler`` amplifies programs and keeps a pool."""
-    return scheduler == "mixed" or MODE_BY_NAME[scheduler].guided
+    mode = MODE_BY_NAME.get(scheduler)
+    return scheduler == "mixed" or (mode is not None and mode.guided)
