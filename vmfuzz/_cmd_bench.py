@@ -36,9 +36,9 @@ from typing import Any
 
 from vmfuzz import Scheduler, Spinlock
 from vmfuzz._cores import available_cores
-from vmfuzz.schedules import RandomWalk
+from vmfuzz.schedules import FUZZ_SCHEDULERS, RandomWalk
 
-STRATEGIES = ("mixed", "preemptions", "pct", "random", "none")
+STRATEGIES = FUZZ_SCHEDULERS  # every --scheduler choice, from the modes table
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
