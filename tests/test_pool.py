@@ -159,9 +159,9 @@ def test_the_pool_reaches_a_race_one_operation_away() -> None:
     """Quality: from a program one exit short of the anon_vma root race (76545066c852), the
     pool's mutants find the use after free.  The bug is in the model; the pool knows nothing
     of it (its mutations are generic).  Measured: 6 of these 8 seeds find it in 800 runs
-    (seeds 3 and 6 do not; an earlier pool found it in 1 to 3 of 8);
-    re-running the program as it is finds it in none: the race needs a second exit.  The test stops at the second seed
-    that finds it (each seed costs 3-13 s)."""
+    (seeds 3 and 6 do not; an earlier pool found it in 1 to 3 of 8); re-running the program
+    as it is finds it in none: the race needs a second exit.  The test stops at the second
+    seed that finds it (each seed costs 3-13 s)."""
     config = KernelConfig(bugs=frozenset({"anon_vma_root_not_pinned"}),
                           world=frozenset({"resident"}))
     found = 0
