@@ -22,12 +22,13 @@ What the checks rely on from the model: every page-table write goes through ``k.
 ``k.pte_clear``; ``k.touch_page`` when a page's count, mapcount, flags, mapping, index, private,
 data or LRU list changes; ``k.touch_entry`` when ``swap_map[e]``, the swap-cache slot of ``e`` or
 its in-flight count changes; ``k.touch_mm`` when a vma of the mm changes (list, vm_start, vm_end,
-vm_pgoff, vm_flags, anon_vma chains) or the mm starts/stops being user-visible.  Hooks read when
-present, each with a safe default (see the family modules): ``k.swap_inflight`` (entry ->
-in-flight swap_map references; absent: swap_map_counts checks a lower bound only),
-``k.reclaim_unmaps`` (ptes reclaim cleared this step, consumed by the monitor), ``k.mlocking``
-(mm ids with an mlock() in progress; absent: any mmap_sem holder counts as one),
-``k.expected_unsettled`` (mm ids whose expected view is not authoritative yet).
+vm_pgoff, vm_flags, anon_vma chains) or the mm starts/stops being user-visible.  Hooks, declared
+on :class:`~vmfuzz.kernel.Kernel` and None (not tracked) until the model code that keeps each one
+first runs (see the family modules): ``k.swap_inflight`` (entry -> in-flight swap_map
+references; None: swap_map_counts checks a lower bound only), ``k.reclaim_unmaps`` (ptes reclaim
+cleared this step, consumed by the monitor), ``k.mlocking`` (mm ids with an mlock() in progress;
+None: any mmap_sem holder counts as one), ``k.expected_unsettled`` (mm ids whose expected view
+is not authoritative yet; empty by default).
 
 Mid-flight states are accepted, never hidden: a check that fails inside the critical section that
 legitimately breaks it (a spinlock section of the task that touched the object, the anon_vma

@@ -26,7 +26,7 @@ their ranges and anon_vma chains) so that whole-mm re-scans run only when the la
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
 from vmfuzz.invariants._registry import CHECKS, DEFER, Check
@@ -194,9 +194,9 @@ class Monitor:
         self.deferred_addrs.pop((name, mm_id), None)
         return None
 
-    def unsettled(self) -> Any:
+    def unsettled(self) -> Collection[int]:
         """mm ids whose expected view is not yet authoritative (model hook, default none)."""
-        return getattr(self.k, "expected_unsettled", ())
+        return self.k.expected_unsettled
 
     # ------------------------------------------------------------------ running
     def step(self) -> None:
@@ -208,7 +208,7 @@ class Monitor:
             or k.dirty_mms
             or self.has_pending
             or k.migration_ptes
-            or getattr(k, "reclaim_unmaps", None)
+            or k.reclaim_unmaps
         ):
             return
         self.steps += 1
@@ -304,9 +304,8 @@ class Monitor:
         if self.has_pending:
             self.has_pending = any(self.pending.values())
         k.clear_dirty()
-        hook = getattr(k, "reclaim_unmaps", None)
-        if hook:
-            hook.clear()
+        if k.reclaim_unmaps:
+            k.reclaim_unmaps.clear()
         if self.atomic_touch:
             # A section ends when its task holds no spinlock any more: forget its touches.
             tasks = k.sched.tasks
@@ -337,9 +336,7 @@ class Monitor:
 
 def layout_signature(k: Kernel, mm: MmStruct) -> tuple[Any, ...]:
     """What rmap and data checks depend on in an mm's layout: vmas, ranges, chains, liveness."""
-    out: list[Any] = [mm.map_count, mm.dead, mm.users > 0, mm.id in getattr(
-        k, "expected_unsettled", ()
-    )]
+    out: list[Any] = [mm.map_count, mm.dead, mm.users > 0, mm.id in k.expected_unsettled]
     vma = mm.mmap
     n = 0
     while vma is not None and n < MAX_VMAS:

@@ -9,7 +9,8 @@ replaced in this step; consumed and emptied by the monitor).  A VM_LOCKED vma of
 mlock() in progress is accepted: 2.6.36 sys_mlock sets VM_LOCKED under mmap_sem for write,
 drops it, and only then faults the range in under mmap_sem for read, so reclaim may unmap a
 page in between (benign: the populate brings it back).  Hook ``k.mlocking`` (mm ids with an
-mlock in progress); without it, any holder of the mm's mmap_sem counts as one.
+mlock in progress); while it is None (no mlock yet), any holder of the mm's mmap_sem counts as
+one.
 
 ``mlocked_resident``: a PG_mlocked page sits on the unevictable list or is isolated (off every
 LRU list), never on the active/inactive lists where reclaim scans, except inside
@@ -50,9 +51,10 @@ def _mlocking(m: Monitor, mm: MmStruct) -> bool:
     """An mlock() of ``mm`` is in progress (mlock_fixup set VM_LOCKED; its populate, under
     mmap_sem for read after dropping it for write, will fault the range back in).
 
-    Read from the model hook ``k.mlocking`` (set of mm ids) when it exists; until then, any
-    holder of ``mm->mmap_sem`` (either mode) is taken as a possible mlock in progress."""
-    mlocking = getattr(m.k, "mlocking", None)
+    Read from the model hook ``k.mlocking`` (set of mm ids) once the model keeps it; while it
+    is None, any holder of ``mm->mmap_sem`` (either mode) is taken as a possible mlock in
+    progress."""
+    mlocking = m.k.mlocking
     if mlocking is not None:
         return mm.id in mlocking
     return m.held(mm.mmap_sem)
@@ -97,7 +99,7 @@ def _entry(m: Monitor, e: int) -> Violation | None:
 
 
 def _each_step(m: Monitor) -> Violation | None:
-    unmaps = getattr(m.k, "reclaim_unmaps", None)
+    unmaps = m.k.reclaim_unmaps
     if not unmaps:
         return None
     for mm_id, addr in unmaps:

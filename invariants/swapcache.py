@@ -5,8 +5,9 @@ cache's own reference while a page is cached under ``e``, and *in-flight* refere
 running path has taken (get_swap_page's fresh count before add_to_swap_cache; swapin_readahead's
 swap_duplicate of each valid_swaphandles slot before read_swap_cache_async hands it over to the
 cache or swap_frees it; 2.6 swapcache_prepare before add_to_swap_cache).  The model reports them
-in ``k.swap_inflight`` (entry -> count).  Until the model keeps that map the check can only
-verify the lower bound ``swap_map[e] >= ptes + cache`` (a dropped reference, not a leak).
+in ``k.swap_inflight`` (entry -> count).  While that map is None (the swap code has not run
+yet) the check can only verify the lower bound ``swap_map[e] >= ptes + cache`` (a dropped
+reference, not a leak).
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ def _swap_map(m: Monitor, e: int) -> Violation | _Defer | None:
             entry=0,
         )
     count = swap_map[e]
-    inflight_map = getattr(k, "swap_inflight", None)
+    inflight_map = k.swap_inflight
     inflight = 0 if inflight_map is None else inflight_map.get(e, 0)
     if inflight < 0:
         return Violation(

@@ -33,12 +33,12 @@ ENOMEM = -12
 
 def mm_exiting(mm: MmStruct) -> bool:
     """True when no thread can make syscalls on ``mm``: its process has exited, or it is a
-    child still being built by fork.  (Kept as an ``exiting`` attribute on the MmStruct.)"""
-    return bool(getattr(mm, "exiting", False))
+    child still being built by fork (``mm.exiting``)."""
+    return mm.exiting
 
 
 def set_mm_exiting(mm: MmStruct, exiting: bool) -> None:
-    mm.exiting = exiting  # type: ignore[attr-defined]
+    mm.exiting = exiting
 
 
 def get_mm(k: Kernel, mm_id: int) -> MmStruct | None:

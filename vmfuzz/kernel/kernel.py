@@ -10,7 +10,7 @@ spawned as tasks with :meth:`Kernel.spawn`.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from vmfuzz._locks import Spinlock
@@ -44,6 +44,22 @@ _BOOTED_MAX = 64
 
 class Kernel:
     """State of the modelled mm subsystem for one run."""
+
+    # Hooks the invariants read (see vmfuzz.invariants), None until the model code that keeps
+    # each one first runs: a check reads an absent hook as "not tracked" (swap_map_counts then
+    # checks a lower bound; reserved_pte_cleared takes any mmap_sem holder for an mlock in
+    # progress).  Class-level defaults, so a hook a test deletes reads as absent again.
+    #: entry -> swap_map counts held in a local variable by a running path (get_swap_page
+    #: until add_to_swap_cache or the pte takes it, swapcache_prepare's pin); swapfile keeps it
+    swap_inflight: dict[int, int] | None = None
+    #: (mm id, addr) of every pte reclaim cleared or replaced this step (try_to_unmap,
+    #: try_to_swap_out); the invariant monitor empties it after each step
+    reclaim_unmaps: list[tuple[int, int]] | None = None
+    #: ids of the mms with an mlock() in progress (VM_LOCKED set, the populate not done)
+    mlocking: set[int] | None = None
+    #: ids of the mms whose ``expected`` view is not authoritative yet (data_integrity skips
+    #: them); the model sets none today, tests do
+    expected_unsettled: Collection[int] = ()
 
     def __init__(self, config: KernelConfig | None = None, sched: Scheduler | None = None) -> None:
         self.config = config or KernelConfig()
@@ -94,6 +110,10 @@ class Kernel:
         self.pte_seen: dict[tuple[int, int], dict[tuple[int, int, bool], int]] = {}
         self.pte_aba: list[tuple[int, int, int, int, int]] = []
         self.boot_targets: list[tuple[int, int]] = []  # (mm, addr) the world populated
+        # Task ids running with PF_MEMALLOC_NOIO (memalloc_noio_save): reclaim does no I/O.
+        self.memalloc_noio: set[int] = set()
+        # mm id -> sys_mlock calls in progress on it (nested ones counted): ``mlocking``.
+        self.mlock_nesting: dict[int, int] = {}
         self.boot_violation: Violation | None = None  # a check the world's building failed
         booted = _BOOTED.get(c)
         if booted is None:

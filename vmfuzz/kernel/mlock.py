@@ -15,7 +15,6 @@ VM_SPECIAL (VM_RESERVED) vmas are left alone by mlock, as mlock_fixup does.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
@@ -182,7 +181,8 @@ def do_mlock_pages(k: Kernel, mm: MmStruct, start: int, end: int) -> Gen:
                 break
         if ret < 0:
             break
-        page = k.pages[pte.pfn]  # type: ignore[union-attr]
+        assert isinstance(pte, PresentPte)  # the fault loop ends on a present pte or an error
+        page = k.pages[pte.pfn]
         if k.sched.trylock(page.lock):
             mlock_vma_page(k, page)
             k.sched.unlock_page(page.lock)
@@ -192,17 +192,15 @@ def do_mlock_pages(k: Kernel, mm: MmStruct, start: int, end: int) -> Gen:
     return ret
 
 
-_MLOCKING: weakref.WeakKeyDictionary[Kernel, dict[int, int]] = weakref.WeakKeyDictionary()
-
-
 def _mlocking(k: Kernel, mm: MmStruct, delta: int) -> None:
     """Keep the hook ``k.mlocking`` (ids of mms with an mlock() in progress: VM_LOCKED may be
-    set while the populate has not yet faulted the range back in), counting nested calls."""
-    counts = _MLOCKING.setdefault(k, {})
+    set while the populate has not yet faulted the range back in), counting nested calls in
+    ``k.mlock_nesting``."""
+    counts = k.mlock_nesting
     counts[mm.id] = counts.get(mm.id, 0) + delta
     if counts[mm.id] <= 0:
         del counts[mm.id]
-    k.mlocking = set(counts)  # type: ignore[attr-defined]
+    k.mlocking = set(counts)
 
 
 def _sys_mlock(k: Kernel, mm_id: int, addr: int, npages: int, on: bool) -> Gen:

@@ -33,6 +33,12 @@ PG_unevictable = "PG_unevictable"
 
 SWAP_MAP_BAD = 0x3F  # mm/swapfile.c: a slot that is never allocated (slot 0 in the model)
 
+# swap_info_struct->flags (include/linux/swap.h)
+SWP_USED = 0x1
+SWP_WRITEOK = 0x2
+SWP_VALID = 0x4  # 5.1 eb085574a752: get_swap_device() may pin the device
+SWP_SYNCHRONOUS_IO = 0x8  # 4.15: a zram-like device, swapin may skip the swap cache
+
 
 # --------------------------------------------------------------------------- poisoning
 class _Freed:
@@ -109,9 +115,10 @@ def pte_same(a: Pte | None, b: Pte | None) -> bool:
         return a is b
     if type(a) is not type(b):
         return False
+    # (b is of a's type: the isinstance tests on b only tell mypy so)
     if isinstance(a, SwapPte):
-        return a.entry == b.entry  # type: ignore[union-attr]
-    return a.pfn == b.pfn and a.write == b.write  # type: ignore[union-attr]
+        return isinstance(b, SwapPte) and a.entry == b.entry
+    return not isinstance(b, SwapPte) and a.pfn == b.pfn and a.write == b.write
 
 
 # --------------------------------------------------------------------------- struct page
@@ -254,6 +261,9 @@ class MmStruct:
         self.users = 1
         self.dead = False
         self.swap_address = 0  # 2.4 swap_out: where the virtual scan resumes
+        # No thread can make syscalls on it: its process is exiting (PF_EXITING), or it is a
+        # fork child dup_mmap is still building (fork.mm_exiting / set_mm_exiting).
+        self.exiting = False
 
     def vmas(self) -> list[VmAreaStruct]:
         """The vma list in order (a snapshot; racing walkers follow vm_next themselves)."""
@@ -278,11 +288,33 @@ class MmStruct:
 
 
 # --------------------------------------------------------------------------- swap
+class SwapBackingDev:
+    """The storage behind the swap area (swap_info_struct->swap_file / bdev).
+
+    ``data[e]`` is the token slot ``e`` holds on disk (written by pageout / swap_writepage,
+    read by swap_readpage).  ``generation`` counts swapons.  Freed (poisoned) by swapoff."""
+
+    __slots__ = ("_freed_desc", "data", "generation")
+
+    def __init__(self, generation: int) -> None:
+        self.generation = generation
+        self.data: dict[int, int] = {}
+
+    def __repr__(self) -> str:
+        return f"swapdev{self.generation}"
+
+
+class FreedSwapBackingDev(_Freed, SwapBackingDev):
+    __slots__ = ()
+    _what: ClassVar[str] = "swap device"
+
+
 class SwapInfo:
     """struct swap_info_struct for the one swap device: ``swap_map[offset]`` counts users of
     each slot (ptes + swap cache + in-flight references); slot 0 is SWAP_MAP_BAD as on a real
     device (the header page).  ``swap_lock`` guards the map; the swap cache maps entry ->
-    page under ``tree_lock`` (swapper_space)."""
+    page under ``tree_lock`` (swapper_space).  swapon/swapoff (mm/swapfile.c) change
+    ``flags``, ``bdev`` and ``generation``."""
 
     def __init__(self, nslots: int) -> None:
         self.swap_map: list[int] = [0] * nslots
@@ -291,8 +323,15 @@ class SwapInfo:
         self.swap_lock = Spinlock("swap_lock")
         self.tree_lock = Spinlock("swapper_space.tree_lock", "tree_lock")
         self.cache: dict[int, Page] = {}
-        self.enabled = nslots > 1
+        self.enabled = nslots > 1  # SWP_WRITEOK, kept in step with flags by swapfile
         self.lowest_bit = 1
+        # si->flags: SWP_* (an area of one slot, the header alone, is never swapped on)
+        self.flags = (SWP_USED | SWP_WRITEOK | SWP_VALID) if self.enabled else 0
+        self.users = 0  # si->users: get_swap_device() pins, waited for by swapoff
+        self.bdev = SwapBackingDev(1)  # si->bdev / swap_file: the device behind the area
+        self.generation = 1  # model only: bdev's generation, 1 + swapons so far
+        # SWAP_HAS_CACHE set by swapcache_prepare() on an entry with no swap-cache page yet
+        self.pinned: set[int] = set()
 
 
 class Driver:
@@ -302,3 +341,5 @@ class Driver:
     def __init__(self, name: str) -> None:
         self.name = name
         self.lock = Mutex(f"{name}.lock", "driver_lock")
+        # What its ->swapout wrote, (mm id, page offset) -> token: the device's own storage.
+        self.store: dict[tuple[int, int], int] = {}

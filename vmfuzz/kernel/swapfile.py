@@ -18,9 +18,10 @@ Allocation is 2.4's scan_swap_map reduced to "lowest free slot", which maximises
 just-freed entry the seed-001 races depend on.
 
 The device behind the area (``p->swap_file``/bdev, what each slot holds on disk) is a
-:class:`SwapBackingDev`; swapoff frees it (poisoned, so a late reader is a use after free, the
-race of commit eb085574a752) and swapon allocates a new one, optionally ``SWP_SYNCHRONOUS_IO``
-(zram-like: do_swap_page may then skip the swap cache, 4.15 commit 0bcac06f27d7).
+:class:`~vmfuzz.kernel.mm_types.SwapBackingDev`; swapoff frees it (poisoned, so a late reader is
+a use after free, the race of commit eb085574a752) and swapon allocates a new one, optionally
+``SWP_SYNCHRONOUS_IO`` (zram-like: do_swap_page may then skip the swap cache, 4.15 commit
+0bcac06f27d7).
 
 Swapoff is 2.6's try_to_unuse/unuse_mm: each in-use entry is read into the swap cache, every mm
 is searched for its swap ptes under ``mmap_sem`` (read) and ``page_table_lock``, then the page is
@@ -33,15 +34,20 @@ step is atomic); :func:`get_swap_page` and the inserts take them as real lock re
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from vmfuzz.kernel import bugs
 from vmfuzz.kernel.mm_types import (
     SWAP_MAP_BAD,
+    SWP_SYNCHRONOUS_IO,
+    SWP_USED,
+    SWP_VALID,
+    SWP_WRITEOK,
+    FreedSwapBackingDev,
     PG_swapcache,
     PresentPte,
+    SwapBackingDev,
     SwapPte,
-    _Freed,
     poison,
 )
 from vmfuzz.kernel.ops import operation
@@ -59,12 +65,6 @@ EEXIST = 17
 EINVAL = 22
 EBUSY = 16
 
-# swap_info_struct->flags
-SWP_USED = 0x1
-SWP_WRITEOK = 0x2
-SWP_VALID = 0x4  # 5.1 eb085574a752: get_swap_device() may pin the device
-SWP_SYNCHRONOUS_IO = 0x8  # 4.15: a zram-like device, swapin may skip the swap cache
-
 bugs.register(
     "unuse_process_no_mmap_sem",
     "004_b331e72de9ba5495.txt",
@@ -77,61 +77,30 @@ bugs.register(
 )
 
 
-# --------------------------------------------------------------------------- the device
-class SwapBackingDev:
-    """The storage behind the swap area (swap_info_struct->swap_file / bdev).
-
-    ``data[e]`` is the token slot ``e`` holds on disk (written by pageout / swap_writepage,
-    read by swap_readpage).  ``generation`` counts swapons.  Freed (poisoned) by swapoff."""
-
-    __slots__ = ("_freed_desc", "data", "generation")
-
-    def __init__(self, generation: int) -> None:
-        self.generation = generation
-        self.data: dict[int, int] = {}
-
-    def __repr__(self) -> str:
-        return f"swapdev{self.generation}"
-
-
-class FreedSwapBackingDev(_Freed, SwapBackingDev):
-    __slots__ = ()
-    _what: ClassVar[str] = "swap device"
-
-
+# --------------------------------------------------------------------------- the area
 def swap_info(k: Kernel) -> SwapInfo:
-    """``k.swap`` with the model's extra swap_info_struct fields attached on first use.
-
-    Extras (until SwapInfo carries them): ``flags`` (SWP_*), ``users`` (get_swap_device
-    references), ``bdev`` (:class:`SwapBackingDev`), ``pinned`` (entries pinned by
-    swapcache_prepare without a swap-cache page).  Also creates the Kernel hooks
-    ``k.swap_inflight`` and ``k.reclaim_unmaps`` the invariants read."""
-    si = k.swap
-    if not hasattr(si, "flags"):
-        si.flags = (SWP_USED | SWP_WRITEOK | SWP_VALID) if si.enabled else 0  # type: ignore[attr-defined]
-        si.users = 0  # type: ignore[attr-defined]
-        si.bdev = SwapBackingDev(1)  # type: ignore[attr-defined]
-        si.generation = 1  # type: ignore[attr-defined]
-        si.pinned = set()  # type: ignore[attr-defined]
-    if not hasattr(k, "swap_inflight"):
-        k.swap_inflight = {}  # type: ignore[attr-defined]
-    if not hasattr(k, "reclaim_unmaps"):
-        k.reclaim_unmaps = []  # type: ignore[attr-defined]
-    return si
+    """``k.swap``, once the swap code has run: the Kernel hooks ``k.swap_inflight`` and
+    ``k.reclaim_unmaps`` the invariants read exist from the first call on (before it, the
+    swap_map_counts check knows of no in-flight counts and checks a lower bound)."""
+    if k.swap_inflight is None:
+        k.swap_inflight = {}
+    if k.reclaim_unmaps is None:
+        k.reclaim_unmaps = []
+    return k.swap
 
 
 def _flags(si: SwapInfo) -> int:
-    return si.flags  # type: ignore[attr-defined, no-any-return]
+    return si.flags
 
 
 def _set_flags(si: SwapInfo, flags: int) -> None:
-    si.flags = flags  # type: ignore[attr-defined]
+    si.flags = flags
     si.enabled = bool(flags & SWP_WRITEOK)
 
 
 def pinned(k: Kernel) -> set[int]:
     """Entries pinned by swapcache_prepare (SWAP_HAS_CACHE set, no page in the cache yet)."""
-    return swap_info(k).pinned  # type: ignore[attr-defined, no-any-return]
+    return swap_info(k).pinned
 
 
 def synchronous_io(k: Kernel) -> bool:
@@ -146,7 +115,8 @@ def valid_entry(k: Kernel, e: int) -> bool:
 # --------------------------------------------------------------------------- in-flight refs
 def _inflight(k: Kernel) -> dict[int, int]:
     swap_info(k)
-    return k.swap_inflight  # type: ignore[attr-defined, no-any-return]
+    assert k.swap_inflight is not None  # created by swap_info
+    return k.swap_inflight
 
 
 def inflight_inc(k: Kernel, e: int) -> None:
@@ -170,7 +140,8 @@ def inflight_dec(k: Kernel, e: int) -> None:
 def note_reclaim_unmap(k: Kernel, mm: MmStruct, addr: int) -> None:
     """Report a pte reclaim cleared or replaced this step (hook ``k.reclaim_unmaps``)."""
     swap_info(k)
-    k.reclaim_unmaps.append((mm.id, addr))  # type: ignore[attr-defined]
+    assert k.reclaim_unmaps is not None  # created by swap_info
+    k.reclaim_unmaps.append((mm.id, addr))
 
 
 # --------------------------------------------------------------------------- slot counts
@@ -242,7 +213,7 @@ def swap_device(k: Kernel) -> SwapBackingDev:
     swap_map and (5.x) the swap cache's address space (swapper_spaces[type]), both freed by
     swapoff.  A path holding no get_swap_device() pin may find them freed: using a freed
     device raises ``use_after_free`` here."""
-    bdev: SwapBackingDev = swap_info(k).bdev  # type: ignore[attr-defined]
+    bdev = swap_info(k).bdev
     bdev.generation  # noqa: B018  (touching a poisoned device is the use after free)
     return bdev
 
@@ -334,27 +305,25 @@ def get_swap_device(k: Kernel, e: int) -> bool:
     si = swap_info(k)
     if not valid_entry(k, e) or not _flags(si) & SWP_VALID:
         return False
-    si.users += 1  # type: ignore[attr-defined]
+    si.users += 1
     return True
 
 
 def put_swap_device(k: Kernel) -> None:
     si = swap_info(k)
-    si.users -= 1  # type: ignore[attr-defined]
+    si.users -= 1
 
 
 def swap_readpage(k: Kernel, e: int) -> int:
     """swap_readpage(): the token slot ``e`` holds on the device (0 if never written)."""
-    bdev: SwapBackingDev = swap_info(k).bdev  # type: ignore[attr-defined]
-    return bdev.data.get(e, 0)
+    return swap_info(k).bdev.data.get(e, 0)
 
 
 def swap_writepage(k: Kernel, page: Page) -> None:
     """swap_writepage(): write a swap-cache page's data to its slot on the device."""
     e = page.private
     assert e is not None
-    bdev: SwapBackingDev = swap_info(k).bdev  # type: ignore[attr-defined]
-    bdev.data[e] = page.data
+    swap_info(k).bdev.data[e] = page.data
 
 
 # --------------------------------------------------------------------------- cache helpers
@@ -414,13 +383,13 @@ def sys_swapon(k: Kernel, flag: int) -> Gen:
     if _flags(si) & SWP_USED or len(si.swap_map) < 2:
         k.sched.unlock_kernel()
         return -EBUSY
-    si.generation += 1  # type: ignore[attr-defined]
-    si.bdev = SwapBackingDev(si.generation)  # type: ignore[attr-defined]
+    si.generation += 1
+    si.bdev = SwapBackingDev(si.generation)
     for e in range(1, len(si.swap_map)):
         si.swap_map[e] = 0
         k.touch_entry(e)
     si.swap_map[0] = SWAP_MAP_BAD
-    si.users = 0  # type: ignore[attr-defined]
+    si.users = 0
     _set_flags(si, SWP_USED | SWP_WRITEOK | SWP_VALID | (SWP_SYNCHRONOUS_IO if flag else 0))
     k.sched.unlock_kernel()
     return 0
@@ -449,9 +418,9 @@ def sys_swapoff(k: Kernel) -> Gen:
     # eb085574a752: no new get_swap_device() users, then wait for the ones in flight
     # (synchronize_rcu / percpu_ref_kill + wait_for_completion).
     _set_flags(si, _flags(si) & ~SWP_VALID)
-    if si.users:  # type: ignore[attr-defined]
-        yield k.sched.wait_event(lambda: si.users == 0, "swap device users")  # type: ignore[attr-defined]
-    bdev: SwapBackingDev = si.bdev  # type: ignore[attr-defined]
+    if si.users:
+        yield k.sched.wait_event(lambda: si.users == 0, "swap device users")
+    bdev = si.bdev
     poison(bdev, FreedSwapBackingDev, repr(bdev))  # vfree(swap_map); p->swap_file = NULL
     _set_flags(si, 0)
     k.sched.unlock_kernel()
@@ -477,7 +446,7 @@ def _unuse_state(k: Kernel, e: int) -> tuple[int, int, int]:
     return (
         k.swap.swap_map[e],
         k.swap_pte_writes.get(e, 0),
-        k.swap_inflight.get(e, 0),  # type: ignore[attr-defined]
+        _inflight(k).get(e, 0),
     )
 
 

@@ -106,11 +106,7 @@ bugs.register(
 # --------------------------------------------------------------------------- task flags
 def _noio(k: Kernel) -> set[int]:
     """Task ids running with PF_MEMALLOC_NOIO (memalloc_noio_save): no I/O from reclaim."""
-    s = getattr(k, "memalloc_noio", None)
-    if s is None:
-        s = set()
-        k.memalloc_noio = s  # type: ignore[attr-defined]
-    return s
+    return k.memalloc_noio
 
 
 def gfp_io(k: Kernel) -> bool:
@@ -137,11 +133,7 @@ class DriverFile:
 
 def driver_store(drv: Driver) -> dict[tuple[int, int], int]:
     """What the driver's ->swapout wrote: (mm id, page offset) -> token (the device's log)."""
-    store = getattr(drv, "store", None)
-    if store is None:
-        store = {}
-        drv.store = store  # type: ignore[attr-defined]
-    return store
+    return drv.store
 
 
 def get_file(k: Kernel, vma: VmAreaStruct) -> DriverFile:
