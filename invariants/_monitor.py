@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
-from vmfuzz.invariants._registry import CHECKS, DEFER, Check
+from vmfuzz.invariants._registry import CHECKS, DEFER, Check, _Defer
 from vmfuzz.invariants._view import MAX_VMAS, freed, freed_desc
 
 from vmfuzz.kernel.mm_types import PG_swapcache
@@ -186,7 +186,7 @@ class Monitor:
         pgd = mm.pgd
         return sorted(a for a in self.deferred_addrs.get((name, mm.id), ()) if a in pgd)
 
-    def defer_addrs(self, name: str, mm_id: int, addrs: list[int]) -> Any:
+    def defer_addrs(self, name: str, mm_id: int, addrs: list[int]) -> _Defer | None:
         """Record the addresses a whole-mm check deferred; returns DEFER or None."""
         if addrs:
             self.deferred_addrs[(name, mm_id)] = set(addrs)
@@ -216,7 +216,7 @@ class Monitor:
         try:
             for _name, fn in self.step_hooks:
                 r = fn(self)
-                if r is not None and r is not DEFER:
+                if r is not None and not isinstance(r, _Defer):  # (DEFER: _Defer's one instance)
                     raise r
             for scope in SCOPES:
                 touched = keys[scope]
@@ -324,7 +324,7 @@ class Monitor:
         }
         for _name, fn in self.step_hooks:
             r = fn(self)
-            if r is not None and r is not DEFER:
+            if r is not None and not isinstance(r, _Defer):
                 raise r
         for scope in SCOPES:
             for _name, fn, _pending in self.hooks[scope]:
@@ -343,7 +343,7 @@ def layout_signature(k: Kernel, mm: MmStruct) -> tuple[Any, ...]:
         if freed(vma):
             out.append(("freed", freed_desc(vma)))
             break
-        chain = []
+        chain: list[tuple[object, object]] = []
         for avc in vma.anon_vma_chain:
             av = avc.anon_vma
             if freed(av):

@@ -76,7 +76,7 @@ def _mm(m: Monitor, mm_id: int) -> Violation | _Defer | None:
                 return r
             if not r:
                 deferred.append(addr)
-    return m.defer_addrs(CHECK, mm_id, deferred)  # type: ignore[no-any-return]
+    return m.defer_addrs(CHECK, mm_id, deferred)
 
 
 register(

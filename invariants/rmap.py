@@ -197,17 +197,17 @@ def _mm(m: Monitor, mm_id: int) -> Violation | _Defer | None:
         if isinstance(fam, Violation):
             return fam
         av, root = fam
-        r = _walk(m, av, page.index, mm_id, addr)
-        if isinstance(r, Violation):
-            return r
-        if not r:
+        found = _walk(m, av, page.index, mm_id, addr)
+        if isinstance(found, Violation):
+            return found
+        if not found:
             if m.held(root.lock) or m.atomic("page", pte.pfn):
                 deferred.append(addr)
                 continue
             kind = "present" if isinstance(pte, PresentPte) else pte_kind(pte)
             return _unreachable(m, page, av, mm_id, addr, kind)
     r2 = m.defer_addrs(CHECK, mm_id, deferred)
-    return DEFER if defer else r2  # type: ignore[no-any-return]
+    return DEFER if defer else r2
 
 
 register(

@@ -26,7 +26,7 @@ from vmfuzz.violation import Violation
 if TYPE_CHECKING:
     from vmfuzz.invariants._monitor import Monitor
 
-    from vmfuzz.kernel.mm_types import MmStruct
+    from vmfuzz.kernel.mm_types import MmStruct, VmAreaStruct
 
 
 def _list(m: Monitor, mm_id: int) -> Violation | _Defer | None:
@@ -93,8 +93,8 @@ def _pte_check(m: Monitor, mm: MmStruct, addr: int, key: tuple[str, int]) -> Vio
     )
 
 
-def _vmas(mm: MmStruct) -> list[object]:
-    out = []
+def _vmas(mm: MmStruct) -> list[VmAreaStruct]:
+    out: list[VmAreaStruct] = []
     vma = mm.mmap
     while vma is not None and not freed(vma) and len(out) < 16:
         out.append(vma)
@@ -142,7 +142,7 @@ def _pte_mm(m: Monitor, mm_id: int) -> Violation | _Defer | None:
             return r
         if not r:
             deferred.append(addr)
-    return m.defer_addrs("pte_in_vma", mm_id, deferred)  # type: ignore[no-any-return]
+    return m.defer_addrs("pte_in_vma", mm_id, deferred)
 
 
 register(

@@ -19,11 +19,11 @@ Benchmarks are measurements, not tests: figures vary by machine.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import attrs
 
+from vmfuzz._scheduler import TaskGen
 from vmfuzz.kernel import OPS, Kernel, KernelConfig
 from vmfuzz.kernel.mm_types import (
     VM_READ,
@@ -83,7 +83,7 @@ def _free_slot(k: Kernel) -> int:
     return 0
 
 
-def synthetic_path(k: Kernel, mm: MmStruct, vma: VmAreaStruct, rounds: int) -> Iterator[Any]:
+def synthetic_path(k: Kernel, mm: MmStruct, vma: VmAreaStruct, rounds: int) -> TaskGen:
     """Cycle each page of ``vma``: none -> present -> swapped -> present -> none."""
     sched = k.sched
     ptl = mm.page_table_lock
@@ -166,7 +166,7 @@ def run_synthetic(config: KernelConfig, checks: bool, seed: int, rounds: int) ->
     from vmfuzz.invariants import check_all, install
 
     sched = Scheduler(RandomWalk(seed), max_steps=10**9, lockdep=LockDep(), record_trace=False)
-    if getattr(config, "boot_pages", 0):
+    if config.boot_pages:
         config = attrs.evolve(config, boot_pages=0)  # the workload maps its own vmas
     k = Kernel(config, sched)
     ntasks = min(4, config.nr_mms)

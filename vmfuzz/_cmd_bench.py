@@ -31,11 +31,11 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from vmfuzz import Scheduler, Spinlock
 from vmfuzz._cores import available_cores
+from vmfuzz._scheduler import TaskGen
 from vmfuzz.schedules import FUZZ_SCHEDULERS, RandomWalk
 
 STRATEGIES = FUZZ_SCHEDULERS  # every --scheduler choice, from the modes table
@@ -60,7 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 # --------------------------------------------------------------------------- engine
-def _trivial(lock: Spinlock, sched: Scheduler, n: int) -> Iterator[object]:
+def _trivial(lock: Spinlock, sched: Scheduler, n: int) -> TaskGen:
     for _ in range(n):
         yield "loop:top"
         yield sched.spin_lock(lock)

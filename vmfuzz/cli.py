@@ -10,6 +10,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from vmfuzz import __version__
 
@@ -40,7 +41,7 @@ Run 'vmfuzz COMMAND --help' for each command's options."""
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one clear line, exit 2, no usage dump
+    def error(self, message: str) -> NoReturn:  # one clear line, exit 2, no usage dump
         sys.stderr.write(f"{self.prog}: error: {message}\n")
         raise SystemExit(2)
 

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
+
+
+def _names(value: Iterable[str]) -> frozenset[str]:
+    """The converter of the name-set fields (``frozenset``, typed for mypy's attrs plugin)."""
+    return frozenset(value)
 
 
 def _positive(instance: Any, attribute: attrs.Attribute[int], value: int) -> None:
@@ -23,14 +29,14 @@ class KernelConfig:
     pages_per_mm: int = attrs.field(default=16, validator=_positive)
     nr_frames: int = attrs.field(default=12, validator=_positive)
     nr_swap: int = attrs.field(default=12, validator=_positive)
-    bugs: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
+    bugs: frozenset[str] = attrs.field(default=frozenset(), converter=_names)
     # Each initial process boots with one anonymous read/write vma over its first boot_pages
     # pages (no page faulted in yet): a running system, not an empty one, so generated
     # operations act on memory from the start.  0 = empty address spaces.
     boot_pages: int = attrs.field(default=8)
     # World features the run starts from (see vmfuzz.kernel.boot: resident and swapped pages,
     # a forked child, a split vma, a synchronous swap device); empty = bare boot vmas.
-    world: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
+    world: frozenset[str] = attrs.field(default=frozenset(), converter=_names)
 
     @world.validator
     def _check_world(

@@ -541,7 +541,8 @@ def _rcu_anon_vma_lock(anon_vma: AnonVma) -> Lock:
     freed by unlink_anon_vmas (which frees it before unlinking the vma from the older ones);
     SLAB_DESTROY_BY_RCU keeps its lock word a valid anon_vma lock, so taking it is harmless.
     The only place the model reads a possibly freed anon_vma without reporting it."""
-    return object.__getattribute__(anon_vma, "lock")  # type: ignore[no-any-return]
+    lock: Lock = object.__getattribute__(anon_vma, "lock")
+    return lock
 
 
 def _rmap_walk_anon_trylock(k: Kernel, page: Page, anon_vma: AnonVma, rmap_one: RmapOne) -> Gen:
@@ -592,7 +593,7 @@ def lock_vma_anon_vmas(k: Kernel, vma: VmAreaStruct) -> Gen:
         return [lock]
     while True:
         yield k.sched.spin_lock(anon_vma.lock, at="vma_adjust")
-        held = [anon_vma.lock]
+        held: list[Lock] = [anon_vma.lock]
         failed = None
         for avc in list(vma.anon_vma_chain):
             other = avc.anon_vma

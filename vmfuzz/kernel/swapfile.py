@@ -33,7 +33,7 @@ step is atomic); :func:`get_swap_page` and the inserts take them as real lock re
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from vmfuzz.kernel import bugs
@@ -450,6 +450,11 @@ def _unuse_state(k: Kernel, e: int) -> tuple[int, int, int]:
     )
 
 
+def _users_changed(k: Kernel, e: int, seen: tuple[int, int, int]) -> Callable[[], bool]:
+    """The wait condition of try_to_unuse: ``e``'s users are no longer ``seen``."""
+    return lambda: _unuse_state(k, e) != seen
+
+
 def try_to_unuse(k: Kernel) -> Gen:
     """try_to_unuse() (2.4.17 / 2.6.x): for each in-use entry, read it into the swap cache,
     lock the page, replace every swap pte of it in every mm, delete it from the swap cache.
@@ -514,9 +519,7 @@ def try_to_unuse(k: Kernel) -> Gen:
         if unused or after != before:
             yield "try_to_unuse:rescan"
         else:
-            yield k.sched.wait_event(
-                lambda e=e, seen=after: _unuse_state(k, e) != seen, "swap entry users"
-            )
+            yield k.sched.wait_event(_users_changed(k, e, after), "swap entry users")
 
 
 def _next_mm(k: Kernel, after: int) -> MmStruct | None:
