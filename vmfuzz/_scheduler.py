@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from vmfuzz._locks import READ, WRITE, BigKernelLock, Lock, Spinlock
+from vmfuzz._locks import READ, WRITE, BigKernelLock, Lock, RWSemaphore, Spinlock
 from vmfuzz.lockdep import LockDep
 from vmfuzz.violation import Violation
 
@@ -415,8 +415,8 @@ class Scheduler:
         req = task.blocked
         task.blocked = None
         if isinstance(req, Acquire):
-            if req.mode == WRITE and req.lock.kind == "rwsem":
-                req.lock.waiting_writers -= 1  # type: ignore[attr-defined]
+            if req.mode == WRITE and isinstance(req.lock, RWSemaphore):
+                req.lock.waiting_writers -= 1
             self._grant(task, req.lock, req.mode)
             self._events.append(f"wakes, takes {req.lock.name}")
         else:
@@ -468,8 +468,8 @@ class Scheduler:
             self._events.append(f"takes {lock.name}")
             return
         task.blocked = req
-        if req.mode == WRITE and lock.kind == "rwsem":
-            lock.waiting_writers += 1  # type: ignore[attr-defined]
+        if req.mode == WRITE and isinstance(lock, RWSemaphore):
+            lock.waiting_writers += 1
         self._events.append(f"blocks on {lock.name}")
         if lock.sleeping:
             self._drop_bkl(task)
@@ -548,7 +548,12 @@ class Scheduler:
         names = []
         for t in path:
             req = t.blocked
-            what = req.lock.name if isinstance(req, Acquire) else getattr(req, "what", "BKL")
+            if isinstance(req, Acquire):
+                what = req.lock.name
+            elif isinstance(req, WaitEvent):
+                what = req.what
+            else:
+                what = "BKL"
             names.append(f"{t.name} (waits for {what} at {t.label})")
         names.append(start.name)
         return names
