@@ -33,8 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vmfuzz import _soak_report
-    from vmfuzz.soak import FORMAT, SoakError, load_plugins, read_json
+    from vmfuzz.plugins import PluginError, load_plugins
+    from vmfuzz.soak import FORMAT, read_json, write_reports
 
     state = Path(args.state)
     run_json = read_json(state / "run.json")
@@ -44,9 +44,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:  # the run's plugins: their operations appear in the findings' timelines
         load_plugins(run_json.get("config", {}).get("plugins", []))
-    except SoakError as e:
+    except PluginError as e:
         sys.stderr.write(f"vmfuzz report: warning: {e}\n")
-    summary = _soak_report.write_reports(state)
+    summary = write_reports(state)
     text = summary.pop("text", "")
     if args.json:
         print(json.dumps(summary))

@@ -15,14 +15,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from vmfuzz.soak import (
-    format_duration,
-    group_findings,
-    load_findings,
-    read_json,
-    signature_digest,
-    write_text,
-)
+from vmfuzz.soak._config import format_duration
+from vmfuzz.soak._files import read_json, write_text
+from vmfuzz.soak._findings import group_findings, load_findings, signature_digest
 
 
 def _rel(path: str | None) -> str | None:

@@ -1,0 +1,175 @@
+"""What a soak run fuzzes (:class:`SoakConfig`) and how one session runs (:class:`SoakOptions`).
+
+Also the checks of a configuration against what the model and the plugins register
+(:func:`validate`), the rule that ``--resume`` fuzzes what the run fuzzed
+(:func:`merge_resume_config`), and the durations people type and read (``8h``, ``2m05s``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from vmfuzz.plugins import PluginError, load_plugins
+from vmfuzz.soak._plan import SCHEDULERS
+
+DEFAULT_STATE_DIR = "soak-state"
+SAMPLE_EVERY = 10  # one chunk of examples in this many runs under coverage.py
+STATS_EVERY = 2.0  # seconds between stats.json writes
+COVERAGE_EVERY = 15.0  # seconds between coverage merges
+RSS_RECYCLE_MB = 2048.0  # a worker above this many MB is replaced after its campaign
+# ... and after this many campaigns: each campaign's machine class stays referenced by
+# Hypothesis (RuleBasedStateMachine._setup_state_per_class), ~0.1 MB a campaign.
+RECYCLE_CAMPAIGNS = 200
+
+
+class SoakError(Exception):
+    """A usage problem: ``str(e)`` is one line for the user."""
+
+
+@attrs.frozen
+class SoakConfig:
+    """What a run fuzzes; kept in ``run.json`` so that ``--resume`` fuzzes the same thing."""
+
+    bugs: tuple[str, ...] = ()
+    plugins: tuple[str, ...] = ()
+    ops: tuple[str, ...] | None = None
+    corpus: str = "corpus"  # "" in a --resume request: the run's corpus
+    schedulers: tuple[str, ...] = SCHEDULERS
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "bugs": list(self.bugs),
+            "plugins": list(self.plugins),
+            "ops": list(self.ops) if self.ops is not None else None,
+            "corpus": self.corpus,
+            "schedulers": list(self.schedulers),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> SoakConfig:
+        ops = d.get("ops")
+        return cls(
+            tuple(d.get("bugs", ())),
+            tuple(d.get("plugins", ())),
+            tuple(ops) if ops is not None else None,
+            str(d.get("corpus", "corpus")),
+            tuple(d.get("schedulers") or SCHEDULERS),
+        )
+
+
+@attrs.define
+class SoakOptions:
+    """One session of a soak run."""
+
+    state_dir: Path
+    duration: float
+    workers: int
+    config: SoakConfig
+    resume: bool = False
+    campaign_seconds: float | None = None  # None: from the duration (5 s ... 60 s)
+    sample_every: int = SAMPLE_EVERY
+    stats_every: float = STATS_EVERY
+    coverage_every: float = COVERAGE_EVERY
+    stop_grace: float = 600.0  # seconds to wait for in-flight shrinking when stopping
+    rss_recycle_mb: float = RSS_RECYCLE_MB
+    recycle_campaigns: int = RECYCLE_CAMPAIGNS
+
+    def campaign_budget(self) -> float:
+        """Seconds each campaign may run: a tenth of the session, within 5 s ... 60 s."""
+        if self.campaign_seconds is not None:
+            return self.campaign_seconds
+        return min(60.0, max(5.0, self.duration / 10))
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
+_UNIT = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``90s``, ``2m``, ``8h``, ``1h30m``, ``1.5h`` or a bare number of seconds."""
+    s = text.strip().lower().replace(" ", "")
+    pos = 0
+    total = 0.0
+    while pos < len(s):
+        m = _DURATION.match(s, pos)
+        if m is None:
+            break
+        total += float(m.group(1)) * _UNIT[m.group(2)]
+        pos = m.end()
+    if not s or pos != len(s):
+        raise SoakError(f"bad duration {text!r}: use e.g. 90s, 2m, 8h or 1h30m")
+    if total <= 0:
+        raise SoakError(f"the duration must be positive, not {text!r}")
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """``45s``, ``2m05s``, ``8h00m``."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def validate(config: SoakConfig) -> None:
+    """Import the model and the plugins; :class:`SoakError` for unknown bugs or operations."""
+    # The model is imported here, not at the top: a worker imports it under coverage.py so
+    # that its module-level lines count (see vmfuzz.soak._worker).
+    import vmfuzz.kernel  # noqa: F401  (registers operations and bugs)
+
+    try:
+        load_plugins(config.plugins)
+    except PluginError as e:
+        raise SoakError(str(e)) from None
+    from vmfuzz.kernel import BUGS, OPS
+
+    unknown = [b for b in config.bugs if b not in BUGS]
+    if unknown:
+        known = ", ".join(sorted(BUGS)) or "(none registered)"
+        raise SoakError(f"unknown bug {', '.join(unknown)}; known bugs: {known}")
+    from vmfuzz.strategies import SCHEDULERS as known_schedulers
+
+    bad_sched = [x for x in config.schedulers if x not in known_schedulers]
+    if bad_sched or not config.schedulers:
+        raise SoakError(
+            f"unknown scheduler {', '.join(bad_sched)}; one of {', '.join(known_schedulers)}"
+        )
+    if not OPS:
+        raise SoakError(
+            "no kernel operations are registered (vmfuzz.kernel.ops.OPS is empty); "
+            "load some with --plugin MODULE"
+        )
+    if config.ops is not None:
+        bad = [o for o in config.ops if o not in OPS]
+        if bad:
+            raise SoakError(
+                f"unknown operation {', '.join(bad)}; known: {', '.join(sorted(OPS))}"
+            )
+
+
+def merge_resume_config(old: SoakConfig, new: SoakConfig) -> SoakConfig:
+    """``--resume`` fuzzes what the run fuzzed; options given again must agree with it."""
+    for field, given, kept in (
+        ("--bug", new.bugs, old.bugs),
+        ("--plugin", new.plugins, old.plugins),
+    ):
+        if given and sorted(given) != sorted(kept):
+            raise SoakError(
+                f"--resume: {field} {' '.join(given) or '(none)'} differs from the run's "
+                f"{' '.join(kept) or '(none)'}; leave it out to continue the run as it was"
+            )
+    if new.ops is not None and old.ops is not None and sorted(new.ops) != sorted(old.ops):
+        raise SoakError("--resume: --op differs from the run's; leave it out")
+    if new.ops is not None and old.ops is None:
+        raise SoakError("--resume: the run fuzzed every operation; leave --op out")
+    if new.schedulers != SCHEDULERS and sorted(new.schedulers) != sorted(old.schedulers):
+        raise SoakError("--resume: --scheduler differs from the run's; leave it out")
+    if new.corpus and Path(new.corpus).resolve() != Path(old.corpus).resolve():
+        raise SoakError(f"--resume: --corpus {new.corpus} differs from the run's {old.corpus}")
+    return old

@@ -1,0 +1,423 @@
+"""The worker process of a soak run: campaign after campaign until the deadline.
+
+:func:`worker_entry` is the entry point of a process the supervisor starts (``spawn``).  The
+worker reads its slot's seed cursor, writes the next one to ``workers/slot<N>.json`` *before* a
+campaign starts (a restarted worker or a ``--resume`` never repeats a seed), and runs the
+campaign (:func:`vmfuzz.campaign.fuzz`) in chunks of examples, reporting progress to the
+supervisor over a pipe after each chunk.  A failure is shrunk here, saved to the corpus with
+:func:`vmfuzz.corpus.save_failure` (atomic; named after the failure's signature, so the same
+failure found by several workers is one file), its timeline drawn, and a finding record
+written before the supervisor hears of it.  An exception escaping the worker is recorded as a
+crash finding; the supervisor restarts the process.
+
+The model (``vmfuzz.kernel``) and ``vmfuzz.campaign`` are imported inside functions, never at
+the top: the worker imports the model under coverage.py so that its module-level lines count.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import fcntl
+import json
+import os
+import signal
+import time
+import traceback
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from vmfuzz.plugins import load_plugins
+from vmfuzz.soak._config import SoakConfig, validate
+from vmfuzz.soak._coverage import COV_WARNINGS, COVERED_PACKAGE
+from vmfuzz.soak._files import flock, now_iso, read_json, write_json, write_text
+from vmfuzz.soak._findings import finding_id
+from vmfuzz.soak._metrics import rss_mb
+from vmfuzz.soak._plan import Profile, campaign_plan, profile_named
+
+CRASH_EXIT = 3  # exit status of a worker that reported its own crash
+# A worker is replaced after its campaign when it has grown this much over its size after its
+# first campaign (a long shrink leaves the heap large; a fresh process gives it back).
+RSS_GROWTH_RECYCLE_MB = 150.0
+
+
+def kernel_config(config: SoakConfig, profile: Profile) -> Any:
+    """The ``vmfuzz.kernel.KernelConfig`` of a campaign: the run's bugs at the profile's scale."""
+    from vmfuzz.kernel import KernelConfig
+
+    c = KernelConfig(bugs=frozenset(config.bugs))
+    return c.scaled(profile.scale) if profile.scale != 1 else c
+
+
+def rerun_campaign(
+    config: SoakConfig,
+    seed: int,
+    scheduler: str,
+    profile: str,
+    *,
+    budget: float | None = 60.0,
+    max_examples: int | None = None,
+) -> Any:
+    """Run the campaign a soak recorded as (seed, scheduler, profile) again, the same way.
+
+    Returns the :class:`vmfuzz.campaign.CampaignResult`.  The examples come in the same order
+    (each chunk of examples is seeded from the seed), so a campaign that found a failure finds
+    the same one again.
+    """
+    from vmfuzz.campaign import fuzz
+
+    validate(config)
+    prof = profile_named(profile)
+    return fuzz(
+        kernel_config(config, prof),
+        scheduler=scheduler,
+        seed_value=seed,
+        budget=budget,
+        max_examples=max_examples,
+        chunk=prof.chunk,
+        ops=list(config.ops) if config.ops is not None else None,
+        base_profile=prof.base_profile,
+        collect_labels=True,
+    )
+
+
+@attrs.frozen
+class WorkerArgs:
+    """What the supervisor hands a worker process (pickled: plain data only)."""
+
+    slot: int
+    state_dir: str
+    config: SoakConfig
+    deadline: float  # time.monotonic() (system-wide on Linux)
+    t0: float  # session start, time.monotonic()
+    offset: float  # elapsed seconds of the earlier sessions
+    campaign_seconds: float
+    sample_every: int
+    parent_pid: int
+    rss_recycle_mb: float
+    recycle_campaigns: int
+
+
+class _Stop(Exception):
+    """Raised from the progress callback to end a campaign that has found nothing."""
+
+
+def worker_entry(args: WorkerArgs, conn: Connection) -> None:
+    """Process entry point of a worker (SIGINT is ignored: the parent decides when to stop)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # ``kill -USR1 PID`` appends the worker's Python stack to workers/slot<N>.stack (what is a
+    # worker doing that has not reported progress for a long while?).
+    stacks = Path(args.state_dir) / "workers" / f"slot{args.slot}.stack"
+    stacks.parent.mkdir(parents=True, exist_ok=True)
+    stack_file = open(stacks, "a", encoding="utf-8")  # open for the process' life
+    faulthandler.register(signal.SIGUSR1, file=stack_file, all_threads=True)
+    w = _Worker(args, conn)
+    try:
+        w.run()
+    except BaseException as exc:  # anything escaping here is a crash of the worker
+        w.report_crash(exc)
+        conn.close()
+        os._exit(CRASH_EXIT)
+    conn.close()
+
+
+class _Worker:
+    """One worker process: its slot's campaigns, progress messages, findings and coverage."""
+
+    def __init__(self, args: WorkerArgs, conn: Connection) -> None:
+        self.a = args
+        self.conn = conn
+        self.state = Path(args.state_dir)
+        self.slot_file = self.state / "workers" / f"slot{args.slot}.json"
+        self.log_file = self.state / "workers" / f"slot{args.slot}.log"
+        self.stopping = False
+        self.orphan = False
+        self.current: dict[str, Any] | None = None
+        self.cov: Any = None
+        self.tracing = False
+        self.carry = False
+        self.chunks = 0
+        self.sampled_chunks = 0
+        self._last: dict[str, Any] = {}
+
+    # ---------------------------------------------------------------- messages
+    def send(self, kind: str, payload: dict[str, Any]) -> None:
+        if self.orphan:
+            return
+        try:
+            self.conn.send((kind, payload))
+        except (OSError, EOFError):  # the parent is gone: finish quietly
+            self.orphan = True
+            self.stopping = True
+
+    def _check_stop(self) -> None:
+        if os.getppid() != self.a.parent_pid:
+            self.orphan = True
+            self.stopping = True
+        try:
+            while not self.orphan and self.conn.poll():
+                if self.conn.recv() == "stop":
+                    self.stopping = True
+        except (OSError, EOFError):
+            self.orphan = True
+            self.stopping = True
+
+    def elapsed(self) -> float:
+        return self.a.offset + time.monotonic() - self.a.t0
+
+    # ---------------------------------------------------------------- main loop
+    def run(self) -> None:
+        self._import_model()
+        # The slot's seed cursor is ours alone: a worker of a killed session that is still
+        # finishing its campaign (an orphan) holds this lock until it exits.
+        self.slot_file.parent.mkdir(parents=True, exist_ok=True)
+        lock = os.open(self.state / "workers" / f"slot{self.a.slot}.lock",
+                       os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        cursor = self._read_cursor()
+        done = 0
+        baseline: float | None = None
+        while True:
+            self._check_stop()
+            remaining = self.a.deadline - time.monotonic()
+            if self.stopping or remaining < 0.5:
+                break
+            index = cursor
+            cursor += 1
+            seed, scheduler, profile = campaign_plan(
+                self.a.slot, index, self.a.config.schedulers
+            )
+            self.current = {
+                "seed": seed, "scheduler": scheduler, "profile": profile.name,
+                "index": index, "started": now_iso(), "elapsed": round(self.elapsed(), 3),
+            }
+            write_json(self.slot_file, {"slot": self.a.slot, "next": cursor,
+                                        "current": self.current})
+            self.send("start", dict(self.current))
+            budget = min(self.a.campaign_seconds, max(0.5, remaining))
+            result = self._campaign(seed, scheduler, profile, budget)
+            finished = dict(self.current)
+            write_json(self.slot_file, {"slot": self.a.slot, "next": cursor, "current": None},
+                       fsync=False)
+            self.current = None
+            if result is not None:
+                finished.update(
+                    seconds=round(result.seconds, 3), examples=result.examples,
+                    steps=result.steps, found=result.found,
+                )
+                finished["signature"] = self._found(result, seed, scheduler, profile)
+            else:
+                finished["stopped"] = True
+            with open(self.log_file, "a", encoding="utf-8") as f:
+                f.write(json.dumps(finished) + "\n")
+            self.send("end", finished)
+            done += 1
+            rss = rss_mb(os.getpid())
+            if baseline is None:
+                baseline = rss
+            grown = rss is not None and baseline is not None and (
+                rss > self.a.rss_recycle_mb or rss - baseline > RSS_GROWTH_RECYCLE_MB
+            )
+            if grown or 0 < self.a.recycle_campaigns <= done:
+                self.send("recycle", {"rss_mb": rss, "campaigns": done})
+                break
+
+    def _import_model(self) -> None:
+        """Import the model (under coverage, so module-level lines count) and the plugins."""
+        if self.a.sample_every > 0:
+            try:
+                import coverage
+
+                data = self.state / "coverage" / f"cov.slot{self.a.slot}.{os.getpid()}"
+                data.parent.mkdir(parents=True, exist_ok=True)
+                self.cov = coverage.Coverage(
+                    data_file=str(data), branch=True, source_pkgs=[COVERED_PACKAGE]
+                )
+                self.cov.set_option("run:disable_warnings", COV_WARNINGS)
+                self.cov.start()
+            except Exception:  # coverage.py is optional for fuzzing itself
+                self.cov = None
+        try:
+            import vmfuzz.kernel
+        finally:
+            if self.cov is not None:
+                self.cov.stop()
+                self.cov.save()
+        load_plugins(self.a.config.plugins)
+        import vmfuzz.campaign  # noqa: F401
+
+    def _read_cursor(self) -> int:
+        data = read_json(self.slot_file)
+        if isinstance(data, dict) and isinstance(data.get("next"), int):
+            return int(data["next"])
+        return 0
+
+    def _campaign(
+        self, seed: int, scheduler: str, profile: Profile, budget: float
+    ) -> Any:
+        from vmfuzz.campaign import fuzz
+
+        self._last = {"examples": 0, "steps": 0, "budget_hits": 0, "ops": {}, "labels": {}}
+        cfg = self.a.config
+        self._next_chunk()
+        try:
+            return fuzz(
+                kernel_config(cfg, profile),
+                scheduler=scheduler,
+                seed_value=seed,
+                budget=budget,
+                chunk=profile.chunk,
+                ops=list(cfg.ops) if cfg.ops is not None else None,
+                base_profile=profile.base_profile,
+                progress=self._progress,
+                collect_labels=True,
+            )
+        except _Stop:
+            return None
+        finally:
+            # Coverage started for a chunk that never ran (the budget was over): next one.
+            self._end_chunk(ran=False)
+
+    def _next_chunk(self) -> None:
+        """Start coverage if the next chunk of examples is a sampled one."""
+        every = max(1, self.a.sample_every)
+        # Not the first chunks: a failure found in a traced chunk is also shrunk traced (slow).
+        sampled = self.cov is not None and (
+            self.carry or (self.chunks + self.a.slot + 1) % every == 0
+        )
+        self.chunks += 1
+        self.carry = False
+        if sampled:
+            self.cov.start()
+            self.tracing = True
+
+    def _end_chunk(self, ran: bool = True) -> None:
+        if not self.tracing:
+            return
+        self.cov.stop()
+        self.tracing = False
+        if not ran:
+            self.carry = True
+            return
+        self.cov.save()
+        self.sampled_chunks += 1
+        self.send("coverage", {"chunks": 1})
+
+    def _progress(self, r: Any) -> None:
+        st = r.stats
+        last = self._last
+        delta: dict[str, Any] = {
+            "examples": r.examples - last["examples"],
+            "steps": r.steps - last["steps"],
+            "budget_hits": r.budget_hits - last["budget_hits"],
+        }
+        for key in ("ops", "labels"):
+            now = getattr(st, key, None) or {}
+            before = last[key]
+            delta[key] = {k: v - before.get(k, 0) for k, v in now.items() if v != before.get(k, 0)}
+            last[key] = dict(now)
+        last["examples"], last["steps"] = r.examples, r.steps
+        last["budget_hits"] = r.budget_hits
+        self._end_chunk()
+        self.send("progress", delta)
+        self._check_stop()
+        if self.stopping and not r.found:
+            raise _Stop
+        if not r.found:  # no coverage while the failure is minimised after the last chunk
+            self._next_chunk()
+
+    # ---------------------------------------------------------------- findings
+    def _found(self, r: Any, seed: int, scheduler: str, profile: Profile) -> str | None:
+        if not r.found or r.failure is None or r.case is None:
+            return None
+        from vmfuzz.corpus import load, save_failure
+
+        v = r.failure.violation
+        meta = {
+            "found_by": f"vmfuzz soak (worker {self.a.slot}, scheduler {scheduler}, "
+                        f"profile {profile.name})",
+            "seed": seed,
+            "scheduler": scheduler,
+            "profile": profile.name,
+        }
+        rec: dict[str, Any] = {
+            "kind": "failure",
+            "check": v.check,
+            "message": v.describe(),
+            "label": v.label,
+            "worker": self.a.slot,
+            "seed": seed,
+            "scheduler": scheduler,
+            "profile": profile.name,
+            "examples": r.examples,
+            "first_failure_example": getattr(r.stats, "first_failure_example", None),
+            "shrunk": r.shrunk(),
+            "minimal_preemptions": r.minimal_preemptions,
+            "corpus": None,
+            "timeline": None,
+        }
+        corpus = Path(self.a.config.corpus)
+        try:
+            with flock(self.state / "corpus.lock"):
+                path = save_failure(r.case, v, corpus, meta)
+            path = path.resolve()
+            cc = load(path)
+            rec["signature"] = str(cc.metadata.get("signature") or path.stem)
+            rec["corpus"] = str(path)
+            rec["timeline"] = self._timeline(cc, path)
+        except Exception as e:  # not reproducible, or the model raised while re-running it
+            rec["signature"] = f"{v.check}|{v.label or ''}|unsaved"
+            rec["error"] = f"{type(e).__name__}: {e}"
+        rec["elapsed"] = round(self.elapsed(), 3)
+        rec["found_at"] = now_iso()
+        fid = finding_id(rec["elapsed"], self.a.slot, seed, "failure")
+        write_json(self.state / "findings" / f"{fid}.json", rec)
+        self.send("finding", rec)
+        return str(rec["signature"])
+
+    def _timeline(self, cc: Any, path: Path) -> str | None:
+        try:
+            from vmfuzz.corpus import attempt
+            from vmfuzz.timeline import render_attempt
+
+            text = render_attempt(cc, attempt(cc), width=120)
+        except Exception as e:
+            text = f"(no timeline: {type(e).__name__}: {e})\n"
+        out = self.state / "timelines" / f"{path.stem}.txt"
+        write_text(out, text)
+        return str(out.resolve())
+
+    def report_crash(self, exc: BaseException) -> None:
+        """Record a crash of this worker as a finding (the parent restarts the worker)."""
+        tb = traceback.extract_tb(exc.__traceback__)
+        where = ""
+        if tb:
+            fr = tb[-1]
+            where = f"{Path(fr.filename).name}:{fr.name}:{fr.lineno}"
+        cur = self.current or {}
+        rec: dict[str, Any] = {
+            "kind": "crash",
+            "signature": f"worker_crash|{type(exc).__name__}|{where}",
+            "check": "worker_crash",
+            "message": f"worker {self.a.slot} crashed: {type(exc).__name__}: {exc}",
+            "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+            "worker": self.a.slot,
+            "seed": cur.get("seed"),
+            "scheduler": cur.get("scheduler"),
+            "profile": cur.get("profile"),
+            "corpus": None,
+            "timeline": None,
+            "elapsed": round(self.elapsed(), 3),
+            "found_at": now_iso(),
+        }
+        try:
+            fid = finding_id(rec["elapsed"], self.a.slot, cur.get("seed", -1), "crash")
+            write_json(self.state / "findings" / f"{fid}.json", rec)
+        finally:
+            self.send("crash", rec)
+
+
