@@ -9,7 +9,7 @@ mail.  A bug's row is met when at least --need seeds are good; with --fixed, the
 runs the same seeds and must find nothing.
 
 Examples:
-  vmfuzz zoo                                   the zoo's bugs, seeds 0-9, 60 s each (issue 6)
+  vmfuzz zoo                                   the zoo's bar: its bugs, seeds 0-9, 60 s each
   vmfuzz zoo --all                             every registered bug, the hard ones too
   vmfuzz zoo --fixed --markdown                plus the fixed kernel, as a markdown table
   vmfuzz zoo -j 2 --workers 1                  two one-process campaigns at a time

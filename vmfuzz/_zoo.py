@@ -1,6 +1,6 @@
 """The zoo check: every historical bug rediscovered from a cold start, over several seeds.
 
-Issue 6's acceptance test, as one command (``vmfuzz zoo``): for each bug and seed, one
+The zoo's bar as one command (``vmfuzz zoo``): for each bug and seed, one
 ``vmfuzz fuzz --bug NAME --seed S --budget T --json`` in a fresh process (no example database,
 nothing warmed up by an earlier campaign), several at a time; then, per bug, how many seeds
 found it *properly*: the failure reports one of the bug's checks (``Bug.caught_by``) and its

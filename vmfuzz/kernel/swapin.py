@@ -98,7 +98,7 @@ bugs.register(
     mail_tasks=4,
     mail_preemptions=1,
     also=("rmap_reachable",),  # the stale page's index names another address
-    # Outside the zoo's bar (issue 6, session 18).  The race replays as Hugh drew it (tests/
+    # Outside the zoo's bar (9 of 10 seeds of 60 s).  The race replays as Hugh drew it (tests/
     # test_model_swap_races.py).  From scratch, the writers alone (one task, next to a stalled
     # reader) need at least three exact operations in a {forked, swapped} world without
     # "resident": write(0,3); exit(3) (or munmap(3,3,1)); swap_out(1), where the parent's
@@ -107,10 +107,10 @@ bugs.register(
     # child's page 0 takes the lowest free slot first).  Measured by enumeration over the
     # worlds with swapped pages: no one-task program of two, and no other of three, of
     # {write, munmap, exit of a world target, swap_out(1), kswapd(1), fork(0)} makes it.
-    # The search finds it in 2 of 10 seeds of 60 s (session 17, shrunk to 4 tasks / 5 and
-    # 30 switches); in seed 0's 60 s none of the 106 programs that made a swap pte of the
-    # parent or the child ABA could fail (each probed with a reader stalled after up to 40
-    # of its steps): the three operations never met.
+    # The search finds it in 2 of 10 seeds of 60 s (shrunk to 4 tasks / 5 and 30 switches);
+    # in seed 0's 60 s none of the 106 programs that made a swap pte of the parent or the
+    # child ABA could fail (each probed with a reader stalled after up to 40 of its steps):
+    # the three operations never met.
     zoo=False,
 )
 bugs.register(
