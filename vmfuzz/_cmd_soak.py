@@ -7,7 +7,8 @@ Examples:
   vmfuzz report soak-state                      print the morning summary again
 
 Each worker process loops over campaigns with seeds no other campaign of the run used, rotating
-schedulers (preemptions, pct, random) and profiles.  A failure is shrunk, saved to the corpus
+schedulers (by default those the schedule modes table marks for soaks: preemptions, pct,
+random) and profiles.  A failure is shrunk, saved to the corpus
 (one file per failure signature, however many workers find it) and its timeline written to
 STATE/timelines/ the moment it is found.  A worker that dies is restarted; its death is a
 finding too.  Ctrl-C stops cleanly (a failure being shrunk is shrunk and saved first; Ctrl-C
@@ -31,6 +32,7 @@ import sys
 from pathlib import Path
 
 from vmfuzz._cores import available_cores
+from vmfuzz.schedules import SOAK_SCHEDULERS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -54,7 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="fuzz only these operations (repeatable; default: all)")
     p.add_argument("--scheduler", action="append", default=None, metavar="NAME",
                    help="rotate only through these schedulers (repeatable; default: "
-                        "preemptions, pct, random)")
+                        f"{', '.join(SOAK_SCHEDULERS)})")
     p.add_argument("--coverage-every", type=int, default=None, metavar="N",
                    help="measure model coverage on one chunk of examples in N (default 10; "
                         "0: do not measure)")

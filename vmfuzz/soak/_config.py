@@ -133,7 +133,7 @@ def validate(config: SoakConfig) -> None:
     if unknown:
         known = ", ".join(sorted(BUGS)) or "(none registered)"
         raise SoakError(f"unknown bug {', '.join(unknown)}; known bugs: {known}")
-    from vmfuzz.strategies import SCHEDULERS as known_schedulers
+    from vmfuzz.schedules import FUZZ_SCHEDULERS as known_schedulers
 
     bad_sched = [x for x in config.schedulers if x not in known_schedulers]
     if bad_sched or not config.schedulers:

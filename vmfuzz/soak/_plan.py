@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import attrs
 
+from vmfuzz.schedules import SOAK_SCHEDULERS
+
 SEED_STRIDE = 10_000_000  # seeds of slot w: w * SEED_STRIDE + 0, 1, 2 ...
-SCHEDULERS = ("preemptions", "pct", "random")  # as vmfuzz.strategies.SCHEDULERS (no import)
+SCHEDULERS = SOAK_SCHEDULERS  # the modes table's rows a soak rotates through, in order
 
 
 @attrs.frozen
