@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import HealthCheck, Phase, settings
 
 # No "explain" phase: it re-runs the shrunk example hundreds of times to annotate lines, which
 # costs far more than the shrink itself and tells nothing a race timeline doesn't.
 _PHASES = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink]
 
-_COMMON = {
+_COMMON: dict[str, Any] = {
     "deadline": None,
     "phases": _PHASES,
     "suppress_health_check": list(HealthCheck),

@@ -21,7 +21,7 @@ import time
 import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
@@ -136,12 +136,13 @@ def fuzz_workers(
             procs[w] = p
             conns[parent] = w
         while conns:
-            for conn in wait(list(conns)):
-                w = conns[conn]  # type: ignore[index]
+            # wait() returns the ready objects it was given: here, only Connections.
+            for conn in cast(list[Connection], wait(list(conns))):
+                w = conns[conn]
                 try:
-                    msg = conn.recv()  # type: ignore[union-attr]
+                    msg = conn.recv()
                 except EOFError:
-                    del conns[conn]  # type: ignore[arg-type]
+                    del conns[conn]
                     procs[w].join()
                     if w not in results and (winner is None or w == winner):
                         raise WorkerError(
