@@ -1,6 +1,6 @@
-"""The post-Hypothesis shrink (vmfuzz.campaign): a failure with extra tasks, operations and
+"""The post-Hypothesis shrink (vmfuzz.shrink): a failure with extra tasks, operations and
 context switches comes out the size of the mail's drawing (2 tasks, 1 preemption), the same
-check still fails, and the pass stays within its budget."""
+check still fails, and the passes stay within their budget."""
 
 from __future__ import annotations
 
@@ -9,17 +9,35 @@ from pathlib import Path
 
 import attrs
 import pytest
-from vmfuzz.strategies import Failure
 
-from vmfuzz import campaign
-from vmfuzz.campaign import CampaignResult, concurrent_tasks, to_preemptions
 from vmfuzz.case import Case, OpCall, Run, Schedule, TaskSpec, execute
 from vmfuzz.corpus import load
+from vmfuzz.failure import Failure, concurrent_tasks
 from vmfuzz.kernel import KernelConfig
 from vmfuzz.schedules import PreemptionList, Replay, explore
+from vmfuzz.shrink import (
+    PASSES,
+    Anchored,
+    Budget,
+    PassStats,
+    ShrinkResult,
+    anchors_of,
+    delays,
+    grown_programs,
+    search,
+    serialized,
+    shrink,
+    smaller_programs,
+    to_preemptions,
+    without,
+)
 
-BUGS = Path(__file__).resolve().parent.parent / "corpus" / "bugs"
+ROOT = Path(__file__).resolve().parent.parent
+BUGS = ROOT / "corpus" / "bugs"
 DATA = Path(__file__).resolve().parent / "data"  # failures as campaigns found them
+# The shrink's wall-clock cap, a safety net only: the run budgets decide what a test shrinks
+# (a loaded machine must not cut a shrink short and change its result).
+DEADLINE = 600.0
 NOISE = (OpCall("read", {"mm": 1, "addr": 5}), OpCall("write", {"mm": 2, "addr": 3}))
 
 
@@ -36,24 +54,33 @@ def _failing(case: Case, check: str, preemptions: int, tasks: int) -> Run:
     raise AssertionError(f"no schedule fails {check} with {preemptions} preemptions")
 
 
-def _result(case: Case, run: Run) -> CampaignResult:
-    """A campaign result as Hypothesis would leave it: the case with its recorded decisions."""
+def _result(case: Case, run: Run) -> Failure:
+    """A failure as Hypothesis would leave it: the case with its recorded decisions."""
     assert run.outcome.violation is not None
     case = attrs.evolve(case, schedule=Schedule("decisions", decisions=tuple(run.decisions)))
-    failure = Failure(
+    return Failure(
         case, run.outcome.violation, run.outcome.steps, run.sched.preemptions,
         list(run.sched.trace),
     )
-    return CampaignResult(found=True, failure=failure, case=case,
-                          preemptions=run.sched.preemptions)
 
 
-def _shrink(result: CampaignResult, runs: int = 20_000) -> None:
-    campaign._delta_shrink(result, campaign._Budget(runs, time.monotonic() + 60.0))
-    campaign._minimise_preemptions(result)
+def _size(failure: Failure) -> dict[str, int]:
+    """The size a campaign reports (CampaignResult.shrunk): tasks in flight, tasks, operations,
+    steps, preemptions."""
+    return {
+        "tasks": concurrent_tasks(failure.trace),
+        "threads": len(failure.case.tasks),
+        "ops": sum(len(t.ops) for t in failure.case.tasks),
+        "steps": failure.steps,
+        "preemptions": failure.preemptions,
+    }
 
 
-def _replays(result: CampaignResult, check: str) -> None:
+def _shrink(failure: Failure, runs: int = 20_000) -> ShrinkResult:
+    return shrink(failure, Budget(runs, time.monotonic() + DEADLINE))
+
+
+def _replays(result: ShrinkResult, check: str) -> None:
     """The shrunk case replays on its own to the same check, trace and preemption count."""
     assert result.case is not None and result.failure is not None
     run = execute(result.case, Replay(result.case.schedule.decisions))
@@ -74,11 +101,11 @@ def test_race_spread_over_three_tasks_shrinks_to_two_tasks_one_preemption() -> N
         TaskSpec("T1", (NOISE[1], *t1.ops)),
         TaskSpec("T2", t0.ops[1:]),
     ))
-    result = _result(case, _failing(case, "use_after_free", 3, 3))
-    before = result.shrunk()
+    failure = _result(case, _failing(case, "use_after_free", 3, 3))
+    before = _size(failure)
     assert before is not None and before["tasks"] == 3 and before["preemptions"] == 3
-    _shrink(result)
-    shrunk = result.shrunk()
+    result = _shrink(failure)
+    shrunk = _size(result.failure)
     assert shrunk is not None
     assert shrunk["tasks"] == 2 and shrunk["threads"] == 2, shrunk
     assert shrunk["preemptions"] == 1, shrunk
@@ -100,14 +127,13 @@ def test_extra_task_and_preemption_are_shrunk_away(name: str) -> None:
     first, *rest = cc.case.tasks
     case = attrs.evolve(cc.case, tasks=(first, TaskSpec("TN", NOISE), *rest))
     check = cc.expected
-    result = _result(case, _failing(case, check, 2, 3))
-    _shrink(result)
-    shrunk = result.shrunk()
+    result = _shrink(_result(case, _failing(case, check, 2, 3)))
+    shrunk = _size(result.failure)
     assert shrunk is not None
     assert (shrunk["tasks"], shrunk["threads"], shrunk["preemptions"]) == (2, 2, 1), shrunk
     assert result.case is not None
     assert not any(op in NOISE for t in result.case.tasks for op in t.ops)  # noise is gone
-    assert result.invariant == check
+    assert result.failure.violation.check == check
     _replays(result, check)
 
 
@@ -115,11 +141,11 @@ def test_shrink_respects_its_run_budget() -> None:
     cc = load(BUGS / "swapout_vma_after_unlock.json")
     first, *rest = cc.case.tasks
     case = attrs.evolve(cc.case, tasks=(first, TaskSpec("TN", NOISE), *rest))
-    result = _result(case, _failing(case, "use_after_free", 2, 3))
-    budget = campaign._Budget(3, time.monotonic() + 60.0)
-    campaign._delta_shrink(result, budget)
+    failure = _result(case, _failing(case, "use_after_free", 2, 3))
+    budget = Budget(3, time.monotonic() + DEADLINE)
+    result = shrink(failure, budget, verify_minimal=False)
     assert budget.used == 3
-    assert result.invariant == "use_after_free"
+    assert result.failure.violation.check == "use_after_free"
     _replays(result, "use_after_free")
 
 
@@ -128,10 +154,10 @@ def test_delay_bounded_search_counts() -> None:
     decision point (n - 1 = 1 alternative each); each departure is at most one preemption."""
     cc = load(BUGS / "swapout_vma_after_unlock.json")
     case = cc.case
-    budget = campaign._Budget(10_000, time.monotonic() + 60.0)
+    budget = Budget(10_000, time.monotonic() + DEADLINE)
     default = execute(case, PreemptionList())
     decisions = len(default.sched.decisions)
-    runs = list(campaign._delays(case, 1, 10_000, budget))
+    runs = list(delays(case, 1, 10_000, budget))
     assert len(runs) == 1 + decisions
     assert runs[0].sched.decisions == default.sched.decisions
     assert runs[0].sched.preemptions == 0
@@ -139,7 +165,7 @@ def test_delay_bounded_search_counts() -> None:
     assert any(r.sched.preemptions == 1 for r in runs)
     assert len({r.outcome.trace_sha256 for r in runs}) == len(runs)  # all distinct
     assert budget.used == len(runs)
-    limited = list(campaign._delays(case, 1, 4, budget))
+    limited = list(delays(case, 1, 4, budget))
     assert len(limited) == 4
 
 
@@ -161,7 +187,7 @@ def test_smaller_programs_merge_move_and_exchange() -> None:
         (TaskSpec("T0", (a, b)), TaskSpec("T1", (c,), start=5), TaskSpec("T2", (d,))),
     )
     progs = [tuple((t.name, "".join(o.op for o in t.ops), t.start) for t in p.tasks)
-             for p in campaign._smaller_programs(case)]
+             for p in smaller_programs(case)]
     assert (("T0", "ab", 0), ("T2", "d", 0)) in progs  # a task dropped
     assert (("T0", "abc", 0), ("T2", "d", 0)) in progs  # T1 appended to T0
     assert (("T1", "cab", 0), ("T2", "d", 0)) in progs  # T0 appended to T1, earliest start
@@ -171,7 +197,7 @@ def test_smaller_programs_merge_move_and_exchange() -> None:
     assert (("T0", "ad", 0), ("T1", "c", 5), ("T2", "b", 0)) in progs  # last ops exchanged
     assert (("T2", "d", 0), ("T0", "ab", 0), ("T1", "c", 5)) in progs  # T2 runs first
     # Every candidate is no bigger: no more tasks and no more operations.
-    for p in campaign._smaller_programs(case):
+    for p in smaller_programs(case):
         assert len(p.tasks) <= 3 and sum(len(t.ops) for t in p.tasks) <= 4
 
 
@@ -191,9 +217,8 @@ def test_random_walk_failure_with_many_switches_shrinks_to_one() -> None:
             run = r
             break
     assert run is not None
-    result = _result(case, run)
-    budget = campaign._Budget(300, time.monotonic() + 60.0)
-    campaign._delta_shrink(result, budget)
+    budget = Budget(300, time.monotonic() + DEADLINE)
+    result = shrink(_result(case, run), budget, verify_minimal=False)
     assert result.preemptions <= 1, result.preemptions
     assert budget.used < 300
     _replays(result, "use_after_free")
@@ -201,9 +226,9 @@ def test_random_walk_failure_with_many_switches_shrinks_to_one() -> None:
 
 def test_without_keeps_later_switches_in_place() -> None:
     pre = [(3, 0), (0, 1), (5, 0), (2, 0)]
-    assert campaign._without(pre, 1, 3) == [(3, 0), (2 + (0 + 1) + (5 + 1), 0)]
-    assert campaign._without(pre, 3, 4) == [(3, 0), (0, 1), (5, 0)]
-    assert campaign._without(pre, 0, 4) == []
+    assert without(pre, 1, 3) == [(3, 0), (2 + (0 + 1) + (5 + 1), 0)]
+    assert without(pre, 3, 4) == [(3, 0), (0, 1), (5, 0)]
+    assert without(pre, 0, 4) == []
 
 
 @pytest.mark.parametrize(
@@ -219,12 +244,12 @@ def test_label_anchored_switches_survive_deleting_a_task(name: str) -> None:
     noise = (*NOISE, OpCall("read", {"mm": 2, "addr": 1}))
     case = attrs.evolve(cc.case, tasks=(TaskSpec("TN", noise), *cc.case.tasks))
     decisions = tuple(_failing(case, cc.expected, 2, 3).decisions)
-    without = attrs.evolve(case, tasks=case.tasks[1:])
+    smaller = attrs.evolve(case, tasks=case.tasks[1:])
     hint = to_preemptions(case, decisions)
-    anchors = campaign._anchors_of(case, decisions)
+    anchors = anchors_of(case, decisions)
     assert any(a[0] == "T0" and a[3] == "T1" for a in anchors), anchors
-    assert execute(without, PreemptionList(hint)).outcome.check is None
-    assert execute(without, campaign._Anchored(anchors)).outcome.check == cc.expected
+    assert execute(smaller, PreemptionList(hint)).outcome.check is None
+    assert execute(smaller, Anchored(anchors)).outcome.check == cc.expected
 
 
 def test_world_features_the_race_does_not_need_are_dropped() -> None:
@@ -234,11 +259,11 @@ def test_world_features_the_race_does_not_need_are_dropped() -> None:
     cc = load(BUGS / "try_to_unmap_ignores_reserved.json")
     config = attrs.evolve(cc.case.config, world=frozenset({"split", "swap_sync"}))
     case = attrs.evolve(cc.case, config=config)
-    result = _result(case, _failing(case, "reserved_pte_cleared", 0, 1))
-    assert result.case is not None and result.case.config.world == {"split", "swap_sync"}
-    _shrink(result)
+    failure = _result(case, _failing(case, "reserved_pte_cleared", 0, 1))
+    assert failure.case is not None and failure.case.config.world == {"split", "swap_sync"}
+    result = _shrink(failure)
     assert result.case.config.world == frozenset()
-    assert result.invariant == "reserved_pte_cleared"
+    assert result.failure.violation.check == "reserved_pte_cleared"
     _replays(result, "reserved_pte_cleared")
 
 
@@ -252,11 +277,11 @@ def test_an_operation_is_added_when_it_saves_a_context_switch() -> None:
         TaskSpec("T0", (OpCall("kswapd", {"count": 1}),)),
         TaskSpec("T1", (OpCall("swapoff", {}),)),
     ))
-    result = _result(case, _failing(case, "swap_cache_unique", 2, 2))
-    assert result.preemptions == 2
-    assert campaign._search(case, "swap_cache_unique", 1, 5_000)[1]  # exhausted: none with 1
-    _shrink(result)
-    shrunk = result.shrunk()
+    failure = _result(case, _failing(case, "swap_cache_unique", 2, 2))
+    assert failure.preemptions == 2
+    assert search(case, "swap_cache_unique", 1, 5_000)[1]  # exhausted: none with 1
+    result = _shrink(failure)
+    shrunk = _size(result.failure)
     assert shrunk is not None
     assert (shrunk["tasks"], shrunk["preemptions"]) == (2, 1)
     assert shrunk["ops"] == 3
@@ -265,27 +290,26 @@ def test_an_operation_is_added_when_it_saves_a_context_switch() -> None:
 
 def _shrunk_from_data(
     name: str, check: str, size: tuple[int, int], runs: int = 6000
-) -> CampaignResult:
+) -> ShrinkResult:
     """The failure saved in tests/data/``name`` (it replays to ``check`` with ``size`` =
     (tasks in flight, preemptions)), after the post-Hypothesis shrink (``runs`` runs)."""
     case = load(DATA / name).case
     run = execute(case, Replay(case.schedule.decisions))
     assert run.outcome.check == check
     assert (concurrent_tasks(run.sched.trace), run.sched.preemptions) == size
-    result = _result(case, run)
-    campaign._delta_shrink(result, campaign._Budget(runs, time.monotonic() + 60.0))
-    return result
+    return shrink(_result(case, run), Budget(runs, time.monotonic() + DEADLINE),
+                  verify_minimal=False)
 
 
 @pytest.mark.parametrize(
     ("name", "size"),
     [
-        # seed 8, session 2: four tasks, 13 switches.  Deleting one task at a time moves
+        # campaign seed 8: four tasks, 13 switches.  Deleting one task at a time moves
         # every later switch and loses the race (the shrinker was stuck there for its whole
         # budget), while the pair (munmap, swapoff), each on a task of its own, fails with
         # two switches.
         ("unuse_process_four_tasks_13_switches.json", (4, 13)),
-        # seed 2, session 6: four tasks, 27 operations (world features counted), 48
+        # campaign seed 2: four tasks, 27 operations (world features counted), 48
         # switches.  The two-operation search ran again after every deleted operation, from
         # its first pairs, with a third of what was left each time: 6,000 runs went one
         # operation per round and it stayed at 4 tasks / 24 switches.  Now it runs again
@@ -298,9 +322,9 @@ def test_a_race_inside_a_big_failure_is_found_between_two_of_its_operations(
 ) -> None:
     """seed 004's swapoff-vs-munmap race as campaigns found it, with bystander tasks."""
     result = _shrunk_from_data(name, "use_after_free", size)
-    shrunk = result.shrunk()
+    shrunk = _size(result.failure)
     assert shrunk is not None and shrunk["tasks"] == 2 and shrunk["preemptions"] <= 2, shrunk
-    assert result.invariant == "use_after_free"
+    assert result.failure.violation.check == "use_after_free"
     _replays(result, "use_after_free")
 
 
@@ -314,9 +338,8 @@ def test_a_world_feature_more_saves_a_switch() -> None:
     config = KernelConfig(bugs=frozenset({"unuse_process_no_mmap_sem"}),
                           world=frozenset({"swapped"}))
     case = Case(config, tasks, Schedule("none"))
-    result = _result(case, _failing(case, "use_after_free", 2, 2))
-    _shrink(result, runs=6000)
-    shrunk = result.shrunk()
+    result = _shrink(_result(case, _failing(case, "use_after_free", 2, 2)), runs=6000)
+    shrunk = _size(result.failure)
     assert shrunk is not None and shrunk["tasks"] == 2 and shrunk["preemptions"] == 1, shrunk
     assert result.case is not None and "split" in result.case.config.world
     _replays(result, "use_after_free")
@@ -331,16 +354,16 @@ UNUSE_ONE_PAGE = Case(
 
 
 def test_two_near_moves_at_once_save_a_switch() -> None:
-    """Where campaign seed 2 (session 9) stopped: ``mmap(2,1,1) || swapoff``, one vma, 2
+    """Where campaign seed 2 once stopped: ``mmap(2,1,1) || swapoff``, one vma, 2
     switches.  No single near move saves a switch (one page never merges into the second
     vma); a world feature more *and* a page more (or the mmap one page up) do."""
     check = "use_after_free"
-    assert campaign._search(UNUSE_ONE_PAGE, check, 1, 3000) == (None, True)
-    near, twice, _ = campaign._grown_programs(UNUSE_ONE_PAGE)
-    assert not [c for c in near if campaign._search(c, check, 1, 3000)[0] is not None]
+    assert search(UNUSE_ONE_PAGE, check, 1, 3000) == (None, True)
+    near, twice, _ = grown_programs(UNUSE_ONE_PAGE)
+    assert not [c for c in near if search(c, check, 1, 3000)[0] is not None]
     saving = []
     for c in twice:
-        run = campaign._search(c, check, 1, 3000)[0]
+        run = search(c, check, 1, 3000)[0]
         if run is not None:
             assert run.sched.preemptions == 1
             saving.append((sorted(c.config.world), c.tasks[0].ops[0].describe()))
@@ -349,7 +372,7 @@ def test_two_near_moves_at_once_save_a_switch() -> None:
 
 
 def test_a_livelock_with_a_bystander_task_shrinks_to_the_two_tasks_of_the_mail() -> None:
-    """seed 003's trylock-and-retry livelock as a campaign found it (seed 0, session 6):
+    """seed 003's trylock-and-retry livelock as a campaign found it (seed 0):
     migrate ‖ driver_ioctl; mlock ‖ driver_ioctl, 3 tasks in flight, 24 switches.  Deleting
     the bystander's task moves every switch, and delay-bounded search cannot reach a retry
     loop's dozens of lock-step departures; sampled schedules (PCT, echoed random walks) of
@@ -357,23 +380,25 @@ def test_a_livelock_with_a_bystander_task_shrinks_to_the_two_tasks_of_the_mail()
     Before the sampled pass this case stayed at 3 tasks for its whole budget."""
     result = _shrunk_from_data("trylock_retry_three_tasks_24_switches.json", "livelock",
                                (3, 24))
-    shrunk = result.shrunk()
+    shrunk = _size(result.failure)
     assert shrunk is not None and shrunk["tasks"] == 2, shrunk
-    assert result.invariant == "livelock"
+    assert result.failure.violation.check == "livelock"
     ops = sorted(c.op for t in result.case.tasks for c in t.ops)
     assert "migrate" in ops and "mlock" in ops, ops
     _replays(result, "livelock")
 
 
 def test_the_campaign_shrink_budget_reaches_the_mails_switch_count() -> None:
-    """seed 004's swapoff-vs-mmap_driver race as campaign seed 7 found it (session 8): three
+    """seed 004's swapoff-vs-mmap_driver race as campaign seed 7 found it: three
     tasks in flight, 15 switches.  Its greedy path reaches a 2-task, 2-switch program early;
     the 1-switch form takes a world feature and an argument more, tried last.  With 6,000
-    runs (the campaign's budget until session 9) it stopped at 2 tasks / 2 switches; the
+    runs (the campaign's former budget) it stopped at 2 tasks / 2 switches; the
     campaign's budget (POST_SHRINK_RUNS) takes it to the mail's 2 tasks / 1 switch."""
+    from vmfuzz.campaign import POST_SHRINK_RUNS
+
     result = _shrunk_from_data("unuse_process_three_tasks_15_switches.json", "use_after_free",
-                               (3, 15), runs=campaign.POST_SHRINK_RUNS)
-    shrunk = result.shrunk()
+                               (3, 15), runs=POST_SHRINK_RUNS)
+    shrunk = _size(result.failure)
     assert shrunk is not None and (shrunk["tasks"], shrunk["preemptions"]) == (2, 1), shrunk
     _replays(result, "use_after_free")
 
@@ -387,26 +412,26 @@ def test_a_late_start_that_costs_a_switch_is_moved_to_the_first() -> None:
     case = cc.case
     assert sorted(t.start for t in case.tasks) == [0, 4]
     run = execute(case, Replay(case.schedule.decisions))
-    result = _result(case, run)
-    assert result.preemptions == 2 and concurrent_tasks(run.sched.trace) == 2
+    failure = _result(case, run)
+    assert failure.preemptions == 2 and concurrent_tasks(run.sched.trace) == 2
     check = run.outcome.check
-    assert check is not None and campaign._search(case, check, 1, 3000) == (None, True)
-    _shrink(result)
-    shrunk = result.shrunk()
+    assert check is not None and search(case, check, 1, 3000) == (None, True)
+    result = _shrink(failure)
+    shrunk = _size(result.failure)
     assert shrunk is not None and (shrunk["tasks"], shrunk["preemptions"]) == (2, 1), shrunk
     assert result.case is not None and {t.start for t in result.case.tasks} == {0}
     _replays(result, check)
 
 
 def test_the_others_serialized_next_to_the_preempted_task_leave_two_in_flight() -> None:
-    """seed 001's vm_swap_full race as campaign seed 9 found it (session 17): the reader T4
+    """seed 001's vm_swap_full race as campaign seed 9 found it: the reader T4
     is preempted once while swapoff (T3), swapon (T1) and a reclaiming mmap (T2) run one
     after the other, and T0's mmap waits on the reader's mmap_sem, in flight to the end: 3
     tasks in flight.  Without T0, whose turn comes after swapoff's exit changes (a free
     departure the bounded search counts); T3, T1 and T2 as one task next to the reader is
     the mail's 2 tasks / 1 switch."""
     result = _shrunk_from_data("vm_swap_full_swapoff_three_tasks.json", "data_integrity", (3, 1))
-    shrunk = result.shrunk()
+    shrunk = _size(result.failure)
     assert shrunk is not None and (shrunk["tasks"], shrunk["preemptions"]) == (2, 1), shrunk
     _replays(result, "data_integrity")
 
@@ -415,20 +440,79 @@ def test_the_serialized_move_keeps_the_preempted_task_and_merges_the_rest_in_ord
     case = load(DATA / "vm_swap_full_swapoff_three_tasks.json").case
     run = execute(case, Replay(case.schedule.decisions))
     progs = [[(t.name, [c.op for c in t.ops]) for t in p.tasks]
-             for p in campaign._serialized(case, run.sched.trace)]
+             for p in serialized(case, run.sched.trace)]
     # T0 only tried to take mmap_sem (blocked): it is left out
     assert progs == [[("T4", ["read"]), ("T3", ["swapoff", "swapon", "mmap_driver"])]]
 
 
 def test_two_tasks_merged_with_a_sibling_reclaim_leave_two_in_flight() -> None:
-    """13ddaf26be32 (skip-swapcache swapin) as campaign seed 2 found it (session 16): the
+    """13ddaf26be32 (skip-swapcache swapin) as campaign seed 2 found it: the
     writer's fault (T3) and kswapd (T0) interleave, T2 reads: 3 tasks in flight, 2
     switches.  Merged, the fault then kswapd makes no ABA (the LRU scan reclaims the oldest
     page first); merged with kswapd changed for its sibling swap_out (the biggest mm, in
     address order) it does: the mail's 2 tasks / 1 switch."""
     result = _shrunk_from_data("skip_swapcache_kswapd_three_tasks.json", "data_integrity", (3, 2))
-    shrunk = result.shrunk()
+    shrunk = _size(result.failure)
     assert shrunk is not None and (shrunk["tasks"], shrunk["preemptions"]) == (2, 1), shrunk
     assert result.case is not None
     assert sorted(c.op for t in result.case.tasks for c in t.ops) == ["read", "swap_out", "write"]
     _replays(result, "data_integrity")
+
+
+def test_the_passes_are_named_ordered_and_shared_as_documented() -> None:
+    """The pass list is the README's, in its order; each pass says in one line what it tries;
+    the budget splits are the shrinker's (a share of what is left when the pass starts)."""
+    names = [p.name for p in PASSES]
+    assert names == ["ddmin_switches", "pairs", "same_switches", "fewer_switches", "sampled",
+                     "smaller_searched", "grown", "minimal_preemptions"]
+    assert {p.name: p.share for p in PASSES if p.share is not None} == {
+        "pairs": (1, 3), "sampled": (1, 4), "smaller_searched": (2, 3), "grown": (1, 2),
+    }
+    for p in PASSES:
+        assert p.doc and "\n" not in p.doc, p.name
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## How a failure is shrunk", 1)[1].split("\n## ", 1)[0]
+    where = [section.find(f"`{n}`") for n in names]
+    assert -1 not in where and where == sorted(where), dict(zip(names, where, strict=True))
+
+
+def test_pass_statistics_add_up_to_the_budget_spent() -> None:
+    """On a saved failure (4 tasks, 13 switches): every run the shrink charged to its budget is
+    one pass's, a pass keeps no more candidates than it tried and tries no more than it ran,
+    and something was kept exactly when the failure got smaller."""
+    case = load(DATA / "unuse_process_four_tasks_13_switches.json").case
+    failure = _result(case, execute(case, Replay(case.schedule.decisions)))
+    budget = Budget(3000, time.monotonic() + DEADLINE)
+    result = shrink(failure, budget)
+    assert [p.name for p in result.passes] == [p.name for p in PASSES]
+    *rounds, final = result.passes
+    assert sum(p.runs for p in rounds) == budget.used > 0
+    for p in rounds:
+        assert 0 <= p.kept <= p.tried <= p.runs and p.seconds >= 0, p
+    assert 0 < final.tried and final.runs <= 3000
+    ddmin = rounds[0]
+    assert ddmin.name == "ddmin_switches" and ddmin.tried == ddmin.runs > 0  # 13 switches > 8
+
+    def size(f: Failure) -> tuple[int, ...]:
+        s = _size(f)
+        return s["tasks"], s["preemptions"], s["ops"] + len(f.case.config.world), s["steps"]
+
+    smaller = size(result.failure) < size(failure)
+    assert smaller and (sum(p.kept for p in result.passes) > 0) == smaller
+    _replays(result, "use_after_free")
+
+
+def test_fuzz_json_carries_the_pass_statistics() -> None:
+    """``vmfuzz fuzz --json`` gives each pass's statistics under "shrink", in the pass order."""
+    import argparse
+    import json
+
+    from vmfuzz._cmd_fuzz import _to_json
+    from vmfuzz.campaign import CampaignResult
+
+    stats = [PassStats(p.name, tried=3, kept=1, runs=7, seconds=0.12345) for p in PASSES]
+    args = argparse.Namespace(seed=0, stream=0, workers=1, scheduler="mixed", bug=[])
+    out = json.loads(json.dumps(_to_json(CampaignResult(shrink_passes=stats), None, args)))
+    assert out["shrink"] == {"passes": [
+        {"name": p.name, "tried": 3, "kept": 1, "runs": 7, "seconds": 0.123} for p in PASSES
+    ]}

@@ -24,7 +24,9 @@ store against each page whose pte went A -> B -> A.
 "steps", "seconds", "steps_per_second", "case", "shrunk": {"tasks" (in flight at once), "threads",
 "ops", "steps", "preemptions"} | null,
 "minimal_preemptions", "first_failure_seconds" and "first_failure_examples" (time and examples
-to the first, unshrunk failure), "post_shrink_seconds" (shrinking after Hypothesis), "world"
+to the first, unshrunk failure), "post_shrink_seconds" (shrinking after Hypothesis), "shrink":
+{"passes": [{"name", "tried" (candidates run), "kept" (smaller failures adopted), "runs",
+"seconds" (CPU)}, ...] in the shrinker's order} (passes empty when nothing was found), "world"
 (the failure's world features), "seed", "stream" (the stream that found the failure; with one
 worker, the stream searched; else null), "workers", "scheduler", "bugs", "vmfuzz": {"version",
 "path", "code" (a digest of the source that ran)}}.
@@ -209,6 +211,7 @@ def _to_json(result: CampaignResult, path: Path | None, args: argparse.Namespace
         ),
         "first_failure_examples": result.stats.first_failure_example if result.stats else None,
         "post_shrink_seconds": round(result.post_shrink_seconds, 3),
+        "shrink": {"passes": [p.to_json() for p in result.shrink_passes]},
         "world": sorted(result.case.config.world) if result.case else None,
         "seed": args.seed,
         "stream": args.stream,

@@ -1,0 +1,427 @@
+"""The shrink passes, as a named, ordered list (:data:`PASSES`).
+
+A round tries the passes in order, each only where it applies; the first that finds a
+smaller failure (the same check, smaller by :func:`~vmfuzz.shrink._size.size_of`) has it
+adopted and the round starts again.  A round where no pass finds one ends the shrink, and so
+does the budget.  A pass with a share draws on that fraction of the budget left when it
+starts (delay-bounded search of a failure with many switches can spend any budget); the
+others draw on the whole.  ``ddmin_switches`` keeps what it finds itself and lets the round
+go on; ``minimal_preemptions`` runs once, after the rounds, on a budget of its own.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from functools import cached_property
+from typing import Any
+
+import attrs
+
+from vmfuzz.case import Case, Run, execute
+from vmfuzz.failure import Failure, concurrent_tasks
+from vmfuzz.schedules import PCT, Echo, PreemptionList, RandomWalk
+from vmfuzz.shrink._budget import Budget
+from vmfuzz.shrink._programs import (
+    calls_of,
+    grown_programs,
+    pair_programs,
+    regrouped_programs,
+    smaller_programs,
+)
+from vmfuzz.shrink._schedules import (
+    Anchor,
+    Anchored,
+    anchors_of,
+    preemptions_of,
+    reproduce,
+    search,
+    to_preemptions,
+    without,
+)
+from vmfuzz.shrink._size import Prog, Size, adopted, failure_size, prog, size_of
+
+PER_CANDIDATE = 300  # delay-bounded search runs per program (fewer_switches, smaller_searched)
+SAMPLED_PER_CANDIDATE = 64  # sampled schedules per smaller program (sampled)
+VERIFY_RUNS = 3000  # minimal_preemptions: runs per bound, and its budget's runs
+VERIFY_SECONDS = 10.0  # minimal_preemptions: its budget's wall-clock time
+
+Found = tuple[Case, Run] | None  # a smaller failure a pass found: its program and run
+PairSig = tuple[frozenset[str], frozenset[str], int]  # (world, calls, departures)
+
+
+@attrs.define
+class PassStats:
+    """What one pass did over a whole shrink: candidates ``tried`` (run at least once: a
+    program under the failure's switches or searched at one departure bound; for
+    ``ddmin_switches`` a preemption list, for ``sampled`` a program under its sampled
+    schedules, for ``minimal_preemptions`` a preemption bound), failures ``kept`` (adopted),
+    program ``runs`` charged to the budget, and ``seconds`` of CPU time (this process)."""
+
+    name: str
+    tried: int = 0
+    kept: int = 0
+    runs: int = 0
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "tried": self.tried, "kept": self.kept, "runs": self.runs,
+                "seconds": round(self.seconds, 3)}
+
+
+class _Round:
+    """What the passes of one round share, computed once per failure (when first asked)."""
+
+    def __init__(self, failure: Failure) -> None:
+        self.failure = failure
+        self.case = failure.case
+
+    @cached_property
+    def better(self) -> Size:
+        """The failure's size: what a candidate has to beat."""
+        return failure_size(self.failure)
+
+    @cached_property
+    def _preempted(self) -> tuple[list[tuple[int, int]], set[str]]:
+        return preemptions_of(self.case, self.case.schedule.decisions)
+
+    @property
+    def hint(self) -> list[tuple[int, int]]:
+        """The failure's switches as a preemption list."""
+        return self._preempted[0]
+
+    @property
+    def labels(self) -> frozenset[str]:
+        """Where the failure preempted running tasks (the race window)."""
+        return frozenset(self._preempted[1])
+
+    @cached_property
+    def anchors(self) -> list[Anchor]:
+        """The failure's switches anchored at labels."""
+        return anchors_of(self.case, self.case.schedule.decisions)
+
+    @cached_property
+    def candidates(self) -> list[Case]:
+        return smaller_programs(self.case)
+
+    @cached_property
+    def regrouped(self) -> list[Case]:
+        return regrouped_programs(self.case, self.failure.trace)
+
+
+@attrs.define
+class Shrinking:
+    """A shrink under way: the failure so far, and what the passes remember between rounds.
+
+    ``searched``: program -> departures searched in vain (a program is not searched again
+    with as many: the bound never grows and the bar only rises).  ``dd_done``: the failure
+    ddmin last ran on (it runs again only on one it has not seen).  ``pairs_done``: the
+    two-operation searches so far (world, calls, departures): a program with fewer operations
+    has no pair one of them did not try.  ``minimal``: what ``minimal_preemptions`` found."""
+
+    failure: Failure
+    check: str
+    searched: dict[Prog, int] = attrs.Factory(dict)
+    dd_done: Size | None = None
+    pairs_done: list[PairSig] = attrs.Factory(list)
+    minimal: bool | None = None
+    _round: _Round | None = None
+
+    @property
+    def round(self) -> _Round:
+        if self._round is None:
+            self._round = _Round(self.failure)
+        return self._round
+
+    def adopt(self, run: Run, case: Case) -> None:
+        self.failure = adopted(self.failure, run, case)
+        self._round = None
+
+
+@attrs.frozen
+class Pass:
+    """One shrink pass: its ``name``, what it tries (``doc``, one line), its ``share`` of the
+    budget left when it starts (None: the whole budget), when it ``applies``, and ``run``
+    (the smaller failure found, or None)."""
+
+    name: str
+    doc: str
+    share: tuple[int, int] | None
+    applies: Callable[[Shrinking], bool]
+    run: Callable[[Shrinking, Budget, PassStats], Found]
+
+
+def _always(s: Shrinking) -> bool:
+    return True
+
+
+def _ddmin_applies(s: Shrinking) -> bool:
+    return s.failure.preemptions > 8 and s.dd_done != failure_size(s.failure)
+
+
+def _ddmin_switches(s: Shrinking, budget: Budget, stats: PassStats) -> Found:
+    """Delta debugging (Zeller's ddmin) over the failure's context switches: drop halves,
+    then quarters ... of the preemption list while the same check still fails.  A failure
+    found by a random walk or PCT has tens or hundreds of switches of which one or two make
+    the race; removing them one at a time would cost a run each, ddmin O(k log n).  Keeps
+    what it finds itself; the round goes on."""
+    _ddmin(s, budget, stats)
+    s.dd_done = failure_size(s.failure)
+    return None
+
+
+def _ddmin(s: Shrinking, budget: Budget, stats: PassStats) -> None:
+    """ddmin proper: keeps each smaller failure as it goes (the same program, fewer switches)."""
+    case = s.failure.case
+    pre = to_preemptions(case, case.schedule.decisions)
+    n = 2
+    while len(pre) >= 2 and not budget.spent:
+        size = -(-len(pre) // n)
+        reduced = False
+        for lo in range(0, len(pre), size):
+            if not budget.take():
+                return
+            stats.tried += 1
+            cand = without(pre, lo, lo + size)
+            run = execute(case, PreemptionList(cand))
+            if run.outcome.check == s.check and size_of(case, run) < failure_size(s.failure):
+                s.adopt(run, case)
+                stats.kept += 1
+                pre = to_preemptions(case, tuple(run.sched.decisions))
+                n = max(n - 1, 2)
+                reduced = True
+                break
+        if not reduced:
+            if n >= len(pre):
+                return
+            n = min(len(pre), 2 * n)
+
+
+def _pair_sig(s: Shrinking) -> PairSig:
+    """What a two-operation search covers: the world, the calls, departures up to 2."""
+    case = s.failure.case
+    return case.config.world, calls_of(case), min(s.failure.preemptions, 2)
+
+
+def _pairs_apply(s: Shrinking) -> bool:
+    better = s.round.better
+    world, calls, departures = _pair_sig(s)
+    return (better[0] > 2 or better[1] > 2) and not any(
+        world == w and calls <= c and departures <= d for w, c, d in s.pairs_done
+    )
+
+
+def _pairs(s: Shrinking, budget: Budget, stats: PassStats) -> Found:
+    """The first two-operation program (:func:`pair_programs`) that fails smaller: pairs of
+    the failure's own operations with up to 2 departures from the default policy, then pairs
+    with a variation with up to 1; among as many departures, those where the failure
+    preempted first.  In vain, not again for a subset of these calls: a search cut short by
+    its share would start again from its first pairs (and take a third of what is left each
+    round)."""
+    found = _pair(s, budget, stats)
+    if found is None:
+        s.pairs_done.append(_pair_sig(s))
+    return found
+
+
+def _pair(s: Shrinking, budget: Budget, stats: PassStats) -> Found:
+    """The search of :func:`_pairs`: own pairs through 2 departures, then varied through 1."""
+    better = s.round.better
+    prefer = s.round.labels
+    own, more = pair_programs(s.failure.case)
+    for pairs, most, limit in ((own, 2, 150), (more, 1, 30)):
+        for departures in range(min(s.failure.preemptions, most) + 1):
+            for c in pairs:
+                if budget.spent:
+                    return None
+                used = budget.used
+                run = reproduce(c, s.check, better, departures, budget, prefer=prefer,
+                                limit=limit)
+                stats.tried += budget.used > used
+                if run is not None:
+                    return c, run
+    return None
+
+
+def _same_switches(s: Shrinking, budget: Budget, stats: PassStats) -> Found:
+    """Each smaller program, then each regrouped one, under the failure's preemption list,
+    then under the same switches anchored at labels (they survive deleting a task)."""
+    r = s.round
+    for c in r.candidates + r.regrouped:
+        used = budget.used
+        run = reproduce(c, s.check, r.better, -1, budget, hint=r.hint)
+        if run is None and r.anchors and budget.take():
+            anchored = execute(c, Anchored(r.anchors))
+            if anchored.outcome.check == s.check and size_of(c, anchored) < r.better:
+                run = anchored
+        stats.tried += budget.used > used
+        if run is not None:
+            return c, run
+    return None
+
+
+def _fewer_applies(s: Shrinking) -> bool:
+    bound = s.failure.preemptions
+    return bound > 0 and s.searched.get(prog(s.failure.case), -1) < bound - 1
+
+
+def _fewer_switches(s: Shrinking, budget: Budget, stats: PassStats) -> Found:
+    """The same program by delay-bounded search with one departure fewer than the failure's
+    preemptions, where the failure preempted first."""
+    case = s.failure.case
+    bound = s.failure.preemptions
+    used = budget.used
+    run = reproduce(case, s.check, s.round.better, bound - 1, budget, prefer=s.round.labels,
+                    limit=PER_CANDIDATE)
+    stats.tried += budget.used > used
+    if run is not None:
+        return case, run
+    if not budget.spent:
+        s.searched[prog(case)] = bound - 1
+    return None
+
+
+def _sampled_applies(s: Shrinking) -> bool:
+    better = s.round.better
+    return better[0] > 2 or better[1] > 1
+
+
+def _sampled(s: Shrinking, budget: Budget, stats: PassStats) -> Found:
+    """The first smaller program (fewer tasks first) that fails smaller under one of
+    SAMPLED_PER_CANDIDATE sampled schedules: PCT over the failure's length and echoed random
+    walks, the sources the fuzzer finds with.  For a failure with many switches (a
+    livelock's lock-step retry rounds), where delay-bounded search of a smaller program
+    cannot reach as many departures; seeded by the failure's size, so deterministic."""
+    better = s.round.better
+    length = max(2, s.failure.steps)
+    rng = random.Random(f"sampled {better}")
+    for c in sorted(s.round.candidates, key=lambda c: len(c.tasks)):  # stable
+        for i in range(SAMPLED_PER_CANDIDATE):
+            if not budget.take():
+                return None
+            stats.tried += i == 0
+            seed_i = rng.getrandbits(32)
+            src = (PCT(seed_i, rng.randint(2, 4), length) if i % 2 == 0
+                   else Echo(RandomWalk(seed_i)))
+            run = execute(c, src)
+            if run.outcome.check == s.check and size_of(c, run) < better:
+                return c, run
+    return None
+
+
+def _smaller_searched(s: Shrinking, budget: Budget, stats: PassStats) -> Found:
+    """The first smaller or regrouped program that fails smaller, trying the cheap searches
+    on every program before the dear ones: one departure where the failure preempts, then
+    delay-bounded search, one departure more at a time, up to the failure's preemptions."""
+    better = s.round.better
+    prefer = s.round.labels
+    candidates = s.round.candidates + s.round.regrouped
+    if prefer and s.failure.preemptions >= 1:
+        for c in candidates:
+            used = budget.used
+            run = reproduce(c, s.check, better, 1, budget, prefer=prefer, only_preferred=True,
+                            limit=24)
+            stats.tried += budget.used > used
+            if run is not None:
+                return c, run
+    for departures in range(s.failure.preemptions + 1):
+        for c in candidates:
+            if s.searched.get(prog(c), -1) >= departures:
+                continue
+            used = budget.used
+            run = reproduce(c, s.check, better, departures, budget, prefer=prefer,
+                            limit=PER_CANDIDATE)
+            stats.tried += budget.used > used
+            if run is not None:
+                return c, run
+            if budget.spent:
+                return None
+            s.searched[prog(c)] = departures
+    return None
+
+
+def _grown_applies(s: Shrinking) -> bool:
+    return s.failure.preemptions > 0 or concurrent_tasks(s.failure.trace) > 1
+
+
+def _grown(s: Shrinking, budget: Budget, stats: PassStats) -> Found:
+    """The first near or grown program (:func:`grown_programs`) that fails with fewer tasks
+    in flight or fewer switches: under the default policy first, then with one switch where
+    the failure preempted, and so on up to its count; the few near ones through every bound
+    first."""
+    better = s.round.better
+    prefer = s.round.labels
+    cap = better[:2]
+    for group in grown_programs(s.failure.case):
+        for departures in range(s.failure.preemptions + 1):
+            for c in group:
+                if budget.spent:
+                    return None
+                used = budget.used
+                run = reproduce(
+                    c, s.check, better, departures, budget, prefer=prefer,
+                    only_preferred=departures > 0, limit=24 if departures else 1,
+                )
+                stats.tried += budget.used > used
+                if run is not None and size_of(c, run)[:2] < cap:
+                    return c, run
+    return None
+
+
+def _minimal_preemptions(s: Shrinking, budget: Budget, stats: PassStats) -> Found:
+    """Bounded exhaustive search (as CHESS does) over every schedule of the shrunk program
+    below its preemption count, at most VERIFY_RUNS runs per bound.  Sets ``s.minimal``:
+    True when every smaller bound was searched exhaustively (or a schedule with fewer
+    preemptions was found and kept), None when a search was cut short, False when fewer
+    preemptions need more tasks in flight (the failure is kept as it is)."""
+    for bound in range(s.failure.preemptions):
+        stats.tried += 1
+        run, exhausted = search(s.failure.case, s.check, bound, VERIFY_RUNS, budget)
+        if run is not None:
+            if concurrent_tasks(run.sched.trace) > concurrent_tasks(s.failure.trace):
+                s.minimal = False  # fewer preemptions, but more tasks in flight: tasks first
+                return None
+            s.adopt(run, s.failure.case)
+            stats.kept += 1
+            s.minimal = True
+            return None
+        if not exhausted:
+            s.minimal = None
+            return None
+    s.minimal = True
+    return None
+
+
+ROUND_PASSES: tuple[Pass, ...] = (
+    Pass("ddmin_switches",
+         "ddmin over the switches of a failure with more than 8, not seen before",
+         None, _ddmin_applies, _ddmin_switches),
+    Pass("pairs",
+         "two one-operation tasks from the failure's operations (or one varied), <= 2 "
+         "departures; for more than 2 tasks in flight or switches",
+         (1, 3), _pairs_apply, _pairs),
+    Pass("same_switches",
+         "each smaller or regrouped program under the failure's switches, then anchored",
+         None, _always, _same_switches),
+    Pass("fewer_switches",
+         "the same program by delay-bounded search with one departure fewer",
+         None, _fewer_applies, _fewer_switches),
+    Pass("sampled",
+         f"each smaller program under {SAMPLED_PER_CANDIDATE} sampled schedules (PCT, echoed "
+         "random walks); for more than 2 tasks in flight or 1 switch",
+         (1, 4), _sampled_applies, _sampled),
+    Pass("smaller_searched",
+         "the smaller and regrouped programs by delay-bounded search",
+         (2, 3), _always, _smaller_searched),
+    Pass("grown",
+         "near and grown programs (a feature, a sibling, an argument, an operation more) "
+         "that save a task or a switch",
+         (1, 2), _grown_applies, _grown),
+)
+MINIMAL_PREEMPTIONS = Pass(
+    "minimal_preemptions",
+    f"bounded exhaustive search below the final preemption count (its own budget: "
+    f"{VERIFY_RUNS} runs, {VERIFY_SECONDS:g} s)",
+    None, _always, _minimal_preemptions,
+)
+PASSES: tuple[Pass, ...] = (*ROUND_PASSES, MINIMAL_PREEMPTIONS)
