@@ -8,7 +8,4 @@ pool (:mod:`vmfuzz.pool`) is engine side.
 from vmfuzz.strategies.machine import SCHEDULERS, KernelMachine, machine_for
 from vmfuzz.strategies.profiles import PROFILES, profile
 
-from vmfuzz.context import Stats
-from vmfuzz.failure import Failure
-
-__all__ = ["PROFILES", "SCHEDULERS", "Failure", "KernelMachine", "Stats", "machine_for", "profile"]
+__all__ = ["PROFILES", "SCHEDULERS", "KernelMachine", "machine_for", "profile"]
