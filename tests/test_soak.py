@@ -250,6 +250,27 @@ def test_report_prints_the_summary_again(bug_run: tuple[Path, Any, Any]) -> None
     assert "soaktest_incr:store" in page  # the finding's timeline is on the page
 
 
+def test_report_sums_the_shrink_passes(bug_run: tuple[Path, Any, Any]) -> None:
+    """Every shrunk failure's per-pass statistics are in its record, and the report sums
+    them per pass, in the shrinker's order."""
+    from vmfuzz.shrink import PASSES
+
+    d, _, summary = bug_run
+    records = [json.loads(p.read_text()) for p in (d / "st" / "findings").glob("*.json")]
+    per_record = [[p["name"] for p in r["shrink_passes"]] for r in records]
+    names = [p.name for p in PASSES]
+    assert per_record and all(n == [x for x in names if x in n] and n for n in per_record)
+    passes = summary["shrink_passes"]
+    assert [p["name"] for p in passes] == per_record[0]
+    for p in passes:
+        assert p["runs"] == sum(q["runs"] for r in records for q in r["shrink_passes"]
+                                if q["name"] == p["name"])
+        assert p["failures"] == len(records)
+    text = (d / "st" / "summary.txt").read_text()
+    assert "shrink passes" in text and passes[0]["name"] in text
+    assert "Shrink passes" in (d / "st" / "report.html").read_text()
+
+
 def test_worker_crash_is_restarted_and_reported(plugin: Path, tmp_path: Path) -> None:
     res = _soak(
         tmp_path, "--duration", "6s", "--workers", "1", "--plugin", str(plugin),

@@ -40,7 +40,8 @@ The modules, each importing only those above it::
     _config      SoakConfig, SoakOptions, validate, durations (plugins: vmfuzz.plugins)
     _findings    finding records, grouped by signature
     _coverage    merging the workers' coverage data
-    _report      summary text, HTML page, SVG charts (what ``vmfuzz report`` writes)
+    _report      summary text and HTML page (what ``vmfuzz report`` writes)
+    _svg         the SVG line charts of the HTML page
     _state       run.json, the session lock, stats.json read back, campaigns in flight
     _worker      the worker process; rerun_campaign
     _supervisor  Soak: the session's parent process; run_soak
@@ -59,9 +60,10 @@ from vmfuzz.soak._config import (
 )
 from vmfuzz.soak._files import read_json, read_jsonl
 from vmfuzz.soak._plan import PROFILES, SCHEDULERS, SEED_STRIDE, Profile, campaign_plan
-from vmfuzz.soak._report import svg_chart, write_reports
+from vmfuzz.soak._report import write_reports
 from vmfuzz.soak._state import FORMAT
 from vmfuzz.soak._supervisor import Snapshot, run_soak
+from vmfuzz.soak._svg import svg_chart
 from vmfuzz.soak._worker import rerun_campaign
 
 __all__ = [

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import itertools
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 from vmfuzz.soak._config import format_duration
 from vmfuzz.soak._files import read_json, write_text
 from vmfuzz.soak._findings import group_findings, load_findings, signature_digest
+from vmfuzz.soak._svg import svg_chart
 
 
 def _rel(path: str | None) -> str | None:
@@ -46,7 +46,8 @@ def summarize(state_dir: Path) -> dict[str, Any]:
     workers = sessions[-1].get("workers") if sessions else None
     steps = int(t.get("steps", 0))
     examples = int(t.get("examples", 0))
-    findings = group_findings(load_findings(state_dir))
+    records = load_findings(state_dir)
+    findings = group_findings(records)
     return {
         "state": str(state_dir),
         "elapsed": round(elapsed, 1),
@@ -67,6 +68,7 @@ def summarize(state_dir: Path) -> dict[str, Any]:
         "steps_per_second": round(steps / elapsed, 1) if elapsed else 0.0,
         "coverage": stats.get("coverage"),
         "findings": findings,
+        "shrink_passes": shrink_passes(records),
         "interrupted": stats.get("interrupted", []),
         "max_worker_rss_mb": _max_rss(stats.get("series", [])),
         "worker_cpu_seconds": round(float(t.get("worker_cpu_seconds", 0.0)), 1),
@@ -80,6 +82,23 @@ def summarize(state_dir: Path) -> dict[str, Any]:
         "summary": str(state_dir / "summary.txt"),
         "report": str(state_dir / "report.html"),
     }
+
+
+def shrink_passes(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What each pass of the post-Hypothesis shrinker did, summed over every failure the run
+    shrank (each finding record's ``shrink_passes``), in the shrinker's pass order."""
+    total: dict[str, dict[str, Any]] = {}
+    for rec in records:
+        for p in rec.get("shrink_passes") or []:
+            if not isinstance(p, dict) or not isinstance(p.get("name"), str):
+                continue
+            t = total.setdefault(p["name"], {"name": p["name"], "failures": 0, "tried": 0,
+                                             "kept": 0, "runs": 0, "seconds": 0.0})
+            t["failures"] += 1
+            for k in ("tried", "kept", "runs"):
+                t[k] += int(p.get(k) or 0)
+            t["seconds"] = round(t["seconds"] + float(p.get("seconds") or 0.0), 3)
+    return list(total.values())
 
 
 def _max_rss(series: list[dict[str, Any]]) -> float | None:
@@ -181,6 +200,11 @@ def summary_text(s: dict[str, Any]) -> str:
             out.append(f"     not saved: {f['error']}")
         if f.get("kind") == "crash":
             out.append(f"     record:   {_rel(f.get('record'))}")
+    if s.get("shrink_passes"):
+        out.append("shrink passes (summed over the failures shrunk): tried / kept / runs / CPU s")
+        for p in s["shrink_passes"]:
+            out.append(f"  {p['name']:<20} {p['tried']:>7} {p['kept']:>5} {p['runs']:>8} "
+                       f"{p['seconds']:>8.1f}")
     if s["interrupted"]:
         out.append(
             f"interrupted campaigns ({len(s['interrupted'])}; re-run one with "
@@ -238,116 +262,6 @@ def write_reports(state_dir: Path) -> dict[str, Any]:
     return s
 
 
-# ============================================================================ SVG plots
-_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f")
-
-
-def _nice_step(span: float, ticks: int) -> float:
-    if span <= 0:
-        return 1.0
-    raw = span / max(1, ticks)
-    mag = 10 ** math.floor(math.log10(raw))
-    for m in (1, 2, 5, 10):
-        if raw <= m * mag:
-            return m * mag
-    return 10 * mag
-
-
-def _time_step(span: float) -> float:
-    for step in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600):
-        if span / step <= 8:
-            return float(step)
-    return 43200.0
-
-
-def _fmt_num(v: float) -> str:
-    if abs(v) >= 1e6:
-        return f"{v / 1e6:g}M"
-    if abs(v) >= 1e3:
-        return f"{v / 1e3:g}k"
-    return f"{v:g}"
-
-
-def svg_chart(
-    title: str,
-    series: list[tuple[str, list[tuple[float, float]]]],
-    *,
-    y_label: str = "",
-    y_max: float | None = None,
-    markers: list[tuple[float, str]] | None = None,
-    width: int = 760,
-    height: int = 240,
-) -> str:
-    """A line chart over elapsed time as inline SVG (no scripts)."""
-    left, right, top, bottom = 64, 16, 28, 36
-    pw, ph = width - left - right, height - top - bottom
-    xs = [x for _, pts in series for x, _ in pts] + [m[0] for m in markers or []]
-    ys = [y for _, pts in series for _, y in pts]
-    x1 = max(xs) if xs else 1.0
-    x1 = max(x1, 1.0)
-    top_y = y_max if y_max is not None else (max(ys) if ys else 1.0)
-    top_y = top_y if top_y > 0 else 1.0
-    ystep = _nice_step(top_y, 4)
-    top_y = math.ceil(top_y / ystep) * ystep
-
-    def px(x: float) -> float:
-        return left + pw * x / x1
-
-    def py(y: float) -> float:
-        return top + ph - ph * y / top_y
-
-    e = html.escape
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label="{e(title)}">',
-        f'<text x="{left}" y="16" class="t">{e(title)}</text>',
-    ]
-    y = 0.0
-    while y <= top_y + 1e-9:
-        yy = py(y)
-        parts.append(f'<line x1="{left}" y1="{yy:.1f}" x2="{left + pw}" y2="{yy:.1f}" class="g"/>')
-        parts.append(f'<text x="{left - 6}" y="{yy + 4:.1f}" class="yl">{_fmt_num(y)}</text>')
-        y += ystep
-    xstep = _time_step(x1)
-    x = 0.0
-    while x <= x1 + 1e-9:
-        xx = px(x)
-        parts.append(f'<line x1="{xx:.1f}" y1="{top}" x2="{xx:.1f}" y2="{top + ph}" class="g"/>')
-        parts.append(
-            f'<text x="{xx:.1f}" y="{top + ph + 16}" class="xl">{format_duration(x)}</text>'
-        )
-        x += xstep
-    if y_label:
-        parts.append(
-            f'<text x="14" y="{top + ph / 2:.1f}" class="al" '
-            f'transform="rotate(-90 14 {top + ph / 2:.1f})">{e(y_label)}</text>'
-        )
-    for t, label in markers or []:
-        xx = px(t)
-        parts.append(
-            f'<line x1="{xx:.1f}" y1="{top}" x2="{xx:.1f}" y2="{top + ph}" class="m">'
-            f"<title>{e(label)}</title></line>"
-        )
-    for i, (name, pts) in enumerate(series):
-        color = _COLORS[i % len(_COLORS)]
-        if pts:
-            path = " ".join(f"{px(a):.1f},{py(b):.1f}" for a, b in pts)
-            parts.append(
-                f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="1.6">'
-                f"<title>{e(name)}</title></polyline>"
-            )
-        lx = width - right - 160 * (len(series) - i)  # legend: the title row, right side
-        parts.append(f'<rect x="{lx}" y="7" width="10" height="10" fill="{color}"/>')
-        parts.append(f'<text x="{lx + 14}" y="16" class="lg">{e(name)}</text>')
-    if not any(pts for _, pts in series):
-        parts.append(
-            f'<text x="{left + pw / 2}" y="{top + ph / 2}" class="xl">no data yet</text>'
-        )
-    parts.append("</svg>")
-    return "\n".join(parts)
-
-
-# ============================================================================ HTML
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1100px; }
 h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
@@ -441,6 +355,16 @@ def render_html(state_dir: Path, s: dict[str, Any]) -> str:
         text = _read(f.get("timeline")) or f.get("traceback")
         if text:
             body.append(f"<pre>{e(text)}</pre>")
+    if s.get("shrink_passes"):
+        body.append("<h2>Shrink passes (summed over the failures shrunk)</h2><table>")
+        body.append("<tr><th>pass</th><th>failures</th><th>tried</th><th>kept</th>"
+                    "<th>runs</th><th>CPU seconds</th></tr>")
+        body.extend(
+            f"<tr><td>{e(p['name'])}</td><td>{p['failures']}</td><td>{p['tried']}</td>"
+            f"<td>{p['kept']}</td><td>{p['runs']}</td><td>{p['seconds']}</td></tr>"
+            for p in s["shrink_passes"]
+        )
+        body.append("</table>")
     t = stats.get("totals", {})
     body.append("<h2>Operations</h2>")
     body.append(_count_table(t.get("ops", {}), "operation", "spawned"))

@@ -357,6 +357,7 @@ class _Worker:
             "first_failure_example": getattr(r.stats, "first_failure_example", None),
             "shrunk": r.shrunk(),
             "minimal_preemptions": r.minimal_preemptions,
+            "shrink_passes": [p.to_json() for p in getattr(r, "shrink_passes", [])],
             "corpus": None,
             "timeline": None,
         }
