@@ -4,6 +4,7 @@ Examples:
   vmfuzz soak --duration 8h                     all cores, fixed kernel, state in soak-state/
   vmfuzz soak --duration 2m --workers 2 --bug NAME
   vmfuzz soak --resume --duration 1h            continue the run in soak-state/ (no seed repeats)
+  vmfuzz soak --plugin ./p.py --bug NAME        every worker loads the plugin (a bug of its own)
   vmfuzz report soak-state                      print the morning summary again
 
 Each worker process loops over campaigns with seeds no other campaign of the run used, rotating
@@ -32,6 +33,7 @@ import sys
 from pathlib import Path
 
 from vmfuzz._cores import available_cores
+from vmfuzz.plugins import portable_spec
 from vmfuzz.schedules import SOAK_SCHEDULERS
 
 
@@ -49,9 +51,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the run's state directory (default: soak-state/)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in the state directory (same bugs, fresh seeds)")
-    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
-                   help="import MODULE (a name or a .py path) in every process first, e.g. "
-                        "to register extra operations or bug switches (repeatable)")
     p.add_argument("--op", action="append", default=None, metavar="NAME",
                    help="fuzz only these operations (repeatable; default: all)")
     p.add_argument("--scheduler", action="append", default=None, metavar="NAME",
@@ -136,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         return _usage_error(f"--state {state}: not a directory")
     config = SoakConfig(
         bugs=tuple(args.bug),
-        plugins=tuple(str(Path(p).resolve()) if p.endswith(".py") else p for p in args.plugin),
+        plugins=tuple(portable_spec(p) for p in args.plugin),  # --plugin: every command's
         ops=tuple(args.op) if args.op else None,
         corpus=str(Path(args.corpus).resolve()) if args.corpus else "",
         schedulers=tuple(dict.fromkeys(args.scheduler)) if args.scheduler else SCHEDULERS,

@@ -36,8 +36,19 @@ invariants after every scheduler step.  Minimal failures are saved to a JSON cor
 """
 
 EPILOG = """\
+Every command takes --plugin NAME (repeatable): a .py file, an installed plugin (entry point
+group vmfuzz.plugins; installed plugins load only when named) or a module, loaded before the
+command runs, to add operations, bug switches, checks or world features.  A case saved with a
+plugin's names records the plugin; replay, show and pytest load it again by themselves.
+
 exit status: 0 ok / nothing found, 1 failure found, 2 usage or bad input.
 Run 'vmfuzz COMMAND --help' for each command's options."""
+
+PLUGIN_HELP = (
+    "load a plugin first: a .py file, an installed plugin (entry point group vmfuzz.plugins) or "
+    "a module, adding operations, bug switches, checks or world features (repeatable; "
+    "docs/plugins.md)"
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -64,8 +75,24 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         mod.add_arguments(p)
+        p.add_argument("--plugin", action="append", default=[], metavar="NAME", help=PLUGIN_HELP)
         p.set_defaults(_module=mod)
     return parser
+
+
+def load_plugins(command: str, specs: Sequence[str]) -> int | None:
+    """Load the command's ``--plugin``s; an error is one line on stderr and exit status 2."""
+    if not specs:
+        return None
+    from vmfuzz.plugins import PluginError
+    from vmfuzz.plugins import load_plugins as load
+
+    try:
+        load(specs)
+    except PluginError as e:
+        sys.stderr.write(f"vmfuzz {command}: error: {e}\n")
+        return 2
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -75,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        failed = load_plugins(args.command, args.plugin)
+        if failed is not None:
+            return failed
         return int(args._module.run(args))
     except KeyboardInterrupt:
         sys.stderr.write("vmfuzz: interrupted\n")

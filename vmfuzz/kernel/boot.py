@@ -31,19 +31,133 @@ leave a pin on the anon_vma root that an old kernel (76545066c852) never takes, 
 kernel's own exit would then never free that root.  A check that fails while the world is built
 (an old munmap that detaches vmas outside page_table_lock, say) is a finding like any other:
 :class:`vmfuzz.kernel.Kernel` keeps it as ``boot_violation`` and the run reports it at step 0.
+
+A plugin adds a feature with :func:`world_feature`: a name and a builder, called with a
+:class:`Boot` after every built-in feature of the world is built (plugin features in the order
+they were registered).  :data:`WORLD_FEATURES` lists the built-in features first, in the
+order above, then the plugins'; the fuzzer draws, toggles and counts every one alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Generator, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, overload
+
+import attrs
 
 from vmfuzz._scheduler import Scheduler
 
 if TYPE_CHECKING:
     from vmfuzz.kernel.kernel import Kernel
 
-WORLD_FEATURES = ("swap_sync", "swapped", "resident", "forked", "split")
+BUILTIN_FEATURES = ("swap_sync", "swapped", "resident", "forked", "split")
+
+
+@attrs.define
+class Boot:
+    """What a plugin feature's builder gets: the kernel being booted, its initial processes and
+    boot vma size, and the helpers the built-in features use (each runs to completion on the
+    boot's private scheduler, so the run's trace starts at its first task)."""
+
+    k: Kernel
+    initial: list[int]  # the initial processes' mm ids
+    pages: int  # each initial process's boot vma: pages [0, pages)
+    run: Callable[[Generator[Any, None, Any]], None]  # run one kernel path to completion
+
+    def op(self, name: str, **args: int) -> None:
+        """Run operation ``name`` (``vmfuzz.kernel.ops.OPS``) with ``args`` to completion."""
+        from vmfuzz.kernel.ops import OPS
+
+        self.run(OPS[name].fn(self.k, **args))
+
+    def target(self, mm: int, addr: int) -> None:
+        """Note a page the feature populated: the fuzzer aims some operations at it."""
+        self.k.boot_targets.append((mm, addr))
+
+
+Builder = Callable[[Boot], None]
+
+
+@attrs.frozen
+class WorldFeature:
+    """One world feature: its name, its doc line and, for a plugin's, its builder (the
+    built-in features are built by :func:`boot` itself)."""
+
+    name: str
+    doc: str
+    build: Builder | None = None
+
+
+FEATURES: dict[str, WorldFeature] = {n: WorldFeature(n, "built in") for n in BUILTIN_FEATURES}
+
+
+class _FeatureNames(Sequence[str]):
+    """The names of :data:`FEATURES` in order, read-only and always current: modules that
+    imported :data:`WORLD_FEATURES` by name see the features plugins register later."""
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> tuple[str, ...]: ...
+    def __getitem__(self, i: int | slice) -> str | tuple[str, ...]:
+        return tuple(FEATURES)[i]
+
+    def __len__(self) -> int:
+        return len(FEATURES)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(tuple(FEATURES))
+
+    def __contains__(self, name: object) -> bool:
+        return name in FEATURES
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return repr(tuple(self))
+
+
+WORLD_FEATURES: Sequence[str] = _FeatureNames()
+
+
+def world_feature(name: str, doc: str | None = None) -> Callable[[Builder], Builder]:
+    """Register ``fn(boot: Boot)`` as world feature ``name`` (a plugin's): built after the
+    built-in features, with the real kernel paths (``boot.op``, ``boot.run``); ``doc``
+    defaults to the first line of the builder's docstring."""
+    if not name.isidentifier():
+        raise ValueError(f"world feature {name!r}: the name must be a word (letters, digits, _)")
+
+    def register(fn: Builder) -> Builder:
+        if name in FEATURES:
+            raise ValueError(f"world feature {name} registered twice")
+        line = doc or (fn.__doc__ or name).strip().splitlines()[0]
+        FEATURES[name] = WorldFeature(name, line, fn)
+        _forget_booted()
+        return fn
+
+    return register
+
+
+def unregister_feature(name: str) -> None:
+    """Remove a plugin's world feature (a plugin that failed to load, a test's own)."""
+    feature = FEATURES.get(name)
+    if feature is None or feature.build is None:
+        raise ValueError(f"world feature {name} is not a plugin's")
+    del FEATURES[name]
+    _forget_booted()
+
+
+def _forget_booted() -> None:
+    """Empty the kernel's cache of booted worlds: a world it holds may be built differently."""
+    from vmfuzz.kernel.kernel import _BOOTED
+
+    _BOOTED.clear()
 
 RESIDENT_PAGES = (0, 1)
 SWAPPED_PAGES = (3, 4)
@@ -99,6 +213,9 @@ def boot(k: Kernel) -> None:
             for mm_id in initial:
                 op("munmap", mm=mm_id, addr=SPLIT_HOLE, npages=1)
                 k.boot_targets.append((mm_id, SPLIT_HOLE + 1))  # the second vma's start
+        for feature in list(FEATURES.values()):
+            if feature.build is not None and feature.name in world:
+                feature.build(Boot(k, initial, n, run))
     finally:
         k.sched = main
     k.clear_dirty()
