@@ -158,8 +158,11 @@ def bench_bugs(
 ) -> list[dict[str, Any]]:
     jobs = [(b, s, k, budget) for b in bugs for s in strategies for k in range(seeds)]
     results: list[dict[str, Any]] = []
+    from vmfuzz.plugins import load_plugins, loaded_specs
+
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(max(1, workers)) as pool:
+    plugins = loaded_specs()  # each run process loads this one's plugins first
+    with ctx.Pool(max(1, workers), load_plugins if plugins else None, (plugins,)) as pool:
         for i, res in enumerate(pool.imap_unordered(_one_bug_run, jobs), 1):
             results.append(res)
             if progress:

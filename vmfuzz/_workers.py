@@ -2,10 +2,11 @@
 
 Worker ``w`` is a process (``spawn``) that runs :func:`vmfuzz.campaign.fuzz` on stream ``w`` of
 the campaign's seed (:func:`vmfuzz.campaign.chunk_seed`; stream 0 is exactly what a one-worker
-campaign runs).  The budget is the parent's wall clock: a worker gets what is left of it when
-it has started.  The first worker to meet a failure wins: the others are stopped at once and the
-winner shrinks its failure alone.  Its stream is reported, so ``vmfuzz fuzz --seed S --stream W``
-searches the same stream again in one process (``--max-examples`` makes that deterministic).
+campaign runs), after loading the plugins its parent has loaded.  The budget is the parent's
+wall clock: a worker gets what is left of it when it has started.  The first worker to meet a
+failure wins: the others are stopped at once and the winner shrinks its failure alone.  Its
+stream is reported, so ``vmfuzz fuzz --seed S --stream W`` searches the same stream again in one
+process (``--max-examples`` makes that deterministic).
 
 Workers send their counters after every chunk of examples, so the progress line and the
 totals (examples, mutant and probe runs, steps) count every stream.  Failures and counters
@@ -44,6 +45,7 @@ class _Job:
     deadline: float | None
     max_examples: int | None
     mutants: int | None
+    plugins: tuple[str, ...] = ()  # loaded first: the parent's registries, in every worker
 
 
 class WorkerError(RuntimeError):
@@ -70,6 +72,10 @@ def _worker(job: _Job, conn: Connection) -> None:
             conn.send(("found", None))
 
     try:
+        if job.plugins:
+            from vmfuzz.plugins import load_plugins
+
+            load_plugins(job.plugins)
         budget = None
         if job.deadline is not None:
             budget = max(0.001, job.deadline - time.monotonic())
@@ -117,6 +123,9 @@ def fuzz_workers(
     stream 1 never reports)."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, not {workers}")
+    from vmfuzz.plugins import loaded_specs
+
+    plugins = loaded_specs()  # a worker's operations, bugs and checks are this process's
     t0 = time.monotonic()
     deadline = None if budget is None else t0 + budget
     ctx = multiprocessing.get_context("spawn")
@@ -128,7 +137,8 @@ def fuzz_workers(
     try:
         for w in range(workers):
             parent, child = ctx.Pipe(duplex=False)
-            job = _Job(config, scheduler, seed_value, w, deadline, max_examples, mutants)
+            job = _Job(config, scheduler, seed_value, w, deadline, max_examples, mutants,
+                       plugins)
             p = ctx.Process(target=target or _worker, args=(job, child), name=f"vmfuzz-stream{w}",
                             daemon=True)
             p.start()

@@ -121,9 +121,14 @@ def parse_seeds(text: str) -> list[int]:
 
 def command(bug: str, seed: int, budget: float, corpus: str | None,
             workers: int = 1) -> list[str]:
-    """The ``vmfuzz fuzz`` command line of one campaign (in this Python, a fresh process)."""
+    """The ``vmfuzz fuzz`` command line of one campaign (in this Python, a fresh process),
+    loading the plugins this process has loaded."""
+    from vmfuzz.plugins import loaded_specs
+
     cmd = [sys.executable, "-m", "vmfuzz", "fuzz", "--seed", str(seed), "--budget",
            str(budget), "--workers", str(workers), "--json"]
+    for plugin in loaded_specs():
+        cmd += ["--plugin", plugin]
     if bug:
         cmd += ["--bug", bug]
     if corpus is None:
