@@ -4,6 +4,7 @@ A corpus file is data, never code: it is read with :mod:`json` and validated fie
 (no pickle, no eval).  The format is documented in ``docs/corpus.md``; in short::
 
     {"format": "vmfuzz-case", "version": 1,
+     "plugins": [{"name": "../p.py", "sha256": "..."}],        (only when it uses a plugin's)
      "config": {"nr_mms": 3, ..., "bugs": ["..."]},
      "tasks": [{"name": "T1", "start": 0, "ops": [{"op": "munmap", "args": {...}}]}, ...],
      "schedule": {"decisions": [...]} | {"preemptions": [[gap, offset], ...]}
@@ -38,6 +39,7 @@ from vmfuzz.case import DEFAULT_MAX_STEPS, Case, OpCall, Run, Schedule, TaskSpec
 from vmfuzz.invariants import CHECKS
 from vmfuzz.kernel import BUGS, OPS, KernelConfig
 from vmfuzz.kernel.boot import WORLD_FEATURES
+from vmfuzz.plugins import PluginError, PluginRef, refs_for, require
 from vmfuzz.schedules import Explicit, Replay
 from vmfuzz.schedules._explicit import parse_step
 from vmfuzz.violation import Violation
@@ -72,7 +74,8 @@ class CorpusCase:
 
     ``explicit`` holds the steps of an explicit schedule (then ``case.schedule`` is unused);
     ``violation`` is the recorded check/message/task/label/step, for people only; ``path`` is
-    the file it was read from (None for a case not yet saved).
+    the file it was read from (None for a case not yet saved); ``plugins``, the plugins whose
+    registrations it uses (loaded again when the case is read).
     """
 
     case: Case
@@ -84,6 +87,7 @@ class CorpusCase:
     description: str = ""
     metadata: dict[str, Any] = attrs.field(factory=dict, eq=False)
     path: Path | None = attrs.field(default=None, eq=False)
+    plugins: tuple[PluginRef, ...] = attrs.field(default=(), eq=False)
 
     @property
     def name(self) -> str:
@@ -133,7 +137,7 @@ class _Bad(Exception):
 
 _TOP_KEYS = {
     "format", "version", "description", "config", "tasks", "schedule", "max_steps", "expected",
-    "trace_sha256", "steps", "violation", "metadata",
+    "trace_sha256", "steps", "violation", "metadata", "plugins",
 }
 _SCHEDULE_KEYS = ("decisions", "preemptions", "explicit", "pct", "random")
 _CHECK_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -317,6 +321,7 @@ def _from_json(data: Any, path: Path) -> CorpusCase:
         raise _Bad("version", f"unsupported case format version {version}{newer}; "
                               f"this vmfuzz reads version {VERSION}")
     _obj(data, "", _TOP_KEYS, ("config", "tasks", "expected"))
+    plugins = _plugins(data.get("plugins", []), path)  # first: they register the names below
     config = _config(data["config"])
     tasks = _tasks(data["tasks"])
     if not tasks and not config.world:  # no tasks: the world's building is the whole case
@@ -342,7 +347,26 @@ def _from_json(data: Any, path: Path) -> CorpusCase:
     if not isinstance(metadata, dict):
         raise _Bad("metadata", f"expected an object, found {_type_name(metadata)}")
     case = Case(config, tasks, schedule, max_steps)
-    return CorpusCase(case, expected, explicit, sha, steps, violation, description, metadata, path)
+    return CorpusCase(case, expected, explicit, sha, steps, violation, description, metadata, path,
+                      plugins)
+
+
+def _plugins(v: Any, path: Path) -> tuple[PluginRef, ...]:
+    """The case's plugins, each loaded as its code was when the case was saved (a file found
+    relative to the case's folder, then to the current one)."""
+    refs = []
+    for i, item in enumerate(_list(v, "plugins")):
+        d = _obj(item, f"plugins[{i}]", ("name", "sha256"), ("name", "sha256"))
+        name = _str(d["name"], f"plugins[{i}].name")
+        sha = d["sha256"]
+        if not (isinstance(sha, str) and _SHA256.match(sha)):
+            raise _Bad(f"plugins[{i}].sha256", "expected 64 lowercase hex digits")
+        refs.append(PluginRef(name, sha))
+    try:
+        require(refs, path.parent)
+    except PluginError as e:
+        raise _Bad("plugins", str(e)) from None
+    return tuple(refs)
 
 
 class _Duplicate(ValueError):
@@ -434,6 +458,8 @@ def to_json(cc: CorpusCase) -> dict[str, Any]:
     out: dict[str, Any] = {"format": FORMAT, "version": VERSION}
     if cc.description:
         out["description"] = cc.description
+    if cc.plugins:
+        out["plugins"] = [r.to_json() for r in cc.plugins]
     out["config"] = cc.case.config.to_json()
     tasks = []
     for t in cc.case.tasks:
@@ -621,6 +647,7 @@ def save_failure(
         v.to_json() if v is not None else None,
         description,
         meta,
+        plugins=refs_for(replay_case, want, corpus_dir),  # the plugins whose names it uses
     )
     directory = Path(corpus_dir)
     base = case_name(run.sched, run.outcome)

@@ -6,6 +6,12 @@ named after the case file.  An item replays its case without Hypothesis and fail
 case's timeline, when the outcome differs from the recorded one; an unusable file fails with
 the one-line problem.
 
+A case that records plugins (docs/corpus.md) loads them by itself.  More plugins, loaded
+before the first case runs (a case saved by a vmfuzz too old to record its plugins):
+``--vmfuzz-plugin NAME`` (repeatable; a file relative to the current folder) or the ini option
+``vmfuzz_plugins`` (one per line; files relative to the ini file).  A plugin that cannot be
+loaded fails every case with the one-line problem.
+
 The corpus is added to the run when pytest collects its default paths (plain ``pytest``, with
 or without ``testpaths``); ``pytest corpus/`` or ``pytest corpus/some-case.json`` runs just
 cases; ``pytest tests/`` runs no case.  ``-p no:vmfuzz`` turns the plugin off.
@@ -26,6 +32,7 @@ if TYPE_CHECKING:
     from _pytest._code.code import ExceptionInfo, TerminalRepr
 
 _CORPUS_KEY = pytest.StashKey[Path]()
+_PLUGINS_KEY = pytest.StashKey["str | None"]()  # after loading: None, or the error line
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -43,6 +50,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "folder of vmfuzz corpus cases collected as tests, relative to the ini file",
         default="corpus",
     )
+    group.addoption(
+        "--vmfuzz-plugin",
+        dest="vmfuzz_plugins",
+        action="append",
+        metavar="NAME",
+        default=[],
+        help="vmfuzz plugin loaded before the corpus cases run: a .py file, an installed "
+        "plugin or a module (repeatable; cases load the plugins they record by themselves)",
+    )
+    parser.addini(
+        "vmfuzz_plugins",
+        "vmfuzz plugins loaded before the corpus cases run, one per line (files relative to "
+        "the ini file)",
+        type="linelist",
+        default=[],
+    )
 
 
 def corpus_dir(config: pytest.Config) -> Path:
@@ -52,6 +75,30 @@ def corpus_dir(config: pytest.Config) -> Path:
         return (config.invocation_params.dir / opt).resolve()
     base = config.inipath.parent if config.inipath is not None else config.rootpath
     return (base / str(config.getini("vmfuzz_corpus"))).resolve()
+
+
+def plugin_specs(config: pytest.Config) -> list[str]:
+    """The plugins this run loads before its cases: the ini option's, then the command line's
+    (a file made absolute: relative to the ini file, or to the folder pytest started in)."""
+    from vmfuzz.plugins import is_file_spec
+
+    base = config.inipath.parent if config.inipath is not None else config.rootpath
+    given = [(base, str(s)) for s in config.getini("vmfuzz_plugins")]
+    given += [(config.invocation_params.dir, s) for s in config.getoption("vmfuzz_plugins")]
+    return [str(folder / s) if is_file_spec(s) else s for folder, s in given]
+
+
+def _load_plugins(config: pytest.Config) -> str | None:
+    """Load the run's plugins once; None, or the one-line error every case then fails with."""
+    if _PLUGINS_KEY not in config.stash:
+        from vmfuzz.plugins import PluginError, load_plugins
+
+        try:
+            load_plugins(plugin_specs(config))
+            config.stash[_PLUGINS_KEY] = None
+        except PluginError as e:
+            config.stash[_PLUGINS_KEY] = str(e)
+    return config.stash[_PLUGINS_KEY]
 
 
 def _within(path: Path, folder: Path) -> bool:
@@ -103,6 +150,9 @@ class CorpusItem(pytest.Item):
         from vmfuzz.corpus import CorpusError, load, replay
         from vmfuzz.timeline import render_attempt
 
+        failed = _load_plugins(self.config)
+        if failed is not None:
+            raise CaseDiffers(failed)
         try:
             cc = load(self.path)
         except CorpusError as e:
