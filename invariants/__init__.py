@@ -14,6 +14,7 @@ rmap            rmap_reachable
 vma             vma_list_sane, pte_in_vma
 mlock           reserved_pte_cleared, mlocked_resident
 integrity       data_integrity
+user            checks registered with ``vmfuzz.check`` (none by default; docs/api.md)
 engine          deadlock, lock_order_inversion, sleep_in_atomic, unlock_not_held,
                 lock_not_held, lock_held_at_exit, livelock (raised by the engine itself)
 ==============  =====================================================================
@@ -52,8 +53,15 @@ from vmfuzz.invariants import (  # noqa: F401  (imported to register their check
     swapcache,
     vma,
 )
-from vmfuzz.invariants._monitor import Monitor
-from vmfuzz.invariants._registry import CHECKS, DEFER, FAMILIES, Check
+from vmfuzz.invariants._monitor import CheckView, Monitor
+from vmfuzz.invariants._registry import (
+    CHECKS,
+    DEFER,
+    FAMILIES,
+    Check,
+    register_user,
+    unregister_user,
+)
 
 # Run order: the most specific kernel BUG first, data integrity last, engine checks listed last.
 _order = {f: i for i, f in enumerate(FAMILIES)}
@@ -63,7 +71,18 @@ for _c in sorted(CHECKS.values(), key=lambda c: _order[c.family]):
 if TYPE_CHECKING:
     from vmfuzz.kernel import Kernel
 
-__all__ = ["CHECKS", "DEFER", "Check", "Monitor", "check_all", "install", "names"]
+__all__ = [
+    "CHECKS",
+    "DEFER",
+    "Check",
+    "CheckView",
+    "Monitor",
+    "check_all",
+    "install",
+    "names",
+    "register_user",
+    "unregister_user",
+]
 
 
 def names(family: str | None = None) -> list[str]:

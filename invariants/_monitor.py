@@ -27,7 +27,7 @@ their ranges and anon_vma chains) so that whole-mm re-scans run only when the la
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from vmfuzz.invariants._registry import CHECKS, DEFER, Check, _Defer
 from vmfuzz.invariants._view import MAX_VMAS, freed, freed_desc
@@ -56,6 +56,47 @@ def resolve(names: Iterable[str] | None) -> list[Check]:
     return [c for c in CHECKS.values() if c.per_step and c.name in chosen]
 
 
+class CheckView:
+    """What a user check (:func:`vmfuzz.check`) sees after a scheduler step.
+
+    ``k`` is the kernel under test (:class:`vmfuzz.kernel.Kernel`: ``k.mms``, ``k.pages``,
+    ``k.swap``, the pte indexes ...): read it, never change it.  The excuses say whether a
+    broken state is a legitimate mid-flight one, for the hook to answer :attr:`DEFER` ("not
+    now": the key is checked again after every later step until the hook answers None or a
+    violation)."""
+
+    __slots__ = ("_monitor",)
+
+    DEFER: ClassVar[_Defer] = DEFER
+
+    def __init__(self, monitor: Monitor) -> None:
+        self._monitor = monitor
+
+    @property
+    def k(self) -> Kernel:
+        """The kernel under test."""
+        return self._monitor.k
+
+    @property
+    def step(self) -> int:
+        """The scheduler step just run (0 before the first)."""
+        return self._monitor.k.sched.step_no
+
+    def atomic(self, scope: str, key: int) -> bool:
+        """``key`` (a pfn for ``"page"``, a swap entry for ``"entry"``, an mm id for ``"mm"``)
+        was touched by a task that is still inside a spinlock section: its update is in
+        progress, and no CPU taking the same lock can see it half done."""
+        return self._monitor.atomic(scope, key)
+
+    def held(self, lock: Lock) -> bool:
+        """Some task holds ``lock`` (e.g. ``mm.page_table_lock``, ``page.lock``)."""
+        return self._monitor.held(lock)
+
+    def mm_writer(self, mm: MmStruct) -> bool:
+        """``mm->mmap_sem`` is held for write (its vma list may be mid-update)."""
+        return self._monitor.mm_writer(mm)
+
+
 class Monitor:
     """Incremental checker for one kernel; ``full=True`` makes every hook a full scan."""
 
@@ -74,6 +115,10 @@ class Monitor:
                     self.pending[(c.name, scope)] = {}
                     self.hooks[scope].append((c.name, fn, self.pending[(c.name, scope)]))
         self.step_hooks = [(c.name, c.each_step) for c in self.checks if c.each_step]
+        # A user check's each_step hook runs after every step, even one that touched nothing
+        # the model tracks (it may read what the dirty sets do not cover: locks, counters).
+        self.every_step = any(c.user and c.each_step for c in self.checks)
+        self.view = CheckView(self)
         # task id -> (scope, key)s it touched inside its current spinlock section (atomic()).
         self.atomic_touch: dict[int, set[tuple[str, int]]] = {}
         # Shadows.
@@ -203,7 +248,8 @@ class Monitor:
         """Run every enabled check on what the last step touched; raise the first violation."""
         k = self.k
         if not (
-            k.dirty_pfns
+            self.every_step
+            or k.dirty_pfns
             or k.dirty_entries
             or k.dirty_mms
             or self.has_pending

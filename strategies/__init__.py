@@ -1,8 +1,9 @@
 """Hypothesis strategies and the rule-based state machine (installed as ``vmfuzz.strategies``).
 
-``machine_for(config, scheduler=...)`` gives a configured :class:`KernelMachine`; profiles
-``dev`` / ``ci`` / ``soak`` are registered on import.  The coverage-guided program
-pool (:mod:`vmfuzz.pool`) is engine side.
+``machine_for(config, scheduler=...)`` gives a configured :class:`KernelMachine`;
+``profile("dev" | "ci" | "soak")`` the settings campaigns build on (private: importing this
+registers no Hypothesis profile).  The coverage-guided program pool (:mod:`vmfuzz.pool`) is
+engine side.
 """
 
 from vmfuzz.strategies.machine import SCHEDULERS, KernelMachine, machine_for

@@ -22,7 +22,7 @@ from vmfuzz.strategies.schedules import pct_params, preemption_batches
 
 from vmfuzz._scheduler import Scheduler, ScheduleSource, StepBudgetExceeded, Task
 from vmfuzz.case import DEFAULT_MAX_STEPS, Case, OpCall, Run, Schedule, TaskSpec
-from vmfuzz.context import CampaignContext
+from vmfuzz.context import CampaignContext, StepBudgetSpent
 from vmfuzz.failure import Failure
 from vmfuzz.kernel import Kernel, KernelConfig
 from vmfuzz.lockdep import LockDep
@@ -79,6 +79,8 @@ class KernelMachine(RuleBasedStateMachine):
     and pool land in the context, never on the class."""
 
     def __init__(self, ctx: CampaignContext | None = None) -> None:
+        if ctx is not None and ctx.step_budget_spent():
+            raise StepBudgetSpent  # ends the chunk's run: the campaign's steps are spent
         super().__init__()
         from vmfuzz.invariants import install
 

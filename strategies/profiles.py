@@ -1,5 +1,12 @@
 """Hypothesis settings profiles for vmfuzz: ``dev`` (seconds), ``ci`` (bounded, derandomized),
-``soak`` (large budgets).  Load one with ``hypothesis.settings.load_profile(name)``."""
+``soak`` (large budgets).
+
+They are private settings objects: importing vmfuzz registers and changes no Hypothesis profile,
+so other Hypothesis tests in the process keep their own settings (a ``ci`` registered here would
+replace Hypothesis's own, which it loads itself when ``CI`` is set).  The pytest plugin
+registers them as ``vmfuzz-dev`` / ``vmfuzz-ci`` / ``vmfuzz-soak`` for
+``pytest --hypothesis-profile=vmfuzz-dev`` (:func:`register_profiles`: a conftest may call it too).
+"""
 
 from __future__ import annotations
 
@@ -19,15 +26,27 @@ _COMMON: dict[str, Any] = {
     "stateful_step_count": 30,
 }
 
-settings.register_profile("dev", max_examples=60, **_COMMON)
-settings.register_profile("ci", max_examples=40, derandomize=True, **_COMMON)
-settings.register_profile("soak", max_examples=10_000, **_COMMON)
+# Built on Hypothesis's own defaults, not on whichever profile is loaded (CI=1 loads its ``ci``):
+# a campaign's settings do not depend on the environment.
+_BASE = settings.get_profile("default")
+_SETTINGS: dict[str, settings] = {
+    "dev": settings(_BASE, max_examples=60, **_COMMON),
+    "ci": settings(_BASE, max_examples=40, derandomize=True, **_COMMON),
+    "soak": settings(_BASE, max_examples=10_000, **_COMMON),
+}
 
-PROFILES = ("dev", "ci", "soak")
+PROFILES = tuple(_SETTINGS)
+PREFIX = "vmfuzz-"  # registered names: vmfuzz-dev, vmfuzz-ci, vmfuzz-soak (no clash)
 
 
 def profile(name: str) -> settings:
-    """The registered settings object of profile ``name``."""
-    if name not in PROFILES:
+    """The settings object of profile ``name`` (``dev``, ``ci`` or ``soak``)."""
+    if name not in _SETTINGS:
         raise ValueError(f"unknown profile {name!r}; one of {', '.join(PROFILES)}")
-    return settings.get_profile(name)
+    return _SETTINGS[name]
+
+
+def register_profiles() -> None:
+    """Register the profiles with Hypothesis as ``vmfuzz-<name>`` (idempotent); loads none."""
+    for name, s in _SETTINGS.items():
+        settings.register_profile(PREFIX + name, s)

@@ -5,7 +5,11 @@ index, so the same seed gives the same examples), stops at the first failure, ta
 case Hypothesis leaves behind and shrinks it further to the size of a race drawn in a mail
 (fewest tasks in flight, then preemptions, operations and steps) with :func:`vmfuzz.shrink.shrink`,
 which then confirms its preemption count by bounded exhaustive exploration.  ``vmfuzz fuzz``
-and ``vmfuzz soak`` are built on it.
+and ``vmfuzz soak`` are built on it, and so is the public API (:mod:`vmfuzz.api`).
+
+Every registered check runs, the user checks (:func:`vmfuzz.check`) included: ``checks`` names
+those a campaign relies on, so that a missing one (a plugin not loaded) is an error up front
+rather than a campaign that cannot fail.
 """
 
 from __future__ import annotations
@@ -14,14 +18,14 @@ import contextlib
 import functools
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import attrs
 from hypothesis import Verbosity, seed, settings
 from hypothesis.stateful import get_state_machine_test
 
 from vmfuzz.case import Case
-from vmfuzz.context import CampaignContext, Stats
+from vmfuzz.context import CampaignContext, Stats, StepBudgetSpent
 from vmfuzz.failure import Failure, concurrent_tasks
 from vmfuzz.kernel import KernelConfig
 from vmfuzz.schedules import guided
@@ -57,6 +61,7 @@ class CampaignResult:
     first_failure_seconds: float | None = None  # time to the first (unshrunk) failure
     post_shrink_seconds: float = 0.0  # delta debugging + exhaustive preemption search
     shrink_passes: list[PassStats] = attrs.Factory(list)  # per pass of vmfuzz.shrink.PASSES
+    checks: tuple[str, ...] = ()  # the user checks (vmfuzz.check) registered: all of them ran
 
     @property
     def invariant(self) -> str | None:
@@ -96,8 +101,19 @@ def fuzz(
     post_shrink_runs: int = POST_SHRINK_RUNS,
     mutants: int | None = None,
     stream: int = 0,
+    checks: Sequence[str] = (),
+    step_budget: int | None = None,
 ) -> CampaignResult:
-    """Fuzz ``config`` until ``budget`` seconds or ``max_examples`` examples, or a failure.
+    """Fuzz ``config`` until ``budget`` seconds, ``max_examples`` examples or ``step_budget``
+    scheduler steps, or a failure.
+
+    The step budget is checked before each Hypothesis example and before each round of the
+    pool's mutants, so a campaign stops at the first of those past it (the pool's rounds are
+    not cut): deterministic for a seed, unlike ``budget``.
+
+    Every registered check runs, user checks included (registered with :func:`vmfuzz.check`,
+    by the caller or a plugin it loaded); ``checks`` names checks this campaign relies on, and
+    an unknown one raises ``ValueError`` before anything runs.
 
     A failure is shrunk by Hypothesis (at most ``shrink_seconds``), then by the passes of
     :func:`vmfuzz.shrink.shrink` (at most ``post_shrink_runs`` runs and
@@ -114,16 +130,20 @@ def fuzz(
     """
     if stream < 0:
         raise ValueError(f"stream must be >= 0, not {stream}")
+    if step_budget is not None and step_budget < 1:
+        raise ValueError(f"step_budget must be >= 1, not {step_budget}")
+    registered = user_checks(checks)
     if amplify is None:  # extra schedules per program, except for the baselines
         amplify = 3 if guided(scheduler) else 0
     if mutants is None:
         mutants = MUTANTS * chunk // 100 if guided(scheduler) else 0
     ctx = CampaignContext(
         config, scheduler=scheduler, ops=ops, collect_labels=collect_labels, amplify=amplify,
+        step_budget=step_budget,
     )
     if mutants > 0:
         ctx.with_pool()
-    result = CampaignResult(stats=ctx.stats)
+    result = CampaignResult(stats=ctx.stats, checks=registered)
     t0 = time.monotonic()
     index = 0
     while True:
@@ -131,6 +151,8 @@ def fuzz(
         if max_examples is not None and done >= max_examples:
             break
         if budget is not None and time.monotonic() - t0 >= budget:
+            break
+        if ctx.step_budget_spent():
             break
         n = chunk if max_examples is None else max(1, min(chunk, max_examples - done))
         s = settings(profile(base_profile), max_examples=n, verbosity=Verbosity.quiet,
@@ -143,6 +165,8 @@ def fuzz(
         try:
             with _shrink_deadline(shrink_seconds), _no_local_constants():
                 test()
+        except StepBudgetSpent:  # the step budget ran out in the middle of the chunk
+            break
         except Exception as exc:  # the failure Hypothesis shrank and re-raised
             if ctx.failure is None:
                 result.error = f"{type(exc).__name__}: {exc}"
@@ -153,6 +177,8 @@ def fuzz(
             if ctx.failure is not None:  # found in an example Hypothesis dropped (overrun)
                 result.found = True
                 break
+            if ctx.step_budget_spent():
+                continue  # (the loop's test ends the campaign)
             if _run_pool(ctx, mutants, chunk_seed(seed_value, stream, index), t0, budget):
                 result.found = True
                 break
@@ -172,6 +198,24 @@ def fuzz(
     result.post_shrink_seconds = time.monotonic() - t_shrunk
     _update(result, ctx, t0)
     return result
+
+
+def user_checks(names: Sequence[str] = ()) -> tuple[str, ...]:
+    """The registered user checks (all of them run); ValueError if a name in ``names`` is not
+    a registered check."""
+    from vmfuzz.invariants import CHECKS
+
+    if isinstance(names, str):
+        raise TypeError(f"checks must be a list of check names, not the string {names!r}")
+    unknown = sorted(n for n in names if n not in CHECKS)
+    user = tuple(c.name for c in CHECKS.values() if c.user)
+    if unknown:
+        raise ValueError(
+            f"unknown check(s): {', '.join(unknown)} (user checks registered: "
+            f"{', '.join(user) or 'none'}; register one with vmfuzz.check, in the test or a "
+            "plugin loaded first)"
+        )
+    return user
 
 
 def chunk_seed(seed_value: int, stream: int, index: int) -> int:

@@ -31,6 +31,12 @@ class Stats:
     labels: dict[str, int] = attrs.field(factory=dict)
 
 
+class StepBudgetSpent(KeyboardInterrupt):
+    """Raised as an example would start once the campaign's ``step_budget`` is spent.
+    Hypothesis takes a KeyboardInterrupt as "stop now": the chunk's run ends at once, with
+    nothing counted as a failure or shrunk; the campaign catches this one alone."""
+
+
 def _check_scheduler(_ctx: object, _attr: object, value: str) -> None:
     if value not in FUZZ_SCHEDULERS:
         raise ValueError(
@@ -54,10 +60,20 @@ class CampaignContext:
     collect_labels: bool = False
     amplify: int = 0
     draw_world: bool = True  # each example starts from a drawn world (kernel.boot)
+    step_budget: int | None = None  # scheduler steps over the whole campaign (None: no limit)
     # Out: what the campaign's examples did and found.
     stats: Stats = attrs.field(factory=Stats)
     failure: Failure | None = None
     pool: Pool | None = None
+
+    def step_budget_spent(self) -> bool:
+        """The campaign ran ``step_budget`` steps and has found nothing (a failure found is
+        still shrunk: that is not part of the budget)."""
+        return (
+            self.step_budget is not None
+            and self.stats.first_failure_at is None
+            and self.stats.steps >= self.step_budget
+        )
 
     def with_pool(self) -> CampaignContext:
         """This context with a fresh program pool of its configuration."""
