@@ -68,6 +68,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """``--hypothesis-profile=vmfuzz-dev`` (``-ci``, ``-soak``): register vmfuzz's profiles
+    before Hypothesis's plugin loads the one named (in its pytest_configure).  Only then:
+    other runs import neither Hypothesis nor the model here."""
+    name = config.getoption("hypothesis_profile", None)
+    if isinstance(name, str) and name.startswith("vmfuzz-"):
+        from vmfuzz.strategies.profiles import register_profiles
+
+        register_profiles()
+
+
 def corpus_dir(config: pytest.Config) -> Path:
     """The corpus folder this run collects cases from."""
     opt = config.getoption("vmfuzz_corpus")
