@@ -2,9 +2,16 @@
 
 Examples:
   vmfuzz fuzz --budget 30                       fuzz the fixed kernel for 30 s
-  vmfuzz fuzz --bug anon_vma_lock_not_root      rediscover a historical bug (see 'vmfuzz bugs')
+  vmfuzz fuzz --bug vma_adjust_no_anon_vma_lock rediscover a historical race (see 'vmfuzz bugs')
+  vmfuzz fuzz --budget 10m                      budgets: 90s, 10m, 8h, 1h30m or seconds
   vmfuzz fuzz --seed 7 --max-examples 500 --json
-  vmfuzz fuzz --bug NAME --workers 4            four processes, four streams of seed 0
+  vmfuzz fuzz --bug NAME --workers 4            four processes, four streams of the seed
+
+Without --seed a seed is drawn (from os.urandom) and printed, with the command that repeats
+the run: the same seed, bugs and options search the same examples in the same order (with
+--max-examples exactly the same run; a time budget stops wherever the clock stops it).  Every
+run says which kernel it fuzzed (the fixed kernel, or the historical bug switches on) and what
+to try next.
 
 A campaign runs on every core by default (--workers): worker W searches stream W of the seed
 (stream 0 is what one worker searches), the first failure stops the others, and the output
@@ -12,12 +19,20 @@ names the stream that found it, so 'vmfuzz fuzz --seed S --stream W' searches it
 With --max-examples a campaign is one deterministic stream in one process.
 
 A failure is shrunk (fewest tasks, operations and context switches), saved to the corpus
-directory and printed as a race timeline; replay it with 'vmfuzz replay PATH'.
+directory and printed as a race timeline; 'vmfuzz show PATH' draws it again and
+'vmfuzz replay PATH' replays it.  A failure with a bug switch on is saved as that bug's case
+(it must keep failing; the fix check replays it with the switch off).  A failure of the kernel
+under test (no switch on) is saved as a finding: the case expects clean, so pytest and
+'vmfuzz replay' show it red ("still fails") until the model or the kernel path is fixed, then
+green ("fixed"); see docs/corpus.md.
 
 A campaign alternates Hypothesis examples with mutants of its program pool: programs that met
 a new interleaving of two tasks' paths, changed one operation at a time (--mutants), and
 probes that race each new entry against the teardown of every mm it uses, and a load or a
 store against each page whose pte went A -> B -> A.
+
+Progress goes to stderr: a line redrawn in place on a terminal, otherwise a plain line about
+every 10 s (VMFUZZ_PROGRESS_EVERY=SECONDS changes that); none with --json.
 
 --json prints exactly one object: {"found", "invariant", "message", "examples",
 "mutant_runs" (runs of the program pool's mutants), "probe_runs" (of its partner and ABA probes),
@@ -27,9 +42,11 @@ store against each page whose pte went A -> B -> A.
 to the first, unshrunk failure), "post_shrink_seconds" (shrinking after Hypothesis), "shrink":
 {"passes": [{"name", "tried" (candidates run), "kept" (smaller failures adopted), "runs",
 "seconds" (CPU)}, ...] in the shrinker's order} (passes empty when nothing was found), "world"
-(the failure's world features), "seed", "stream" (the stream that found the failure; with one
-worker, the stream searched; else null), "workers", "scheduler", "bugs", "vmfuzz": {"version",
-"path", "code" (a digest of the source that ran)}}.
+(the failure's world features), "seed", "seed_drawn" (true when no --seed was given), "stream"
+(the stream that found the failure; with one worker, the stream searched; else null),
+"workers", "scheduler", "bugs", "budget" (seconds, or null), "kernel" (which kernel was fuzzed,
+in words), "repeat" (the command that repeats the run), "next": [{"what", "command"}] (what
+to try next), "vmfuzz": {"version", "path", "code" (a digest of the source that ran)}}.
 Exit status: 0 nothing found, 1 failure found, 2 usage or bad input, 3 internal error of
 vmfuzz itself (one line on stderr; VMFUZZ_TRACEBACK=1 shows the traceback).
 """
@@ -39,11 +56,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
+import shlex
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vmfuzz._cores import available_cores
+from vmfuzz._duration import DurationError, parse_duration
+from vmfuzz._progress import Heartbeat, clock, progress_every
 from vmfuzz._provenance import provenance
 from vmfuzz.kernel import KernelConfig
 from vmfuzz.kernel.bugs import unknown_bugs
@@ -52,14 +74,21 @@ from vmfuzz.schedules import FUZZ_SCHEDULERS as SCHEDULERS
 if TYPE_CHECKING:  # Hypothesis is imported only when fuzzing (replay must not need it)
     from vmfuzz.campaign import CampaignResult
 
+DEFAULT_BUDGET = 60.0  # seconds, when neither --budget nor --max-examples is given
+SEEDS = 1_000_000  # a drawn seed is below this: short enough to type
+LONGER = (("10m", 600.0), ("1h", 3600.0), ("8h", 28800.0))  # budgets to suggest next
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bug", action="append", default=[], metavar="NAME",
                    help="switch on a historical bug (repeatable); 'vmfuzz bugs' lists them")
-    p.add_argument("--seed", type=int, default=0, help="campaign seed (default 0)")
-    p.add_argument("--budget", type=float, default=60.0, metavar="SECONDS",
-                   help="stop searching after this many seconds (default 60); shrinking "
-                        "a failure found takes up to 80 s more")
+    p.add_argument("--seed", type=int, default=None,
+                   help="campaign seed (default: drawn at random and printed, with the "
+                   "command that repeats the run)")
+    p.add_argument("--budget", default=None, metavar="TIME",
+                   help="stop searching after this long: 90s, 10m, 8h, 1h30m or seconds "
+                   "(default 60 s, or none with --max-examples); shrinking a failure found "
+                   "takes up to 80 s more")
     p.add_argument("--max-examples", type=int, default=None, metavar="N",
                    help="stop after N examples (deterministic for a given seed and stream; "
                    "one worker)")
@@ -86,14 +115,61 @@ def _usage_error(msg: str) -> int:
     return 2
 
 
-def run(args: argparse.Namespace) -> int:
-    from vmfuzz.campaign import fuzz
+def _plugins(args: argparse.Namespace) -> list[str]:
+    """Plugins the command line loaded (when the command has a plugin option)."""
+    return list(getattr(args, "plugin", None) or [])
 
+
+def kernel_words(bugs: list[str], plugins: list[str]) -> str:
+    """Which kernel a campaign fuzzes, in words."""
+    if bugs:
+        on = ", ".join(sorted(bugs))
+        text = f"historical bug switch{'es' if len(bugs) > 1 else ''} on: {on}"
+    else:
+        text = "the fixed kernel (no historical bug switch on)"
+    if plugins:
+        text += f"; plugins loaded: {', '.join(plugins)}"
+    return text
+
+
+def repeat_command(args: argparse.Namespace, seed: int, workers: int | None,
+                   stream: int | None, change: dict[str, str | None] | None = None) -> str:
+    """The command line that runs this campaign again: its seed and every option given
+    (``change`` replaces an option or, with None, drops it: ``{"seed": None}``)."""
+    opts: dict[str, str | None] = {"seed": str(seed)}
+    opts["budget"] = args.budget
+    opts["max-examples"] = None if args.max_examples is None else str(args.max_examples)
+    opts["workers"] = None if workers is None else str(workers)
+    opts["stream"] = None if stream is None else str(stream)
+    opts["scheduler"] = None if args.scheduler == "mixed" else args.scheduler
+    opts["mutants"] = None if args.mutants is None else str(args.mutants)
+    opts["corpus"] = None if args.corpus == "corpus" else args.corpus
+    opts.update(change or {})
+    parts = ["vmfuzz", "fuzz"]
+    for b in sorted(args.bug):
+        parts += ["--bug", b]
+    for p in _plugins(args):
+        parts += ["--plugin", p]
+    for key, value in opts.items():
+        if value is not None:
+            parts += [f"--{key}", value]
+    if args.no_save:
+        parts.append("--no-save")
+    return shlex.join(parts)
+
+
+def run(args: argparse.Namespace) -> int:
     bad = unknown_bugs(args.bug)
     if bad is not None:
         return _usage_error(bad)
-    if args.budget is not None and args.budget <= 0:
-        return _usage_error("--budget must be positive")
+    budget: float | None = None
+    if args.budget is not None:
+        try:
+            budget = parse_duration(args.budget)
+        except DurationError as e:
+            return _usage_error(f"--budget: {e}")
+    elif args.max_examples is None:
+        budget = DEFAULT_BUDGET
     if args.max_examples is not None and args.max_examples < 1:
         return _usage_error("--max-examples must be >= 1")
     if args.mutants is not None and args.mutants < 0:
@@ -108,85 +184,150 @@ def run(args: argparse.Namespace) -> int:
         if args.max_examples is not None:
             return _usage_error("--max-examples runs one deterministic stream in one process: "
                                 "drop --workers (pick the stream with --stream)")
+    try:
+        every = progress_every()
+    except ValueError as e:
+        return _usage_error(str(e))
+    given_workers, given_stream = args.workers, args.stream
+    seed_drawn = args.seed is None
+    seed: int = secrets.randbelow(SEEDS) if args.seed is None else args.seed
+    args.seed = seed
     if args.workers is None:
         args.workers = 1 if args.max_examples is not None or args.stream is not None \
             else available_cores()
     if args.workers == 1 and args.stream is None:
         args.stream = 0
+    repeat = repeat_command(args, seed, given_workers, given_stream)
+    kernel = kernel_words(args.bug, _plugins(args))
     config = KernelConfig(bugs=frozenset(args.bug))
-    show_progress = not args.json and sys.stderr.isatty()
 
+    t_start = time.monotonic()
+    latest: list[CampaignResult] = []
     workers = f", {args.workers} workers" if args.workers > 1 else ""
 
+    def status() -> str:
+        elapsed = clock(time.monotonic() - t_start)
+        if not latest:
+            return f"vmfuzz fuzz: [{elapsed}] starting{workers}"
+        r = latest[-1]
+        rate = r.steps / r.seconds if r.seconds else 0.0
+        pool = f" + {r.stats.mutant_runs} mutant runs" if r.stats else ""
+        state = "; found a failure, shrinking it" if r.found else ""
+        return (f"vmfuzz fuzz: [{elapsed}] {r.examples} examples{pool}, {r.steps} steps "
+                f"({rate:,.0f} steps/s{workers}){state}")
+
+    beat = Heartbeat(status, every=every)
+
     def progress(r: CampaignResult) -> None:
-        if show_progress:
-            rate = r.steps / r.seconds if r.seconds else 0.0
-            pool = f" + {r.stats.mutant_runs} mutant runs" if r.stats else ""
-            state = "; found, shrinking" if r.found and args.workers > 1 else ""
-            sys.stderr.write(
-                f"\r[{r.seconds:6.1f}s] {r.examples} examples{pool}, {r.steps} steps "
-                f"({rate:,.0f} steps/s{workers}){state}"
-            )
-            sys.stderr.flush()
+        latest.append(r)
+        del latest[:-1]
+        if not args.json:
+            beat.update()
 
-    budget = None if args.max_examples is not None and args.budget == 60.0 else args.budget
+    if not args.json:
+        limits = [f"{args.max_examples} examples"] if args.max_examples is not None else []
+        limits += [_seconds(budget)] if budget is not None else []
+        drawn = " (drawn)" if seed_drawn else ""
+        beat.line(f"vmfuzz fuzz: {kernel}, seed {seed}{drawn}, for {' or '.join(limits)}"
+                  f"{workers}")
+        if seed_drawn:
+            beat.line(f"vmfuzz fuzz: repeat this run: {repeat}")
+        beat.__enter__()
     try:
-        if args.workers == 1:
-            result = fuzz(
-                config,
-                scheduler=args.scheduler,
-                seed_value=args.seed,
-                budget=budget,
-                max_examples=args.max_examples,
-                progress=progress,
-                mutants=args.mutants,
-                stream=args.stream,
-            )
-        else:
-            from vmfuzz._workers import fuzz_workers
-
-            result, args.stream = fuzz_workers(
-                config,
-                workers=args.workers,
-                scheduler=args.scheduler,
-                seed_value=args.seed,
-                budget=budget,
-                mutants=args.mutants,
-                progress=progress,
-            )
+        result = _campaign(config, args, budget, progress)
     except Exception as exc:  # a bug in vmfuzz itself, not a finding: say so in one line
+        beat.close()
         if os.environ.get("VMFUZZ_TRACEBACK"):
             remote = getattr(exc, "remote_traceback", "")
             if remote:  # a worker's: the parent's own traceback says only that it failed
                 sys.stderr.write(f"traceback in the worker process:\n{remote}")
             raise
         sys.stderr.write(
-            f"vmfuzz fuzz: internal error: {type(exc).__name__}: {exc} (seed {args.seed}; "
+            f"vmfuzz fuzz: internal error: {type(exc).__name__}: {exc} (seed {seed}; "
             "rerun with VMFUZZ_TRACEBACK=1 for the traceback and please report it)\n"
         )
         return 3
-    if show_progress:
-        sys.stderr.write("\n")
+    finally:
+        beat.close()
     path = None
     if result.found and not args.no_save:
         path = _save(result, args)
+    nxt = _next_steps(result, path, args, repeat, seed, given_workers, given_stream)
     if args.json:
-        print(json.dumps(_to_json(result, path, args)))
+        out = _to_json(result, path, args)
+        out.update(seed_drawn=seed_drawn, budget=budget, kernel=kernel, repeat=repeat,
+                   next=[{"what": w, "command": c} for w, c in nxt])
+        print(json.dumps(out))
     else:
-        _print_human(result, path, args)
+        _print_human(result, path, args, kernel, repeat, nxt)
     return 1 if result.found else 0
 
 
+def _seconds(budget: float) -> str:
+    return f"{budget:g} s" if budget < 120 else clock(budget)
+
+
+def _campaign(config: KernelConfig, args: argparse.Namespace, budget: float | None,
+              progress: Any) -> CampaignResult:
+    """Run the campaign: in this process, or one worker process per stream."""
+    from vmfuzz.campaign import fuzz
+
+    if args.workers == 1:
+        return fuzz(config, scheduler=args.scheduler, seed_value=args.seed, budget=budget,
+                    max_examples=args.max_examples, progress=progress, mutants=args.mutants,
+                    stream=args.stream)
+    from vmfuzz._workers import fuzz_workers
+
+    result, args.stream = fuzz_workers(config, workers=args.workers, scheduler=args.scheduler,
+                                       seed_value=args.seed, budget=budget, mutants=args.mutants,
+                                       progress=progress)
+    return result
+
+
 def _save(result: CampaignResult, args: argparse.Namespace) -> Path | None:
-    try:
-        from vmfuzz.corpus import save_failure
-    except ImportError:  # the corpus module is not there yet
-        return None
+    from vmfuzz.corpus import NotReproducible, save_failure
 
     assert result.case is not None and result.failure is not None
     meta = {"found_by": f"vmfuzz fuzz --scheduler {args.scheduler}", "seed": args.seed,
             "stream": args.stream}
-    return save_failure(result.case, result.failure.violation, Path(args.corpus), meta)
+    try:
+        return save_failure(result.case, result.failure.violation, Path(args.corpus), meta)
+    except NotReproducible as e:  # printed, not fatal: the timeline below still shows it
+        sys.stderr.write(f"vmfuzz fuzz: the failure was not saved: {e}\n")
+        return None
+
+
+def _next_steps(result: CampaignResult, path: Path | None, args: argparse.Namespace,
+                repeat: str, seed: int, workers: int | None,
+                stream: int | None) -> list[tuple[str, str]]:
+    """What to try next, as (what, command) pairs."""
+    if result.found:
+        if path is not None:
+            steps = [("draw the race", f"vmfuzz show {shlex.quote(str(path))}"),
+                     ("replay the case", f"vmfuzz replay {shlex.quote(str(path))}")]
+            if not args.bug:
+                steps.append(("once the model or the kernel path is fixed, it replays as "
+                              "fixed: commit the case with the fix", "pytest"))
+            return steps
+        if args.no_save:
+            return [("save it: the same run without --no-save",
+                     repeat.replace(" --no-save", ""))]
+        return []
+    cmd = repeat_command
+    if args.max_examples is not None:
+        more = cmd(args, seed, workers, stream, {"max-examples": str(args.max_examples * 4)})
+        other = cmd(args, seed, workers, stream, {"seed": None})
+        return [("more examples", more), ("another seed (drawn without --seed)", other)]
+    steps = []
+    budget = parse_duration(args.budget) if args.budget is not None else DEFAULT_BUDGET
+    longer = next((text for text, s in LONGER if s > budget), None)
+    if longer is not None:
+        steps.append(("a longer budget", cmd(args, seed, workers, stream, {"budget": longer})))
+    steps.append(("another seed (drawn without --seed)",
+                  cmd(args, seed, workers, stream, {"seed": None})))
+    steps.append(("overnight on every core, resumable", "vmfuzz soak --duration 8h"
+                  + "".join(f" --bug {b}" for b in sorted(args.bug))))
+    return steps
 
 
 def _to_json(result: CampaignResult, path: Path | None, args: argparse.Namespace) -> dict[str, Any]:
@@ -222,7 +363,8 @@ def _to_json(result: CampaignResult, path: Path | None, args: argparse.Namespace
     }
 
 
-def _print_human(result: CampaignResult, path: Path | None, args: argparse.Namespace) -> None:
+def _print_human(result: CampaignResult, path: Path | None, args: argparse.Namespace,
+                 kernel: str, repeat: str, nxt: list[tuple[str, str]]) -> None:
     rate = result.steps / result.seconds if result.seconds else 0.0
     print(
         f"{result.examples} examples"
@@ -230,9 +372,22 @@ def _print_human(result: CampaignResult, path: Path | None, args: argparse.Names
         + f", {result.steps} scheduler steps in {result.seconds:.1f}s "
         f"({result.examples / max(result.seconds, 1e-9):.1f} examples/s, {rate:,.0f} steps/s)"
     )
-    if not result.found:
+    print(f"kernel: {kernel}")
+    if result.found:
+        _print_failure(result, args)
+    else:
         print("no failure found")
-        return
+    if path is not None:
+        print(f"saved:  {path}")
+    print(f"repeat: {repeat}")
+    if nxt:
+        width = max(len(w) for w, _ in nxt)
+        print("next:")
+        for what, command in nxt:
+            print(f"  {what.ljust(width)}  {command}")
+
+
+def _print_failure(result: CampaignResult, args: argparse.Namespace) -> None:
     assert result.failure is not None and result.case is not None
     shrunk = result.shrunk() or {}
     print(f"FAILURE: {result.failure.violation.describe()}")
@@ -262,5 +417,7 @@ def _print_human(result: CampaignResult, path: Path | None, args: argparse.Names
             footer=[f"violated: {v.describe()}"],
         )
     )
-    if path is not None:
-        print(f"saved: {path}\nreplay: vmfuzz replay {path}\nshow:   vmfuzz show {path}")
+    if not args.bug:
+        print("a finding on the kernel under test: its case expects clean, so pytest and "
+              "'vmfuzz replay' report it as still failing until the model or the kernel "
+              "path is fixed, then as fixed")

@@ -5,13 +5,21 @@ bug switches on is replayed a second time with every switch off, on the same sch
 check says whether the fixed kernel stays clean there, or that the recorded schedule no longer
 applies (and what the fixed kernel does when the schedule is followed as far as it goes).
 
+A finding (a failure of the kernel under test, saved by 'vmfuzz fuzz' with no bug switch on)
+expects clean: its line says "still fails (check X at step N)" while the bug is there (FAIL,
+exit 1) and "fixed" once the model or the kernel path is fixed (ok).  If its schedule no
+longer applies, it is never read as fixed: "still fails" if it fails with the schedule
+followed as far as it goes, else "cannot tell whether fixed" (FAIL).
+
 A file that cannot be used (malformed, truncated, wrong version, unknown operation ...) gets one
 line on stderr naming the file and the problem; the other files are still replayed.
 
 --json prints one JSON object per line and case: path, name, ok, expected, observed, message,
 steps, trace_sha256 (of this replay), recorded_trace_sha256, trace_matches (null when the case
-records no hash), fix_check (null, or status holds|fails|diverged|budget|error, observed,
-message, lenient_observed).  An unusable file gives {"path", "ok": false, "error"}.
+records no hash), fix_check (null, or status holds|fails|budget|error, observed, message,
+schedule_applies, divergence); a finding's line also has verdict (fixed, still fails, diverged,
+budget or error), found (the check, step, task, label and message when it was found) and
+summary (the line's text).  An unusable file gives {"path", "ok": false, "error"}.
 
 exit status: 0 every case shows its recorded outcome, 1 some case differs, 2 some file is
 unusable (bad input wins over a difference).
@@ -23,6 +31,10 @@ import argparse
 import json
 import shutil
 import sys
+
+# How the summary line counts findings by verdict.
+_COUNTED = {"still fails": "still failing", "diverged": "undecided (schedule no longer applies)",
+            "budget": "out of steps", "error": "crashed"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,13 +55,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vmfuzz.corpus import CorpusError, case_files, load, replay
+    from vmfuzz.corpus import FIXED, CorpusError, case_files, load, replay
     from vmfuzz.timeline import render_attempt
 
     files, errors = case_files(args.paths)
     bad = 0
     differ = 0
     good = 0
+    verdicts: dict[str, int] = {}  # findings' verdicts
 
     def report_bad(e: CorpusError) -> None:
         nonlocal bad
@@ -68,11 +81,15 @@ def run(args: argparse.Namespace) -> int:
             report_bad(e)
             continue
         result = replay(cc, check_fix=not args.no_fix_check)
-        ok = result.ok and not (args.strict_trace and result.trace_matches is False)
+        # A fixed finding's recorded trace is the failing run's: it cannot match any more.
+        ok = result.ok and not (args.strict_trace and result.trace_matches is False
+                                and result.verdict != FIXED)
         if ok:
             good += 1
         else:
             differ += 1
+        if result.verdict is not None:
+            verdicts[result.verdict] = verdicts.get(result.verdict, 0) + 1
         if args.json:
             obj = result.to_json()
             obj["ok"] = ok
@@ -88,7 +105,11 @@ def run(args: argparse.Namespace) -> int:
             parts.append(f"{differ} differ")
         if bad:
             parts.append(f"{bad} unusable")
-        print(f"{total} case{'s' if total != 1 else ''}: {', '.join(parts)}")
+        findings = ""
+        if verdicts:
+            findings = "; findings: " + ", ".join(
+                f"{n} {_COUNTED.get(word, word)}" for word, n in sorted(verdicts.items()))
+        print(f"{total} case{'s' if total != 1 else ''}: {', '.join(parts)}{findings}")
     if bad:
         return 2
     return 1 if differ else 0

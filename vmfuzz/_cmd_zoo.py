@@ -19,7 +19,9 @@ Examples:
 Timing: each campaign runs --workers processes (as 'vmfuzz fuzz --workers': one stream of its
 seed each, the first failure wins); by default the cores are shared out, available cores / -j
 per campaign (at least 1).  With -j x --workers above the core count the budgets buy less
-search each.  Progress goes to stderr, one line per finished campaign.
+search each.  Progress goes to stderr, one line per finished campaign, and in between a status
+line (time, campaigns done and running): redrawn in place on a terminal, otherwise a plain line
+after about 10 s without other output (VMFUZZ_PROGRESS_EVERY=SECONDS changes that).
 
 Columns: found (seeds that found a failure), good (found properly, as above), median s (to
 the first, unshrunk failure), shrunk (worst tasks in flight / median steps / worst context
@@ -41,8 +43,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 from vmfuzz._cores import available_cores
+from vmfuzz._duration import DurationError, parse_duration
+from vmfuzz._progress import Heartbeat, clock, progress_every
 from vmfuzz._provenance import provenance
 from vmfuzz.kernel import BUGS
 from vmfuzz.kernel.bugs import unknown_bugs, zoo_bugs
@@ -56,8 +61,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="every registered bug, also those outside the zoo's bar")
     p.add_argument("--seeds", default="0-9", metavar="LIST",
                    help="campaign seeds, e.g. 0-9 or 0,3,5-7 (default 0-9)")
-    p.add_argument("--budget", type=float, default=60.0, metavar="SECONDS",
-                   help="each campaign's budget (default 60)")
+    p.add_argument("--budget", default="60", metavar="TIME",
+                   help="each campaign's budget: 90s, 10m, 1h or seconds (default 60 s)")
     p.add_argument("--need", type=int, default=None, metavar="N",
                    help="good seeds a bug needs (default: 9 of 10, i.e. 90%% of the seeds, "
                    "rounded up)")
@@ -90,8 +95,14 @@ def run(args: argparse.Namespace) -> int:
         seeds = _zoo.parse_seeds(args.seeds)
     except ValueError as exc:
         return _usage_error(str(exc))
-    if args.budget <= 0:
-        return _usage_error("--budget must be positive")
+    try:
+        budget = parse_duration(str(args.budget))
+    except DurationError as e:
+        return _usage_error(f"--budget: {e}")
+    try:
+        every = progress_every()
+    except ValueError as e:
+        return _usage_error(str(e))
     if args.jobs < 1:
         return _usage_error("-j must be >= 1")
     if args.workers is not None and args.workers < 1:
@@ -109,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     sys.stderr.write(
         f"vmfuzz zoo: {total} campaigns ({len(bugs)} bug{'s' if len(bugs) != 1 else ''}"
         f"{' + fixed kernel' if args.fixed else ''}"
-        f" x {len(seeds)} seeds, {args.budget:g} s each, {args.jobs} at a time, "
+        f" x {len(seeds)} seeds, {budget:g} s each, {args.jobs} at a time, "
         f"{workers} worker{'s' if workers != 1 else ''} each)\n"
     )
     if not args.bug and not args.all and len(bugs) < len(BUGS):
@@ -119,17 +130,27 @@ def run(args: argparse.Namespace) -> int:
 
     own = provenance()
     warned = False
+    t0 = time.monotonic()
+    finished = 0
+
+    def status() -> str:
+        running = min(args.jobs, total - finished)
+        return (f"vmfuzz zoo: [{clock(time.monotonic() - t0)}] {finished}/{total} campaigns "
+                f"done, {running} running")
+
+    beat = Heartbeat(status, every=every)
 
     def done(i: int, c: _zoo.Campaign) -> None:
-        nonlocal warned
+        nonlocal warned, finished
+        finished = i
         ran = (c.out or {}).get("vmfuzz") or {}
         if c.out is not None and ran.get("code") != own["code"] and not warned:
             warned = True
-            sys.stderr.write(
+            beat.line(
                 f"vmfuzz zoo: warning: campaigns run vmfuzz from {ran.get('path')} (code "
                 f"{ran.get('code')}), not this one ({own['path']}, code {own['code']}): the "
                 "table measures their code ('python -m vmfuzz' imports what this interpreter "
-                "finds first)\n"
+                "finds first)"
             )
         who = c.bug or _zoo.FIXED
         if c.error is not None:
@@ -144,13 +165,13 @@ def run(args: argparse.Namespace) -> int:
                     f"{_zoo.counted(sh.get('preemptions'), 'switch')}")
             if c.bug:
                 what += " (good)" if c.good() else f" (not good: {c.why_not_good()})"
-        sys.stderr.write(f"[{i}/{total}] {who} seed {c.seed}: {what}\n")
-        sys.stderr.flush()
+        beat.line(f"[{i}/{total}] {who} seed {c.seed}: {what}")
 
     interrupted = False
     try:
-        campaigns = _zoo.run_all(jobs, args.budget, args.jobs, args.corpus, done,
-                                 workers=workers)
+        with beat:
+            campaigns = _zoo.run_all(jobs, budget, args.jobs, args.corpus, done,
+                                     workers=workers)
     except _zoo.Interrupted as stop:  # keep what finished: the table of those, then exit 130
         campaigns, interrupted = stop.finished, True
         sys.stderr.write(f"vmfuzz zoo: interrupted after {len(campaigns)} of {total} "

@@ -157,7 +157,7 @@ def fuzz(
         n = chunk if max_examples is None else max(1, min(chunk, max_examples - done))
         s = settings(profile(base_profile), max_examples=n, verbosity=Verbosity.quiet,
                      derandomize=False)
-        machine = functools.partial(KernelMachine, ctx)
+        machine = _machine(ctx, None if budget is None else t0 + budget)
         test = seed(chunk_seed(seed_value, stream, index))(
             get_state_machine_test(machine, settings=s)  # type: ignore[arg-type]
         )
@@ -165,6 +165,8 @@ def fuzz(
         try:
             with _shrink_deadline(shrink_seconds), _no_local_constants():
                 test()
+        except _OutOfTime:  # the budget ran out in the middle of the chunk
+            break
         except StepBudgetSpent:  # the step budget ran out in the middle of the chunk
             break
         except Exception as exc:  # the failure Hypothesis shrank and re-raised
@@ -198,6 +200,28 @@ def fuzz(
     result.post_shrink_seconds = time.monotonic() - t_shrunk
     _update(result, ctx, t0)
     return result
+
+
+class _OutOfTime(KeyboardInterrupt):
+    """Raised as an example would start after the budget.  Hypothesis treats a
+    KeyboardInterrupt as "stop now": it ends the chunk's run at once, neither counted as a
+    failure nor shrunk nor checked for flakiness; :func:`fuzz` catches this one alone."""
+
+
+def _machine(ctx: CampaignContext, deadline: float | None) -> Callable[[], KernelMachine]:
+    """The chunk's machine factory.  With a ``deadline`` (``time.monotonic()``), an example
+    that would start after it ends the run instead (:class:`_OutOfTime`), unless a failure has
+    been met: shrinking it is not part of the budget.  Without one, exactly the plain factory
+    (a campaign bounded by examples alone stays deterministic)."""
+    if deadline is None:
+        return functools.partial(KernelMachine, ctx)
+
+    def timed() -> KernelMachine:
+        if ctx.stats.first_failure_at is None and time.monotonic() >= deadline:
+            raise _OutOfTime
+        return KernelMachine(ctx)
+
+    return timed
 
 
 def user_checks(names: Sequence[str] = ()) -> tuple[str, ...]:

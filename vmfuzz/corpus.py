@@ -41,7 +41,7 @@ from vmfuzz.kernel import BUGS, OPS, KernelConfig
 from vmfuzz.kernel.boot import WORLD_FEATURES
 from vmfuzz.plugins import PluginError, PluginRef, refs_for, require
 from vmfuzz.schedules import Explicit, Replay
-from vmfuzz.schedules._explicit import parse_step
+from vmfuzz.schedules._explicit import explicit_from_trace, parse_step
 from vmfuzz.violation import Violation
 
 FORMAT = "vmfuzz-case"
@@ -53,6 +53,9 @@ CLEAN = "clean"
 BUDGET = "budget"
 DIVERGED = "diverged"  # the recorded schedule no longer applies
 ERROR = "error"  # the model raised something that is not a Violation
+# A finding's verdicts (besides DIVERGED, BUDGET and ERROR): see ReplayResult.verdict.
+FIXED = "fixed"
+STILL_FAILS = "still fails"
 
 
 class CorpusError(Exception):
@@ -88,6 +91,14 @@ class CorpusCase:
     metadata: dict[str, Any] = attrs.field(factory=dict, eq=False)
     path: Path | None = attrs.field(default=None, eq=False)
     plugins: tuple[PluginRef, ...] = attrs.field(default=(), eq=False)
+    # A finding on the kernel under test: expected is clean (the fix), and this records the
+    # check that fired when it was found (check, message, step, task, label).
+    found: dict[str, Any] | None = attrs.field(default=None, eq=False)
+
+    @property
+    def is_finding(self) -> bool:
+        """Saved as a finding: red (``still fails``) until the fix makes it clean (``fixed``)."""
+        return self.found is not None
 
     @property
     def name(self) -> str:
@@ -137,7 +148,7 @@ class _Bad(Exception):
 
 _TOP_KEYS = {
     "format", "version", "description", "config", "tasks", "schedule", "max_steps", "expected",
-    "trace_sha256", "steps", "violation", "metadata", "plugins",
+    "trace_sha256", "steps", "violation", "metadata", "plugins", "found",
 }
 _SCHEDULE_KEYS = ("decisions", "preemptions", "explicit", "pct", "random")
 _CHECK_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -342,13 +353,20 @@ def _from_json(data: Any, path: Path) -> CorpusCase:
     violation = data.get("violation")
     if violation is not None:
         _obj(violation, "violation", ("check", "message", "task", "label", "step"))
+    found = data.get("found")
+    if found is not None:
+        _obj(found, "found", ("check", "message", "task", "label", "step"), ("check",))
+        _str(found["check"], "found.check")
+        if expected != CLEAN:
+            raise _Bad("found", "a finding's case expects \"clean\" (what the fix gives), "
+                                f"not {expected!r}")
     description = _str(data.get("description", ""), "description")
     metadata = data.get("metadata", {})
     if not isinstance(metadata, dict):
         raise _Bad("metadata", f"expected an object, found {_type_name(metadata)}")
     case = Case(config, tasks, schedule, max_steps)
     return CorpusCase(case, expected, explicit, sha, steps, violation, description, metadata, path,
-                      plugins)
+                      plugins, found=found)
 
 
 def _plugins(v: Any, path: Path) -> tuple[PluginRef, ...]:
@@ -472,6 +490,8 @@ def to_json(cc: CorpusCase) -> dict[str, Any]:
     out["schedule"] = _schedule_json(cc)
     out["max_steps"] = cc.case.max_steps
     out["expected"] = cc.expected
+    if cc.found is not None:
+        out["found"] = cc.found
     if cc.trace_sha256 is not None:
         out["trace_sha256"] = cc.trace_sha256
     if cc.steps is not None:
@@ -630,6 +650,10 @@ def save_failure(
         # how any schedule source draws its choices.
         recorded = Schedule("decisions", decisions=tuple(run.decisions))
         replay_case = attrs.evolve(case, schedule=recorded)
+    finding = not case.config.bugs  # a failure of the kernel under test: red until fixed
+    explicit = _explicit_for(replay_case, run) if finding and run.sched.trace else None
+    if explicit is not None:
+        replay_case = attrs.evolve(replay_case, schedule=Schedule("none"))
     sig = signature(run.sched, run.outcome)
     v = run.outcome.violation
     meta: dict[str, Any] = dict(metadata or {})
@@ -640,14 +664,15 @@ def save_failure(
     meta["vmfuzz_version"] = __version__
     new = CorpusCase(
         replay_case,
-        want,
-        None,
+        CLEAN if finding else want,
+        explicit,
         run.outcome.trace_sha256,
         run.outcome.steps,
-        v.to_json() if v is not None else None,
+        v.to_json() if v is not None and not finding else None,
         description,
         meta,
         plugins=refs_for(replay_case, want, corpus_dir),  # the plugins whose names it uses
+        found=v.to_json() if v is not None and finding else None,
     )
     directory = Path(corpus_dir)
     base = case_name(run.sched, run.outcome)
@@ -666,6 +691,20 @@ def save_failure(
         if old.steps is not None and old.steps <= run.outcome.steps:
             return path
         return write_case(new, path)
+
+
+def _explicit_for(case: Case, run: Run) -> tuple[str, ...] | None:
+    """``run`` as explicit steps if they replay it exactly (same outcome and trace), else None.
+
+    A finding is kept in this form: a fix that makes one side wait on a lock only serialises
+    the steps, where recorded decisions would no longer apply."""
+    steps = tuple(explicit_from_trace(run.sched.trace))
+    try:
+        again = execute(case, Explicit(steps))
+    except ScheduleDiverged:
+        return None
+    same = outcome_label(again.outcome) == outcome_label(run.outcome)
+    return steps if same and again.outcome.trace_sha256 == run.outcome.trace_sha256 else None
 
 
 # ======================================================================= replay
@@ -802,11 +841,34 @@ def fix_check(cc: CorpusCase) -> FixCheck | None:
 
 @attrs.frozen
 class ReplayResult:
-    """A replayed case: did it show its recorded outcome, and with what trace."""
+    """A replayed case: did it show its recorded outcome, and with what trace.
+
+    For a finding (:attr:`CorpusCase.is_finding`) whose schedule no longer applies,
+    ``lenient`` is the run that follows it as far as it goes, then the default policy: it
+    tells a finding that still fails from one that cannot be told (never read as fixed)."""
 
     case: CorpusCase
     attempt: Attempt
     fix: FixCheck | None = None
+    lenient: Attempt | None = None
+
+    @property
+    def verdict(self) -> str | None:
+        """A finding's state: ``fixed`` (clean now: the case passes), ``still fails`` (a check
+        fires, on the recorded schedule or, when that no longer applies, as far as it goes),
+        ``diverged`` (the schedule no longer applies and, followed as far as it goes, the run
+        does not fail: cannot tell), ``budget`` or ``error``.  None for any other case."""
+        if not self.case.is_finding:
+            return None
+        obs = self.observed
+        if obs == DIVERGED and self.lenient is not None and self.lenient.run is not None \
+                and self.lenient.run.outcome.violation is not None:
+            return STILL_FAILS
+        if obs == CLEAN:
+            return FIXED
+        if obs in (DIVERGED, BUDGET, ERROR):
+            return obs
+        return STILL_FAILS
 
     @property
     def observed(self) -> str:
@@ -830,6 +892,8 @@ class ReplayResult:
     def summary(self) -> str:
         """One line for people."""
         cc = self.case
+        if cc.is_finding:
+            return self._finding_summary()
         if self.ok:
             line = f"{cc.expected} as recorded"
             if self.trace_matches is False:
@@ -840,8 +904,34 @@ class ReplayResult:
             line += f"; {self.fix.describe()}"
         return line
 
+    def _finding_summary(self) -> str:
+        found = self.case.found or {}
+        was = f"found as {found.get('check')}" + (
+            f" at step {found['step']}" if found.get("step") is not None else "")
+        verdict = self.verdict
+        att = self.attempt
+        if verdict == FIXED:
+            return f"fixed: clean after {att.steps} steps ({was})"
+        if verdict == STILL_FAILS:
+            diverged = ""
+            if self.observed == DIVERGED and self.lenient is not None:
+                diverged = (f" ({att.message}; it fails with the schedule followed as far "
+                            "as it goes, then the default policy)")
+                att = self.lenient
+            v = att.run.outcome.violation if att.run is not None else None
+            assert v is not None
+            also = "" if v.check == found.get("check") else f"; {was}"
+            return f"still fails (check {v.check} at step {v.step}{also}): {v.message}{diverged}"
+        if verdict == DIVERGED:
+            how = self.lenient.message if self.lenient is not None else "unknown"
+            return (f"cannot tell whether fixed: {att.message}; followed as far as it goes, "
+                    f"then the default policy: {how} ({was})")
+        if verdict == BUDGET:
+            return f"not fixed: the step budget ran out after {att.steps} steps ({was})"
+        return f"not fixed: the model crashed: {att.message} ({was})"
+
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "path": os.fspath(self.case.path) if self.case.path else None,
             "name": self.case.name,
             "ok": self.ok,
@@ -854,9 +944,17 @@ class ReplayResult:
             "trace_matches": self.trace_matches,
             "fix_check": self.fix.to_json() if self.fix is not None else None,
         }
+        if self.case.is_finding:  # only a finding's line has these (others read as before)
+            out["verdict"] = self.verdict
+            out["found"] = self.case.found
+            out["summary"] = self.summary()
+        return out
 
 
 def replay(cc: CorpusCase, *, check_fix: bool = True) -> ReplayResult:
     """Replay ``cc`` and, for a bug case (unless ``check_fix`` is false), its fix check."""
     first = attempt(cc)
-    return ReplayResult(cc, first, fix_check(cc) if check_fix else None)
+    lenient = None
+    if cc.is_finding and first.observed == DIVERGED:
+        lenient = attempt(cc, strict=False)
+    return ReplayResult(cc, first, fix_check(cc) if check_fix else None, lenient)

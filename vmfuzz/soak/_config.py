@@ -7,12 +7,13 @@ Also the checks of a configuration against what the model and the plugins regist
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import attrs
 
+from vmfuzz._duration import DurationError
+from vmfuzz._duration import parse_duration as _parse_duration
 from vmfuzz.plugins import PluginError, load_plugins
 from vmfuzz.soak._plan import SCHEDULERS
 
@@ -85,26 +86,13 @@ class SoakOptions:
         return min(60.0, max(5.0, self.duration / 10))
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
-_UNIT = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
 def parse_duration(text: str) -> float:
-    """Seconds in ``90s``, ``2m``, ``8h``, ``1h30m``, ``1.5h`` or a bare number of seconds."""
-    s = text.strip().lower().replace(" ", "")
-    pos = 0
-    total = 0.0
-    while pos < len(s):
-        m = _DURATION.match(s, pos)
-        if m is None:
-            break
-        total += float(m.group(1)) * _UNIT[m.group(2)]
-        pos = m.end()
-    if not s or pos != len(s):
-        raise SoakError(f"bad duration {text!r}: use e.g. 90s, 2m, 8h or 1h30m")
-    if total <= 0:
-        raise SoakError(f"the duration must be positive, not {text!r}")
-    return total
+    """Seconds in ``90s``, ``2m``, ``8h``, ``1h30m``, ``1.5h`` or a bare number of seconds
+    (:func:`vmfuzz._duration.parse_duration`, its error as a :class:`SoakError`)."""
+    try:
+        return _parse_duration(text)
+    except DurationError as e:
+        raise SoakError(str(e)) from None
 
 
 def format_duration(seconds: float) -> str:
