@@ -2,7 +2,7 @@
 
 Examples:
   vmfuzz fuzz --budget 30                       fuzz the fixed kernel for 30 s
-  vmfuzz fuzz --bug vma_adjust_no_anon_vma_lock rediscover a historical race (see 'vmfuzz bugs')
+  vmfuzz fuzz --bug migrate_no_anon_vma_ref     rediscover a historical race (see 'vmfuzz bugs')
   vmfuzz fuzz --budget 10m                      budgets: 90s, 10m, 8h, 1h30m or seconds
   vmfuzz fuzz --seed 7 --max-examples 500 --json
   vmfuzz fuzz --bug NAME --workers 4            four processes, four streams of the seed
