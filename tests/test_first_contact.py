@@ -132,6 +132,20 @@ def test_a_finding_replays_red_while_the_bug_is_there_and_green_once_fixed(
     assert (line["ok"], line["verdict"], line["observed"]) == (True, "fixed", "clean")
 
 
+def test_show_draws_a_finding_with_its_verdict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``vmfuzz show`` of a finding says "still fails" under the race, then "fixed"."""
+    path = save_failure(*finding(), tmp_path)
+    assert main(["show", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert f"still fails (found as {LOST_UPDATE} at step 4)" in out and "DIFFERS" not in out
+    monkeypatch.setitem(MODEL, "fixed", True)
+    assert main(["show", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"fixed: clean (found as {LOST_UPDATE} at step 4)" in out and "DIFFERS" not in out
+
+
 def test_the_pytest_item_of_a_finding_is_red_until_fixed(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -195,6 +195,14 @@ def outcome_footer(cc: CorpusCase, att: Attempt, *, expected: str | None = None)
     elif att.observed == ERROR:
         lines.append(f"*** the model crashed: {att.message}")
     want = cc.expected if expected is None else expected
+    if cc.found is not None and expected is None:  # a finding: red until fixed
+        was = f"found as {cc.found.get('check')} at step {cc.found.get('step')}"
+        if att.observed == want:
+            lines.append(f"fixed: clean ({was})")
+            return lines
+        if att.observed == cc.found.get("check"):
+            lines.append(f"still fails ({was}): red until the fix makes it clean")
+            return lines
     if att.observed == want:
         lines.append(f"expected: {want} (matches)")
     else:
