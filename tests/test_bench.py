@@ -4,16 +4,24 @@ emits the documented JSON (figures are never asserted)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+from collections.abc import Callable
+from subprocess import CompletedProcess
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from conftest import Ahead
 
 
-def test_bench_quick_emits_json() -> None:
-    res = subprocess.run(
-        [sys.executable, "-m", "vmfuzz", "bench", "--quick", "--json",
-         "--bug", "detach_vmas_outside_ptl", "--strategy", "mixed", "--workers", "1"],
-        capture_output=True, text=True, timeout=300,
-    )
+QUICK = ("bench", "--quick", "--json", "--bug", "detach_vmas_outside_ptl", "--strategy", "mixed",
+         "--workers", "1")
+
+
+@pytest.mark.run_ahead(*QUICK)
+def test_bench_quick_emits_json(ahead: Ahead) -> None:
+    """Started ahead at low priority (tests/conftest.py): nothing here depends on its speed."""
+    res = ahead.result(*QUICK)
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert out["engine"]["steps_per_second"] > 0
@@ -28,10 +36,7 @@ def test_bench_quick_emits_json() -> None:
     assert row["seeds"] == 1 and 0 <= row["found_rate"] <= 1
 
 
-def test_bench_rejects_unknown_bug() -> None:
-    res = subprocess.run(
-        [sys.executable, "-m", "vmfuzz", "bench", "--bug", "nope"],
-        capture_output=True, text=True, timeout=120,
-    )
+def test_bench_rejects_unknown_bug(vmfuzz_cli: Callable[..., CompletedProcess[str]]) -> None:
+    res = vmfuzz_cli("bench", "--bug", "nope", timeout=120)
     assert res.returncode == 2
     assert "unknown bug nope" in res.stderr and "Traceback" not in res.stderr

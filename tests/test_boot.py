@@ -4,6 +4,7 @@ documentation draws, with the real kernel paths, and the invariants accept it.""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import attrs
 import pytest
@@ -89,12 +90,12 @@ def test_unknown_world_feature_is_refused() -> None:
         KernelConfig(world=("hugepages",))
 
 
-def test_world_round_trips_through_the_corpus(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_world_round_trips_through_the_corpus(tmp_path: Path, repo_root: Path) -> None:
     from vmfuzz.corpus import CorpusError, load
 
     cfg = KernelConfig(world=("forked", "swapped"))
     assert KernelConfig.from_json(json.loads(json.dumps(cfg.to_json()))) == cfg
-    src = json.load(open("corpus/bugs/migrate_no_anon_vma_ref.json"))
+    src = json.loads((repo_root / "corpus/bugs/migrate_no_anon_vma_ref.json").read_text())
     src["config"]["world"] = ["resident", "teleport"]
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(src))

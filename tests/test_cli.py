@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 
 import pytest
 
@@ -20,28 +21,28 @@ def test_a_closed_pipe_ends_the_command_quietly() -> None:
     assert "Traceback" not in err and "BrokenPipeError" not in err
 
 
-def _pinned(*args: str) -> subprocess.CompletedProcess[str]:
-    """``vmfuzz ARGS`` in a process that may run on CPU 0 only (as taskset -c 0 would)."""
+def test_worker_defaults_count_the_cores_the_process_may_use(
+    vmfuzz_cli: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    """A process pinned to one CPU (taskset, a container's cpuset) starts one worker, not one
+    per CPU of the host: fuzz, soak and bench all count the CPU affinity."""
+    import json
     import os
 
     if not hasattr(os, "sched_setaffinity"):
         pytest.skip("no CPU affinity on this platform")
-    def pin() -> None:
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
-    return subprocess.run([sys.executable, "-m", "vmfuzz", *args], capture_output=True,
-                          text=True, timeout=120, preexec_fn=pin)
+    def pinned(*args: str) -> subprocess.CompletedProcess[str]:
+        """``vmfuzz ARGS`` in a process that may run on CPU 0 only (as taskset -c 0 would)."""
+        def pin() -> None:
+            os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
-
-def test_worker_defaults_count_the_cores_the_process_may_use() -> None:
-    """A process pinned to one CPU (taskset, a container's cpuset) starts one worker, not one
-    per CPU of the host: fuzz, soak and bench all count the CPU affinity."""
-    import json
+        return vmfuzz_cli(*args, timeout=120, preexec_fn=pin)
 
     for cmd in ("soak", "bench"):
-        out = _pinned(cmd, "--help")
+        out = pinned(cmd, "--help")
         assert out.returncode == 0, out.stderr
         assert "here 1)" in " ".join(out.stdout.split()), out.stdout
-    out = _pinned("fuzz", "--budget", "1", "--json", "--no-save")
+    out = pinned("fuzz", "--budget", "1", "--json", "--no-save")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["workers"] == 1

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import pytest
 
@@ -43,11 +43,10 @@ def test_the_digest_names_the_code_not_the_layout(tmp_path: Path) -> None:
     assert len({a, c, d}) == 3
 
 
-def test_a_campaign_json_says_which_code_ran() -> None:
-    res = subprocess.run(
-        [sys.executable, "-m", "vmfuzz", "fuzz", "--max-examples", "1", "--json", "--no-save"],
-        capture_output=True, text=True, timeout=300,
-    )
+def test_a_campaign_json_says_which_code_ran(
+    vmfuzz_cli: Callable[..., CompletedProcess[str]],
+) -> None:
+    res = vmfuzz_cli("fuzz", "--max-examples", "1", "--json", "--no-save")
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["vmfuzz"] == provenance()
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import pickle
-import subprocess
-import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from subprocess import CompletedProcess
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -16,8 +16,14 @@ from vmfuzz._workers import WorkerError, _worker, fuzz_workers
 from vmfuzz.kernel import KernelConfig
 from vmfuzz.violation import Violation
 
+if TYPE_CHECKING:
+    from conftest import Ahead
+
 # A bug the world already shows at step 0: every stream finds it in its first examples.
 AT_ONCE = "detach_vmas_outside_ptl"
+# Pool mutants per chunk where a test counts work, not searches: a tenth of a campaign's
+# (campaign.MUTANTS), so that the two rounds of a 200-example stream take 2 s, not 10.
+MUTANTS = 40
 
 
 def test_stream_zero_keeps_the_seed_numbering_and_other_streams_are_disjoint() -> None:
@@ -67,19 +73,31 @@ def test_the_first_failure_stops_the_other_workers_and_names_its_stream() -> Non
     assert again.found and again.invariant == r.invariant and again.case == r.case
 
 
-def test_a_campaign_without_failure_counts_every_streams_work() -> None:
+def _stream(w: int) -> tuple[str, ...]:
+    """Stream ``w`` of the fixed kernel's seed-0 campaign alone, 200 examples, in a process of
+    its own."""
+    return ("fuzz", "--seed", "0", "--stream", str(w), "--max-examples", "200",
+            "--mutants", str(MUTANTS), "--json", "--no-save")
+
+
+@pytest.mark.run_ahead(*_stream(0))
+@pytest.mark.run_ahead(*_stream(1))
+def test_a_campaign_without_failure_counts_every_streams_work(ahead: Ahead) -> None:
     seen: list[int] = []
     r, stream = fuzz_workers(KernelConfig(), workers=2, budget=None, max_examples=200,
-                             progress=lambda p: seen.append(p.examples))
+                             mutants=MUTANTS, progress=lambda p: seen.append(p.examples))
     assert not r.found and stream is None and r.failure is None
     # Bounded by examples, each stream's work is exact: the totals are their sums.  (200
     # examples: a campaign of 100 runs no pool mutants at all.)
-    alone = [campaign.fuzz(KernelConfig(), budget=None, max_examples=200, stream=w)
-             for w in (0, 1)]
-    assert r.examples == sum(a.examples for a in alone) > 0
-    assert r.steps == sum(a.steps for a in alone)
+    alone = []
+    for w in (0, 1):
+        res = ahead.result(*_stream(w))
+        assert res.returncode == 0, res.stderr
+        alone.append(json.loads(res.stdout))
+    assert r.examples == sum(a["examples"] for a in alone) > 0
+    assert r.steps == sum(a["steps"] for a in alone)
     assert r.stats is not None and r.stats.mutant_runs == sum(
-        a.stats.mutant_runs for a in alone if a.stats) > 0
+        a["mutant_runs"] for a in alone) > 0
     assert seen and max(seen) <= r.examples
 
 
@@ -92,11 +110,6 @@ def test_a_worker_that_raises_is_an_error_that_names_its_stream() -> None:
         fuzz_workers(KernelConfig(), workers=0)
 
 
-def _fuzz(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vmfuzz", "fuzz", *args],
-                          capture_output=True, text=True, timeout=300)
-
-
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -106,17 +119,23 @@ def _fuzz(*args: str) -> subprocess.CompletedProcess[str]:
         (["--stream", "-1"], "--stream must be >= 0"),
     ],
 )
-def test_bad_worker_options_are_usage_errors(args: list[str], message: str) -> None:
-    res = _fuzz(*args)
+def test_bad_worker_options_are_usage_errors(
+    args: list[str], message: str, vmfuzz_cli: Callable[..., CompletedProcess[str]]
+) -> None:
+    res = vmfuzz_cli("fuzz", *args)
     assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
 
 
-def test_fuzz_json_says_how_many_workers_and_which_stream_found() -> None:
-    res = _fuzz("--bug", AT_ONCE, "--workers", "2", "--budget", "30", "--json", "--no-save")
+def test_fuzz_json_says_how_many_workers_and_which_stream_found(
+    vmfuzz_cli: Callable[..., CompletedProcess[str]],
+) -> None:
+    res = vmfuzz_cli("fuzz", "--bug", AT_ONCE, "--workers", "2", "--budget", "30", "--json",
+                     "--no-save")
     assert res.returncode == 1, res.stderr
     out = json.loads(res.stdout)
     assert out["found"] and out["workers"] == 2 and out["stream"] in (0, 1)
-    one = _fuzz("--seed", "2", "--stream", "1", "--max-examples", "3", "--json", "--no-save")
+    one = vmfuzz_cli("fuzz", "--seed", "2", "--stream", "1", "--max-examples", "3", "--json",
+                     "--no-save")
     assert one.returncode == 0, one.stderr
     out = json.loads(one.stdout)
     assert (out["workers"], out["stream"], out["seed"]) == (1, 1, 2)

@@ -1,7 +1,10 @@
 """The historical bug zoo: every registered bug is rediscovered from scratch and shrunk.
 
-Default run: every registered bug, seed 0, a bounded number of examples (deterministic).
-Bugs the fuzzer does not yet find within that budget are listed in NOT_YET_FOUND (strict
+Default run: the bugs of QUICK from scratch (seed 0, QUICK_EXAMPLES examples: deterministic),
+the fixed kernel clean under the same campaign, and every registered bug's saved failure
+(corpus/bugs/) replayed, with and without its fix.  ``pytest -m zoo``: seed 0 of every
+registered bug from scratch at ZOO_EXAMPLES (390 s of CPU, 3 to 4 minutes on two idle cores);
+bugs the fuzzer does not yet find within that budget are listed in NOT_YET_FOUND (strict
 xfail: the test fails as soon as one is found, so the list cannot go stale).  The full check
 of issue 6 (10 seeds x 60 s each, >= 9 found, shrunk no larger than the mail's drawing) is
 opt-in: ``pytest -m slow tests/test_zoo.py``, or ``vmfuzz zoo`` (:mod:`vmfuzz._zoo`, tested
@@ -12,22 +15,43 @@ bugs`` marks the one outside it, which ``vmfuzz zoo --all`` adds.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from vmfuzz import _zoo
 from vmfuzz._cores import available_cores
+from vmfuzz.corpus import CorpusCase, replay
 from vmfuzz.kernel import BUGS
 from vmfuzz.kernel.bugs import zoo_bugs
 
-DEFAULT_EXAMPLES = 500
+if TYPE_CHECKING:
+    from subprocess import CompletedProcess
 
-# Not found by seed 0 within DEFAULT_EXAMPLES: a single-seed lottery ticket, redrawn whenever
+    from conftest import Ahead
+
+ZOO_EXAMPLES = 500  # pytest -m zoo
+
+# The default run's from-scratch campaigns: bugs seed 0 finds within QUICK_EXAMPLES, each in
+# a few seconds of CPU, search and shrink included (measured at 500 examples, the seed-0
+# campaigns of the whole registry take 420 s of CPU; these and the fixed kernel's at 250, 40 s).
+# Between them they take the paths of a campaign with a real bug: one the world shows at step 0
+# (detach_vmas_outside_ptl), a Hypothesis example that lockdep catches, then Hypothesis's
+# shrink (swapout_holds_vmlist_lock, example 55), a pool mutant (anon_vma_lock_not_root), and
+# pool mutants and probes, then the post-Hypothesis shrink to the mail's two tasks and one
+# switch (migrate_no_anon_vma_ref, 7 s of it).  Each is found before example 230, so at 250
+# its campaign is the one it has at 500.
+QUICK_EXAMPLES = 250
+QUICK = (
+    "anon_vma_lock_not_root",
+    "detach_vmas_outside_ptl",
+    "migrate_no_anon_vma_ref",
+    "swapout_holds_vmlist_lock",
+)
+
+# Not found by seed 0 within ZOO_EXAMPLES: a single-seed lottery ticket, redrawn whenever
 # generation changes (session 5, frames aimed and the world built by the kernel under test:
 # migrate_no_anon_vma_ref now found there; swapout_vma_after_unlock, try_to_unmap_ignores_
 # reserved, unuse_process_no_mmap_sem and vm_swap_full_delete_race, found in most seeds of
@@ -44,15 +68,27 @@ NOT_YET_FOUND = {
 }
 
 
+def _from_scratch(name: str | None, examples: int) -> tuple[str, ...]:
+    """The campaign, through the command users run, in a fresh process: a cold start in every
+    sense (campaign results were seen to depend on what ran earlier in the same process).
+    No name: the fixed kernel."""
+    bug = ("--bug", name) if name is not None else ()
+    return ("fuzz", *bug, "--seed", "0", "--max-examples", str(examples), "--json",
+            "--no-save")
+
+
 def _params() -> list[object]:
-    """Every registered bug, those outside the zoo's bar too (issue 6 asks for the whole
-    registry here)."""
+    """QUICK at QUICK_EXAMPLES; under the zoo marker, every registered bug, those outside the
+    zoo's bar too (issue 6 asks for the whole registry), at ZOO_EXAMPLES."""
     out: list[object] = []
+    for name in QUICK:
+        out.append(pytest.param(name, QUICK_EXAMPLES, id=name,
+                                marks=pytest.mark.run_ahead(*_from_scratch(name, QUICK_EXAMPLES))))
     for name in sorted(BUGS):
-        marks = []
+        marks = [pytest.mark.zoo, pytest.mark.run_ahead(*_from_scratch(name, ZOO_EXAMPLES))]
         if name in NOT_YET_FOUND:
-            marks.append(pytest.mark.xfail(strict=True, reason="not found in the default budget"))
-        out.append(pytest.param(name, marks=marks))
+            marks.append(pytest.mark.xfail(strict=True, reason="not found in the zoo's budget"))
+        out.append(pytest.param(name, ZOO_EXAMPLES, id=f"zoo-{name}", marks=marks))
     return out
 
 
@@ -65,6 +101,7 @@ def test_registry_is_well_formed() -> None:
         for check in bug.caught_by():
             assert check in CHECKS, f"{bug.name}: unknown check {check}"
     assert NOT_YET_FOUND <= set(BUGS)
+    assert set(QUICK) <= set(BUGS) - NOT_YET_FOUND
 
 
 def test_zoo_bar_keeps_the_issues_minimum() -> None:
@@ -100,40 +137,12 @@ def test_zoo_command_runs_the_bar_by_default_and_all_with_all(
     assert [b for b, _ in ran[-1]] == outside[:1]
 
 
-def _from_scratch(name: str | None) -> subprocess.CompletedProcess[str]:
-    # A fresh process per campaign, through the command users run: a cold start in every sense
-    # (campaign results were seen to depend on what ran earlier in the same process).  No name:
-    # the fixed kernel.
-    bug = ["--bug", name] if name is not None else []
-    return subprocess.run(
-        [sys.executable, "-m", "vmfuzz", "fuzz", *bug, "--seed", "0",
-         "--max-examples", str(DEFAULT_EXAMPLES), "--json", "--no-save"],
-        capture_output=True, text=True, timeout=600,
-    )
-
-
-@pytest.fixture(scope="module")
-def from_scratch(
-    request: pytest.FixtureRequest,
-) -> Iterator[dict[str | None, Future[subprocess.CompletedProcess[str]]]]:
-    """The campaigns of the selected bugs (and of the fixed kernel, key None, when its test is
-    selected), two processes at a time (the suite's machine has 2 cores; each campaign is
-    bounded by examples, not time, so sharing the cores changes no result)."""
-    names: list[str | None] = sorted(
-        {item.callspec.params["name"] for item in request.session.items
-         if getattr(item, "originalname", None) == "test_bug_found_from_scratch"})
-    if any(getattr(item, "originalname", None) == "test_fixed_kernel_clean_under_the_same_campaign"
-           for item in request.session.items):
-        names.insert(0, None)
-    with ThreadPoolExecutor(max_workers=2) as workers:
-        yield {name: workers.submit(_from_scratch, name) for name in names}
-
-
-@pytest.mark.parametrize("name", _params())
-def test_bug_found_from_scratch(
-    name: str, from_scratch: dict[str | None, Future[subprocess.CompletedProcess[str]]]
-) -> None:
-    res = from_scratch[name].result()
+@pytest.mark.parametrize(("name", "examples"), _params())
+def test_bug_found_from_scratch(name: str, examples: int, ahead: Ahead) -> None:
+    """A cold ``vmfuzz fuzz --bug NAME --seed 0 --max-examples N`` finds the bug by one of its
+    checks.  Default run: the bugs of QUICK; every other bug's search is under ``-m zoo``, and
+    in the default run its saved failure replays (test_every_bug_replays_its_saved_failure)."""
+    res = ahead.result(*_from_scratch(name, examples))
     assert res.returncode in (0, 1), res.stderr
     out = json.loads(res.stdout)
     assert out["found"], f"{name} not found in {out['examples']} examples"
@@ -141,13 +150,36 @@ def test_bug_found_from_scratch(
     assert res.returncode == 1
 
 
-def test_fixed_kernel_clean_under_the_same_campaign(
-    from_scratch: dict[str | None, Future[subprocess.CompletedProcess[str]]],
-) -> None:
-    res = from_scratch[None].result()
+@pytest.mark.parametrize("examples", [
+    pytest.param(QUICK_EXAMPLES, id="quick",
+                 marks=pytest.mark.run_ahead(*_from_scratch(None, QUICK_EXAMPLES))),
+    pytest.param(ZOO_EXAMPLES, id="zoo", marks=[
+        pytest.mark.zoo, pytest.mark.run_ahead(*_from_scratch(None, ZOO_EXAMPLES))]),
+])
+def test_fixed_kernel_clean_under_the_same_campaign(examples: int, ahead: Ahead) -> None:
+    """The fixed kernel under the campaign the bugs get, in the default run at QUICK_EXAMPLES
+    (every check on, nothing may be found: the false-positive guard of the tests above)."""
+    res = ahead.result(*_from_scratch(None, examples))
     assert res.returncode == 0, res.stdout + res.stderr
     out = json.loads(res.stdout)
-    assert not out["found"] and out["examples"] >= DEFAULT_EXAMPLES
+    assert not out["found"] and out["examples"] >= examples
+
+
+@pytest.mark.parametrize("name", sorted(BUGS))
+def test_every_bug_replays_its_saved_failure(
+    name: str, saved_case: Callable[[str], CorpusCase]
+) -> None:
+    """Each registered bug has its shrunk failure in corpus/bugs/NAME.json: with the bug's
+    switch alone it fails by one of the bug's checks on its recorded trace, and the fixed
+    kernel is clean on the same schedule (what ``pytest -m zoo`` searches for from scratch,
+    replayed in a few milliseconds)."""
+    cc = saved_case(f"corpus/bugs/{name}.json")
+    assert cc.case.config.bugs == frozenset({name})
+    assert cc.expected in BUGS[name].caught_by()
+    result = replay(cc)
+    assert result.ok, result.summary()
+    assert result.observed == cc.expected
+    assert result.fix is not None and result.fix.status == "holds", result.summary()
 
 
 # ------------------------------------------------------------------ vmfuzz zoo
@@ -240,15 +272,13 @@ def test_zoo_interrupt_keeps_the_finished_campaigns() -> None:
     assert [c.seed for c in info.value.finished] == [0, 1]  # 3 and 4 are not waited for
 
 
-def test_zoo_command_end_to_end(tmp_path: Path) -> None:
+def test_zoo_command_end_to_end(
+    tmp_path: Path, vmfuzz_cli: Callable[..., CompletedProcess[str]]
+) -> None:
     """Two real seeds of a bug the world already exposes at step 0, and the fixed kernel on
     the same seeds, each a fresh ``vmfuzz fuzz`` process; found cases saved per campaign."""
-    res = subprocess.run(
-        [sys.executable, "-m", "vmfuzz", "zoo", "--bug", "detach_vmas_outside_ptl",
-         "--seeds", "0-1", "--budget", "2", "-j", "2", "--fixed", "--json",
-         "--corpus", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
-    )
+    res = vmfuzz_cli("zoo", "--bug", "detach_vmas_outside_ptl", "--seeds", "0-1",
+                     "--budget", "2", "-j", "2", "--fixed", "--json", "--corpus", str(tmp_path))
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert out["met"] is True
@@ -270,9 +300,10 @@ def test_zoo_command_end_to_end(tmp_path: Path) -> None:
     ["--seeds", "0-1", "--need", "3"], ["--json", "--markdown"], ["--workers", "0"],
     ["--all", "--bug", "detach_vmas_outside_ptl"],
 ])
-def test_zoo_command_rejects_bad_input(argv: list[str]) -> None:
-    res = subprocess.run([sys.executable, "-m", "vmfuzz", "zoo", *argv],
-                         capture_output=True, text=True, timeout=60)
+def test_zoo_command_rejects_bad_input(
+    argv: list[str], vmfuzz_cli: Callable[..., CompletedProcess[str]]
+) -> None:
+    res = vmfuzz_cli("zoo", *argv, timeout=60)
     assert res.returncode == 2
     assert res.stderr.startswith("vmfuzz zoo: error:") and "Traceback" not in res.stderr
 
