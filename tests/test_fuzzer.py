@@ -228,9 +228,11 @@ def test_a_campaign_depends_on_its_seed_not_on_what_was_imported() -> None:
         "r = fuzz(KernelConfig(), seed_value=3, budget=None, max_examples=60)\n"
         "print(r.examples, r.steps)\n"
     )
-    outs = {
-        subprocess.run([sys.executable, "-c", code, which], capture_output=True, text=True,
-                       check=True).stdout
-        for which in ("api", "cli")
-    }
+    procs = [subprocess.Popen([sys.executable, "-c", code, which], stdout=subprocess.PIPE,
+                              text=True) for which in ("api", "cli")]  # side by side
+    outs = set()
+    for p in procs:
+        out, _ = p.communicate(timeout=300)
+        assert p.returncode == 0
+        outs.add(out)
     assert len(outs) == 1, outs

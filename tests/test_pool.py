@@ -161,11 +161,12 @@ def test_the_pool_reaches_a_race_one_operation_away() -> None:
     of it (its mutations are generic).  Measured: 6 of these 8 seeds find it in 800 runs
     (seeds 3 and 6 do not; an earlier pool found it in 1 to 3 of 8); re-running the program
     as it is finds it in none: the race needs a second exit.  The test stops at the second
-    seed that finds it (each seed costs 3-13 s)."""
+    seed that finds it, trying first the seeds measured to find it soonest (each seed costs
+    3-13 s)."""
     config = KernelConfig(bugs=frozenset({"anon_vma_root_not_pinned"}),
                           world=frozenset({"resident"}))
     found = 0
-    for seed in range(8):
+    for seed in (7, 0, 1, 2, 4, 5, 3, 6):
         pool = Pool(config)
         assert _offer(pool, attrs.evolve(FORK, config=config))
         hit = pool.run(800, random.Random(seed), float("inf"))

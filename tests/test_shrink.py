@@ -388,6 +388,7 @@ def test_a_livelock_with_a_bystander_task_shrinks_to_the_two_tasks_of_the_mail()
     _replays(result, "livelock")
 
 
+@pytest.mark.slow  # ~30 s of CPU; the moves it needs are covered by the two near-move tests
 def test_the_campaign_shrink_budget_reaches_the_mails_switch_count() -> None:
     """seed 004's swapoff-vs-mmap_driver race as campaign seed 7 found it: three
     tasks in flight, 15 switches.  Its greedy path reaches a 2-task, 2-switch program early;
