@@ -490,3 +490,65 @@ def test_an_installed_plugin_loads_only_when_named(
     assert p.kind == "entry point" and p.module == "plugsmall_mod" and "plug_bug" in BUGS
     assert p.sha256 == hashlib.sha256(SMALL.encode()).hexdigest()
     assert p.ref(tmp_path) == plugins.PluginRef("plugsmall", p.sha256)
+
+
+# ============================================================ a finding's plugin is the patch
+PATCH = '''\
+"""A patch under test: counter++ as load/store (FIXED takes mmlist_lock around it)."""
+from vmfuzz import Violation
+from vmfuzz.invariants._registry import register
+from vmfuzz.kernel.ops import operation
+
+FIXED = False
+
+register("patch_lost_update", "engine", "patch counter lost an update", "test: BUG_ON")
+
+
+@operation("patch_incr")
+def patch_incr(k):
+    if FIXED:
+        yield k.sched.spin_lock(k.mmlist_lock)
+    v = k.stats.get("patch_counter", 0)
+    yield "patch_incr:after_read"
+    k.stats["patch_counter"] = v + 1
+    k.count("patch_incs")
+    if k.stats["patch_counter"] != k.stats["patch_incs"]:
+        raise Violation("patch_lost_update", "an increment was lost")
+    if FIXED:
+        k.sched.spin_unlock(k.mmlist_lock)
+'''
+
+SAVE = '''\
+import sys
+from vmfuzz.case import Case, OpCall, TaskSpec, execute
+from vmfuzz.corpus import save_failure
+from vmfuzz.kernel import KernelConfig
+from vmfuzz.plugins import load_plugins
+from vmfuzz.schedules import Explicit
+load_plugins([sys.argv[1]])
+case = Case(KernelConfig(), (TaskSpec("T1", (OpCall("patch_incr"),)),
+                             TaskSpec("T2", (OpCall("patch_incr"),))))
+run = execute(case, Explicit(("run T1 until patch_incr:after_read", "run T2 until exit",
+                              "run T1 to completion")))
+print(save_failure(case, run, sys.argv[2]))
+'''
+
+
+def test_a_finding_in_a_plugin_patch_turns_green_when_the_patch_is_fixed(tmp_path: Path) -> None:
+    """The plugin is the code under test: fixing it changes its digest, and a finding (expected
+    clean) replays with the plugin as it is now, saying so, instead of refusing."""
+    plugin = tmp_path / "patch.py"
+    plugin.write_text(PATCH)
+    res = subprocess.run([sys.executable, "-c", SAVE, str(plugin), str(tmp_path / "corpus")],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    case = Path(res.stdout.strip())
+    data = json.loads(case.read_text())
+    assert data["expected"] == "clean" and data["found"]["check"] == "patch_lost_update"
+    assert [p["name"] for p in data["plugins"]] == ["../patch.py"]
+    res = vmfuzz(tmp_path, "replay", str(case))
+    assert res.returncode == 1 and "still fails (check patch_lost_update" in res.stdout
+    plugin.write_text(PATCH.replace("FIXED = False", "FIXED = True"))
+    res = vmfuzz(tmp_path, "replay", str(case))
+    assert res.returncode == 0, (res.stdout, res.stderr)
+    assert "fixed: clean" in res.stdout and "plugin ../patch.py changed since" in res.stdout

@@ -39,7 +39,7 @@ from vmfuzz.case import DEFAULT_MAX_STEPS, Case, OpCall, Run, Schedule, TaskSpec
 from vmfuzz.invariants import CHECKS
 from vmfuzz.kernel import BUGS, OPS, KernelConfig
 from vmfuzz.kernel.boot import WORLD_FEATURES
-from vmfuzz.plugins import PluginError, PluginRef, refs_for, require
+from vmfuzz.plugins import PluginError, PluginRef, changed, refs_for, require
 from vmfuzz.schedules import Explicit, Replay
 from vmfuzz.schedules._explicit import explicit_from_trace, parse_step
 from vmfuzz.violation import Violation
@@ -332,7 +332,8 @@ def _from_json(data: Any, path: Path) -> CorpusCase:
         raise _Bad("version", f"unsupported case format version {version}{newer}; "
                               f"this vmfuzz reads version {VERSION}")
     _obj(data, "", _TOP_KEYS, ("config", "tasks", "expected"))
-    plugins = _plugins(data.get("plugins", []), path)  # first: they register the names below
+    # First: they register the names below.  A finding's plugin may have changed (the fix).
+    plugins = _plugins(data.get("plugins", []), path, changed_ok=data.get("found") is not None)
     config = _config(data["config"])
     tasks = _tasks(data["tasks"])
     if not tasks and not config.world:  # no tasks: the world's building is the whole case
@@ -369,7 +370,7 @@ def _from_json(data: Any, path: Path) -> CorpusCase:
                       plugins, found=found)
 
 
-def _plugins(v: Any, path: Path) -> tuple[PluginRef, ...]:
+def _plugins(v: Any, path: Path, changed_ok: bool = False) -> tuple[PluginRef, ...]:
     """The case's plugins, each loaded as its code was when the case was saved (a file found
     relative to the case's folder, then to the current one)."""
     refs = []
@@ -381,7 +382,7 @@ def _plugins(v: Any, path: Path) -> tuple[PluginRef, ...]:
             raise _Bad(f"plugins[{i}].sha256", "expected 64 lowercase hex digits")
         refs.append(PluginRef(name, sha))
     try:
-        require(refs, path.parent)
+        require(refs, path.parent, changed_ok=changed_ok)
     except PluginError as e:
         raise _Bad("plugins", str(e)) from None
     return tuple(refs)
@@ -910,6 +911,9 @@ class ReplayResult:
             f" at step {found['step']}" if found.get("step") is not None else "")
         verdict = self.verdict
         att = self.attempt
+        edited = changed(self.case.plugins)
+        if edited:
+            was += f"; plugin {', '.join(edited)} changed since"
         if verdict == FIXED:
             return f"fixed: clean after {att.steps} steps ({was})"
         if verdict == STILL_FAILS:

@@ -408,13 +408,45 @@ def refs_for(
     return tuple(p.ref(base) for p in used_by(case, check))
 
 
-def require(refs: Sequence[PluginRef], case_dir: str | os.PathLike[str]) -> list[Plugin]:
+def require(
+    refs: Sequence[PluginRef], case_dir: str | os.PathLike[str], *, changed_ok: bool = False
+) -> list[Plugin]:
     """Load the plugins a case records, each as its code was when the case was saved.
 
     A file is looked for relative to the case's folder, then to the current folder; a file
     plugin already loaded (``--plugin``) with the same file name and digest serves too.
-    :class:`PluginError` (one line) names a plugin that is missing or whose code changed."""
-    return [_require(ref, Path(case_dir)) for ref in refs]
+    :class:`PluginError` (one line) names a plugin that is missing or whose code changed.
+
+    With ``changed_ok`` (a finding: the plugin is the patch under test, and a fix changes it)
+    a changed file plugin is loaded as it is now; :func:`changed` says which were."""
+    return [_require_changed(ref, Path(case_dir)) if changed_ok else _require(ref, Path(case_dir))
+            for ref in refs]
+
+
+def changed(refs: Sequence[PluginRef]) -> list[str]:
+    """The names among ``refs`` whose loaded code differs from the digest the case recorded."""
+    out = []
+    for ref in refs:
+        p = next((q for q in loaded() if ref.name in (q.spec, q.module)
+                  or (q.path is not None and q.path.name == Path(ref.name).name)), None)
+        if p is not None and p.sha256 != ref.sha256:
+            out.append(ref.name)
+    return out
+
+
+def _require_changed(ref: PluginRef, case_dir: Path) -> Plugin:
+    try:
+        return _require(ref, case_dir)
+    except PluginError as e:
+        if "has changed" not in str(e) or not is_file_spec(ref.name):
+            raise
+    rel = Path(ref.name)
+    for p in loaded():
+        if p.path is not None and p.path.name == rel.name:
+            return p
+    where = [rel] if rel.is_absolute() else [case_dir / rel, Path.cwd() / rel]
+    found = [Path(os.path.normpath(w)) for w in where if Path(os.path.normpath(w)).is_file()]
+    return load_plugin(str(found[0]))
 
 
 def _short(digest: str) -> str:
