@@ -543,7 +543,9 @@ def switch(
     function in ``vmfuzz.kernel.*`` and the operation table; the checks (``vmfuzz.invariants``)
     keep the original, as a check never runs the code it checks.  With the switch off the
     dispatcher calls the original, which runs as before (same steps, same trace).  Several
-    switches on one function nest: the latest is asked first.  ``seed`` (default: the
+    switches on one function nest: the latest is asked first.  One bug may switch several
+    functions: call ``switch`` once per site with the same ``bug`` (within one plugin; the
+    first call registers it).  ``seed`` (default: the
     plugin's name), ``also``, ``mail_*`` and ``zoo`` are as for
     :func:`vmfuzz.kernel.bugs.register`.  Returns the alternative unchanged."""
 
@@ -626,9 +628,13 @@ def _install(target: str, bug: str, alt: Callable[..., Any], meta: _Meta) -> _Sw
         raise PluginError(f"switch {target}: the original is {gen if yields else plain}, "
                           f"the alternative is {plain if yields else gen}")
     plugin = _loading[-1].spec if _loading else "code outside vmfuzz"
-    register(bug, meta.seed or f"plugin {plugin}", meta.summary, meta.invariant,
-             mail_tasks=meta.mail_tasks, mail_preemptions=meta.mail_preemptions,
-             also=meta.also, zoo=meta.zoo)
+    # One bug may put old code at several functions: the plugin's first switch of it
+    # registers it, the others at further sites reuse that registration.
+    again = bool(_loading) and any(sw.bug == bug for sw in _loading[-1].switches)
+    if not again:
+        register(bug, meta.seed or f"plugin {plugin}", meta.summary, meta.invariant,
+                 mail_tasks=meta.mail_tasks, mail_preemptions=meta.mail_preemptions,
+                 also=meta.also, zoo=meta.zoo)
 
     def dispatch(*args: Any, **kwargs: Any) -> Any:
         k = args[0] if args else kwargs[first]

@@ -30,7 +30,6 @@ The switch is off unless named: the fixed kernel runs unchanged.
 
 from __future__ import annotations
 
-from vmfuzz.kernel import bugs
 from vmfuzz.kernel.rmap import SWAP_AGAIN, vma_address
 from vmfuzz.plugins import switch
 from vmfuzz.violation import Violation
@@ -45,9 +44,7 @@ SUMMARY = (
 
 
 def _at(target: str):
-    """``switch`` at ``target`` for ``linus_lock_root`` (see mel_trylock_retry.py: switch()
-    registers its bug on each call, so the registration is taken out before the next)."""
-    bugs.BUGS.pop(BUG, None)
+    """``switch`` at ``target`` for this proposal's bug (one bug, three sites)."""
     return switch(target, bug=BUG, summary=SUMMARY, invariant="livelock", seed=SEED,
                   mail_tasks=2, zoo=False)
 

@@ -30,7 +30,6 @@ The switch is off unless named: the fixed kernel runs unchanged.
 
 from __future__ import annotations
 
-from vmfuzz.kernel import bugs
 from vmfuzz.kernel.rmap import SWAP_AGAIN, vma_address
 from vmfuzz.plugins import switch
 
@@ -44,12 +43,7 @@ SUMMARY = (
 
 
 def _at(target: str):
-    """``switch`` at ``target`` for ``mel_trylock_retry``.
-
-    switch() registers its bug each time it is called, so one bug at three functions means
-    taking the registration out before the second and third call (each puts back the same
-    entry).  The plugin API has no switch of one bug at several functions."""
-    bugs.BUGS.pop(BUG, None)
+    """``switch`` at ``target`` for this proposal's bug (one bug, three sites)."""
     return switch(target, bug=BUG, summary=SUMMARY, invariant="livelock", seed=SEED,
                   mail_tasks=2)
 
