@@ -39,7 +39,7 @@ from vmfuzz.kernel.mm_types import (
 )
 from vmfuzz.schedules import PreemptionList, RandomWalk
 
-# The names other engineers refer to (issue 4): all must exist.
+# The names other engineers refer to (in docs, corpus files and reports): all must exist.
 REQUIRED = [
     "migration_pte_page_locked",
     "mapcount_matches_ptes",

@@ -231,7 +231,7 @@ def test_4969c1192d15_swapin_no_swapcache_recheck() -> None:
 
 
 def test_4969c1192d15_swapin_no_swapcache_recheck_child_exits() -> None:
-    """The shortest form (session 18's enumeration: three writer operations): the parent's
+    """The shortest form (enumerated one-task writer programs: three operations): the parent's
     threads A and B fault on page1 (swap1, shared with the child); A COWs it; the child exits,
     its swap1 reference goes and page1 leaves the swap cache (4969c1192d15's own race);
     swap_out gives swap1 to A's copy; B locks page1, pte_same passes, it maps the stale page.

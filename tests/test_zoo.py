@@ -5,8 +5,8 @@ the fixed kernel clean under the same campaign, and every registered bug's saved
 (corpus/bugs/) replayed, with and without its fix.  ``pytest -m zoo``: seed 0 of every
 registered bug from scratch at ZOO_EXAMPLES (390 s of CPU, 3 to 4 minutes on two idle cores);
 bugs the fuzzer does not yet find within that budget are listed in NOT_YET_FOUND (strict
-xfail: the test fails as soon as one is found, so the list cannot go stale).  The full check
-of issue 6 (10 seeds x 60 s each, >= 9 found, shrunk no larger than the mail's drawing) is
+xfail: the test fails as soon as one is found, so the list cannot go stale).  The zoo's full
+check (10 seeds x 60 s each, >= 9 found, shrunk no larger than the mail's drawing) is
 opt-in: ``pytest -m slow tests/test_zoo.py``, or ``vmfuzz zoo`` (:mod:`vmfuzz._zoo`, tested
 here on made-up campaigns and on tiny real ones), for the bugs of the zoo's bar: ``vmfuzz
 bugs`` marks the one outside it, which ``vmfuzz zoo --all`` adds.
@@ -52,15 +52,12 @@ QUICK = (
 )
 
 # Not found by seed 0 within ZOO_EXAMPLES: a single-seed lottery ticket, redrawn whenever
-# generation changes (session 5, frames aimed and the world built by the kernel under test:
-# migrate_no_anon_vma_ref now found there; swapout_vma_after_unlock, try_to_unmap_ignores_
-# reserved, unuse_process_no_mmap_sem and vm_swap_full_delete_race, found in most seeds of
-# 60 s, are not at seed 0 within 500 examples; session 7, echoed random walks for programs
-# that went round a retry loop: anon_vma_trylock_retry found there; session 11, partner
-# probes: anon_vma_root_not_pinned found there, at 504 examples; session 15, ABA probes with
-# a stalled reader: swapin_skip_swapcache_race, unuse_process_no_mmap_sem and
-# vm_swap_full_delete_race found there).  The issue-6 notes have
-# the 10-seed table.  Search quality, not the model, is what lacks: corpus/bugs/ replays each.
+# generation changes (frames aimed and the world built by the kernel under test brought
+# migrate_no_anon_vma_ref there; echoed random walks for programs that went round a retry
+# loop, anon_vma_trylock_retry; partner probes, anon_vma_root_not_pinned, at 504 examples;
+# ABA probes with a stalled reader, swapin_skip_swapcache_race, unuse_process_no_mmap_sem and
+# vm_swap_full_delete_race).  `vmfuzz zoo` gives the 10-seed table.  Search quality, not the
+# model, is what lacks: corpus/bugs/ replays each.
 NOT_YET_FOUND = {
     "swapin_no_swapcache_recheck",
     "swapout_vma_after_unlock",
@@ -79,7 +76,7 @@ def _from_scratch(name: str | None, examples: int) -> tuple[str, ...]:
 
 def _params() -> list[object]:
     """QUICK at QUICK_EXAMPLES; under the zoo marker, every registered bug, those outside the
-    zoo's bar too (issue 6 asks for the whole registry), at ZOO_EXAMPLES."""
+    zoo's bar too (the whole registry), at ZOO_EXAMPLES."""
     out: list[object] = []
     for name in QUICK:
         out.append(pytest.param(name, QUICK_EXAMPLES, id=name,
@@ -105,7 +102,7 @@ def test_registry_is_well_formed() -> None:
 
 
 def test_zoo_bar_keeps_the_issues_minimum() -> None:
-    """Issue 6's bar covers every seed thread and at least three later races (a commit id as
+    """The zoo's bar covers every seed thread and at least three later races (a commit id as
     their seed); a bug may be left out of it (``zoo=False``) only beyond that minimum."""
     zoo = [BUGS[n] for n in zoo_bugs()]
     docs = {b.seed[:3] for b in zoo if b.seed.endswith(".txt")}
@@ -311,7 +308,7 @@ def test_zoo_command_rejects_bad_input(
 @pytest.mark.slow
 @pytest.mark.parametrize("name", zoo_bugs())
 def test_bug_found_in_9_of_10_seeds(name: str) -> None:
-    """Issue 6's check for one bug, as ``vmfuzz zoo --bug NAME`` runs it (one campaign at a
+    """The zoo's check for one bug, as ``vmfuzz zoo --bug NAME`` runs it (one campaign at a
     time, a worker on each core)."""
     runs = _zoo.run_all([(name, s) for s in range(10)], 60.0, parallel=1,
                         workers=available_cores())
