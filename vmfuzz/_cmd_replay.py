@@ -11,15 +11,32 @@ exit 1) and "fixed" once the model or the kernel path is fixed (ok).  If its sch
 longer applies, it is never read as fixed: "still fails" if it fails with the schedule
 followed as far as it goes, else "cannot tell whether fixed" (FAIL).
 
+A case saved by vmfuzz records the model that wrote it (the version and a digest of the kernel
+model, checks and scheduler, comments and docstrings aside) and, next to recorded decisions,
+anchors: the labels every task stood at at each context switch.  When the model moved a yield
+point, the replay stops at the first decision where the recorded list would run another
+interleaving and says "diverged" with that step and its labels (never "clean"), and a case that
+differs from its record says "model changed since the case was saved".
+
+--rerecord, after a deliberate model change, records each case anew when it still shows its
+recorded outcome (a finding: the check it was found as), keeping its description, metadata and
+finding record; one line per case says what it did: unchanged (replays its record exactly),
+upgraded (same trace: the model's identity and anchors added), rerecorded (same outcome on a new
+trace: trace, steps, decisions rewritten) or refused (left as it is: it no longer shows its
+outcome, or its explicit steps no longer apply).  Exit status 1 when some case was refused.
+
 A file that cannot be used (malformed, truncated, wrong version, unknown operation ...) gets one
 line on stderr naming the file and the problem; the other files are still replayed.
 
 --json prints one JSON object per line and case: path, name, ok, expected, observed, message,
 steps, trace_sha256 (of this replay), recorded_trace_sha256, trace_matches (null when the case
 records no hash), fix_check (null, or status holds|fails|budget|error, observed, message,
-schedule_applies, divergence); a finding's line also has verdict (fixed, still fails, diverged,
-budget or error), found (the check, step, task, label and message when it was found) and
-summary (the line's text).  An unusable file gives {"path", "ok": false, "error"}.
+schedule_applies, divergence), divergence (where the case's own schedule stopped applying, or
+null), anchored, model (the recorded {version, digest}, or null), model_digest (this model's),
+model_changed (null when the case does not record its model); a finding's line also has
+verdict (fixed, still fails, diverged, budget or error), found (the check, step, task, label and
+message when it was found) and summary (the line's text).  An unusable file gives
+{"path", "ok": false, "error"}.
 
 exit status: 0 every case shows its recorded outcome, 1 some case differs, 2 some file is
 unusable (bad input wins over a difference).
@@ -31,6 +48,11 @@ import argparse
 import json
 import shutil
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vmfuzz.corpus import CorpusError
 
 # How the summary line counts findings by verdict.
 _COUNTED = {"still fails": "still failing", "diverged": "undecided (schedule no longer applies)",
@@ -51,6 +73,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--timeline", action="store_true", help="draw the timeline of every case that differs"
     )
+    p.add_argument(
+        "--rerecord",
+        action="store_true",
+        help="after a deliberate model change: rewrite each case that still shows its recorded "
+        "outcome with this model's trace (see above); cases that do not are left alone",
+    )
     p.add_argument("--width", type=int, default=None, help="timeline width (default: terminal)")
 
 
@@ -59,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
     from vmfuzz.timeline import render_attempt
 
     files, errors = case_files(args.paths)
+    if args.rerecord:
+        return _rerecord(args, files, errors)
     bad = 0
     differ = 0
     good = 0
@@ -113,3 +143,38 @@ def run(args: argparse.Namespace) -> int:
     if bad:
         return 2
     return 1 if differ else 0
+
+
+def _rerecord(args: argparse.Namespace, files: list[Path], errors: list[CorpusError]) -> int:
+    """Re-record each case (see the module doc): one line per case and a summary."""
+    from vmfuzz.corpus import REFUSED, CorpusError, load, rerecord
+
+    bad = 0
+    counts: dict[str, int] = {}
+    for e in errors:
+        bad += 1
+        sys.stderr.write(f"vmfuzz replay: {e}\n")
+    for path in files:
+        try:
+            cc = load(path)
+        except CorpusError as e:
+            bad += 1
+            sys.stderr.write(f"vmfuzz replay: {e}\n")
+            if args.json:
+                print(json.dumps({"path": e.path, "ok": False, "error": e.problem}), flush=True)
+            continue
+        done = rerecord(cc)
+        counts[done.action] = counts.get(done.action, 0) + 1
+        if args.json:
+            print(json.dumps(done.to_json()), flush=True)
+        else:
+            print(f"{done.action:<10}  {path}: {done.message}", flush=True)
+    if not args.json:
+        total = sum(counts.values()) + bad
+        parts = [f"{n} {word}" for word, n in sorted(counts.items())]
+        if bad:
+            parts.append(f"{bad} unusable")
+        print(f"{total} case{'s' if total != 1 else ''}: {', '.join(parts) or 'none'}")
+    if bad:
+        return 2
+    return 1 if counts.get(REFUSED) else 0

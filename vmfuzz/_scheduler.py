@@ -29,6 +29,20 @@ TaskGen = Generator[Any, None, Any]
 Checker = Callable[["Scheduler"], None]
 
 
+def kernel_function(depth: int) -> str:
+    """The name of the kernel function ``depth`` frames above the caller (as
+    ``sys._getframe(depth)`` there), for a label.
+
+    A Python helper of the model (a name with one leading underscore, ``_do_swap_page``) is
+    not a kernel function: the label names the function it works for, the nearest caller that
+    is one (``__add_to_swap_cache`` is a kernel name)."""
+    f = sys._getframe(depth + 1)
+    while f.f_back is not None and f.f_code.co_name.startswith("_") \
+            and not f.f_code.co_name.startswith("__"):
+        f = f.f_back
+    return f.f_code.co_name
+
+
 class StepBudgetExceeded(Exception):
     """The run used its whole step budget: an outcome of its own, never a failure."""
 
@@ -223,10 +237,11 @@ class Scheduler:
 
     # ------------------------------------------------------------ lock calls
     # Requests are yielded by the task: ``yield sched.spin_lock(lock)``.  Releases are plain
-    # calls.  The label of a request is "<calling function>:<primitive>(<lock class>)".
+    # calls.  The label of a request is "<calling function>:<primitive>(<lock class>)", the
+    # calling function being the kernel function the request is made in (kernel_function).
     def _req(self, lock: Lock, mode: str, prim: str, at: str | None) -> Acquire:
         if at is None:
-            at = sys._getframe(2).f_code.co_name
+            at = kernel_function(2)
         return Acquire(lock, mode, f"{at}:{prim}({lock.cls})")
 
     def spin_lock(self, lock: Lock, at: str | None = None) -> Acquire:
@@ -252,7 +267,7 @@ class Scheduler:
     ) -> WaitEvent:
         """Sleep until ``cond()``; ``force`` sleeps even if it already holds (schedule())."""
         if at is None:
-            at = sys._getframe(1).f_code.co_name
+            at = kernel_function(1)
         return WaitEvent(cond, f"{at}:wait({what})", what, force)
 
     def retry(self, label: str) -> Retry:

@@ -4,10 +4,11 @@ A corpus file is data, never code: it is read with :mod:`json` and validated fie
 (no pickle, no eval).  The format is documented in ``docs/corpus.md``; in short::
 
     {"format": "vmfuzz-case", "version": 1,
+     "model": {"version": "0.1.0", "digest": "..."},            (the model that recorded it)
      "plugins": [{"name": "../p.py", "sha256": "..."}],        (only when it uses a plugin's)
      "config": {"nr_mms": 3, ..., "bugs": ["..."]},
      "tasks": [{"name": "T1", "start": 0, "ops": [{"op": "munmap", "args": {...}}]}, ...],
-     "schedule": {"decisions": [...]} | {"preemptions": [[gap, offset], ...]}
+     "schedule": {"decisions": [...], "anchors": [...]} | {"preemptions": [[gap, offset], ...]}
                  | {"explicit": ["run T1 until func:where", ...]} | {"pct": {...}}
                  | {"random": {"seed": n}} | {},
      "max_steps": 20000, "expected": "clean" | "<check name>",
@@ -33,7 +34,7 @@ from typing import Any
 
 import attrs
 
-from vmfuzz import __version__
+from vmfuzz._provenance import model_digest, model_identity
 from vmfuzz._scheduler import Outcome, ScheduleDiverged, Scheduler, ScheduleSource, Task
 from vmfuzz.case import DEFAULT_MAX_STEPS, Case, OpCall, Run, Schedule, TaskSpec, execute
 from vmfuzz.invariants import CHECKS
@@ -42,6 +43,7 @@ from vmfuzz.kernel.boot import WORLD_FEATURES
 from vmfuzz.plugins import PluginError, PluginRef, changed, refs_for, require
 from vmfuzz.schedules import Explicit, Replay
 from vmfuzz.schedules._explicit import explicit_from_trace, parse_step
+from vmfuzz.schedules._replay import Anchor, Anchoring
 from vmfuzz.violation import Violation
 
 FORMAT = "vmfuzz-case"
@@ -94,6 +96,10 @@ class CorpusCase:
     # A finding on the kernel under test: expected is clean (the fix), and this records the
     # check that fired when it was found (check, message, step, task, label).
     found: dict[str, Any] | None = attrs.field(default=None, eq=False)
+    # The recorded decisions' context switches, pinned to labels (None: not recorded).
+    anchors: tuple[Anchor, ...] | None = attrs.field(default=None, eq=False)
+    # The model that recorded the trace: {"version", "digest"} (None: not recorded).
+    model: dict[str, str] | None = attrs.field(default=None, eq=False)
 
     @property
     def is_finding(self) -> bool:
@@ -115,8 +121,16 @@ class CorpusCase:
         if self.explicit is not None:
             return Explicit(self.explicit, strict=strict)
         if self.case.schedule.kind == "decisions":
-            return Replay(self.case.schedule.decisions, strict=strict)
+            return Replay(self.case.schedule.decisions, strict=strict, anchors=self.anchors)
         return self.case.schedule.source()
+
+    @property
+    def model_changed(self) -> bool | None:
+        """The model (kernel, checks, engine) differs from the one that recorded the case;
+        None when the case does not say which model recorded it."""
+        if self.model is None:
+            return None
+        return self.model.get("digest") != model_digest()
 
     def schedule_summary(self) -> str:
         if self.explicit is not None:
@@ -148,9 +162,10 @@ class _Bad(Exception):
 
 _TOP_KEYS = {
     "format", "version", "description", "config", "tasks", "schedule", "max_steps", "expected",
-    "trace_sha256", "steps", "violation", "metadata", "plugins", "found",
+    "trace_sha256", "steps", "violation", "metadata", "plugins", "found", "model",
 }
 _SCHEDULE_KEYS = ("decisions", "preemptions", "explicit", "pct", "random")
+_DIGEST = re.compile(r"^[0-9a-f]{8,64}$")
 _CHECK_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -261,8 +276,43 @@ def _tasks(v: Any) -> tuple[TaskSpec, ...]:
     return tuple(out)
 
 
-def _schedule(v: Any, tasks: Sequence[TaskSpec]) -> tuple[Schedule, tuple[str, ...] | None]:
-    d = _obj(v, "schedule", _SCHEDULE_KEYS)
+def _anchors(v: Any, decisions: Sequence[int], tasks: Sequence[TaskSpec]) -> tuple[Anchor, ...]:
+    names = [t.name for t in tasks]
+    out: list[Anchor] = []
+    for i, item in enumerate(_list(v, "schedule.anchors")):
+        where = f"schedule.anchors[{i}]"
+        d = _obj(item, where, ("decision", "run", "at"), ("decision", "run", "at"))
+        n = _int(d["decision"], f"{where}.decision", 0)
+        if n >= len(decisions):
+            raise _Bad(f"{where}.decision", f"decision {n}, but the case records "
+                                            f"{len(decisions)} decisions")
+        if out and n <= out[-1].decision:
+            raise _Bad(f"{where}.decision", "anchors must be in increasing decision order")
+        task = _str(d["run"], f"{where}.run")
+        at = _obj(d["at"], f"{where}.at", names)
+        if task not in names:
+            raise _Bad(f"{where}.run", f"no task is named {task!r}")
+        if decisions[n] != names.index(task):
+            raise _Bad(f"{where}.run", f"decision {n} picks task id {decisions[n]}, not {task}")
+        labels = {name: _str(label, f"{where}.at.{name}") for name, label in at.items()}
+        out.append(Anchor(n, task, labels))
+    return tuple(out)
+
+
+def _schedule(
+    v: Any, tasks: Sequence[TaskSpec]
+) -> tuple[Schedule, tuple[str, ...] | None, tuple[Anchor, ...] | None]:
+    d = _obj(v, "schedule", (*_SCHEDULE_KEYS, "anchors"))
+    if "anchors" in d and "decisions" not in d:
+        raise _Bad("schedule.anchors", "anchors go with recorded decisions only")
+    sched, explicit = _schedule_form(d, tasks)
+    anchors = _anchors(d["anchors"], sched.decisions, tasks) if "anchors" in d else None
+    return sched, explicit, anchors
+
+
+def _schedule_form(
+    d: dict[str, Any], tasks: Sequence[TaskSpec]
+) -> tuple[Schedule, tuple[str, ...] | None]:
     given = [k for k in _SCHEDULE_KEYS if k in d]
     if len(given) > 1:
         raise _Bad("schedule", f"give one schedule form, found {' and '.join(given)}")
@@ -338,7 +388,7 @@ def _from_json(data: Any, path: Path) -> CorpusCase:
     tasks = _tasks(data["tasks"])
     if not tasks and not config.world:  # no tasks: the world's building is the whole case
         raise _Bad("tasks", "a case needs at least one task (or a world to build)")
-    schedule, explicit = _schedule(data.get("schedule", {}), tasks)
+    schedule, explicit, anchors = _schedule(data.get("schedule", {}), tasks)
     max_steps = _int(data.get("max_steps", DEFAULT_MAX_STEPS), "max_steps", 1)
     expected = _str(data["expected"], "expected")
     if not _CHECK_NAME.match(expected):
@@ -361,13 +411,19 @@ def _from_json(data: Any, path: Path) -> CorpusCase:
         if expected != CLEAN:
             raise _Bad("found", "a finding's case expects \"clean\" (what the fix gives), "
                                 f"not {expected!r}")
+    model = data.get("model")
+    if model is not None:
+        _obj(model, "model", ("version", "digest"), ("version", "digest"))
+        _str(model["version"], "model.version")
+        if not (isinstance(model["digest"], str) and _DIGEST.match(model["digest"])):
+            raise _Bad("model.digest", "expected lowercase hex digits")
     description = _str(data.get("description", ""), "description")
     metadata = data.get("metadata", {})
     if not isinstance(metadata, dict):
         raise _Bad("metadata", f"expected an object, found {_type_name(metadata)}")
     case = Case(config, tasks, schedule, max_steps)
     return CorpusCase(case, expected, explicit, sha, steps, violation, description, metadata, path,
-                      plugins, found=found)
+                      plugins, found=found, anchors=anchors, model=model)
 
 
 def _plugins(v: Any, path: Path, changed_ok: bool = False) -> tuple[PluginRef, ...]:
@@ -460,7 +516,9 @@ def _schedule_json(cc: CorpusCase) -> dict[str, Any]:
         return {"explicit": list(cc.explicit)}
     s = cc.case.schedule
     if s.kind == "decisions":
-        return {"decisions": list(s.decisions)}
+        if cc.anchors is None:
+            return {"decisions": list(s.decisions)}
+        return {"decisions": list(s.decisions), "anchors": [a.to_json() for a in cc.anchors]}
     if s.kind == "preemptions":
         return {"preemptions": [list(p) for p in s.preemptions]}
     if s.kind == "pct":
@@ -477,6 +535,8 @@ def to_json(cc: CorpusCase) -> dict[str, Any]:
     out: dict[str, Any] = {"format": FORMAT, "version": VERSION}
     if cc.description:
         out["description"] = cc.description
+    if cc.model is not None:
+        out["model"] = dict(cc.model)
     if cc.plugins:
         out["plugins"] = [r.to_json() for r in cc.plugins]
     out["config"] = cc.case.config.to_json()
@@ -632,8 +692,9 @@ def save_failure(
     want = outcome_label(outcome)
     replay_case = attrs.evolve(case, schedule=stored)
     cc = CorpusCase(replay_case, want)
+    anchoring = Anchoring(cc.source())
     try:
-        run = execute(replay_case, cc.source())
+        run = execute(replay_case, anchoring)
     except ScheduleDiverged as e:
         raise NotReproducible(f"the recorded schedule does not replay: {e}") from None
     got = outcome_label(run.outcome)
@@ -662,7 +723,6 @@ def save_failure(
         "created", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     )
     meta["signature"] = sig
-    meta["vmfuzz_version"] = __version__
     new = CorpusCase(
         replay_case,
         CLEAN if finding else want,
@@ -674,6 +734,8 @@ def save_failure(
         meta,
         plugins=refs_for(replay_case, want, corpus_dir),  # the plugins whose names it uses
         found=v.to_json() if v is not None and finding else None,
+        anchors=tuple(anchoring.anchors) if explicit is None else None,
+        model=model_identity(),
     )
     directory = Path(corpus_dir)
     base = case_name(run.sched, run.outcome)
@@ -724,14 +786,30 @@ class _Watch:
         return self.inner.choose(runnable, default, sched)
 
     def unfollowed(self, sched: Scheduler) -> str | None:
-        """After a run that ended without a violation: the part of the schedule left unused."""
+        """After a run that ended without a violation: the part of the schedule left unused
+        (or, run leniently, the first point where it could not be followed)."""
         inner = self.inner
         if isinstance(inner, Explicit):
             return inner.finish(sched)
-        if isinstance(inner, Replay) and not inner.exhausted:
-            return (
-                f"the run ended after {inner.pos} of {len(inner.decisions)} recorded decisions"
-            )
+        if isinstance(inner, Replay):
+            if inner.diverged is not None:
+                return inner.diverged
+            if not inner.exhausted:
+                return (
+                    f"the run ended after {inner.pos} of {len(inner.decisions)} recorded "
+                    "decisions"
+                )
+        return None
+
+    def broken(self, sched: Scheduler) -> str | None:
+        """After a run that a check stopped: a step of the schedule that the run already
+        failed to follow (an explicit step whose task ended without reaching its label, a
+        recorded switch that happened elsewhere), or None."""
+        inner = self.inner
+        if isinstance(inner, Explicit):
+            return inner.failed_so_far(sched)
+        if isinstance(inner, Replay):
+            return inner.diverged
         return None
 
 
@@ -772,6 +850,9 @@ def attempt(cc: CorpusCase, case: Case | None = None, *, strict: bool = True) ->
     out = run.outcome
     label = outcome_label(out)
     if out.violation is not None:
+        broken = src.broken(run.sched)
+        if strict and broken:  # the check fired on another interleaving than the recorded one
+            return Attempt(DIVERGED, f"{_NO_LONGER}{broken}", run.sched, run)
         return Attempt(label, out.violation.describe(), run.sched, run)
     leftover = src.unfollowed(run.sched)
     if strict and leftover:
@@ -890,17 +971,45 @@ class ReplayResult:
             return None
         return self.trace_sha256 == self.case.trace_sha256
 
+    @property
+    def divergence(self) -> str | None:
+        """Where the case's own schedule stopped applying (the first diverging decision or
+        step, with its labels), or None when it was followed."""
+        if self.observed != DIVERGED:
+            return None
+        return self.attempt.message.removeprefix(_NO_LONGER)
+
+    @property
+    def differs(self) -> bool:
+        """Something differs from the record: the outcome, the schedule or the trace."""
+        return not self.ok or self.trace_matches is False or self.observed == DIVERGED
+
+    def model_note(self) -> str:
+        """``model changed since the case was saved (...)`` when the replay differs and the
+        case's recorded model is not this one; else ``""``."""
+        cc = self.case
+        if not self.differs or not cc.model_changed or cc.model is None:
+            return ""
+        return (f"model changed since the case was saved (vmfuzz {cc.model.get('version')} "
+                f"model {cc.model.get('digest')}, now {model_digest()}; "
+                "'vmfuzz replay --rerecord' re-records a case that still shows its outcome)")
+
     def summary(self) -> str:
         """One line for people."""
         cc = self.case
+        note = self.model_note()
         if cc.is_finding:
-            return self._finding_summary()
+            line = self._finding_summary()
+            return f"{line}; {note}" if note else line
         if self.ok:
             line = f"{cc.expected} as recorded"
             if self.trace_matches is False:
-                line += " (but the trace differs from the recorded one: the model changed?)"
+                line += " (but the trace differs from the recorded one"
+                line += ")" if note else ": the model changed?)"
         else:
             line = f"expected {cc.expected}, observed {self.observed}: {self.attempt.message}"
+        if note:
+            line += f"; {note}"
         if self.fix is not None:
             line += f"; {self.fix.describe()}"
         return line
@@ -947,6 +1056,11 @@ class ReplayResult:
             "recorded_trace_sha256": self.case.trace_sha256,
             "trace_matches": self.trace_matches,
             "fix_check": self.fix.to_json() if self.fix is not None else None,
+            "divergence": self.divergence,
+            "anchored": self.case.anchors is not None,
+            "model": self.case.model,
+            "model_digest": model_digest(),
+            "model_changed": self.case.model_changed,
         }
         if self.case.is_finding:  # only a finding's line has these (others read as before)
             out["verdict"] = self.verdict
@@ -962,3 +1076,98 @@ def replay(cc: CorpusCase, *, check_fix: bool = True) -> ReplayResult:
     if cc.is_finding and first.observed == DIVERGED:
         lenient = attempt(cc, strict=False)
     return ReplayResult(cc, first, fix_check(cc) if check_fix else None, lenient)
+
+
+# ======================================================================= re-recording
+# What rerecord() did to a case.
+UNCHANGED = "unchanged"  # replays its record exactly: not rewritten
+UPGRADED = "upgraded"  # same trace; the model's identity and the anchors were added
+RERECORDED = "rerecorded"  # same outcome on another trace: trace, steps, schedule rewritten
+REFUSED = "refused"  # does not show its recorded outcome: left as it is
+
+
+@attrs.frozen
+class Rerecord:
+    """What :func:`rerecord` did to one case (``action``) and why, in one line (``message``)."""
+
+    case: CorpusCase
+    action: str
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": os.fspath(self.case.path) if self.case.path else None,
+                "name": self.case.name, "action": self.action, "message": self.message,
+                "ok": self.action != REFUSED}
+
+
+def rerecord(cc: CorpusCase, *, write: bool = True) -> Rerecord:
+    """Record ``cc`` anew on the current model, if it still shows its recorded outcome.
+
+    For after a deliberate model change (a new yield point, a renamed label): the case is run
+    on its own schedule (recorded decisions are followed as far as they go when their anchors
+    no longer hold) and rewritten only when the run shows the recorded outcome (a finding: the
+    check it was found as); then its trace hash, steps, violation, recorded decisions and
+    anchors, and the model's identity are this run's, and everything else (description,
+    metadata, ``found``, plugins, an explicit schedule's steps) is kept.  A case that replays
+    its record exactly is left alone (only the model's identity and anchors are added when
+    missing).  Nothing is written when ``write`` is false.
+    """
+    first = replay(cc, check_fix=False)
+    if cc.is_finding and first.verdict == FIXED:
+        return Rerecord(cc, REFUSED, "fixed: nothing to re-record (commit it with the fix)")
+    want = cc.found.get("check") if cc.is_finding and cc.found else cc.expected
+    decisions = cc.explicit is None and cc.case.schedule.kind == "decisions"
+    if first.observed == want and first.trace_matches is not False:
+        missing = [what for what, gone in (("the model's identity", cc.model is None),
+                                           ("anchors", decisions and cc.anchors is None))
+                   if gone]
+        if first.trace_matches is None or not missing:
+            how = "no trace recorded" if first.trace_matches is None else "same trace"
+            return Rerecord(cc, UNCHANGED, f"{want} as recorded ({how})")
+        why = f"same trace; adds {' and '.join(missing)}"
+    elif cc.explicit is not None and first.observed == DIVERGED:
+        return Rerecord(cc, REFUSED, f"{first.attempt.message}: rewrite the explicit steps "
+                                     "by hand (vmfuzz show CASE --full lists the labels)")
+    else:
+        why = (f"schedule diverged ({first.divergence})" if first.observed == DIVERGED
+               else "trace differed")
+    if decisions:
+        src: ScheduleSource = Replay(cc.case.schedule.decisions, strict=False)
+    else:
+        src = cc.source(strict=False)
+    anchoring = Anchoring(src)
+    try:
+        run = execute(cc.case, anchoring)
+    except Exception as e:  # a model crash: the case is left alone
+        return Rerecord(cc, REFUSED, f"the model crashed: {type(e).__name__}: {e}")
+    got = outcome_label(run.outcome)
+    if got != want:
+        v = run.outcome.violation
+        shows = f"{got} at step {v.step} ({v.label})" if v is not None else got
+        return Rerecord(cc, REFUSED, f"shows {shows}, not {want}: {why}; left as it is")
+    v = run.outcome.violation
+    new = attrs.evolve(
+        cc,
+        case=attrs.evolve(cc.case, schedule=Schedule("decisions", decisions=tuple(run.decisions)))
+        if decisions else cc.case,
+        trace_sha256=run.outcome.trace_sha256,
+        steps=run.outcome.steps,
+        violation=v.to_json() if v is not None and not cc.is_finding else cc.violation,
+        anchors=tuple(anchoring.anchors) if decisions else None,
+        model=model_identity(),
+    )
+    again = replay(new, check_fix=False)
+    if (not again.ok and not (cc.is_finding and again.verdict == STILL_FAILS)) \
+            or again.trace_matches is not True:
+        return Rerecord(cc, REFUSED, f"the re-recorded case does not replay as recorded "
+                                     f"({again.summary()}); left as it is")
+    old_label = (cc.found if cc.is_finding else cc.violation or {}) or {}
+    moved = ""
+    if v is not None and old_label.get("label") and old_label.get("label") != v.label:
+        moved = f"; the check now fires at {v.label} (was {old_label.get('label')})"
+    steps = f"{cc.steps} -> {run.outcome.steps} steps" if cc.steps is not None else \
+        f"{run.outcome.steps} steps"
+    if write and cc.path is not None:
+        write_case(new, cc.path)
+    action = UPGRADED if why.startswith("same trace") else RERECORDED
+    return Rerecord(new, action, f"{want} as recorded; {why}; {steps}{moved}")

@@ -22,12 +22,12 @@ reserved`` (seed 004) and ``anon_vma_root_not_pinned`` (76545066c852).
 
 from __future__ import annotations
 
-import sys
 import weakref
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from vmfuzz._locks import READ, Lock
+from vmfuzz._scheduler import kernel_function
 from vmfuzz.kernel import bugs
 from vmfuzz.kernel.mm_types import (
     VM_LOCKED,
@@ -134,7 +134,7 @@ def anon_vma_lockptr(k: Kernel, anon_vma: AnonVma) -> Lock:
 def anon_vma_lock(k: Kernel, anon_vma: AnonVma, at: str | None = None) -> Gen:
     """anon_vma_lock(): spin_lock(&anon_vma->root->lock)."""
     if at is None:
-        at = sys._getframe(1).f_code.co_name
+        at = kernel_function(1)
     yield k.sched.spin_lock(anon_vma_lockptr(k, anon_vma), at=at)
 
 
@@ -368,7 +368,7 @@ def page_lock_anon_vma(k: Kernel, page: Page) -> Gen:
     if anon_vma is None or page.mapcount <= 0:
         return None
     lock = anon_vma_lockptr(k, anon_vma)
-    yield k.sched.spin_lock(lock, at=sys._getframe(1).f_code.co_name)
+    yield k.sched.spin_lock(lock, at=kernel_function(1))
     if page.mapcount <= 0:
         k.sched.spin_unlock(lock)
         return None

@@ -34,6 +34,7 @@ ends without a violation.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
@@ -175,6 +176,17 @@ class Explicit:
             f"the run ended first"
         )
 
+    def failed_so_far(self, sched: Scheduler) -> str | None:
+        """After a run that a check stopped: the first step the run already failed to follow
+        (its task ended without getting there), or None.  A step still under way when the
+        check fired is not a failure.  Never raises."""
+        strict, self.strict = self.strict, False
+        try:
+            self._advance(sched)
+        finally:
+            self.strict = strict
+        return self.diverged
+
     # ------------------------------------------------------------------ internals
     def _advance(self, sched: Scheduler) -> None:
         if not sched.record_trace:
@@ -192,6 +204,7 @@ class Explicit:
                 self._diverge(
                     f"explicit step {self._i + 1} ({step.describe()!r}): {step.task} "
                     f"exited at step {entry.step} without getting there"
+                    + _passed(step, trace[: self._cursor])
                 )
         # A step whose task is already gone can never be satisfied.
         while self._i < len(self.steps):
@@ -204,7 +217,7 @@ class Explicit:
                 continue
             self._diverge(
                 f"explicit step {self._i + 1} ({step.describe()!r}): {step.task} has "
-                f"already exited (step {sched.step_no})"
+                f"already exited (step {sched.step_no})" + _passed(step, trace)
             )
 
     def _satisfies(self, step: Step, entry: TraceStep) -> bool:
@@ -229,6 +242,26 @@ class Explicit:
         if self.diverged is None:
             self.diverged = why
         self._next()
+
+
+_MAX_LISTED = 40
+
+
+def _passed(step: Step, trace: Sequence[TraceStep]) -> str:
+    """``; T passed: a, b, ...`` (each label once, in the order first passed) with a close
+    match to the step's label first, for a step that waited for a label in vain."""
+    seen = list(dict.fromkeys(e.label for e in trace if e.task == step.task))
+    if not seen:
+        return f"; {step.task} passed no label"
+    listed = ", ".join(seen[:_MAX_LISTED]) + (
+        f", ... ({len(seen) - _MAX_LISTED} more)" if len(seen) > _MAX_LISTED else "")
+    hint = ""
+    if step.kind == "label":
+        close = difflib.get_close_matches(step.label, seen, n=1, cutoff=0.5)
+        close = close or [x for x in seen if step.label in x][:1]
+        if close and close[0] != step.label:
+            hint = f"; did you mean {close[0]!r}?"
+    return f"{hint}; {step.task} passed: {listed}"
 
 
 def _task_named(sched: Scheduler, name: str) -> Task | None:
