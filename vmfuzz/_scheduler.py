@@ -33,14 +33,19 @@ def kernel_function(depth: int) -> str:
     """The name of the kernel function ``depth`` frames above the caller (as
     ``sys._getframe(depth)`` there), for a label.
 
-    A Python helper of the model (a name with one leading underscore, ``_do_swap_page``) is
-    not a kernel function: the label names the function it works for, the nearest caller that
-    is one (``__add_to_swap_cache`` is a kernel name)."""
+    A Python helper (a name with one leading underscore, ``_do_swap_page``) is not a kernel
+    function: the label names the function of the same module it works for, its nearest caller
+    there that is not a helper (``__add_to_swap_cache`` is a kernel name).  A helper called
+    from another module (an operation's own body) keeps its name."""
     f = sys._getframe(depth + 1)
-    while f.f_back is not None and f.f_code.co_name.startswith("_") \
-            and not f.f_code.co_name.startswith("__"):
+    while _helper(f.f_code.co_name) and f.f_back is not None \
+            and f.f_back.f_globals is f.f_globals:
         f = f.f_back
     return f.f_code.co_name
+
+
+def _helper(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
 
 
 class StepBudgetExceeded(Exception):

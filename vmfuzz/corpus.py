@@ -1161,13 +1161,16 @@ def rerecord(cc: CorpusCase, *, write: bool = True) -> Rerecord:
             or again.trace_matches is not True:
         return Rerecord(cc, REFUSED, f"the re-recorded case does not replay as recorded "
                                      f"({again.summary()}); left as it is")
-    old_label = (cc.found if cc.is_finding else cc.violation or {}) or {}
-    moved = ""
-    if v is not None and old_label.get("label") and old_label.get("label") != v.label:
-        moved = f"; the check now fires at {v.label} (was {old_label.get('label')})"
+    old = (cc.found if cc.is_finding else cc.violation) or {}
+    if v is not None and old.get("label") and old.get("label") != v.label:
+        # Same check, another place: the decisions now run another race than the recorded one.
+        return Rerecord(cc, REFUSED, f"{want} now fires at {v.label} (recorded at "
+                                     f"{old.get('label')}): {why}, and the recorded decisions "
+                                     "run another race; left as it is (re-save it from an "
+                                     "explicit schedule of the race)")
     steps = f"{cc.steps} -> {run.outcome.steps} steps" if cc.steps is not None else \
         f"{run.outcome.steps} steps"
     if write and cc.path is not None:
         write_case(new, cc.path)
     action = UPGRADED if why.startswith("same trace") else RERECORDED
-    return Rerecord(new, action, f"{want} as recorded; {why}; {steps}{moved}")
+    return Rerecord(new, action, f"{want} as recorded; {why}; {steps}")
