@@ -122,3 +122,24 @@ class Anchoring:
         if task is not sched.current:
             self.anchors.append(Anchor(len(sched.decisions), task.name, _labels(sched)))
         return idx
+
+
+class FollowAnchors:
+    """Re-runs a recorded run on a changed model by its anchors alone: each recorded switch
+    happens when every live task stands where the anchor says, wherever that falls in the
+    decision count; elsewhere the running task goes on (the default policy).  Used to record
+    a case anew after a yield point moved (``vmfuzz replay --rerecord``)."""
+
+    def __init__(self, anchors: Sequence[Anchor]) -> None:
+        self.anchors = list(anchors)
+        self.pos = 0  # anchors matched
+
+    def choose(self, runnable: list[Task], default: int, sched: Scheduler) -> int:
+        if self.pos < len(self.anchors):
+            anchor = self.anchors[self.pos]
+            if dict(anchor.at) == _labels(sched):
+                for i, t in enumerate(runnable):
+                    if t.name == anchor.task:
+                        self.pos += 1
+                        return i
+        return default
