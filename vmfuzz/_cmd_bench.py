@@ -48,8 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="FILE", help="also write the JSON object to FILE")
     p.add_argument("--seeds", type=int, default=None, metavar="K",
                    help="seeds per bug and strategy (default 10, quick 1)")
-    p.add_argument("--budget", type=float, default=None, metavar="SECONDS",
-                   help="budget per bug, strategy and seed (default 60, quick 3)")
+    p.add_argument("--budget", default=None, metavar="TIME",
+                   help="budget per bug, strategy and seed: 90s, 2m or seconds (default 60, "
+                        "quick 3)")
     p.add_argument("--bug", action="append", default=[], metavar="NAME",
                    help="only these bugs (repeatable; default all)")
     p.add_argument("--strategy", action="append", default=[], choices=STRATEGIES,
@@ -237,6 +238,15 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         sys.stderr.write("vmfuzz bench: error: --workers must be >= 1\n")
         return 2
+    budget_given: float | None = None
+    if args.budget is not None:
+        from vmfuzz._duration import DurationError, parse_duration
+
+        try:
+            budget_given = parse_duration(str(args.budget))
+        except DurationError as e:
+            sys.stderr.write(f"vmfuzz bench: error: --budget: {e}\n")
+            return 2
     progress = sys.stderr.isatty() and not args.json
     result: dict[str, Any] = {
         "machine": {
@@ -261,7 +271,7 @@ def run(args: argparse.Namespace) -> int:
             sys.stderr.write("measuring fuzz throughput...\n")
         result["fuzz"] = bench_fuzz(args.quick)
         seeds = args.seeds or (1 if args.quick else 10)
-        budget = args.budget or (3.0 if args.quick else 60.0)
+        budget = budget_given or (3.0 if args.quick else 60.0)
         bugs = args.bug or sorted(BUGS)
         strategies = args.strategy or (
             ["mixed", "none"] if args.quick else list(STRATEGIES)

@@ -83,9 +83,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vmfuzz._limits import MAX_WIDTH
     from vmfuzz.corpus import FIXED, CorpusError, case_files, load, replay
     from vmfuzz.timeline import render_attempt
 
+    if args.width is not None and not 20 <= args.width <= MAX_WIDTH:
+        sys.stderr.write(f"vmfuzz replay: error: --width must be from 20 to {MAX_WIDTH}, "
+                         f"not {args.width}\n")
+        return 2
     files, errors = case_files(args.paths)
     if args.rerecord:
         return _rerecord(args, files, errors)
@@ -103,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
 
     for e in errors:
         report_bad(e)
-    width = args.width or shutil.get_terminal_size((100, 24)).columns
+    width = args.width or min(max(shutil.get_terminal_size((100, 24)).columns, 20), MAX_WIDTH)
     for path in files:
         try:
             cc = load(path)

@@ -34,19 +34,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import attrs
 
+    from vmfuzz._limits import MAX_WIDTH
     from vmfuzz.corpus import CLEAN, DIVERGED, CorpusError, attempt, load
     from vmfuzz.schedules._explicit import explicit_from_trace
     from vmfuzz.timeline import render_attempt
 
+    if args.width is not None and not 20 <= args.width <= MAX_WIDTH:
+        sys.stderr.write(f"vmfuzz show: error: --width must be from 20 to {MAX_WIDTH}, "
+                         f"not {args.width}\n")
+        return 2
     try:
         cc = load(args.case)
     except CorpusError as e:
         sys.stderr.write(f"vmfuzz show: {e}\n")
         return 2
-    width = args.width or shutil.get_terminal_size((100, 24)).columns
-    if width < 20:
-        sys.stderr.write("vmfuzz show: error: --width must be at least 20\n")
-        return 2
+    width = args.width or min(max(shutil.get_terminal_size((100, 24)).columns, 20), MAX_WIDTH)
     if args.fix:
         fixed = attrs.evolve(cc.case, config=attrs.evolve(cc.case.config, bugs=frozenset()))
         att = attempt(cc, fixed, strict=True)

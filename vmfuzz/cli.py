@@ -96,6 +96,13 @@ def load_plugins(command: str, specs: Sequence[str]) -> int | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):
+        # A file name or a case's text that is not valid Unicode is printed escaped, never a
+        # traceback (stdout is strict by default).
+        try:
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            pass
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -34,6 +35,9 @@ from typing import Any
 
 import attrs
 
+from vmfuzz import _limits as lim
+from vmfuzz._casefiles import kind_of
+from vmfuzz._casefiles import scan as scan_folder
 from vmfuzz._provenance import model_digest, model_identity
 from vmfuzz._scheduler import Outcome, ScheduleDiverged, Scheduler, ScheduleSource, Task
 from vmfuzz.case import DEFAULT_MAX_STEPS, Case, OpCall, Run, Schedule, TaskSpec, execute
@@ -60,10 +64,16 @@ FIXED = "fixed"
 STILL_FAILS = "still fails"
 
 
+_MAX_PROBLEM = 400  # characters of a CorpusError's problem
+
+
 class CorpusError(Exception):
     """A corpus file that cannot be used: ``str(e)`` is one line, ``"<path>: <problem>"``."""
 
     def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
+        if len(problem) > _MAX_PROBLEM:  # a huge value quoted from the file
+            problem = f"{problem[:_MAX_PROBLEM - 40]}... ({len(problem)} characters)"
+        problem = " ".join(problem.splitlines())
         super().__init__(f"{os.fspath(path)}: {problem}")
         self.path = os.fspath(path)
         self.problem = problem
@@ -175,12 +185,32 @@ def _type_name(v: Any) -> str:
             int: "an integer", float: "a number", type(None): "null"}.get(type(v), type(v).__name__)
 
 
-def _int(v: Any, where: str, minimum: int | None = None) -> int:
+def _int(
+    v: Any, where: str, minimum: int | None = None, maximum: int = lim.MAX_INT
+) -> int:
+    """An integer field, within ``[minimum, maximum]`` (by default ``|v| <= MAX_INT``)."""
     if not isinstance(v, int) or isinstance(v, bool):
         raise _Bad(where, f"expected an integer, found {_type_name(v)}")
     if minimum is not None and v < minimum:
         raise _Bad(where, f"must be >= {minimum}, found {v}")
+    if v > maximum or v < -lim.MAX_INT:
+        raise _Bad(where, f"must be <= {maximum}, found {_short_int(v)}"
+                   if v > maximum else f"must be >= {-lim.MAX_INT}, found {_short_int(v)}")
     return v
+
+
+def _short_int(v: int) -> str:
+    """``v`` in a message: an integer of many digits by its size, not all of them."""
+    text = str(abs(v))
+    if len(text) <= 24:
+        return str(v)
+    return f"{'-' if v < 0 else ''}{text[:6]}... ({len(text)} digits)"
+
+
+def _capped(items: list[Any], where: str, cap: int, what: str) -> list[Any]:
+    if len(items) > cap:
+        raise _Bad(where, f"{len(items)} {what}: a case has at most {cap}")
+    return items
 
 
 def _str(v: Any, where: str) -> str:
@@ -217,11 +247,17 @@ def _config(v: Any) -> KernelConfig:
         ("nr_mms", "pages_per_mm", "nr_frames", "nr_swap", "bugs", "boot_pages", "world"),
     )
     kw: dict[str, Any] = {}
-    for key in ("nr_mms", "pages_per_mm", "nr_frames", "nr_swap"):
+    for key, cap in (("nr_mms", lim.MAX_NR_MMS), ("pages_per_mm", lim.MAX_PAGES_PER_MM),
+                     ("nr_frames", lim.MAX_NR_FRAMES), ("nr_swap", lim.MAX_NR_SWAP)):
         if key in d:
-            kw[key] = _int(d[key], f"config.{key}", 1)
+            kw[key] = _int(d[key], f"config.{key}", 1, cap)
     # Cases written before boot vmas existed ran on empty address spaces: absent means 0.
-    kw["boot_pages"] = _int(d.get("boot_pages", 0), "config.boot_pages", 0)
+    pages = kw.get("pages_per_mm", KernelConfig().pages_per_mm)
+    boot = _int(d.get("boot_pages", 0), "config.boot_pages", 0)
+    if boot > pages:
+        raise _Bad("config.boot_pages",
+                   f"must be <= pages_per_mm ({pages}), found {_short_int(boot)}")
+    kw["boot_pages"] = boot
     raw_bugs = _list(d.get("bugs", []), "config.bugs")
     bugs = [_str(b, f"config.bugs[{i}]") for i, b in enumerate(raw_bugs)]
     for i, b in enumerate(bugs):
@@ -236,7 +272,10 @@ def _config(v: Any) -> KernelConfig:
                 f"config.world[{i}]",
                 f"unknown world feature {w!r} (known: {', '.join(WORLD_FEATURES)})",
             )
-    return KernelConfig(bugs=frozenset(bugs), world=frozenset(world), **kw)
+    try:
+        return KernelConfig(bugs=frozenset(bugs), world=frozenset(world), **kw)
+    except (TypeError, ValueError) as e:  # a rule of the kernel's own not checked above
+        raise _Bad("config", str(e)) from None
 
 
 def _opcall(v: Any, where: str) -> OpCall:
@@ -257,20 +296,24 @@ def _opcall(v: Any, where: str) -> OpCall:
 
 
 def _tasks(v: Any) -> tuple[TaskSpec, ...]:
-    items = _list(v, "tasks")
+    items = _capped(_list(v, "tasks"), "tasks", lim.MAX_TASKS, "tasks")
     out: list[TaskSpec] = []
     names: set[str] = set()
     for i, t in enumerate(items):
         where = f"tasks[{i}]"
         d = _obj(t, where, ("name", "start", "ops"), ("name", "ops"))
         name = _str(d["name"], f"{where}.name")
-        if not name or any(c.isspace() for c in name):
+        if len(name) > lim.MAX_TASK_NAME:
+            raise _Bad(f"{where}.name", f"a task name of {len(name)} characters: at most "
+                                        f"{lim.MAX_TASK_NAME}")
+        if not name or any(c.isspace() or not c.isprintable() for c in name):
             raise _Bad(f"{where}.name", f"task names must be non-empty words, found {name!r}")
         if name in names:
             raise _Bad(f"{where}.name", f"two tasks are named {name!r}")
         names.add(name)
-        start = _int(d.get("start", 0), f"{where}.start", 0)
-        raw_ops = _list(d["ops"], f"{where}.ops")
+        start = _int(d.get("start", 0), f"{where}.start", 0, lim.MAX_STEPS)
+        raw_ops = _capped(_list(d["ops"], f"{where}.ops"), f"{where}.ops",
+                          lim.MAX_OPS_PER_TASK, "operations")
         ops = tuple(_opcall(o, f"{where}.ops[{j}]") for j, o in enumerate(raw_ops))
         out.append(TaskSpec(name, ops, start))
     return tuple(out)
@@ -321,6 +364,8 @@ def _schedule_form(
     kind = given[0]
     val = d[kind]
     where = f"schedule.{kind}"
+    if kind in ("decisions", "preemptions", "explicit"):
+        _capped(_list(val, where), where, lim.MAX_SCHEDULE, "entries")
     if kind == "decisions":
         decisions = tuple(
             _int(x, f"{where}[{i}]", 0) for i, x in enumerate(_list(val, where))
@@ -335,13 +380,16 @@ def _schedule_form(
             pair = _list(p, f"{where}[{i}]")
             if len(pair) != 2:
                 raise _Bad(f"{where}[{i}]", f"expected [gap, offset], found {len(pair)} items")
-            gap = _int(pair[0], f"{where}[{i}][0]", 0)
+            gap = _int(pair[0], f"{where}[{i}][0]", 0, lim.MAX_STEPS)
             pairs.append((gap, _int(pair[1], f"{where}[{i}][1]", 0)))
         return Schedule("preemptions", preemptions=tuple(pairs)), None
     if kind == "explicit":
         names = [t.name for t in tasks]
         steps = []
         for i, s in enumerate(_list(val, where)):
+            if isinstance(s, str) and len(s) > lim.MAX_STEP_TEXT:
+                raise _Bad(f"{where}[{i}]", f"a step of {len(s)} characters: at most "
+                                            f"{lim.MAX_STEP_TEXT}")
             try:
                 parse_step(_str(s, f"{where}[{i}]"), names)
             except ValueError as e:
@@ -353,8 +401,8 @@ def _schedule_form(
         return Schedule(
             "pct",
             seed=_int(p["seed"], f"{where}.seed"),
-            depth=_int(p.get("depth", 3), f"{where}.depth", 1),
-            k=_int(p.get("k", 200), f"{where}.k", 1),
+            depth=_int(p.get("depth", 3), f"{where}.depth", 1, lim.MAX_PCT_DEPTH),
+            k=_int(p.get("k", 200), f"{where}.k", 1, lim.MAX_STEPS),
         ), None
     p = _obj(val, where, ("seed",), ("seed",))
     return Schedule("random", seed=_int(p["seed"], f"{where}.seed")), None
@@ -389,7 +437,7 @@ def _from_json(data: Any, path: Path) -> CorpusCase:
     if not tasks and not config.world:  # no tasks: the world's building is the whole case
         raise _Bad("tasks", "a case needs at least one task (or a world to build)")
     schedule, explicit, anchors = _schedule(data.get("schedule", {}), tasks)
-    max_steps = _int(data.get("max_steps", DEFAULT_MAX_STEPS), "max_steps", 1)
+    max_steps = _int(data.get("max_steps", DEFAULT_MAX_STEPS), "max_steps", 1, lim.MAX_STEPS)
     expected = _str(data["expected"], "expected")
     if not _CHECK_NAME.match(expected):
         raise _Bad("expected", f"expected \"clean\" or a check name, found {expected!r}")
@@ -457,26 +505,94 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def load(path: str | os.PathLike[str]) -> CorpusCase:
-    """Read and validate one case file; :class:`CorpusError` (one line) if it is unusable."""
-    p = Path(path)
+class _TooLong(ValueError):
+    pass
+
+
+def _parse_int(text: str) -> int:
+    """JSON integers, refused beyond :data:`_limits.MAX_INT_DIGITS` digits before converting
+    (a long one costs quadratic time, and Python refuses 4,300 digits with a traceback)."""
+    if len(text.lstrip("-")) > lim.MAX_INT_DIGITS:
+        raise _TooLong(len(text.lstrip("-")))
+    return int(text)
+
+
+def _read(p: Path) -> bytes:
+    """The bytes of case file ``p``: a regular file of at most ``MAX_FILE_BYTES``, else
+    :class:`CorpusError`.  A FIFO or a device is refused before it is opened (a FIFO would
+    block, ``/dev/zero`` would never end); the opened file is checked again (no race)."""
     try:
-        text = p.read_text(encoding="utf-8-sig")
+        st = p.stat()
     except FileNotFoundError:
+        if p.is_symlink():
+            raise CorpusError(p, f"dangling symlink (to {os.readlink(p)}, which does not exist)"
+                              ) from None
         raise CorpusError(p, "no such file") from None
-    except IsADirectoryError:
-        raise CorpusError(p, "is a directory, not a case file") from None
-    except UnicodeDecodeError as e:
-        raise CorpusError(p, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
     except OSError as e:
         raise CorpusError(p, f"cannot read: {e.strerror or e}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise CorpusError(p, "is a directory, not a case file")
+    if not stat.S_ISREG(st.st_mode):
+        raise CorpusError(p, f"{kind_of(st.st_mode)}, not a regular file: only regular files "
+                             "are read as cases")
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        raise CorpusError(p, f"cannot read: {e.strerror or e}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise CorpusError(p, f"{kind_of(st.st_mode)}, not a regular file")
+        if st.st_size > lim.MAX_FILE_BYTES:
+            raise CorpusError(p, f"file of {st.st_size} bytes: case files are at most "
+                                 f"{lim.MAX_FILE_BYTES} bytes")
+        data = f.read(lim.MAX_FILE_BYTES + 1)
+    if len(data) > lim.MAX_FILE_BYTES:  # it grew while being read
+        raise CorpusError(p, f"case files are at most {lim.MAX_FILE_BYTES} bytes")
+    return data
+
+
+def _lone_surrogate(data: Any) -> str | None:
+    """The path of the first string (key or value) in decoded JSON that is not valid Unicode
+    (a lone surrogate escape such as ``"\\ud800"``: it cannot be printed or written), or None."""
+    todo: list[tuple[str, Any]] = [("", data)]
+    while todo:
+        where, v = todo.pop()
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                return where or "the file"
+        elif isinstance(v, dict):
+            for k, x in v.items():
+                sub = f"{where}.{k}" if where else str(k)
+                todo.append((where or "the file", k))
+                todo.append((sub, x))
+        elif isinstance(v, list):
+            todo.extend((f"{where}[{i}]", x) for i, x in enumerate(v))
+    return None
+
+
+def load(path: str | os.PathLike[str]) -> CorpusCase:
+    """Read and validate one case file; :class:`CorpusError` (one line) if it is unusable.
+
+    Only a regular file within the caps of :mod:`vmfuzz._limits` is read (docs/corpus.md)."""
+    p = Path(path)
+    raw = _read(p)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise CorpusError(p, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
     if not text.strip():
         raise CorpusError(p, "empty file")
     try:
-        data = json.loads(text, object_pairs_hook=_no_duplicates)
+        data = json.loads(text, object_pairs_hook=_no_duplicates, parse_int=_parse_int)
     except _Duplicate as e:
         dup = e.args[0]
         raise CorpusError(p, f"malformed JSON: field {dup!r} given twice in one object") from None
+    except _TooLong as e:
+        raise CorpusError(p, f"an integer of {e.args[0]} digits: integers in a case have at "
+                             f"most {lim.MAX_INT_DIGITS}") from None
     except json.JSONDecodeError as e:
         end = text.rstrip()
         truncated = " (truncated?)" if e.pos >= len(end) or end[-1] not in "}]" else ""
@@ -485,25 +601,32 @@ def load(path: str | os.PathLike[str]) -> CorpusCase:
         ) from None
     except RecursionError:
         raise CorpusError(p, "malformed JSON: nested too deeply") from None
+    bad = _lone_surrogate(data)
+    if bad is not None:
+        raise CorpusError(p, f"{bad}: a string holds a lone surrogate (\\ud800-\\udfff "
+                             "escape): not valid Unicode")
     return from_json(data, p)
 
 
 def case_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Path], list[CorpusError]]:
     """The case files named by ``paths`` (folders: every ``*.json`` below, sorted).
 
-    Paths that do not exist come back as errors, so one bad argument never stops the others.
+    Problems come back as errors, so one bad argument never stops the others: a path that
+    does not exist, a folder with no case file, and the entries below a folder that are named
+    like cases but cannot be read as one (``*.JSON``, dangling symlinks, FIFOs and devices).
+    A file named on its own is returned whatever its name; :func:`load` judges it.
     """
     files: list[Path] = []
     errors: list[CorpusError] = []
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            found = sorted(
-                f for f in p.rglob("*.json")
-                if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
-            )
+            found, reported = scan_folder(p)
             files.extend(found)
-        elif p.exists():
+            errors.extend(CorpusError(f, why) for f, why in reported)
+            if not found and not reported:
+                errors.append(CorpusError(p, "no case files (*.json) in this folder"))
+        elif p.exists() or p.is_symlink():
             files.append(p)
         else:
             errors.append(CorpusError(p, "no such file or directory"))
