@@ -594,6 +594,11 @@ def load(path: str | os.PathLike[str]) -> CorpusCase:
         raise CorpusError(p, f"an integer of {e.args[0]} digits: integers in a case have at "
                              f"most {lim.MAX_INT_DIGITS}") from None
     except json.JSONDecodeError as e:
+        start = text.lstrip("\ufeff \t\r\n")
+        if e.pos == len(text) - len(start) and start[:1] not in ('{', '[', '"'):
+            first = start.splitlines()[0][:40] if start else ""
+            raise CorpusError(p, f"not JSON (a case is one JSON object, {{...}}): the file "
+                                 f"starts with {first!r}") from None
         end = text.rstrip()
         truncated = " (truncated?)" if e.pos >= len(end) or end[-1] not in "}]" else ""
         raise CorpusError(

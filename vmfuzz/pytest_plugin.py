@@ -12,6 +12,12 @@ before the first case runs (a case saved by a vmfuzz too old to record its plugi
 ``vmfuzz_plugins`` (one per line; files relative to the ini file).  A plugin that cannot be
 loaded fails every case with the one-line problem.
 
+Each case has a time limit, so that one case that runs away cannot hang a CI run:
+``--vmfuzz-timeout SECONDS`` or the ini option ``vmfuzz_timeout`` (default 60; 0: none).  A
+case over it fails with one line.  Entries of the corpus named like cases that cannot be read as
+one (``*.JSON``, a dangling symlink, a FIFO or a device) are items that fail with their problem,
+never skipped in silence.
+
 The corpus is added to the run when pytest collects its default paths (plain ``pytest``, with
 or without ``testpaths``); ``pytest corpus/`` or ``pytest corpus/some-case.json`` runs just
 cases; ``pytest tests/`` runs no case.  ``-p no:vmfuzz`` turns the plugin off.
@@ -22,7 +28,12 @@ pytest from starting.
 
 from __future__ import annotations
 
+import math
 import shutil
+import signal
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +44,8 @@ if TYPE_CHECKING:
 
 _CORPUS_KEY = pytest.StashKey[Path]()
 _PLUGINS_KEY = pytest.StashKey["str | None"]()  # after loading: None, or the error line
+_TIMEOUT_KEY = pytest.StashKey[float]()
+DEFAULT_TIMEOUT = 60.0  # seconds per case: the slowest committed case takes well under one
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -58,6 +71,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=[],
         help="vmfuzz plugin loaded before the corpus cases run: a .py file, an installed "
         "plugin or a module (repeatable; cases load the plugins they record by themselves)",
+    )
+    group.addoption(
+        "--vmfuzz-timeout",
+        dest="vmfuzz_timeout",
+        metavar="SECONDS",
+        default=None,
+        help=f"time limit of one corpus case; over it, the case fails (default "
+        f"{DEFAULT_TIMEOUT:g}, or the vmfuzz_timeout ini option; 0: no limit)",
+    )
+    parser.addini(
+        "vmfuzz_timeout",
+        f"time limit in seconds of one vmfuzz corpus case (default {DEFAULT_TIMEOUT:g}; 0: none)",
+        default=str(DEFAULT_TIMEOUT),
     )
     parser.addini(
         "vmfuzz_plugins",
@@ -113,6 +139,50 @@ def _load_plugins(config: pytest.Config) -> str | None:
     return config.stash[_PLUGINS_KEY]
 
 
+def case_timeout(config: pytest.Config) -> float:
+    """The run's time limit per case in seconds (0: none); a bad value is a usage error."""
+    opt = config.getoption("vmfuzz_timeout")
+    where, text = (("--vmfuzz-timeout", opt) if opt is not None
+                   else ("vmfuzz_timeout", str(config.getini("vmfuzz_timeout"))))
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 <= value <= 86400):
+        raise pytest.UsageError(f"{where}: expected seconds from 0 (no limit) to 86400, "
+                                f"not {text[:40]!r}")
+    return value
+
+
+class CaseTimeout(Exception):
+    """A case ran past the per-case time limit."""
+
+
+@contextmanager
+def _time_limit(seconds: float) -> Iterator[None]:
+    """Raise :class:`CaseTimeout` in the running case after ``seconds`` of wall time (SIGALRM;
+    without it, or off the main thread, there is no limit).  Any timer or handler that was set
+    before is put back."""
+    usable = (seconds > 0 and hasattr(signal, "setitimer")
+              and threading.current_thread() is threading.main_thread())
+    if not usable:
+        yield
+        return
+
+    def expired(signum: int, frame: Any) -> None:
+        raise CaseTimeout()
+
+    old = signal.signal(signal.SIGALRM, expired)
+    old_timer = signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        if old_timer[0] > 0:
+            signal.setitimer(signal.ITIMER_REAL, *old_timer)
+
+
 def _within(path: Path, folder: Path) -> bool:
     try:
         path.relative_to(folder)
@@ -124,6 +194,7 @@ def _within(path: Path, folder: Path) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     corpus = corpus_dir(config)
     config.stash[_CORPUS_KEY] = corpus
+    config.stash[_TIMEOUT_KEY] = case_timeout(config)
     explicit_args = config.args_source == pytest.Config.ArgsSource.ARGS
     if explicit_args or not corpus.is_dir():
         return
@@ -135,17 +206,63 @@ def pytest_configure(config: pytest.Config) -> None:
     config.args.append(str(corpus))
 
 
+def _in_corpus(path: Path, config: pytest.Config) -> bool:
+    corpus = config.stash.get(_CORPUS_KEY, None)
+    return corpus is not None and _within(path.resolve(), corpus)
+
+
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     if file_path.suffix != ".json" or file_path.name.startswith("."):
         return None
-    corpus = parent.config.stash.get(_CORPUS_KEY, None)
-    if corpus is None or not _within(file_path.resolve(), corpus):
+    if not _in_corpus(file_path, parent.config):
         return None
     return CorpusFile.from_parent(parent, path=file_path)
 
 
+def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if not _in_corpus(path, parent.config):
+        return None
+    return CorpusDir.from_parent(parent, path=path)
+
+
+class CorpusDir(pytest.Directory):
+    """A folder of the corpus, collected as pytest collects any folder, plus one failing item
+    for each entry named like a case that cannot be read as one (pytest itself passes over
+    FIFOs and dangling symlinks, and ``*.JSON`` is not ``*.json``)."""
+
+    def collect(self) -> Iterable[pytest.Item | pytest.Collector]:
+        from vmfuzz._casefiles import problem
+
+        ihook = self.ihook
+        for entry in sorted(self.path.iterdir()):
+            init = self.session.isinitpath(entry, with_parents=True)
+            if not init and ihook.pytest_ignore_collect(collection_path=entry, config=self.config):
+                continue
+            if entry.is_dir():
+                col = ihook.pytest_collect_directory(path=entry, parent=self)
+                if col is not None:
+                    yield col
+                continue
+            why = problem(entry)
+            if why is None:
+                yield from ihook.pytest_collect_file(file_path=entry, parent=self)
+            name = entry.name
+            if name.startswith(".") or not name.lower().endswith(".json"):
+                continue
+            if why is None:
+                if name.endswith(".json"):
+                    continue
+                why = (f"named {name[-5:]!r}: case files end in '.json' (lowercase); rename it "
+                       "to have it collected")
+            yield CorpusFile.from_parent(self, path=entry, problem=why)
+
+
 class CorpusFile(pytest.File):
-    """One corpus file: one item, named after the case."""
+    """One corpus file: one item, named after the case (or a reported entry: ``problem``)."""
+
+    def __init__(self, *args: Any, problem: str | None = None, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.problem = problem
 
     def collect(self) -> list[pytest.Item]:
         return [CorpusItem.from_parent(self, name=self.path.stem)]
@@ -162,14 +279,24 @@ class CorpusItem(pytest.Item):
         from vmfuzz.corpus import CorpusError, load, replay
         from vmfuzz.timeline import render_attempt
 
+        problem = getattr(self.parent, "problem", None)
+        if problem is not None:
+            raise CaseDiffers(f"{self.path}: {problem}")
         failed = _load_plugins(self.config)
         if failed is not None:
             raise CaseDiffers(failed)
+        limit = self.config.stash.get(_TIMEOUT_KEY, DEFAULT_TIMEOUT)
         try:
-            cc = load(self.path)
+            with _time_limit(limit):
+                cc = load(self.path)
+                result = replay(cc, check_fix=False)
         except CorpusError as e:
             raise CaseDiffers(str(e)) from None
-        result = replay(cc, check_fix=False)
+        except CaseTimeout:
+            raise CaseDiffers(
+                f"{self.path}: stopped after {limit:g} s, the time limit of one case "
+                "(--vmfuzz-timeout or the vmfuzz_timeout ini option; 0: no limit)"
+            ) from None
         if not result.ok:
             width = min(shutil.get_terminal_size((100, 24)).columns, 160)
             text = render_attempt(cc, result.attempt, width=width)
