@@ -91,3 +91,30 @@ def test_testpaths_runs_get_the_corpus_explicit_paths_do_not(pytester: pytest.Py
 def test_no_corpus_folder_is_fine(pytester: pytest.Pytester) -> None:
     put(pytester.path, "test_one.py", "def test_one():\n    assert True\n")
     pytester.runpytest().assert_outcomes(passed=1)
+
+
+def _long_case() -> dict[str, Any]:
+    """A case of the real kernel that runs for seconds (10,000 reclaim passes)."""
+    return {"format": "vmfuzz-case", "version": 1, "config": {},
+            "tasks": [{"name": "T1", "ops": [{"op": "kswapd", "args": {"count": 4}}] * 10_000}],
+            "max_steps": 1_000_000, "expected": "clean"}
+
+
+def test_a_case_over_the_time_limit_fails_with_one_line(pytester: pytest.Pytester) -> None:
+    put(pytester.path, "corpus/quick.json", race_json())
+    put(pytester.path, "corpus/long.json", _long_case())
+    result = pytester.runpytest("--vmfuzz-timeout", "0.3")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*corpus/long.json: stopped after 0.3 s, the time limit of one "
+                                 "case (--vmfuzz-timeout or the vmfuzz_timeout ini option*"])
+    pytester.makeini("[pytest]\nvmfuzz_timeout = 0.2\n")
+    pytester.runpytest("corpus/long.json").assert_outcomes(failed=1)
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "soon"])
+def test_a_bad_time_limit_is_a_usage_error(pytester: pytest.Pytester, value: str) -> None:
+    put(pytester.path, "corpus/quick.json", race_json())
+    result = pytester.runpytest(f"--vmfuzz-timeout={value}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--vmfuzz-timeout: expected seconds from 0 (no limit) to "
+                                 f"86400, not '{value}'"])

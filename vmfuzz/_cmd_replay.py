@@ -25,8 +25,11 @@ upgraded (same trace: the model's identity and anchors added), rerecorded (same 
 trace: trace, steps, decisions rewritten) or refused (left as it is: it no longer shows its
 outcome, or its explicit steps no longer apply).  Exit status 1 when some case was refused.
 
-A file that cannot be used (malformed, truncated, wrong version, unknown operation ...) gets one
-line on stderr naming the file and the problem; the other files are still replayed.
+A file that cannot be used (malformed, truncated, wrong version, unknown operation, over a
+size limit of docs/corpus.md ...) gets one line on stderr naming the file and the problem; the
+other files are still replayed.  So do entries below a folder named like cases that are not
+readable ones (*.JSON, dangling symlinks, FIFOs, devices: only regular files are read), and a
+folder with no case file at all.
 
 --json prints one JSON object per line and case: path, name, ok, expected, observed, message,
 steps, trace_sha256 (of this replay), recorded_trace_sha256, trace_matches (null when the case
@@ -79,7 +82,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="after a deliberate model change: rewrite each case that still shows its recorded "
         "outcome with this model's trace (see above); cases that do not are left alone",
     )
-    p.add_argument("--width", type=int, default=None, help="timeline width (default: terminal)")
+    p.add_argument("--width", type=int, default=None,
+                   help="timeline width, 20 to 1000 (default: the terminal's)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,7 +20,8 @@ import sys
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("case", metavar="CASE", help="a case file")
     p.add_argument(
-        "--width", type=int, default=None, help="width in columns (default: the terminal's)"
+        "--width", type=int, default=None,
+        help="width in columns, 20 to 1000 (default: the terminal's)"
     )
     p.add_argument("--full", action="store_true", help="show every step (no elision)")
     p.add_argument(

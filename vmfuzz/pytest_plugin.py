@@ -154,8 +154,9 @@ def case_timeout(config: pytest.Config) -> float:
     return value
 
 
-class CaseTimeout(Exception):
-    """A case ran past the per-case time limit."""
+class CaseTimeout(BaseException):
+    """A case ran past the per-case time limit (a BaseException, like KeyboardInterrupt: the
+    replay's net for crashes of the model must not catch it)."""
 
 
 @contextmanager
@@ -170,6 +171,9 @@ def _time_limit(seconds: float) -> Iterator[None]:
         return
 
     def expired(signum: int, frame: Any) -> None:
+        # Raised where the case happens to be; if that is a place whose exceptions Python
+        # ignores (a weakref callback, a __del__), the next tick raises it again.
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
         raise CaseTimeout()
 
     old = signal.signal(signal.SIGALRM, expired)
