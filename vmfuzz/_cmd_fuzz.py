@@ -46,9 +46,21 @@ to the first, unshrunk failure), "post_shrink_seconds" (shrinking after Hypothes
 (the stream that found the failure; with one worker, the stream searched; else null),
 "workers", "scheduler", "bugs", "budget" (seconds, or null), "kernel" (which kernel was fuzzed,
 in words), "repeat" (the command that repeats the run), "next": [{"what", "command"}] (what
-to try next), "vmfuzz": {"version", "path", "code" (a digest of the source that ran)}}.
-Exit status: 0 nothing found, 1 failure found, 2 usage or bad input, 3 internal error of
-vmfuzz itself (one line on stderr; VMFUZZ_TRACEBACK=1 shows the traceback).
+to try next), "vmfuzz": {"version", "path", "code" (a digest of the source that ran)},
+"saved": {"path", "corpus_error", "fallback"} | null (where the case went; see below),
+"unsaved_case" (the case file's text when no folder took it, else null)}.
+
+A finding is never lost: when the corpus cannot be written (--corpus names a file, a read-only
+folder, a full disk) the case is saved, under the name it would have had, to the first
+fallback folder that takes it: $VMFUZZ_FALLBACK_DIR if set, else
+$XDG_STATE_HOME/vmfuzz/unsaved (~/.local/state/vmfuzz/unsaved), else
+$TMPDIR/vmfuzz-unsaved-UID; stderr names it (and says so before the search when the corpus is
+already unwritable).  If no folder takes it, the case file's text is printed on stderr.
+
+Exit status: 0 nothing found, 1 failure found (and saved in the corpus, or --no-save), 2 usage
+or bad input, 3 internal error of vmfuzz itself (one line on stderr; VMFUZZ_TRACEBACK=1 shows
+the traceback), 4 failure found but the corpus could not be written: the case is in the
+fallback folder named on stderr (or printed there).
 """
 
 from __future__ import annotations
@@ -65,6 +77,13 @@ from typing import TYPE_CHECKING, Any
 
 from vmfuzz._cores import available_cores
 from vmfuzz._duration import DurationError, parse_duration
+from vmfuzz._fallback import (
+    EXIT_NOT_IN_CORPUS,
+    Saved,
+    corpus_problem,
+    fallback_dirs,
+    save_case,
+)
 from vmfuzz._progress import Heartbeat, clock, progress_every
 from vmfuzz._provenance import provenance
 from vmfuzz.kernel import KernelConfig
@@ -105,7 +124,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="program-pool mutants run after each 100 examples (default 400 with "
                    "the mixed and pct schedulers, 0 otherwise; 0 turns the pool off)")
     p.add_argument("--corpus", default="corpus", metavar="DIR",
-                   help="where failures are saved (default: corpus/)")
+                   help="where failures are saved (default: corpus/); when it cannot be "
+                   "written, a fallback folder (named on stderr, exit status 4)")
     p.add_argument("--no-save", action="store_true", help="do not write the failure to the corpus")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
@@ -224,6 +244,11 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             beat.update()
 
+    if not args.no_save:
+        problem = corpus_problem(args.corpus)
+        if problem is not None:
+            sys.stderr.write(f"vmfuzz fuzz: warning: cannot write the corpus ({problem}): a "
+                             f"failure will be saved to {fallback_dirs()[0]} instead\n")
     if not args.json:
         limits = [f"{args.max_examples} examples"] if args.max_examples is not None else []
         limits += [_seconds(budget)] if budget is not None else []
@@ -249,17 +274,23 @@ def run(args: argparse.Namespace) -> int:
         return 3
     finally:
         beat.close()
-    path = None
+    saved = None
     if result.found and not args.no_save:
-        path = _save(result, args)
+        saved = _save(result, args)
+    path = saved.path if saved is not None else None
     nxt = _next_steps(result, path, args, repeat, seed, given_workers, given_stream)
     if args.json:
         out = _to_json(result, path, args)
+        out["saved"] = saved.to_json() if saved is not None else None
+        out["unsaved_case"] = saved.text if saved is not None else None
         out.update(seed_drawn=seed_drawn, budget=budget, kernel=kernel, repeat=repeat,
                    next=[{"what": w, "command": c} for w, c in nxt])
         print(json.dumps(out))
     else:
         _print_human(result, path, args, kernel, repeat, nxt)
+    if saved is not None and not saved.in_corpus:
+        _say_fallback(saved)
+        return EXIT_NOT_IN_CORPUS
     return 1 if result.found else 0
 
 
@@ -284,17 +315,28 @@ def _campaign(config: KernelConfig, args: argparse.Namespace, budget: float | No
     return result
 
 
-def _save(result: CampaignResult, args: argparse.Namespace) -> Path | None:
-    from vmfuzz.corpus import NotReproducible, save_failure
+def _save(result: CampaignResult, args: argparse.Namespace) -> Saved | None:
+    from vmfuzz.corpus import NotReproducible
 
     assert result.case is not None and result.failure is not None
     meta = {"found_by": f"vmfuzz fuzz --scheduler {args.scheduler}", "seed": args.seed,
             "stream": args.stream}
     try:
-        return save_failure(result.case, result.failure.violation, Path(args.corpus), meta)
+        return save_case(result.case, result.failure.violation, Path(args.corpus), meta)
     except NotReproducible as e:  # printed, not fatal: the timeline below still shows it
         sys.stderr.write(f"vmfuzz fuzz: the failure was not saved: {e}\n")
         return None
+
+
+def _say_fallback(saved: Saved) -> None:
+    """Where a failure the corpus could not take went (stderr; after the report)."""
+    if saved.path is not None:
+        sys.stderr.write(f"vmfuzz fuzz: cannot write the corpus ({saved.corpus_error}): the "
+                         f"case is saved to {saved.path} instead; move it into the corpus\n")
+        return
+    sys.stderr.write(f"vmfuzz fuzz: cannot write the corpus ({saved.corpus_error}) nor any "
+                     "fallback folder: the case file follows; save it as a .json file\n")
+    sys.stderr.write(saved.text or "(the case could not be serialised)\n")
 
 
 def _next_steps(result: CampaignResult, path: Path | None, args: argparse.Namespace,

@@ -28,7 +28,6 @@ import json
 import os
 import re
 import stat
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from vmfuzz._casefiles import kind_of
 from vmfuzz._casefiles import scan as scan_folder
 from vmfuzz._provenance import model_digest, model_identity
 from vmfuzz._scheduler import Outcome, ScheduleDiverged, Scheduler, ScheduleSource, Task
+from vmfuzz._write import write_text
 from vmfuzz.case import DEFAULT_MAX_STEPS, Case, OpCall, Run, Schedule, TaskSpec, execute
 from vmfuzz.invariants import CHECKS
 from vmfuzz.kernel import BUGS, OPS, KernelConfig
@@ -727,24 +727,30 @@ def _fmt(v: Any, indent: int, room: int, width: int) -> str:
 
 
 def write_case(cc: CorpusCase, path: str | os.PathLike[str]) -> Path:
-    """Write ``cc`` to ``path`` atomically (temp file in the same folder, then rename)."""
+    """Write ``cc`` to ``path`` atomically, with the user's umask (:mod:`vmfuzz._write`).
+
+    :class:`CorpusWriteError` (an ``OSError`` holding the case's text) when the file cannot
+    be written: a full disk, a read-only folder, a file where the folder should be.
+    """
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     text = dumps(cc)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+        write_text(p, text)
+    except OSError as e:
+        raise CorpusWriteError(p, text, e) from e
     return p
+
+
+class CorpusWriteError(OSError):
+    """A case file that could not be written; ``text`` is what it would have held."""
+
+    def __init__(self, path: Path, text: str, cause: OSError) -> None:
+        super().__init__(cause.errno, f"{path}: cannot write: {cause.strerror or cause}")
+        self.path = path
+        self.text = text
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 # ======================================================================= saving failures
