@@ -16,7 +16,8 @@ corpus, timeline, elapsed, hits, workers, seed, scheduler, profile, shrunk ...),
 max_worker_rss_mb, worker_cpu_seconds, cores_busy (worker CPU seconds per second: how much of
 the machine the run got), cpu_bound (the fraction of the workers' lifetime spent on a CPU or
 waiting for one: near 1 when they never idle), steps_per_cpu_second, summary, report.
-Exit status: 0 no findings, 1 findings, 2 not a soak state directory.
+Exit status: 0 no findings, 1 findings, 2 not a soak state directory, or a state file that is
+corrupt (one line naming the file: a truncated stats.json is never read as empty counters).
 """
 
 from __future__ import annotations
@@ -34,19 +35,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vmfuzz.plugins import PluginError, load_plugins
-    from vmfuzz.soak import FORMAT, read_json, write_reports
+    from vmfuzz.soak import SoakError, read_run, write_reports
 
     state = Path(args.state)
-    run_json = read_json(state / "run.json")
-    if not isinstance(run_json, dict) or run_json.get("format") != FORMAT:
+    try:
+        run_json = read_run(state)
+    except SoakError as e:
+        sys.stderr.write(f"vmfuzz report: error: {e}\n")
+        return 2
+    if run_json is None:
         sys.stderr.write(f"vmfuzz report: error: {state}: not a soak state directory "
-                         "(no readable run.json)\n")
+                         "(no run.json)\n")
         return 2
     try:  # the run's plugins: their operations appear in the findings' timelines
-        load_plugins(run_json.get("config", {}).get("plugins", []))
+        load_plugins(run_json["config"].get("plugins", []))
     except PluginError as e:
         sys.stderr.write(f"vmfuzz report: warning: {e}\n")
-    summary = write_reports(state)
+    try:
+        summary = write_reports(state)
+    except SoakError as e:  # a corrupt state file: one line naming it
+        sys.stderr.write(f"vmfuzz report: error: {e}\n")
+        return 2
+    except OSError as e:  # summary.txt / report.html could not be written
+        sys.stderr.write(f"vmfuzz report: error: cannot write the report: {e}\n")
+        return 2
     text = summary.pop("text", "")
     if args.json:
         print(json.dumps(summary))

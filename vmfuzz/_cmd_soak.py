@@ -20,8 +20,22 @@ operation and per yield label, line and branch coverage of the model (vmfuzz.ker
 on one chunk of examples in ten, merged across workers).  At the end the summary is printed
 and written to STATE/summary.txt, with plots and timelines in STATE/report.html.
 
---json prints the summary as one JSON object (see 'vmfuzz report --json').
-Exit status: 0 nothing found, 1 findings (failures or worker crashes), 2 usage or bad input.
+Faults.  Before anything runs, the state folder and the corpus must be writable and every
+state file of a --resume sound (else one line naming the folder or file, exit status 2: a
+truncated stats.json or slot file is never read as zero counters or seed 0).  A write that
+fails during the run (a full disk) stops the session cleanly: workers finish their campaign, a
+failure the corpus cannot take is saved to a fallback folder ($VMFUZZ_FALLBACK_DIR, else
+~/.local/state/vmfuzz/unsaved, else $TMPDIR/vmfuzz-unsaved-UID; the summary names it), the
+summary is printed even if it cannot be written, and --resume goes on once there is room.
+After a kill -9 of this process its workers stop at their next chunk of examples (a failure
+being shrunk is saved first); --resume waits for them and counts their last campaigns from the
+slot logs.
+
+--json prints the summary as one JSON object (see 'vmfuzz report --json'; "write_error" is
+the write that stopped the run, or null).
+Exit status: 0 nothing found, 1 findings (failures or worker crashes), 2 usage, bad input or
+a corrupt state file, 4 the run stopped because a file could not be written, or a finding is
+not in the corpus (in a fallback folder, or printed in the summary).
 """
 
 from __future__ import annotations
@@ -158,4 +172,12 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         sys.stdout.write(text)
+    outside = [f for f in summary["findings"] if f.get("corpus_error") or f.get("case_text")]
+    if summary.get("write_error") or outside:
+        why = summary.get("write_error") or outside[0].get("corpus_error")
+        sys.stderr.write(f"vmfuzz soak: cannot write ({why}): "
+                         + (f"{len(outside)} finding(s) are not in the corpus (the summary says "
+                            "where they are); " if outside else "")
+                         + "free space, then continue with --resume\n")
+        return 4
     return 1 if summary["findings"] else 0

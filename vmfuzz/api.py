@@ -258,7 +258,8 @@ def failure_report(
     """Save the failure under ``folder`` (None: not saved) and describe it as ``vmfuzz fuzz``
     prints it: the violation, the sizes, the tasks, the race diagram, the replay command
     (loading ``needs``, the files that registered what the case uses, with ``--plugin``)."""
-    from vmfuzz.corpus import NotReproducible, save_failure
+    from vmfuzz._fallback import save_case
+    from vmfuzz.corpus import NotReproducible
     from vmfuzz.timeline import render_timeline
 
     assert result.failure is not None and result.case is not None
@@ -291,10 +292,16 @@ def failure_report(
     )
     if folder is not None:
         try:
-            path = save_failure(result.case, v, folder, meta)
+            saved = save_case(result.case, v, folder, meta)
         except NotReproducible as e:
             lines.append(f"not saved: the shrunk case does not replay on its own: {e}")
         else:
+            if saved.corpus_error is not None:
+                lines.append(f"the corpus cannot be written ({saved.corpus_error})")
+            if saved.path is None:
+                lines.append(f"nor any fallback folder; the case file:\n{saved.text}")
+                return "\n".join(lines)
+            path = saved.path
             shown = _shown(path)
             flags = "".join(f" --plugin {_shown(f)}" for f in needs)
             lines.append(

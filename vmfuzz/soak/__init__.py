@@ -61,7 +61,7 @@ from vmfuzz.soak._config import (
 from vmfuzz.soak._files import read_json, read_jsonl
 from vmfuzz.soak._plan import PROFILES, SCHEDULERS, SEED_STRIDE, Profile, campaign_plan
 from vmfuzz.soak._report import write_reports
-from vmfuzz.soak._state import FORMAT
+from vmfuzz.soak._state import FORMAT, read_run
 from vmfuzz.soak._supervisor import Snapshot, run_soak
 from vmfuzz.soak._svg import svg_chart
 from vmfuzz.soak._worker import rerun_campaign
@@ -82,6 +82,7 @@ __all__ = [
     "parse_duration",
     "read_json",
     "read_jsonl",
+    "read_run",
     "rerun_campaign",
     "run_soak",
     "svg_chart",

@@ -1,8 +1,11 @@
-"""Files of the state directory: atomic JSON and text writes, tolerant reads, file locks.
+"""Files of the state directory: atomic JSON and text writes, log lines, file locks.
 
 Every file a reader may look at while the run goes on (``run.json``, ``stats.json``, slot files,
-finding records) is written to a temporary file in the same folder and renamed over the old one,
-so a reader, or a ``kill -9`` at any moment, sees the old content or the new, never half.
+finding records) is written to a temporary file in the same folder and renamed over the old one
+(:mod:`vmfuzz._write`: the user's umask, the fault hook), so a reader, or a ``kill -9`` at any
+moment, sees the old content or the new, never half.  The state files are read back strictly
+(:mod:`vmfuzz.soak._schema`); :func:`read_json` is for what may be missing or unreadable
+without harm (``coverage.json``, a progress poll).
 """
 
 from __future__ import annotations
@@ -12,42 +15,26 @@ import datetime
 import fcntl
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from vmfuzz import _write
+
 
 def write_json(path: Path, data: Any, *, fsync: bool = True) -> None:
-    """Write ``data`` as JSON to ``path`` atomically (temp file in the same folder + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=False)
-            f.write("\n")
-            if fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Write ``data`` as JSON to ``path`` atomically (:func:`vmfuzz._write.write_text`)."""
+    _write.write_text(path, json.dumps(data, indent=1, sort_keys=False) + "\n", fsync=fsync)
 
 
 def write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    _write.write_text(path, text, fsync=False)
+
+
+def append_line(path: Path, data: Any) -> None:
+    """Append ``data`` as one JSON line to the log ``path``."""
+    _write.append_text(path, json.dumps(data) + "\n")
 
 
 def read_json(path: Path) -> Any:
@@ -79,7 +66,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 def flock(path: Path) -> Iterator[None]:
     """An exclusive lock on ``path`` (released by the kernel if the holder dies)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -11,15 +11,15 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from vmfuzz.soak._files import read_json
+from vmfuzz.soak._schema import check_finding, read_state
 
 
 def load_findings(state_dir: Path) -> list[dict[str, Any]]:
-    """Every finding record of the run, oldest first."""
+    """Every finding record of the run, oldest first (:class:`CorruptState` for a bad one)."""
     records = []
     for p in sorted((state_dir / "findings").glob("*.json")):
-        rec = read_json(p)
-        if isinstance(rec, dict) and "signature" in rec:
+        rec = read_state(p, check_finding)
+        if rec is not None:
             rec["record"] = str(p)
             records.append(rec)
     records.sort(key=lambda r: (r.get("elapsed", 0.0), r.get("record", "")))

@@ -17,6 +17,7 @@ from typing import Any
 from vmfuzz.soak._config import format_duration
 from vmfuzz.soak._files import read_json, write_text
 from vmfuzz.soak._findings import group_findings, load_findings, signature_digest
+from vmfuzz.soak._schema import CorruptState, check_run, check_stats, read_state
 from vmfuzz.soak._svg import svg_chart
 
 
@@ -31,13 +32,18 @@ def _rel(path: str | None) -> str | None:
     return path if rel.startswith("..") else rel
 
 
-def summarize(state_dir: Path) -> dict[str, Any]:
-    """The summary of the run in ``state_dir`` as JSON data (see ``vmfuzz report --json``)."""
-    run = read_json(state_dir / "run.json")
-    if not isinstance(run, dict):
-        raise FileNotFoundError(f"{state_dir}: no soak run here (no run.json)")
-    stats = read_json(state_dir / "stats.json")
-    if not isinstance(stats, dict):
+def summarize(
+    state_dir: Path,
+    unwritten: list[dict[str, Any]] | None = None,
+    write_error: str | None = None,
+) -> dict[str, Any]:
+    """The summary of the run in ``state_dir`` as JSON data (see ``vmfuzz report --json``),
+    with ``unwritten``, the finding records a full disk kept out of ``findings/``."""
+    run = read_state(state_dir / "run.json", check_run)
+    if run is None:
+        raise CorruptState(f"{state_dir}: not a soak state directory (no run.json)")
+    stats = read_state(state_dir / "stats.json", check_stats)
+    if stats is None:  # killed before its first write
         stats = {"totals": {}, "series": [], "elapsed": 0.0}
     t = stats.get("totals", {})
     config = run.get("config", {})
@@ -46,7 +52,8 @@ def summarize(state_dir: Path) -> dict[str, Any]:
     workers = sessions[-1].get("workers") if sessions else None
     steps = int(t.get("steps", 0))
     examples = int(t.get("examples", 0))
-    records = load_findings(state_dir)
+    records = load_findings(state_dir) + list(unwritten or [])
+    records.sort(key=lambda r: (r.get("elapsed", 0.0), r.get("record", "")))
     findings = group_findings(records)
     return {
         "state": str(state_dir),
@@ -79,6 +86,7 @@ def summarize(state_dir: Path) -> dict[str, Any]:
         "cpu_bound": round(
             (float(t.get("worker_cpu_seconds", 0.0)) + float(t.get("worker_wait_seconds", 0.0)))
             / float(t["worker_alive_seconds"]), 3) if t.get("worker_alive_seconds") else None,
+        "write_error": write_error,
         "summary": str(state_dir / "summary.txt"),
         "report": str(state_dir / "report.html"),
     }
@@ -111,6 +119,8 @@ _STOP = {
     "interrupted": "interrupted (Ctrl-C / SIGTERM); in-flight shrinking finished",
     "forced": "stopped at once (second Ctrl-C or grace period over)",
     "killed": "the session was killed",
+    "disk": "stopped: a file could not be written (a full disk?); the workers finished their "
+            "campaign",
     None: "still running, or killed",
 }
 
@@ -132,6 +142,9 @@ def summary_text(s: dict[str, Any]) -> str:
         extra += f"; operations: {', '.join(s['ops'])}"
     out.append(f"  bugs: {bugs}{extra}")
     out.append(f"  last session: {_STOP.get(s['stop'], s['stop'])}")
+    if s.get("write_error"):
+        out.append(f"  cannot write: {s['write_error']}; free space, then continue with "
+                   f"vmfuzz soak --resume --state {s['state']}")
     per_worker = s["steps_per_second"] / s["workers"] if s["workers"] else 0.0
     sched = ", ".join(f"{k} {v}" for k, v in sorted(s["schedulers"].items()))
     out.append(
@@ -193,11 +206,20 @@ def summary_text(s: dict[str, Any]) -> str:
             )
         if f.get("corpus"):
             out.append(f"     corpus:   {_rel(f['corpus'])}")
+            if f.get("corpus_error"):
+                out.append(f"     (a fallback folder: the corpus could not be written: "
+                           f"{f['corpus_error']}; move the case into the corpus)")
             out.append(f"     replay:   vmfuzz replay {_rel(f['corpus'])}")
         if f.get("timeline"):
             out.append(f"     timeline: {_rel(f['timeline'])}")
         if f.get("error"):
             out.append(f"     not saved: {f['error']}")
+        if f.get("case_text"):
+            out.append("     the case file (save it as NAME.json):")
+            out.extend("       " + line for line in str(f["case_text"]).splitlines())
+        if f.get("record_error"):
+            out.append(f"     (its record could not be written to findings/: "
+                       f"{f['record_error']})")
         if f.get("kind") == "crash":
             out.append(f"     record:   {_rel(f.get('record'))}")
     if s.get("shrink_passes"):
@@ -217,7 +239,8 @@ def summary_text(s: dict[str, Any]) -> str:
             )
         if len(s["interrupted"]) > 10:
             out.append(f"  ... and {len(s['interrupted']) - 10} more (stats.json)")
-    out.append(f"report: {_rel(s['report'])}")
+    if s["report"] is not None:
+        out.append(f"report: {_rel(s['report'])}")
     return "\n".join(out) + "\n"
 
 
@@ -251,14 +274,25 @@ def _ensure_timelines(state_dir: Path, findings: list[dict[str, Any]]) -> None:
         f["timeline"] = str(out.resolve())
 
 
-def write_reports(state_dir: Path) -> dict[str, Any]:
-    """Write ``summary.txt`` and ``report.html``; the summary as JSON data."""
-    s = summarize(state_dir)
-    _ensure_timelines(state_dir, s["findings"])
-    text = summary_text(s)
-    write_text(state_dir / "summary.txt", text)
-    write_text(state_dir / "report.html", render_html(state_dir, s))
-    s["text"] = text
+def write_reports(
+    state_dir: Path,
+    unwritten: list[dict[str, Any]] | None = None,
+    write_error: str | None = None,
+) -> dict[str, Any]:
+    """Write ``summary.txt`` and ``report.html``; the summary as JSON data (with ``text``).
+
+    A report file that cannot be written (a full disk) is named in ``write_error``: the
+    summary is still returned, for the caller to print.
+    """
+    s = summarize(state_dir, unwritten, write_error)
+    try:
+        _ensure_timelines(state_dir, s["findings"])
+        write_text(state_dir / "summary.txt", summary_text(s))
+        write_text(state_dir / "report.html", render_html(state_dir, s))
+    except OSError as e:
+        s["write_error"] = s["write_error"] or f"{e.filename}: {e.strerror or e}"
+        s["summary"] = s["report"] = None
+    s["text"] = summary_text(s)
     return s
 
 

@@ -8,6 +8,12 @@ back-off when it keeps dying) and its death is a finding; a worker that grew too
 its share of campaigns, is replaced by a fresh process.  Ctrl-C (SIGINT), SIGTERM and SIGHUP
 stop the session cleanly: the workers finish their campaign, shrinking a failure included; a
 second signal, or the grace period running out, stops them at once.
+
+A state write that fails (a full disk: the parent's ``stats.json``, or a worker's ``disk``
+message) stops the session the same clean way (stop reason ``disk``): the workers finish their
+campaign, a failure goes to the corpus or a fallback folder, a finding record that could not be
+written is kept in memory and shown in the summary, which is printed even if ``summary.txt``
+cannot be written; ``--resume`` goes on once there is room.
 """
 
 from __future__ import annotations
@@ -52,6 +58,8 @@ class _Slot:
     cpu: tuple[float, float] = (0.0, 0.0)  # current process: on-CPU, runnable-waiting
     seen: float = 0.0  # time.monotonic() of the last reading
     campaigns: int = 0
+    logged: int = 0  # campaigns of the slot's log counted in the stats (over all sessions)
+    partial: dict[str, int] = attrs.field(factory=lambda: {"examples": 0, "steps": 0})
 
 
 @attrs.define
@@ -101,15 +109,31 @@ class Soak:
         self.run_json: dict[str, Any] = {}
         self._rate: list[tuple[float, int]] = []
         self._lock_fd: int | None = None
+        self.write_error: str | None = None  # the first write that failed: the session stops
+        self.unwritten: list[dict[str, Any]] = []  # finding records not on disk
 
     # ---------------------------------------------------------------- state
     def prepare(self) -> None:
         """Create the state directory, or read it back for ``--resume``."""
-        run = open_run(self.o)
+        run = open_run(self.o, self.on_event)
         self.run_json, self.stats, self.session = run.run_json, run.stats, run.session
         self.records = run.records
         self.signatures = {r["signature"] for r in self.records}
         self._lock_fd = run.lock_fd
+        for s in self.slots:
+            seen = self.stats["slots"].get(str(s.slot))
+            if seen is not None:
+                s.logged = seen["logged"]
+
+    def _write_failed(self, error: str) -> None:
+        """A write failed: stop the session cleanly (once), saying why."""
+        if self.write_error is None:
+            self.write_error = error
+            if self.on_event is not None:
+                self.on_event(f"stopping: cannot write ({error}); the workers finish their "
+                              "campaign, then free space and continue with --resume")
+        if self.stop_reason is None:
+            self.stop_reason = "disk"
 
     # ---------------------------------------------------------------- workers
     def _start(self, s: _Slot, now: float) -> None:
@@ -145,6 +169,8 @@ class Soak:
         if kind == "progress":
             t["examples"] += payload["examples"]
             t["steps"] += payload["steps"]
+            s.partial["examples"] += payload["examples"]
+            s.partial["steps"] += payload["steps"]
             t["budget_hits"] += payload["budget_hits"]
             for key in ("ops", "labels"):
                 counts = t[key]
@@ -155,6 +181,8 @@ class Soak:
         elif kind == "end":
             s.current = None
             s.campaigns += 1
+            s.logged += 1
+            s.partial = {"examples": 0, "steps": 0}
             t["campaigns"] += 1
             for key, val in (("schedulers", payload["scheduler"]),
                              ("profiles", payload["profile"])):
@@ -165,12 +193,16 @@ class Soak:
             self._add_record(payload)
         elif kind == "recycle":
             s.recycle = True
+        elif kind == "disk":
+            self._write_failed(f"worker {s.slot}: {payload.get('error')}")
         elif kind == "coverage":
             t["sampled_chunks"] = t.get("sampled_chunks", 0) + payload.get("chunks", 1)
             self._coverage_due = True
 
     def _add_record(self, rec: dict[str, Any]) -> None:
         self.records.append(rec)
+        if rec.get("record_error"):
+            self.unwritten.append(rec)
         new = rec["signature"] not in self.signatures
         self.signatures.add(rec["signature"])
         if new and self.on_event is not None:
@@ -199,7 +231,10 @@ class Soak:
                                          "shrinking is not saved: re-run the campaign)")
             self.stats["interrupted"].append(cur)
         if s.current is not None:
-            clear_slot_file(self.state, s.slot)  # reported above: not "interrupted" on --resume
+            try:  # reported above: not "interrupted" on --resume
+                clear_slot_file(self.state, s.slot)
+            except OSError as e:
+                self._write_failed(f"{e.filename}: {e.strerror or e}")
         s.current = None
         running = self.stop_reason is None and now < self.deadline - 0.5
         if crashed:
@@ -232,7 +267,11 @@ class Soak:
             "found_at": now_iso(),
         }
         fid = finding_id(elapsed, s.slot, cur.get("seed", -1), "crash")
-        write_json(self.state / "findings" / f"{fid}.json", rec)
+        try:
+            write_json(self.state / "findings" / f"{fid}.json", rec)
+        except OSError as e:
+            rec["record_error"] = f"{e.strerror or e}"
+            self._write_failed(f"{e.filename}: {e.strerror or e}")
         self._add_record(rec)
 
     def _drain(self, s: _Slot) -> None:
@@ -375,8 +414,12 @@ class Soak:
         self.session["ended"] = now_iso()
         self.session["stop"] = self.stop_reason if not self.force else "forced"
         self.session["elapsed"] = round(time.monotonic() - self.t0, 3)
-        write_json(self.state / "run.json", self.run_json)
-        return write_reports(self.state)
+        try:
+            write_json(self.state / "run.json", self.run_json)
+        except OSError as e:
+            self._write_failed(f"{e.filename}: {e.strerror or e}")
+        return write_reports(self.state, unwritten=self.unwritten,
+                             write_error=self.write_error)
 
     # ---------------------------------------------------------------- stats
     def _rate_now(self) -> float:
@@ -443,6 +486,9 @@ class Soak:
         st["workers"] = self.o.workers
         st["steps_per_second"] = round(self._rate_now(), 1)
         st["findings"] = len(self.signatures)
+        slots = st.setdefault("slots", {})
+        for s in self.slots:
+            slots[str(s.slot)] = {"logged": s.logged, **s.partial}
         st["worker_status"] = [
             {"slot": s.slot, "pid": s.proc.pid if s.proc is not None else None,
              "rss_mb": round(s.rss_mb, 1) if s.rss_mb is not None else None,
@@ -450,7 +496,10 @@ class Soak:
              "recycles": s.recycles}
             for s in self.slots
         ]
-        write_json(self.state / "stats.json", st, fsync=final)
+        try:
+            write_json(self.state / "stats.json", st, fsync=final)
+        except OSError as e:
+            self._write_failed(f"{e.filename}: {e.strerror or e}")
 
     def _merge_coverage(self) -> None:
         """Merge the workers' coverage data into ``coverage.json`` and the stats."""

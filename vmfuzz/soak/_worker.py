@@ -10,6 +10,11 @@ failure found by several workers is one file), its timeline drawn, and a finding
 written before the supervisor hears of it.  An exception escaping the worker is recorded as a
 crash finding; the supervisor restarts the process.
 
+A write that fails (a full disk, a read-only folder) is no crash: a failure the corpus cannot
+take goes to a fallback folder (:mod:`vmfuzz._fallback`), a finding record that cannot be
+written goes to the supervisor anyway, and the worker tells the supervisor (``disk``) and stops
+after the campaign; it never starts a campaign whose seed cursor it could not write first.
+
 The model (``vmfuzz.kernel``) and ``vmfuzz.campaign`` are imported inside functions, never at
 the top: the worker imports the model under coverage.py so that its module-level lines count.
 """
@@ -18,7 +23,6 @@ from __future__ import annotations
 
 import faulthandler
 import fcntl
-import json
 import os
 import signal
 import time
@@ -32,10 +36,11 @@ import attrs
 from vmfuzz.plugins import load_plugins
 from vmfuzz.soak._config import SoakConfig, validate
 from vmfuzz.soak._coverage import COV_WARNINGS, COVERED_PACKAGE
-from vmfuzz.soak._files import flock, now_iso, read_json, write_json, write_text
+from vmfuzz.soak._files import append_line, flock, now_iso, write_json, write_text
 from vmfuzz.soak._findings import finding_id
 from vmfuzz.soak._metrics import rss_mb
 from vmfuzz.soak._plan import Profile, campaign_plan, profile_named
+from vmfuzz.soak._state import read_slot
 
 CRASH_EXIT = 3  # exit status of a worker that reported its own crash
 # A worker is replaced after its campaign when it has grown this much over its size after its
@@ -112,9 +117,12 @@ def worker_entry(args: WorkerArgs, conn: Connection) -> None:
     # ``kill -USR1 PID`` appends the worker's Python stack to workers/slot<N>.stack (what is a
     # worker doing that has not reported progress for a long while?).
     stacks = Path(args.state_dir) / "workers" / f"slot{args.slot}.stack"
-    stacks.parent.mkdir(parents=True, exist_ok=True)
-    stack_file = open(stacks, "a", encoding="utf-8")  # open for the process' life
-    faulthandler.register(signal.SIGUSR1, file=stack_file, all_threads=True)
+    try:
+        stacks.parent.mkdir(parents=True, exist_ok=True)
+        stack_file = open(stacks, "a", encoding="utf-8")  # open for the process' life
+        faulthandler.register(signal.SIGUSR1, file=stack_file, all_threads=True)
+    except OSError:  # a full disk: the run stops at the first state write, as it should
+        pass
     w = _Worker(args, conn)
     try:
         w.run()
@@ -143,6 +151,7 @@ class _Worker:
         self.chunks = 0
         self.sampled_chunks = 0
         self._last: dict[str, Any] = {}
+        self.write_error: str | None = None  # the first state write that failed
 
     # ---------------------------------------------------------------- messages
     def send(self, kind: str, payload: dict[str, Any]) -> None:
@@ -153,6 +162,13 @@ class _Worker:
         except (OSError, EOFError):  # the parent is gone: finish quietly
             self.orphan = True
             self.stopping = True
+
+    def _write_failed(self, e: OSError) -> None:
+        """A state write failed: tell the supervisor once, and stop after this campaign."""
+        if self.write_error is None:
+            self.write_error = f"{e.filename or ''}: {e.strerror or e}".lstrip(": ")
+            self.send("disk", {"slot": self.a.slot, "error": self.write_error})
+        self.stopping = True
 
     def _check_stop(self) -> None:
         if os.getppid() != self.a.parent_pid:
@@ -176,7 +192,7 @@ class _Worker:
         # finishing its campaign (an orphan) holds this lock until it exits.
         self.slot_file.parent.mkdir(parents=True, exist_ok=True)
         lock = os.open(self.state / "workers" / f"slot{self.a.slot}.lock",
-                       os.O_RDWR | os.O_CREAT, 0o644)
+                       os.O_RDWR | os.O_CREAT, 0o666)
         fcntl.flock(lock, fcntl.LOCK_EX)
         cursor = self._read_cursor()
         done = 0
@@ -195,14 +211,21 @@ class _Worker:
                 "seed": seed, "scheduler": scheduler, "profile": profile.name,
                 "index": index, "started": now_iso(), "elapsed": round(self.elapsed(), 3),
             }
-            write_json(self.slot_file, {"slot": self.a.slot, "next": cursor,
-                                        "current": self.current})
+            try:  # the cursor is on disk before the campaign starts, or it does not start
+                write_json(self.slot_file, {"slot": self.a.slot, "next": cursor,
+                                            "current": self.current})
+            except OSError as e:
+                self._write_failed(e)
+                break
             self.send("start", dict(self.current))
             budget = min(self.a.campaign_seconds, max(0.5, remaining))
             result = self._campaign(seed, scheduler, profile, budget)
             finished = dict(self.current)
-            write_json(self.slot_file, {"slot": self.a.slot, "next": cursor, "current": None},
-                       fsync=False)
+            try:
+                write_json(self.slot_file, {"slot": self.a.slot, "next": cursor,
+                                            "current": None}, fsync=False)
+            except OSError as e:
+                self._write_failed(e)
             self.current = None
             if result is not None:
                 finished.update(
@@ -210,11 +233,16 @@ class _Worker:
                     steps=result.steps, found=result.found,
                 )
                 finished["signature"] = self._found(result, seed, scheduler, profile)
-            else:
-                finished["stopped"] = True
-            with open(self.log_file, "a", encoding="utf-8") as f:
-                f.write(json.dumps(finished) + "\n")
+            else:  # what ran of it (a --resume counts it from the log if the stats missed it)
+                finished.update(stopped=True, examples=self._last["examples"],
+                                steps=self._last["steps"])
+            try:
+                append_line(self.log_file, finished)
+            except OSError as e:
+                self._write_failed(e)
             self.send("end", finished)
+            if self.write_error is not None:
+                break
             done += 1
             rss = rss_mb(os.getpid())
             if baseline is None:
@@ -246,15 +274,22 @@ class _Worker:
         finally:
             if self.cov is not None:
                 self.cov.stop()
-                self.cov.save()
+                self._save_coverage()
         load_plugins(self.a.config.plugins)
         import vmfuzz.campaign  # noqa: F401
 
+    def _save_coverage(self) -> bool:
+        """Write the coverage data; a failed write turns coverage off for this process."""
+        try:
+            self.cov.save()
+        except OSError:
+            self.cov = None
+            return False
+        return True
+
     def _read_cursor(self) -> int:
-        data = read_json(self.slot_file)
-        if isinstance(data, dict) and isinstance(data.get("next"), int):
-            return int(data["next"])
-        return 0
+        data = read_slot(self.slot_file)  # a damaged file is an error, never seed 0 again
+        return int(data["next"]) if data is not None else 0
 
     def _campaign(
         self, seed: int, scheduler: str, profile: Profile, budget: float
@@ -303,7 +338,8 @@ class _Worker:
         if not ran:
             self.carry = True
             return
-        self.cov.save()
+        if not self._save_coverage():
+            return
         self.sampled_chunks += 1
         self.send("coverage", {"chunks": 1})
 
@@ -334,7 +370,7 @@ class _Worker:
     def _found(self, r: Any, seed: int, scheduler: str, profile: Profile) -> str | None:
         if not r.found or r.failure is None or r.case is None:
             return None
-        from vmfuzz.corpus import load, save_failure
+        from vmfuzz.corpus import load
 
         v = r.failure.violation
         meta = {
@@ -361,24 +397,47 @@ class _Worker:
             "corpus": None,
             "timeline": None,
         }
-        corpus = Path(self.a.config.corpus)
         try:
-            with flock(self.state / "corpus.lock"):
-                path = save_failure(r.case, v, corpus, meta)
-            path = path.resolve()
-            cc = load(path)
-            rec["signature"] = str(cc.metadata.get("signature") or path.stem)
-            rec["corpus"] = str(path)
-            rec["timeline"] = self._timeline(cc, path)
+            saved = self._save(r.case, v, meta)
+            if saved.corpus_error is not None:
+                rec["corpus_error"] = saved.corpus_error
+                self.stopping = True  # the corpus is unwritable: stop after this campaign
+                self.send("disk", {"slot": self.a.slot, "error": saved.corpus_error})
+            if saved.path is None:
+                rec["signature"] = f"{v.check}|{v.label or ''}|unsaved"
+                rec["error"] = "no folder could take the case: its text is in case_text"
+                rec["case_text"] = saved.text
+            else:
+                path = saved.path.resolve()
+                cc = load(path)
+                rec["signature"] = str(cc.metadata.get("signature") or path.stem)
+                rec["corpus"] = str(path)
+                rec["timeline"] = self._timeline(cc, path)
         except Exception as e:  # not reproducible, or the model raised while re-running it
             rec["signature"] = f"{v.check}|{v.label or ''}|unsaved"
             rec["error"] = f"{type(e).__name__}: {e}"
         rec["elapsed"] = round(self.elapsed(), 3)
         rec["found_at"] = now_iso()
         fid = finding_id(rec["elapsed"], self.a.slot, seed, "failure")
-        write_json(self.state / "findings" / f"{fid}.json", rec)
+        try:
+            write_json(self.state / "findings" / f"{fid}.json", rec)
+        except OSError as e:  # the supervisor keeps it and shows it in the summary
+            rec["record_error"] = f"{e.strerror or e}"
+            self._write_failed(e)
         self.send("finding", rec)
         return str(rec["signature"])
+
+    def _save(self, case: Any, v: Any, meta: dict[str, Any]) -> Any:
+        """Save to the corpus (else a fallback folder) under the corpus lock when it can be
+        taken: workers saving one signature at once keep the shorter run."""
+        from vmfuzz._fallback import save_case
+
+        corpus = Path(self.a.config.corpus)
+        try:
+            with flock(self.state / "corpus.lock"):
+                return save_case(case, v, corpus, meta)
+        except OSError:  # the lock file cannot be created (a full disk): save without it
+            return save_case(case, v, corpus, meta)
 
     def _timeline(self, cc: Any, path: Path) -> str | None:
         try:
@@ -389,7 +448,11 @@ class _Worker:
         except Exception as e:
             text = f"(no timeline: {type(e).__name__}: {e})\n"
         out = self.state / "timelines" / f"{path.stem}.txt"
-        write_text(out, text)
+        try:
+            write_text(out, text)
+        except OSError as e:  # the report draws it again later
+            self._write_failed(e)
+            return None
         return str(out.resolve())
 
     def report_crash(self, exc: BaseException) -> None:
@@ -418,6 +481,8 @@ class _Worker:
         try:
             fid = finding_id(rec["elapsed"], self.a.slot, cur.get("seed", -1), "crash")
             write_json(self.state / "findings" / f"{fid}.json", rec)
+        except OSError as e:
+            rec["record_error"] = f"{e.strerror or e}"
         finally:
             self.send("crash", rec)
 
