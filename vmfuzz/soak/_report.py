@@ -36,10 +36,13 @@ def summarize(
     state_dir: Path,
     unwritten: list[dict[str, Any]] | None = None,
     write_error: str | None = None,
+    run: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The summary of the run in ``state_dir`` as JSON data (see ``vmfuzz report --json``),
-    with ``unwritten``, the finding records a full disk kept out of ``findings/``."""
-    run = read_state(state_dir / "run.json", check_run)
+    with ``unwritten``, the finding records a full disk kept out of ``findings/``, and
+    ``run``, the session's own ``run.json`` data (the file may be older: a full disk)."""
+    if run is None:
+        run = read_state(state_dir / "run.json", check_run)
     if run is None:
         raise CorruptState(f"{state_dir}: not a soak state directory (no run.json)")
     stats = read_state(state_dir / "stats.json", check_stats)
@@ -278,13 +281,14 @@ def write_reports(
     state_dir: Path,
     unwritten: list[dict[str, Any]] | None = None,
     write_error: str | None = None,
+    run: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write ``summary.txt`` and ``report.html``; the summary as JSON data (with ``text``).
 
     A report file that cannot be written (a full disk) is named in ``write_error``: the
     summary is still returned, for the caller to print.
     """
-    s = summarize(state_dir, unwritten, write_error)
+    s = summarize(state_dir, unwritten, write_error, run)
     try:
         _ensure_timelines(state_dir, s["findings"])
         write_text(state_dir / "summary.txt", summary_text(s))

@@ -419,7 +419,7 @@ class Soak:
         except OSError as e:
             self._write_failed(f"{e.filename}: {e.strerror or e}")
         return write_reports(self.state, unwritten=self.unwritten,
-                             write_error=self.write_error)
+                             write_error=self.write_error, run=self.run_json)
 
     # ---------------------------------------------------------------- stats
     def _rate_now(self) -> float:
