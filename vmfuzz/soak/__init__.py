@@ -35,9 +35,10 @@ The state directory::
 The modules, each importing only those above it::
 
     _plan        seeds, schedulers and profiles of each campaign
-    _files       atomic JSON/text writes, tolerant reads, file locks
+    _files       atomic JSON/text writes (vmfuzz._write), log lines, file locks
     _metrics     worker memory and CPU time from /proc
     _config      SoakConfig, SoakOptions, validate, durations (plugins: vmfuzz.plugins)
+    _schema      what each state file must hold; a damaged one is an error naming it
     _findings    finding records, grouped by signature
     _coverage    merging the workers' coverage data
     _report      summary text and HTML page (what ``vmfuzz report`` writes)
