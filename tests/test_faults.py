@@ -297,3 +297,87 @@ def test_resume_counts_campaigns_a_killed_session_logged_after_its_last_stats(
     assert (t["campaigns"], t["examples"], t["steps"]) == (3, 35, 350)
     assert t["schedulers"] == {"random": 1} and run.stats["recovered_campaigns"] == 1
     assert run.stats["slots"]["0"] == {"logged": 3, "examples": 0, "steps": 0}
+
+
+TMPFS_RUN = """
+set -u
+mount -t tmpfs -o size=1m none disk || exit 99
+dd if=/dev/zero of=disk/filler bs=1k count=980 2>/dev/null
+"$PY" -m vmfuzz {soak} --duration 60s > out1.json 2> err1.txt; echo $? > rc1
+rm disk/filler
+"$PY" -m vmfuzz soak --resume --state disk/st --duration 3s --json > out2.json 2> err2.txt
+echo $? > rc2
+cp -r disk/st disk/corpus .
+"""
+
+
+@pytest.mark.faults
+def test_soak_on_a_full_1mb_tmpfs_loses_nothing_and_resumes(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """A real full disk: a 1 MB tmpfs (in a mount namespace of its own) with 44 KB free."""
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs none {tmp_path}"],
+                           capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (the fault hook test covers a full disk)")
+    env.pop(FAULT_ENV)
+    env["PY"] = sys.executable
+    script = TMPFS_RUN.format(soak=" ".join(SOAK))
+    subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=tmp_path, env=env, timeout=240,
+                   check=True)
+    rc1, rc2 = (int((tmp_path / n).read_text()) for n in ("rc1", "rc2"))
+    err1 = (tmp_path / "err1.txt").read_text()
+    assert rc1 == 4, err1
+    assert "Traceback" not in err1 and "No space left on device" in err1
+    s1 = json.loads((tmp_path / "out1.json").read_text().strip().splitlines()[-1])
+    assert s1["stop"] == "disk" and s1["findings"]
+    # Every finding is in the corpus (copied out of the tmpfs) or the fallback folder.
+    for f in s1["findings"]:
+        name = Path(f["corpus"]).name
+        assert (tmp_path / "corpus" / name).is_file() or (tmp_path / "fallback" / name).is_file()
+    assert rc2 == 1, (tmp_path / "err2.txt").read_text()
+    s2 = json.loads((tmp_path / "out2.json").read_text().strip().splitlines()[-1])
+    assert s2["sessions"] == 2 and s2["stop"] == "duration"
+    assert s2["campaigns"] >= s1["campaigns"]
+    assert {f["signature"] for f in s1["findings"]} <= {f["signature"] for f in s2["findings"]}
+
+
+@pytest.mark.faults
+def test_kill9_of_the_parent_leaves_no_campaign_out_of_the_stats(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """Only the parent is killed: its workers, orphaned, stop at their next chunk and log the
+    campaign; --resume waits for them and counts every logged campaign."""
+    import signal
+    import time
+
+    from vmfuzz.soak import read_jsonl
+
+    env.pop(FAULT_ENV)
+    args = [sys.executable, "-m", "vmfuzz", "soak", "--plugin", "faulttest_plugin.py",
+            "--op", "faulttest_op", "--scheduler", "random", "--coverage-every", "0",
+            "--workers", "2", "--state", "st", "--corpus", "corpus", "--duration", "120s"]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    stats = tmp_path / "st" / "stats.json"
+    end = time.monotonic() + 90
+    try:
+        while time.monotonic() < end:
+            try:
+                if json.loads(stats.read_text())["totals"]["examples"] > 0:
+                    break
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGKILL)  # the parent alone
+    finally:
+        proc.wait()
+    res = _run(tmp_path, env, "soak", "--resume", "--state", "st", "--duration", "2s",
+               "--json")
+    assert res.returncode == 0, res.stderr
+    s = _summary(res)
+    logs = [line for p in sorted((tmp_path / "st" / "workers").glob("slot*.log"))
+            for line in read_jsonl(p)]
+    seeds = [c["seed"] for c in logs] + [c["seed"] for c in s["interrupted"]]
+    assert len(seeds) == len(set(seeds))
+    assert s["campaigns"] == len(logs) and s["campaigns"] >= 2

@@ -58,9 +58,11 @@ def write_bytes(path: str | os.PathLike[str], data: bytes, *, fsync: bool = True
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, p)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename is None:  # write(2) names no file: name it
+            raise OSError(e.errno, e.strerror, str(p)) from e
         raise
 
 
@@ -83,8 +85,13 @@ def append_text(path: str | os.PathLike[str], text: str) -> None:
     p = Path(path)
     check_fault(p)
     _make_parent(p)
-    with open(p, "a", encoding="utf-8") as f:
-        f.write(text)
+    try:
+        with open(p, "a", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        if e.filename is None:
+            raise OSError(e.errno, e.strerror, str(p)) from e
+        raise
 
 
 def probe_dir(path: str | os.PathLike[str]) -> None:

@@ -146,7 +146,8 @@ def _open_locked(o: SoakOptions, run_json: dict[str, Any], lock_fd: int,
     records = load_findings(state)
     if o.resume:
         _wait_for_orphans(state, on_event)
-        _recover_logged_campaigns(state, stats, on_event)
+        if read_back is None or "slots" in read_back:  # (older stats: no per-slot counts)
+            _recover_logged_campaigns(state, stats, on_event)
         _note_interrupted_campaigns(state, stats, "the previous session was killed")
         for s in run_json.get("sessions", []):
             if s.get("ended") is None and not s.get("stop"):

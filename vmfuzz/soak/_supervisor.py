@@ -230,6 +230,7 @@ class Soak:
             cur.update(slot=s.slot, why="stopped mid-campaign (a failure it may have been "
                                          "shrinking is not saved: re-run the campaign)")
             self.stats["interrupted"].append(cur)
+        s.partial = {"examples": 0, "steps": 0}  # its campaign in flight is over
         if s.current is not None:
             try:  # reported above: not "interrupted" on --resume
                 clear_slot_file(self.state, s.slot)
