@@ -238,6 +238,12 @@ CORRUPT = {
     "slot file truncated": ("workers/slot0.json", _truncate),
     "slot file cursor negative": ("workers/slot0.json", lambda p: p.write_text(
         '{"slot": 0, "next": -1, "current": null}')),
+    "stats.json coverage lines a string": ("stats.json", lambda p: p.write_text(
+        p.read_text().replace('"coverage": null', '"coverage": {"lines": "most"}'))),
+    "finding shrink pass runs a string": ("findings/000000001000-w0-failure-1.json",
+                                          lambda p: p.write_text(p.read_text().replace(
+                                              '"worker": 0', '"worker": 0, "shrink_passes": '
+                                              '[{"name": "a", "runs": "many"}]'))),
     "finding elapsed a string": ("findings/000000001000-w0-failure-1.json",
                                  lambda p: p.write_text(p.read_text().replace("1.0", '"1"'))),
 }

@@ -149,6 +149,14 @@ def check_stats(d: Any) -> str | None:
     problem = _fields(t, spec)
     if problem is not None:
         return f"totals: {problem}"
+    if d.get("coverage") is not None:
+        cov: Spec = {k: (_opt(_is_num), "a number or null", False) for k in ("lines", "branches")}
+        cov.update({k: (_count, "a count", False) for k in (
+            "covered_lines", "statements", "covered_branches", "branches_total",
+            "sampled_chunks")})
+        problem = _fields(d["coverage"], cov)
+        if problem is not None:
+            return f"coverage: {problem}"
     for i, p in enumerate(d["series"]):
         spec = {"t": (_is_num, "a number", True)}
         spec.update({k: (_opt(_is_num), "a number or null", False)
@@ -186,7 +194,7 @@ def check_slot(d: Any) -> str | None:
 
 def check_finding(d: Any) -> str | None:
     """``findings/*.json``: one finding record (the fields the report reads)."""
-    return _fields(d, {
+    problem = _fields(d, {
         "signature": (_str, "a string", True),
         "kind": (_str, "a string", False),
         "check": (_opt(_str), "a string", False),
@@ -198,4 +206,16 @@ def check_finding(d: Any) -> str | None:
         "timeline": (_opt(_str), "a path or null", False),
         "shrunk": (_opt(_obj), "an object or null", False),
         "shrink_passes": (_opt(_list_of_objects), "a list of objects", False),
+        "traceback": (_opt(_str), "a string or null", False),
+        "case_text": (_opt(_str), "a string or null", False),
     })
+    if problem is not None:
+        return problem
+    for i, p in enumerate(d.get("shrink_passes") or []):
+        spec: Spec = {"name": (_str, "a string", True),
+                      "seconds": (_opt(_is_num), "a number", False)}
+        spec.update({k: (_opt(_count), "a count", False) for k in ("tried", "kept", "runs")})
+        problem = _fields(p, spec)
+        if problem is not None:
+            return f"shrink_passes[{i}]: {problem}"
+    return None
