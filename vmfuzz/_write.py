@@ -61,7 +61,7 @@ def write_bytes(path: str | os.PathLike[str], data: bytes, *, fsync: bool = True
     except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        if isinstance(e, OSError) and e.filename is None:  # write(2) names no file: name it
+        if isinstance(e, OSError) and e.errno and e.filename is None:  # write(2): name it
             raise OSError(e.errno, e.strerror, str(p)) from e
         raise
 
@@ -89,7 +89,7 @@ def append_text(path: str | os.PathLike[str], text: str) -> None:
         with open(p, "a", encoding="utf-8") as f:
             f.write(text)
     except OSError as e:
-        if e.filename is None:
+        if e.errno and e.filename is None:
             raise OSError(e.errno, e.strerror, str(p)) from e
         raise
 
