@@ -24,7 +24,7 @@ from vmfuzz._duration import DurationError, parse_duration
 from vmfuzz._progress import Heartbeat
 from vmfuzz.case import Case, OpCall, Run, TaskSpec, execute
 from vmfuzz.cli import main
-from vmfuzz.corpus import CorpusError, from_json, load, replay, save_failure
+from vmfuzz.corpus import CorpusError, from_json, load, replay, rerecord, save_failure
 from vmfuzz.kernel import OPS, Kernel, KernelConfig
 from vmfuzz.kernel.ops import operation
 from vmfuzz.schedules import Explicit
@@ -185,6 +185,25 @@ def test_a_finding_whose_schedule_no_longer_applies_is_never_read_as_fixed(
     assert not result.ok and result.verdict == "still fails"
     assert result.summary().startswith(f"still fails (check {LOST_UPDATE} at step")
     assert "no longer applies" in result.summary()
+
+
+def test_rerecord_keeps_a_findings_record_and_leaves_a_fixed_one_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = save_failure(*finding(), tmp_path)
+    before = load(path)
+    monkeypatch.setitem(MODEL, "extra", True)  # one more yield point: the trace moves
+    assert replay(before).trace_matches is False
+    done = rerecord(before)
+    assert done.action == "rerecorded", done.message
+    after = load(path)
+    assert after.found == before.found and after.explicit == before.explicit
+    assert replay(after).verdict == "still fails" and replay(after).trace_matches
+    monkeypatch.setitem(MODEL, "fixed", True)
+    text = path.read_text()
+    done = rerecord(load(path))
+    assert done.action == "unchanged" and done.message.startswith("fixed")
+    assert path.read_text() == text
 
 
 def test_cases_of_bug_switches_and_old_findings_keep_their_meaning(tmp_path: Path) -> None:

@@ -1213,6 +1213,18 @@ def replay(cc: CorpusCase, *, check_fix: bool = True) -> ReplayResult:
 
 
 # ======================================================================= re-recording
+def _follows(src: ScheduleSource, sched: Scheduler) -> bool:
+    """The run followed the case's race as recorded: every anchor's switch where the tasks
+    stood where it says, or every explicit step (up to where a check stopped the run).  Where
+    it cannot be told (decisions without anchors, seeded sources), :func:`rerecord` asks for
+    the check to fire at its recorded label instead."""
+    if isinstance(src, FollowAnchors):
+        return src.pos == len(src.anchors)
+    if isinstance(src, Explicit):
+        return src.failed_so_far(sched) is None
+    return False
+
+
 # What rerecord() did to a case.
 UNCHANGED = "unchanged"  # replays its record exactly: not rewritten
 UPGRADED = "upgraded"  # same trace; the model's identity and the anchors were added
@@ -1242,13 +1254,16 @@ def rerecord(cc: CorpusCase, *, write: bool = True) -> Rerecord:
     no longer hold) and rewritten only when the run shows the recorded outcome (a finding: the
     check it was found as); then its trace hash, steps, violation, recorded decisions and
     anchors, and the model's identity are this run's, and everything else (description,
-    metadata, ``found``, plugins, an explicit schedule's steps) is kept.  A case that replays
+    metadata, ``found``, plugins, an explicit schedule's steps) is kept.  The run must follow
+    the recorded race (its anchors or explicit steps) or, where that cannot be told, show the
+    check at its recorded label.  A case that replays
     its record exactly is left alone (only the model's identity and anchors are added when
     missing).  Nothing is written when ``write`` is false.
     """
     first = replay(cc, check_fix=False)
     if cc.is_finding and first.verdict == FIXED:
-        return Rerecord(cc, REFUSED, "fixed: nothing to re-record (commit it with the fix)")
+        return Rerecord(cc, UNCHANGED, "fixed: left as it is (its record is the failing run; "
+                                       "commit it with the fix)")
     want = cc.found.get("check") if cc.is_finding and cc.found else cc.expected
     decisions = cc.explicit is None and cc.case.schedule.kind == "decisions"
     if first.observed == want and first.trace_matches is not False:
@@ -1282,7 +1297,8 @@ def rerecord(cc: CorpusCase, *, write: bool = True) -> Rerecord:
             return Rerecord(cc, REFUSED, f"the model crashed: {type(e).__name__}: {e}")
         v = run.outcome.violation
         got = outcome_label(run.outcome)
-        if got == want and (v is None or not old.get("label") or old.get("label") == v.label):
+        if got == want and (v is None or _follows(src, run.sched) or not old.get("label")
+                            or old.get("label") == v.label):
             break
         tried.append(f"{got} at step {v.step} ({v.label})" if v is not None else got)
     else:
