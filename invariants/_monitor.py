@@ -103,7 +103,8 @@ class Monitor:
     def __init__(self, k: Kernel, names: Iterable[str] | None = None, *, full: bool = False):
         self.k = k
         self.full = full
-        self.checks = resolve(names)
+        # The run's own choice (KernelConfig.checks / no_checks) narrows ``names`` further.
+        self.checks = [c for c in resolve(names) if k.config.check_on(c.name)]
         self.names = frozenset(c.name for c in self.checks)
         self.pending: dict[tuple[str, str], dict[int, None]] = {}
         # scope -> [(check name, hook, its pending keys)]

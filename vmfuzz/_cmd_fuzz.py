@@ -6,6 +6,8 @@ Examples:
   vmfuzz fuzz --budget 10m                      budgets: 90s, 10m, 8h, 1h30m or seconds
   vmfuzz fuzz --seed 7 --max-examples 500 --json
   vmfuzz fuzz --bug NAME --workers 4            four processes, four streams of the seed
+  vmfuzz fuzz --bug vma_adjust_no_anon_vma_lock --no-check rmap_reachable
+                                                the race's consequence, not its early catch
 
 Without --seed a seed is drawn (from os.urandom) and printed, with the command that repeats
 the run: the same seed, bugs and options search the same examples in the same order (with
@@ -24,7 +26,13 @@ directory and printed as a race timeline; 'vmfuzz show PATH' draws it again and
 (it must keep failing; the fix check replays it with the switch off).  A failure of the kernel
 under test (no switch on) is saved as a finding: the case expects clean, so pytest and
 'vmfuzz replay' show it red ("still fails") until the model or the kernel path is fixed, then
-green ("fixed"); see docs/corpus.md.
+green ("fixed"); see docs/corpus.md.  A failure with a bug switch on is then verified as
+'vmfuzz verify' does: every schedule of its program with at most 2 preemptions, on the bug
+kernel and on the fixed kernel ("verify: <= 2 preemptions: violation on K of M schedules;
+fixed kernel clean on all M' schedules").
+
+--check NAME runs only the named checks, --no-check NAME turns one off (both repeatable);
+the saved case records the choice in its config ("checks") and replays under it.
 
 A campaign alternates Hypothesis examples with mutants of its program pool: programs that met
 a new interleaving of two tasks' paths, changed one operation at a time (--mutants), and
@@ -46,7 +54,9 @@ to the first, unshrunk failure), "post_shrink_seconds" (shrinking after Hypothes
 (the stream that found the failure; with one worker, the stream searched; else null),
 "workers", "scheduler", "bugs", "budget" (seconds, or null), "kernel" (which kernel was fuzzed,
 in words), "repeat" (the command that repeats the run), "next": [{"what", "command"}] (what
-to try next), "vmfuzz": {"version", "path", "code" (a digest of the source that ran)},
+to try next), "verify" (with a bug switch on and a failure found: the bounded verification
+of the shrunk case, as 'vmfuzz verify --json' prints it; else null), "vmfuzz": {"version",
+"path", "code" (a digest of the source that ran)},
 "saved": {"path", "corpus_error", "fallback"} | null (where the case went; see below),
 "unsaved_case" (the case file's text when no folder took it, else null)}.
 
@@ -75,6 +85,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vmfuzz import _check_args
 from vmfuzz._cores import available_cores
 from vmfuzz._duration import DurationError, parse_duration
 from vmfuzz._fallback import (
@@ -91,6 +102,7 @@ from vmfuzz.kernel.bugs import unknown_bugs
 from vmfuzz.schedules import FUZZ_SCHEDULERS as SCHEDULERS
 
 if TYPE_CHECKING:  # Hypothesis is imported only when fuzzing (replay must not need it)
+    from vmfuzz.verify import Verdict
     from vmfuzz.campaign import CampaignResult
 
 DEFAULT_BUDGET = 60.0  # seconds, when neither --budget nor --max-examples is given
@@ -128,6 +140,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "written, a fallback folder (named on stderr, exit status 4)")
     p.add_argument("--no-save", action="store_true", help="do not write the failure to the corpus")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    _check_args.add_arguments(p)
 
 
 def _usage_error(msg: str) -> int:
@@ -170,6 +183,7 @@ def repeat_command(args: argparse.Namespace, seed: int, workers: int | None,
         parts += ["--bug", b]
     for p in _plugins(args):
         parts += ["--plugin", p]
+    parts += _check_args.argv(args)
     for key, value in opts.items():
         if value is not None:
             parts += [f"--{key}", value]
@@ -219,7 +233,10 @@ def run(args: argparse.Namespace) -> int:
         args.stream = 0
     repeat = repeat_command(args, seed, given_workers, given_stream)
     kernel = kernel_words(args.bug, _plugins(args))
-    config = KernelConfig(bugs=frozenset(args.bug))
+    try:
+        config = _check_args.apply(KernelConfig(bugs=frozenset(args.bug)), args)
+    except ValueError as e:
+        return _usage_error(str(e))
 
     t_start = time.monotonic()
     latest: list[CampaignResult] = []
@@ -278,20 +295,39 @@ def run(args: argparse.Namespace) -> int:
     if result.found and not args.no_save:
         saved = _save(result, args)
     path = saved.path if saved is not None else None
+    verdict = _verify(result, args)
     nxt = _next_steps(result, path, args, repeat, seed, given_workers, given_stream)
     if args.json:
         out = _to_json(result, path, args)
         out["saved"] = saved.to_json() if saved is not None else None
         out["unsaved_case"] = saved.text if saved is not None else None
         out.update(seed_drawn=seed_drawn, budget=budget, kernel=kernel, repeat=repeat,
-                   next=[{"what": w, "command": c} for w, c in nxt])
+                   next=[{"what": w, "command": c} for w, c in nxt],
+                   verify=verdict.to_json() if verdict is not None else None)
         print(json.dumps(out))
     else:
         _print_human(result, path, args, kernel, repeat, nxt)
+        if verdict is not None:
+            print(f"verify: {verdict.line()}")
     if saved is not None and not saved.in_corpus:
         _say_fallback(saved)
         return EXIT_NOT_IN_CORPUS
     return 1 if result.found else 0
+
+
+def _verify(result: CampaignResult, args: argparse.Namespace) -> Verdict | None:
+    """A finding of a historical switch, shrunk: every schedule of its program with at most
+    two preemptions on the bug kernel and on the fixed kernel (as 'vmfuzz verify')."""
+    if not result.found or result.case is None or not args.bug:
+        return None
+    from vmfuzz.verify import verify
+
+    return verify(result.case, limit=FUZZ_VERIFY_LIMIT)
+
+
+# Schedules per kernel the verify line of a finding may run (a shrunk case has tens to a few
+# hundred at two preemptions: see 'vmfuzz verify corpus/bugs').
+FUZZ_VERIFY_LIMIT = 2_000
 
 
 def _seconds(budget: float) -> str:

@@ -226,6 +226,16 @@ class Scheduler:
         # its last retry (see _check_cycle).
         self.state_version: Callable[[], int] | None = None
         self._at_retry: dict[int, tuple[Any, int, dict[int, int]]] = {}
+        # The run's check selection (KernelConfig.checks / no_checks; the kernel sets them):
+        # an engine check turned off is not raised (see check_on).
+        self.checks_only: frozenset[str] | None = None
+        self.checks_off: frozenset[str] = frozenset()
+
+    def check_on(self, name: str) -> bool:
+        """Whether check ``name`` is on in this run (every check is, unless chosen otherwise)."""
+        return name not in self.checks_off and (
+            self.checks_only is None or name in self.checks_only
+        )
 
     # ------------------------------------------------------------------ tasks
     def spawn(self, gen: TaskGen, name: str | None = None) -> Task:
@@ -305,6 +315,8 @@ class Scheduler:
                 del task.held[i]
                 self._events.append(f"unlock {lock.name}")
                 return
+        if not self.check_on("unlock_not_held"):
+            return
         raise Violation(
             "unlock_not_held",
             f"task {task.name} releases {lock.name} which it does not hold",
@@ -326,7 +338,7 @@ class Scheduler:
     def assert_held(self, lock: Lock, mode: str | None = None, why: str = "") -> None:
         """lockdep_assert_held: the running task must hold ``lock`` (in ``mode`` if given)."""
         task = self._cur()
-        if not lock.held_by(task, mode):
+        if not lock.held_by(task, mode) and self.check_on("lock_not_held"):
             need = {READ: " for read", WRITE: " for write"}.get(mode or "", "")
             raise Violation(
                 "lock_not_held",
@@ -481,7 +493,8 @@ class Scheduler:
         lock = req.lock
         if lock.sleeping:
             self._might_sleep(task, lock.name)
-        if self.lockdep is not None and lock is not self.bkl:
+        if self.lockdep is not None and lock is not self.bkl \
+                and self.check_on("lock_order_inversion"):
             self.lockdep.acquire(task, lock, req.label)
         if lock.available(task, req.mode):
             self._grant(task, lock, req.mode)
@@ -503,7 +516,7 @@ class Scheduler:
 
     def _might_sleep(self, task: Task, what: str) -> None:
         spin = task.holds_spinlock()
-        if spin is not None:
+        if spin is not None and self.check_on("sleep_in_atomic"):
             raise Violation(
                 "sleep_in_atomic",
                 f"{task.name} may sleep on {what} while holding spinlock {spin.name}",
@@ -523,7 +536,7 @@ class Scheduler:
         task.label = "exit"
         self.live.remove(task)
         self._events.append("exits")
-        if task.held:
+        if task.held and self.check_on("lock_held_at_exit"):
             raise Violation(
                 "lock_held_at_exit",
                 f"{task.name} finished holding {', '.join(task.held_names())}",

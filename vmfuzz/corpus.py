@@ -42,6 +42,7 @@ from vmfuzz._scheduler import Outcome, ScheduleDiverged, Scheduler, ScheduleSour
 from vmfuzz._write import write_text
 from vmfuzz.case import DEFAULT_MAX_STEPS, Case, OpCall, Run, Schedule, TaskSpec, execute
 from vmfuzz.invariants import CHECKS
+from vmfuzz.invariants._choice import choice_error
 from vmfuzz.kernel import BUGS, OPS, KernelConfig
 from vmfuzz.kernel.boot import WORLD_FEATURES
 from vmfuzz.plugins import PluginError, PluginRef, changed, refs_for, require
@@ -244,7 +245,8 @@ def _config(v: Any) -> KernelConfig:
     d = _obj(
         v,
         "config",
-        ("nr_mms", "pages_per_mm", "nr_frames", "nr_swap", "bugs", "boot_pages", "world"),
+        ("nr_mms", "pages_per_mm", "nr_frames", "nr_swap", "bugs", "boot_pages", "world",
+         "checks"),
     )
     kw: dict[str, Any] = {}
     for key, cap in (("nr_mms", lim.MAX_NR_MMS), ("pages_per_mm", lim.MAX_PAGES_PER_MM),
@@ -272,10 +274,25 @@ def _config(v: Any) -> KernelConfig:
                 f"config.world[{i}]",
                 f"unknown world feature {w!r} (known: {', '.join(WORLD_FEATURES)})",
             )
+    only, off = _checks(d.get("checks", {}))
     try:
-        return KernelConfig(bugs=frozenset(bugs), world=frozenset(world), **kw)
+        return KernelConfig(bugs=frozenset(bugs), world=frozenset(world), checks=only,
+                            no_checks=off, **kw)
     except (TypeError, ValueError) as e:  # a rule of the kernel's own not checked above
         raise _Bad("config", str(e)) from None
+
+
+def _checks(v: Any) -> tuple[frozenset[str] | None, frozenset[str]]:
+    """``config.checks``: ``{"only": [names], "off": [names]}`` (either may be left out)."""
+    d = _obj(v, "config.checks", ("only", "off"))
+    named: dict[str, list[str]] = {}
+    for key in ("only", "off"):
+        where = f"config.checks.{key}"
+        named[key] = [_str(n, f"{where}[{i}]") for i, n in enumerate(_list(d.get(key, []), where))]
+    err = choice_error(named["only"] if "only" in d else None, named["off"])
+    if err is not None:
+        raise _Bad("config.checks", err)
+    return (frozenset(named["only"]) if "only" in d else None), frozenset(named["off"])
 
 
 def _opcall(v: Any, where: str) -> OpCall:

@@ -184,6 +184,7 @@ def boot(k: Kernel) -> None:
         run(OPS[name].fn(k, **args))
 
     main, k.sched = k.sched, Scheduler()
+    k.sched.checks_only, k.sched.checks_off = main.checks_only, main.checks_off
     try:
         if n:
             for mm_id in initial:

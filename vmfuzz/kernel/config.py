@@ -37,6 +37,13 @@ class KernelConfig:
     # World features the run starts from (see vmfuzz.kernel.boot: resident and swapped pages,
     # a forked child, a split vma, a synchronous swap device); empty = bare boot vmas.
     world: frozenset[str] = attrs.field(default=frozenset(), converter=_names)
+    # The checks chosen for the run (``--check`` / ``--no-check``): ``checks`` None runs every
+    # registered check, else only those named; ``no_checks`` are turned off.  Names only: the
+    # invariants layer and the scheduler read them (``check_on``).
+    checks: frozenset[str] | None = attrs.field(
+        default=None, converter=attrs.converters.optional(_names)
+    )
+    no_checks: frozenset[str] = attrs.field(default=frozenset(), converter=_names)
 
     @world.validator
     def _check_world(
@@ -55,6 +62,25 @@ class KernelConfig:
     def _check_boot(self, attribute: attrs.Attribute[int], value: int) -> None:
         if not 0 <= value <= self.pages_per_mm:
             raise ValueError(f"boot_pages must be in [0, pages_per_mm], got {value}")
+
+    def check_on(self, name: str) -> bool:
+        """Whether check ``name`` runs under this config (all do unless checks were chosen)."""
+        return name not in self.no_checks and (self.checks is None or name in self.checks)
+
+    @property
+    def checks_chosen(self) -> bool:
+        """Some check was chosen on or off (the case then records its ``checks`` field)."""
+        return self.checks is not None or bool(self.no_checks)
+
+    def checks_json(self) -> dict[str, list[str]]:
+        """The ``checks`` field of a case's config: ``{"only": [...], "off": [...]}``, each
+        key present only when used."""
+        out: dict[str, list[str]] = {}
+        if self.checks is not None:
+            out["only"] = sorted(self.checks)
+        if self.no_checks:
+            out["off"] = sorted(self.no_checks)
+        return out
 
     def scaled(self, factor: int) -> KernelConfig:
         """The same kernel with every size multiplied by ``factor`` (for scaling benchmarks)."""
@@ -76,8 +102,11 @@ class KernelConfig:
             "bugs": sorted(self.bugs),
             "boot_pages": self.boot_pages,
             "world": sorted(self.world),
+            **({"checks": self.checks_json()} if self.checks_chosen else {}),
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> KernelConfig:
-        return cls(**data)
+        data = dict(data)
+        chosen = data.pop("checks", None) or {}
+        return cls(**data, checks=chosen.get("only"), no_checks=chosen.get("off", ()))

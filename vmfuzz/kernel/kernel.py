@@ -65,6 +65,7 @@ class Kernel:
         self.config = config or KernelConfig()
         self.sched = sched or Scheduler()
         c = self.config
+        self.sched.checks_only, self.sched.checks_off = c.checks, c.no_checks
         # Frames: struct page array, free list (lowest pfn first), zone LRU lists.
         self.pages: list[Page] = [Page(pfn) for pfn in range(c.nr_frames)]
         self.free_list: list[int] = list(range(c.nr_frames))
