@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import attrs
-
 from vmfuzz.invariants._registry import CHECKS
+
 from vmfuzz.kernel.config import KernelConfig
 
 ALWAYS_ON = ("deadlock", "livelock")

@@ -102,8 +102,8 @@ from vmfuzz.kernel.bugs import unknown_bugs
 from vmfuzz.schedules import FUZZ_SCHEDULERS as SCHEDULERS
 
 if TYPE_CHECKING:  # Hypothesis is imported only when fuzzing (replay must not need it)
-    from vmfuzz.verify import Verdict
     from vmfuzz.campaign import CampaignResult
+    from vmfuzz.verify import Verdict
 
 DEFAULT_BUDGET = 60.0  # seconds, when neither --budget nor --max-examples is given
 SEEDS = 1_000_000  # a drawn seed is below this: short enough to type

@@ -41,6 +41,11 @@ verdict (fixed, still fails, diverged, budget or error), found (the check, step,
 message when it was found) and summary (the line's text).  An unusable file gives
 {"path", "ok": false, "error"}.
 
+--verify also runs each case's program under every schedule with at most --bound
+preemptions (default 2), on its kernel and, for a bug case, on the fixed kernel, and prints
+the line 'vmfuzz verify' prints (its object as "verify" in --json); a case not verified
+(its bug shows on no schedule, or the fixed kernel fails on one) counts as a difference.
+
 exit status: 0 every case shows its recorded outcome, 1 some case differs, 2 some file is
 unusable (bad input wins over a difference).
 """
@@ -84,16 +89,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--width", type=int, default=None,
                    help="timeline width, 20 to 1000 (default: the terminal's)")
+    p.add_argument("--verify", action="store_true",
+                   help="also run each case's program under every schedule with at most "
+                   "--bound preemptions, bug kernel and fixed kernel (as 'vmfuzz verify')")
+    p.add_argument("--bound", type=int, default=2, metavar="N",
+                   help="preemptions per schedule for --verify (default 2)")
 
 
 def run(args: argparse.Namespace) -> int:
     from vmfuzz._limits import MAX_WIDTH
     from vmfuzz.corpus import FIXED, CorpusError, case_files, load, replay
     from vmfuzz.timeline import render_attempt
+    from vmfuzz.verify import verify
 
     if args.width is not None and not 20 <= args.width <= MAX_WIDTH:
         sys.stderr.write(f"vmfuzz replay: error: --width must be from 20 to {MAX_WIDTH}, "
                          f"not {args.width}\n")
+        return 2
+    if args.bound < 0:
+        sys.stderr.write("vmfuzz replay: error: --bound must be >= 0\n")
         return 2
     files, errors = case_files(args.paths)
     if args.rerecord:
@@ -127,14 +141,23 @@ def run(args: argparse.Namespace) -> int:
             good += 1
         else:
             differ += 1
+        checked = verify(cc.case, args.bound) if args.verify else None
+        if checked is not None and not checked.ok and ok:
+            ok = False
+            good -= 1
+            differ += 1
         if result.verdict is not None:
             verdicts[result.verdict] = verdicts.get(result.verdict, 0) + 1
         if args.json:
             obj = result.to_json()
             obj["ok"] = ok
+            if checked is not None:
+                obj["verify"] = checked.to_json()
             print(json.dumps(obj), flush=True)
         else:
             print(f"{'ok  ' if ok else 'FAIL'}  {path}: {result.summary()}", flush=True)
+            if checked is not None:
+                print(f"      verify: {checked.line()}", flush=True)
             if not ok and args.timeline:
                 print(render_attempt(cc, result.attempt, width=width))
     if not args.json:

@@ -89,6 +89,12 @@ class Heartbeat:
             self.stream.flush()
             self._last = time.monotonic()
 
+    def clear(self) -> None:
+        """Wipe a terminal's status line (before writing a result on stdout)."""
+        with self._lock:
+            self._clear()
+            self.stream.flush()
+
     def close(self) -> None:
         """Stop drawing; a terminal's status line stays, ended by a newline."""
         self._stop.set()

@@ -21,6 +21,8 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("zoo", "vmfuzz._cmd_zoo", "check every historical bug is rediscovered over many seeds"),
     ("bench", "vmfuzz._cmd_bench", "measure engine/model speed and bug-finding power"),
     ("replay", "vmfuzz._cmd_replay", "replay corpus cases and check their recorded outcomes"),
+    ("verify", "vmfuzz._cmd_verify", "run a case's program under every schedule with at most N "
+     "preemptions, bug kernel and fixed kernel"),
     ("show", "vmfuzz._cmd_show", "draw a corpus case as a race diagram (one column per task)"),
     ("invariants", "vmfuzz._cmd_invariants", "list the invariant checks and what each mirrors"),
     ("soak", "vmfuzz._cmd_soak", "fuzz on every core for hours; resumable; morning report"),

@@ -39,7 +39,7 @@ class Search:
     cut the search short."""
 
     kernel: str  # "bug" | "fixed" | "program"
-    bugs: tuple[str, ...]
+    case: Case  # the program on this kernel
     schedules: int = 0
     steps: int = 0
     outcomes: dict[str, int] = attrs.field(factory=dict)
@@ -79,7 +79,7 @@ class Search:
         v = self.first.outcome.violation if self.first is not None else None
         return {
             "kernel": self.kernel,
-            "bugs": list(self.bugs),
+            "bugs": sorted(self.case.config.bugs),
             "schedules": self.schedules,
             "steps": self.steps,
             "violations": self.violations,
@@ -101,7 +101,7 @@ def search(
 ) -> Search:
     """Run ``case``'s program under every schedule with <= ``bound`` preemptions (at most
     ``limit`` of them); ``tick(search)`` after each schedule (progress)."""
-    out = Search(kernel, tuple(sorted(case.config.bugs)))
+    out = Search(kernel, case)
     first_decisions: list[tuple[int, ...]] = []
 
     def run_one(src: Any) -> None:
