@@ -46,6 +46,7 @@ import os
 import sys
 from pathlib import Path
 
+from vmfuzz import _check_args
 from vmfuzz._cores import available_cores
 from vmfuzz.plugins import portable_spec
 from vmfuzz.schedules import SOAK_SCHEDULERS
@@ -74,6 +75,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="measure model coverage on one chunk of examples in N (default 10; "
                         "0: do not measure)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    _check_args.add_arguments(p)
 
 
 def _usage_error(msg: str) -> int:
@@ -153,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
         ops=tuple(args.op) if args.op else None,
         corpus=str(Path(args.corpus).resolve()) if args.corpus else "",
         schedulers=tuple(dict.fromkeys(args.scheduler)) if args.scheduler else SCHEDULERS,
+        checks=tuple(dict.fromkeys(args.check)) if args.check is not None else None,
+        no_checks=tuple(dict.fromkeys(args.no_check)),
     )
     if args.coverage_every is not None and args.coverage_every < 0:
         return _usage_error("--coverage-every must be >= 0")

@@ -41,15 +41,19 @@ started any more; the table counts those that finished).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
 
+import attrs
+
+from vmfuzz import _check_args
 from vmfuzz._cores import available_cores
 from vmfuzz._duration import DurationError, parse_duration
 from vmfuzz._progress import Heartbeat, clock, progress_every
 from vmfuzz._provenance import provenance
-from vmfuzz.kernel import BUGS
+from vmfuzz.kernel import BUGS, KernelConfig
 from vmfuzz.kernel.bugs import unknown_bugs, zoo_bugs
 
 
@@ -75,6 +79,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also run the fixed kernel on the same seeds (must find nothing)")
     p.add_argument("--corpus", default=None, metavar="DIR",
                    help="save each found failure under DIR/BUG-sSEED/ (default: not saved)")
+    p.add_argument("--max-examples", type=int, default=None, metavar="N",
+                   help="each campaign's budget in examples instead of time (one process, "
+                   "deterministic for a seed)")
+    p.add_argument("--consequence", action="store_true",
+                   help="also run each bug with the checks that catch it early turned off, "
+                   "requiring the outcome its mail describes (a consequence column)")
+    p.add_argument("--consequence-only", action="store_true",
+                   help="run only the consequence column's campaigns")
+    _check_args.add_arguments(p)
     out = p.add_mutually_exclusive_group()
     out.add_argument("--markdown", action="store_true", help="print the table as markdown")
     out.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -113,14 +126,34 @@ def run(args: argparse.Namespace) -> int:
         return _usage_error(f"--need must be between 0 and the number of seeds ({len(seeds)})")
     if args.all and args.bug:
         return _usage_error("--all and --bug exclude each other")
+    if args.max_examples is not None and args.max_examples < 1:
+        return _usage_error("--max-examples must be >= 1")
+    try:
+        _check_args.apply(KernelConfig(), args)
+    except ValueError as e:
+        return _usage_error(str(e))
+    consequence = args.consequence or args.consequence_only
     bugs = sorted(set(args.bug)) if args.bug else sorted(BUGS) if args.all else zoo_bugs()
     names = bugs + ([""] if args.fixed else [])
-    jobs = [(b, s) for s in seeds for b in names]  # every bug's seed 0 first: early signal
+    default_names = [] if args.consequence_only else names
+    # Every bug's seed 0 first (early signal); the consequence column's after the default's.
+    jobs: list[tuple[str, int, bool]] = [(b, s, False) for s in seeds for b in default_names]
+    # A bug with no early check runs the same campaign in both columns: it is run once (the
+    # consequence column then judges the default column's campaigns by its own check).
+    own_runs = [b for b in bugs if not BUGS[b].consequence.missing
+                and (args.consequence_only or BUGS[b].consequence.early)]
+    if consequence:
+        jobs += [(b, s, True) for s in seeds for b in own_runs]
+    runner = functools.partial(_zoo.run_one, max_examples=args.max_examples,
+                               checks=_check_args.argv(args))
     total = len(jobs)
+    each = f"{args.max_examples} examples" if args.max_examples is not None else f"{budget:g} s"
+    column = (" (consequence column only)" if args.consequence_only
+              else " (default and consequence columns)" if consequence else "")
     sys.stderr.write(
-        f"vmfuzz zoo: {total} campaigns ({len(bugs)} bug{'s' if len(bugs) != 1 else ''}"
+        f"vmfuzz zoo: {total} campaigns{column} ({len(bugs)} bug{'s' if len(bugs) != 1 else ''}"
         f"{' + fixed kernel' if args.fixed else ''}"
-        f" x {len(seeds)} seeds, {budget:g} s each, {args.jobs} at a time, "
+        f" x {len(seeds)} seeds, {each} each, {args.jobs} at a time, "
         f"{workers} worker{'s' if workers != 1 else ''} each)\n"
     )
     if not args.bug and not args.all and len(bugs) < len(BUGS):
@@ -152,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
                 "table measures their code ('python -m vmfuzz' imports what this interpreter "
                 "finds first)"
             )
-        who = c.bug or _zoo.FIXED
+        who = (c.bug or _zoo.FIXED) + (" (consequence)" if c.consequence else "")
         if c.error is not None:
             what = f"ERROR: {c.error}"
         elif not c.found:
@@ -171,18 +204,26 @@ def run(args: argparse.Namespace) -> int:
     try:
         with beat:
             campaigns = _zoo.run_all(jobs, budget, args.jobs, args.corpus, done,
-                                     workers=workers)
+                                     runner=runner, workers=workers)
     except _zoo.Interrupted as stop:  # keep what finished: the table of those, then exit 130
         campaigns, interrupted = stop.finished, True
         sys.stderr.write(f"vmfuzz zoo: interrupted after {len(campaigns)} of {total} "
                          "campaigns; the table below counts only those\n")
-    rows = [_zoo.summarize(b, [c for c in campaigns if c.bug == b], need) for b in names]
+    rows = [_zoo.summarize(b, [c for c in campaigns if c.bug == b and not c.consequence], need)
+            for b in names]
+    if consequence:
+        judged = [c if c.bug in own_runs else attrs.evolve(c, consequence=True)
+                  for c in campaigns if c.consequence or c.bug not in own_runs]
+        rows = [_zoo.with_consequence(r, [c for c in judged if c.consequence
+                                          and (c.bug or _zoo.FIXED) == r.bug], need,
+                                      default_ran=not args.consequence_only)
+                for r in rows]
     met = all(r.met for r in rows)
     if args.json:
         print(json.dumps({
             "rows": [r.to_json() for r in rows],
-            "campaigns": [{"bug": c.bug or None, "seed": c.seed, "out": c.out, "error": c.error}
-                          for c in campaigns],
+            "campaigns": [{"bug": c.bug or None, "seed": c.seed, "out": c.out, "error": c.error,
+                           "consequence": c.consequence} for c in campaigns],
             "met": met,
             "workers": workers,
             "vmfuzz": own,

@@ -34,16 +34,22 @@ class Campaign:
     seed: int
     out: dict[str, Any] | None
     error: str | None = None
+    # A campaign of the consequence column: the bug's early checks off, its mail's outcome
+    # required (Bug.consequence).
+    consequence: bool = False
 
     @property
     def found(self) -> bool:
         return bool(self.out and self.out.get("found"))
 
     def expected_check(self) -> bool:
-        """The failure reports a check that is right for this bug."""
-        return self.found and self.out is not None and self.out.get("invariant") in (
-            BUGS[self.bug].caught_by() if self.bug else ()
-        )
+        """The failure reports a check that is right for this bug (in the consequence column:
+        the mail's outcome itself)."""
+        if not self.found or self.out is None or not self.bug:
+            return False
+        bug = BUGS[self.bug]
+        right = (bug.consequence.check,) if self.consequence else bug.caught_by()
+        return self.out.get("invariant") in right
 
     def within_mail(self) -> bool:
         """The shrunk case is no larger (tasks in flight, context switches) than the mail's."""
@@ -70,7 +76,8 @@ class Campaign:
             return "the fixed kernel must find nothing"
         bug = BUGS[self.bug]
         if not self.expected_check():
-            return f"{self.out.get('invariant')} is not one of {', '.join(bug.caught_by())}"
+            right = (bug.consequence.check,) if self.consequence else bug.caught_by()
+            return f"{self.out.get('invariant')} is not one of {', '.join(right)}"
         return (f"larger than the mail's {counted(bug.mail_tasks, 'task')} / "
                 f"{counted(bug.mail_preemptions, 'switch')}")
 
@@ -98,6 +105,15 @@ class Row:
     mail: str
     checks: tuple[str, ...]
     met: bool
+    # The consequence column (vmfuzz zoo --consequence): the mail's outcome required, with the
+    # bug's early checks off; None when not run.  ``consequence_missing``: why the model cannot
+    # show it (the column then does not count).
+    consequence_check: str | None = None
+    consequence_off: tuple[str, ...] = ()
+    consequence_seeds: int = 0
+    consequence_good: int | None = None
+    consequence_checks: tuple[str, ...] = ()
+    consequence_missing: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -120,13 +136,24 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def command(bug: str, seed: int, budget: float, corpus: str | None,
-            workers: int = 1) -> list[str]:
+            workers: int = 1, *, consequence: bool = False, max_examples: int | None = None,
+            checks: Sequence[str] = ()) -> list[str]:
     """The ``vmfuzz fuzz`` command line of one campaign (in this Python, a fresh process),
-    loading the plugins this process has loaded."""
+    loading the plugins this process has loaded.  ``consequence``: the bug's early checks
+    off (its consequence column); ``max_examples``: a budget in examples (one deterministic
+    process) instead of seconds; ``checks``: --check/--no-check options for every campaign."""
     from vmfuzz.plugins import loaded_specs
 
-    cmd = [sys.executable, "-m", "vmfuzz", "fuzz", "--seed", str(seed), "--budget",
-           str(budget), "--workers", str(workers), "--json"]
+    cmd = [sys.executable, "-m", "vmfuzz", "fuzz", "--seed", str(seed), "--json"]
+    if max_examples is not None:
+        cmd += ["--max-examples", str(max_examples), "--workers", "1"]
+    else:
+        cmd += ["--budget", str(budget), "--workers", str(workers)]
+    cmd += list(checks)
+    if consequence and bug:
+        for name in BUGS[bug].consequence.early:
+            if name not in checks:
+                cmd += ["--no-check", name]
     for plugin in loaded_specs():
         cmd += ["--plugin", plugin]
     if bug:
@@ -134,23 +161,27 @@ def command(bug: str, seed: int, budget: float, corpus: str | None,
     if corpus is None:
         cmd.append("--no-save")
     else:
-        cmd += ["--corpus", f"{corpus}/{bug or 'fixed'}-s{seed}"]
+        tag = "-consequence" if consequence else ""
+        cmd += ["--corpus", f"{corpus}/{bug or 'fixed'}{tag}-s{seed}"]
     return cmd
 
 
 def run_one(bug: str, seed: int, budget: float, corpus: str | None = None,
-            workers: int = 1) -> Campaign:
+            workers: int = 1, *, consequence: bool = False, max_examples: int | None = None,
+            checks: Sequence[str] = ()) -> Campaign:
     """Run one campaign in a fresh process (``workers`` processes of its own)."""
-    p = subprocess.run(command(bug, seed, budget, corpus, workers), capture_output=True,
-                       text=True)
+    cmd = command(bug, seed, budget, corpus, workers, consequence=consequence,
+                  max_examples=max_examples, checks=checks)
+    p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode not in (0, 1):
         tail = (p.stderr.strip().splitlines() or [f"exit status {p.returncode}"])[-1]
-        return Campaign(bug, seed, None, tail)
+        return Campaign(bug, seed, None, tail, consequence)
     try:
         out = json.loads(p.stdout)
     except json.JSONDecodeError:
-        return Campaign(bug, seed, None, f"no JSON on stdout (exit status {p.returncode})")
-    return Campaign(bug, seed, out)
+        return Campaign(bug, seed, None, f"no JSON on stdout (exit status {p.returncode})",
+                        consequence)
+    return Campaign(bug, seed, out, consequence=consequence)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -162,23 +193,26 @@ class Interrupted(KeyboardInterrupt):
 
 
 def run_all(
-    jobs: Sequence[tuple[str, int]],
+    jobs: Sequence[tuple[str, int] | tuple[str, int, bool]],
     budget: float,
     parallel: int = 1,
     corpus: str | None = None,
     done: Callable[[int, Campaign], None] | None = None,
-    runner: Callable[[str, int, float, str | None, int], Campaign] = run_one,
+    runner: Callable[..., Campaign] = run_one,
     workers: int = 1,
 ) -> list[Campaign]:
-    """Run every (bug, seed) campaign of ``jobs``, ``parallel`` at a time, each with
+    """Run every (bug, seed) campaign of ``jobs`` (a third item True: of the consequence
+    column), ``parallel`` at a time, each with
     ``workers`` worker processes; ``done(i, campaign)`` is called as each finishes (i counts
     from 1).  Results in ``jobs`` order.
     On Ctrl-C no campaign is started any more, and :class:`Interrupted` carries those done."""
     results: list[Campaign | None] = [None] * len(jobs)
     ex = ThreadPoolExecutor(max_workers=max(1, parallel))
     try:
-        futures = {ex.submit(runner, bug, seed, budget, corpus, workers): i
-                   for i, (bug, seed) in enumerate(jobs)}
+        futures = {}
+        for i, job in enumerate(jobs):  # (bug, seed) or (bug, seed, consequence)
+            extra = {"consequence": True} if len(job) > 2 and job[2] else {}
+            futures[ex.submit(runner, job[0], job[1], budget, corpus, workers, **extra)] = i
         for n, fut in enumerate(as_completed(futures), 1):
             c = fut.result()
             results[futures[fut]] = c
@@ -221,12 +255,62 @@ def summarize(bug: str, runs: Iterable[Campaign], need: int) -> Row:
     )
 
 
+def with_consequence(row: Row, runs: Iterable[Campaign], need: int,
+                     default_ran: bool = True) -> Row:
+    """``row`` with its consequence column filled from the consequence campaigns ``runs``;
+    met only if both columns are (the default one only if it ran)."""
+    runs = list(runs)
+    if row.bug == FIXED:
+        return row
+    c = BUGS[row.bug].consequence
+    good = sum(r.good() for r in runs)
+    found = [r for r in runs if r.found and r.out]
+    errors = sum(r.error is not None for r in runs)
+    met_c = bool(c.missing) or (good >= need and not errors)
+    return attrs.evolve(
+        row,
+        consequence_check=c.check,
+        consequence_off=c.early,
+        consequence_seeds=len(runs),
+        consequence_good=good,
+        consequence_checks=tuple(sorted({str(r.out.get("invariant")) for r in found
+                                         if r.out})),
+        consequence_missing=c.missing,
+        met=(row.met if default_ran else True) and met_c,
+        errors=row.errors + errors,
+    )
+
+
 def _dash(v: object) -> str:
     return "-" if v is None else str(v)
 
 
 HEADER = ("bug", "seed", "found", "good", "median s", "shrunk tasks/steps/preemptions",
           "mail tasks/preemptions", "checks", "met")
+CONSEQUENCE_HEADER = ("consequence", "off", "consequence good", "consequence checks")
+
+
+def consequence_cells(row: Row) -> tuple[str, ...]:
+    """The consequence column's cells (``CONSEQUENCE_HEADER`` order)."""
+    if row.consequence_check is None:
+        return ("-", "-", "-", "-")
+    if row.consequence_missing:
+        good = "not modelled"
+    else:
+        good = f"{row.consequence_good}/{row.consequence_seeds}"
+    return (row.consequence_check, ", ".join(row.consequence_off) or "-", good,
+            ", ".join(row.consequence_checks) or "-")
+
+
+def _header(rows: Sequence[Row]) -> tuple[str, ...]:
+    shown = any(r.consequence_check is not None for r in rows)
+    return HEADER[:-1] + (CONSEQUENCE_HEADER if shown else ()) + HEADER[-1:]
+
+
+def _cells(row: Row, rows: Sequence[Row]) -> tuple[str, ...]:
+    c = cells(row)
+    shown = any(r.consequence_check is not None for r in rows)
+    return c[:-1] + (consequence_cells(row) if shown else ()) + c[-1:]
 
 
 def cells(row: Row) -> tuple[str, ...]:
@@ -246,14 +330,16 @@ def cells(row: Row) -> tuple[str, ...]:
 
 def markdown(rows: Sequence[Row]) -> str:
     """The table in GitHub markdown (shrunk: worst tasks / median steps / worst preemptions)."""
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    lines += ["| " + " | ".join(cells(r)) + " |" for r in rows]
+    header = _header(rows)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cells(r, rows)) + " |" for r in rows]
     return "\n".join(lines)
 
 
 def text(rows: Sequence[Row]) -> str:
     """The table with aligned plain-text columns."""
-    table = [HEADER, *(cells(r) for r in rows)]
-    widths = [max(len(r[i]) for r in table) for i in range(len(HEADER))]
+    header = _header(rows)
+    table = [header, *(_cells(r, rows) for r in rows)]
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
                      for r in table)

@@ -29,15 +29,81 @@ class Bug:
     # 10 seeds of 60 s); its registration says why and what was measured.
     zoo: bool = True
 
+    @property
+    def consequence(self) -> Consequence:
+        """What the consequence zoo requires of this bug (:data:`CONSEQUENCES`)."""
+        return CONSEQUENCES.get(self.name) or Consequence(self.invariant)
+
     def caught_by(self) -> tuple[str, ...]:
         """Every check that correctly reports this bug: ``invariant`` first, then ``also``."""
         return (self.invariant, *self.also)
 
     def to_json(self) -> dict[str, object]:
-        return attrs.asdict(self)
+        return {**attrs.asdict(self), "consequence": attrs.asdict(self.consequence)}
+
+
+@attrs.frozen
+class Consequence:
+    """The outcome the seed mail describes, and the checks that must be off to see it.
+
+    Some checks catch a bug without its race: ``rmap_reachable`` fires at the first write of a
+    half-updated vma, ``lock_not_held`` at a list write outside page_table_lock, lockdep at
+    the first wrong lock order.  The consequence zoo (``vmfuzz zoo --consequence``) turns
+    ``early`` off and counts a seed only when ``check`` fires (the mail's outcome), shrunk to
+    the mail's size.  ``missing`` (when set) says why the model cannot show the outcome: the
+    bug then has no consequence column."""
+
+    check: str
+    early: tuple[str, ...] = ()
+    why: str = ""  # why ``early`` must be off for ``check`` to be the outcome
+    missing: str = ""
 
 
 BUGS: dict[str, Bug] = {}
+
+_STALE_PAGE = (
+    "the stale page mapped at the address is seen by rmap_reachable (its index names "
+    "another address) at the step it is mapped; the mail's outcome is the lost write a later "
+    "load reads (data_integrity)"
+)
+_HALF_UPDATED_VMA = (
+    "rmap_reachable fires at vma_adjust's first write of vm_start/vm_pgoff without the lock "
+    "(one task, no context switch); the mail's outcome is remove_migration_ptes missing the "
+    "pte and leaving a migration pte after the page is unlocked"
+)
+# Per bug: the consequence its seed mail (or fixing commit) describes; a bug left out is
+# required to show its registered ``invariant`` with nothing turned off (the check *is* the
+# outcome: a use after free, two cached pages for one entry, a livelock ...).
+CONSEQUENCES: dict[str, Consequence] = {
+    "vma_adjust_no_anon_vma_lock": Consequence(
+        "migration_pte_page_locked", ("rmap_reachable",), _HALF_UPDATED_VMA),
+    "anon_vma_lock_not_root": Consequence(
+        "migration_pte_page_locked", ("rmap_reachable",), _HALF_UPDATED_VMA),
+    "swapout_holds_vmlist_lock": Consequence(
+        "deadlock", ("lock_order_inversion",),
+        "lockdep reports the ABBA as soon as both orders have been taken, by one task after "
+        "the other; the mail's outcome is the hang itself, both tasks blocked"),
+    "vm_swap_full_delete_race": Consequence(
+        "data_integrity", ("rmap_reachable", "swap_map_counts"),
+        _STALE_PAGE + "; swap_map_counts sees the reused entry's count first"),
+    "swapin_no_swapcache_recheck": Consequence(
+        "data_integrity", ("rmap_reachable",), _STALE_PAGE),
+    "swapin_skip_swapcache_race": Consequence(
+        "data_integrity", ("rmap_reachable",), _STALE_PAGE),
+    "detach_vmas_outside_ptl": Consequence(
+        "use_after_free", ("lock_not_held",),
+        "lock_not_held fires at the first detach outside page_table_lock (one task)",
+        missing=(
+            "the model has no path from the unlocked detach to a wrong outcome: the readers "
+            "that walk mm->mmap under page_table_lock alone (2.4 swap_out_mm, unuse_process) "
+            "hold it across their whole walk, the detach is one step, and do_munmap's "
+            "unmap_region takes page_table_lock before remove_vma_list frees the vmas, so a "
+            "reader never holds a freed vma; no check sees 'a reader stands on a detached "
+            "vma'.  Measured: the mail's program (corpus/mail/"
+            "seed004_detach_vmas_outside_ptl.json) with lock_not_held off is clean on all "
+            "375 schedules with <= 2 preemptions and all 1085 with <= 3 (vmfuzz verify)"),
+    ),
+}
 
 
 def register(

@@ -40,9 +40,13 @@ class SoakConfig:
     ops: tuple[str, ...] | None = None
     corpus: str = "corpus"  # "" in a --resume request: the run's corpus
     schedulers: tuple[str, ...] = SCHEDULERS
+    checks: tuple[str, ...] | None = None  # --check: only these run (None: every check)
+    no_checks: tuple[str, ...] = ()  # --no-check: turned off
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "checks": list(self.checks) if self.checks is not None else None,
+            "no_checks": list(self.no_checks),
             "bugs": list(self.bugs),
             "plugins": list(self.plugins),
             "ops": list(self.ops) if self.ops is not None else None,
@@ -59,6 +63,8 @@ class SoakConfig:
             tuple(ops) if ops is not None else None,
             str(d.get("corpus", "corpus")),
             tuple(d.get("schedulers") or SCHEDULERS),
+            tuple(d["checks"]) if d.get("checks") is not None else None,
+            tuple(d.get("no_checks", ())),
         )
 
 
@@ -121,6 +127,11 @@ def validate(config: SoakConfig) -> None:
     if unknown:
         known = ", ".join(sorted(BUGS)) or "(none registered)"
         raise SoakError(f"unknown bug {', '.join(unknown)}; known bugs: {known}")
+    from vmfuzz.invariants._choice import choice_error
+
+    bad_checks = choice_error(config.checks, config.no_checks)
+    if bad_checks is not None:
+        raise SoakError(bad_checks)
     from vmfuzz.schedules import FUZZ_SCHEDULERS as known_schedulers
 
     bad_sched = [x for x in config.schedulers if x not in known_schedulers]
@@ -152,6 +163,11 @@ def merge_resume_config(old: SoakConfig, new: SoakConfig) -> SoakConfig:
                 f"--resume: {field} {' '.join(given) or '(none)'} differs from the run's "
                 f"{' '.join(kept) or '(none)'}; leave it out to continue the run as it was"
             )
+    if (new.checks is not None or new.no_checks) and (
+            sorted(new.checks or ()) != sorted(old.checks or ())
+            or (new.checks is None) != (old.checks is None)
+            or sorted(new.no_checks) != sorted(old.no_checks)):
+        raise SoakError("--resume: --check/--no-check differ from the run's; leave them out")
     if new.ops is not None and old.ops is not None and sorted(new.ops) != sorted(old.ops):
         raise SoakError("--resume: --op differs from the run's; leave it out")
     if new.ops is not None and old.ops is None:

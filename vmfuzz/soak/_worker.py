@@ -52,7 +52,8 @@ def kernel_config(config: SoakConfig, profile: Profile) -> Any:
     """The ``vmfuzz.kernel.KernelConfig`` of a campaign: the run's bugs at the profile's scale."""
     from vmfuzz.kernel import KernelConfig
 
-    c = KernelConfig(bugs=frozenset(config.bugs))
+    c = KernelConfig(bugs=frozenset(config.bugs), checks=config.checks,
+                     no_checks=config.no_checks)
     return c.scaled(profile.scale) if profile.scale != 1 else c
 
 
