@@ -4,7 +4,9 @@
 summary, invariant (the check expected to catch it), mail_tasks / mail_preemptions (size of
 the race as drawn in the mail, when it is drawn there), also (other checks that report the same
 wrong state and are equally right), zoo (false: re-created and tested, but not in the zoo's bar
-of 9 seeds in 10 found from scratch; 'vmfuzz zoo' runs it only when named or with --all).
+of 9 seeds in 10 found from scratch; 'vmfuzz zoo' runs it only when named or with --all),
+consequence (what 'vmfuzz zoo --consequence' requires: check, the early checks turned off,
+why, and missing: why the model cannot show it, or "").
 """
 
 from __future__ import annotations
@@ -33,6 +35,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"{'':<{width}}  {b.summary}")
         also = f" (equally right: {', '.join(b.also)})" if b.also else ""
         print(f"{'':<{width}}  caught by: {b.invariant}{also}")
+        c = b.consequence
+        if c.missing:
+            print(f"{'':<{width}}  consequence: not modelled ({c.missing})")
+        elif c.early:
+            print(f"{'':<{width}}  consequence: {c.check}, with {', '.join(c.early)} off "
+                  f"({c.why})")
         if not b.zoo:
             print(f"{'':<{width}}  not in the zoo's bar (not yet found from scratch in 9 of 10 "
                   "seeds): vmfuzz zoo runs it when named or with --all")

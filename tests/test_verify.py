@@ -1,0 +1,157 @@
+"""Bounded verification (``vmfuzz verify``, ``replay --verify``) and checks chosen per run.
+
+Every case here is a real race of the model (a historical bug switch), never a hint: the
+bug kernel must fail on some schedule of the case's program and the fixed kernel on none.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import attrs
+import pytest
+from vmfuzz.invariants import CHECKS
+from vmfuzz.invariants._choice import choice_error, choose
+
+from vmfuzz import _zoo
+from vmfuzz.case import execute
+from vmfuzz.cli import main
+from vmfuzz.corpus import CorpusError, from_json, load, replay, to_json
+from vmfuzz.kernel import BUGS
+from vmfuzz.kernel.bugs import CONSEQUENCES
+from vmfuzz.verify import verify
+
+ROOT = Path(__file__).resolve().parent.parent
+VMA_ADJUST = ROOT / "corpus/bugs/vma_adjust_no_anon_vma_lock.json"
+DETACH = ROOT / "corpus/bugs/detach_vmas_outside_ptl.json"
+MAIL_002 = ROOT / "corpus/mail/seed002_rmap_walk_vs_vma_adjust.json"
+
+
+def test_verify_counts_the_bug_kernel_and_the_fixed_kernel() -> None:
+    v = verify(load(VMA_ADJUST).case, bound=2)
+    assert v.fixed is not None and v.ok
+    assert 0 < v.main.violations < v.main.schedules  # the race needs its schedule
+    assert v.main.outcomes["rmap_reachable"] == v.main.violations
+    assert v.fixed.clean and v.fixed.schedules > 0
+    assert v.line() == (
+        f"<= 2 preemptions: violation on {v.main.violations} of {v.main.schedules} schedules "
+        f"(rmap_reachable {v.main.violations}); fixed kernel clean on all "
+        f"{v.fixed.schedules} schedules")
+    # The first failing schedule is re-run with its trace and fails the same way.
+    assert v.main.first is not None and v.main.first.outcome.check == "rmap_reachable"
+    assert v.main.first.sched.trace
+    # Fewer preemptions, fewer schedules: bound 0 is the non-preemptive orders only.
+    assert verify(load(VMA_ADJUST).case, bound=0).main.schedules < v.main.schedules
+
+
+def test_a_search_cut_short_never_reads_as_clean() -> None:
+    cc = load(VMA_ADJUST)
+    fixed = attrs.evolve(cc.case, config=attrs.evolve(cc.case.config, bugs=frozenset()))
+    v = verify(fixed, bound=2, limit=3)
+    assert v.fixed is None and not v.main.complete and v.main.schedules == 3
+    assert not v.ok and "cut short" in v.line()
+    assert verify(fixed, bound=2).ok  # the whole search: clean on all
+
+
+def test_turning_a_check_off_shows_the_race_consequence() -> None:
+    """Seed 002: with rmap_reachable off, the mail's program leaves a migration pte behind
+    after its page is unlocked on some schedule; the fixed kernel on none."""
+    cc = load(MAIL_002)
+    case = attrs.evolve(cc.case, config=choose(cc.case.config, None, ["rmap_reachable"]))
+    v = verify(case, bound=2)
+    assert v.ok and set(v.main.outcomes) - {"clean"} == {"migration_pte_page_locked"}
+
+
+def test_an_engine_check_turned_off_is_not_raised() -> None:
+    cc = load(DETACH)
+    assert execute(cc.case, cc.source()).outcome.check == "lock_not_held"
+    off = attrs.evolve(cc.case, config=choose(cc.case.config, None, ["lock_not_held"]))
+    assert execute(off, cc.source(strict=False)).outcome.check is None
+
+
+def test_a_case_records_its_checks_and_replay_honours_them(tmp_path: Path) -> None:
+    cc = load(VMA_ADJUST)
+    config = choose(cc.case.config, None, ["rmap_reachable"])
+    data = to_json(attrs.evolve(cc, case=attrs.evolve(cc.case, config=config),
+                                expected="clean"))
+    assert data["config"]["checks"] == {"off": ["rmap_reachable"]}
+    back = from_json(json.loads(json.dumps(data)))
+    assert back.case.config.no_checks == {"rmap_reachable"}
+    assert replay(back, check_fix=False).observed == "clean"  # the recorded check is off
+    assert "checks" not in to_json(cc)["config"]  # nothing chosen, nothing written
+    for bad, says in (({"off": ["nope"]}, "unknown check nope"),
+                      ({"off": ["deadlock"]}, "deadlock cannot be turned off"),
+                      ({"only": ["bad_page"], "off": ["bad_page"]}, "both chosen"),
+                      ({"of": []}, "unknown field 'of'")):
+        data["config"]["checks"] = bad
+        with pytest.raises(CorpusError, match=says):
+            from_json(data, "x.json")
+
+
+def test_check_choice_errors() -> None:
+    assert choice_error(None, ["rmap_reachable", "lock_not_held"]) is None
+    assert choice_error(["data_integrity"], []) is None
+    assert "livelock cannot be turned off" in (choice_error(None, ["livelock"]) or "")
+
+
+def test_verify_command(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["verify", str(DETACH), "--no-save"]) == 0
+    out = capsys.readouterr().out
+    assert "violation on 3 of 5 schedules (lock_not_held 3); fixed kernel clean on all 5" in out
+    assert "1 case: 1 verified" in out
+    # With the check that catches it off, the bug shows on no schedule: not verified.
+    assert main(["verify", str(DETACH), "--no-check", "lock_not_held", "--json",
+                 "--no-save"]) == 1
+    obj = json.loads(capsys.readouterr().out)
+    assert not obj["ok"] and obj["kernel"]["violations"] == 0 and obj["fixed"]["complete"]
+    for argv, says in ((["--bound", "-1"], "--bound must be >= 0"),
+                       (["--no-check", "nope"], "unknown check nope"),
+                       (["--bug", "nope"], "unknown bug nope")):
+        assert main(["verify", str(DETACH), *argv]) == 2
+        err = capsys.readouterr().err
+        assert says in err and len(err.strip().splitlines()) == 1
+
+
+def test_replay_verify(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", "--verify", str(DETACH)]) == 0
+    out = capsys.readouterr().out
+    assert "verify: <= 2 preemptions: violation on 3 of 5 schedules" in out
+
+
+def test_consequences_name_registered_bugs_and_checks() -> None:
+    for name, c in CONSEQUENCES.items():
+        assert name in BUGS, name
+        assert c.check in CHECKS and all(e in CHECKS for e in c.early), name
+        assert c.early and c.why, f"{name}: a consequence entry turns early checks off"
+        assert choice_error(None, c.early) is None
+    assert BUGS["migrate_no_anon_vma_ref"].consequence.check == "use_after_free"
+
+
+def test_zoo_consequence_column() -> None:
+    name = "vma_adjust_no_anon_vma_lock"
+    cmd = _zoo.command(name, 3, 60.0, None, consequence=True, max_examples=500)
+    assert cmd[cmd.index("--no-check") + 1] == "rmap_reachable"
+    assert "--max-examples" in cmd and "--budget" not in cmd
+    shrunk = {"tasks": 2, "preemptions": 2, "steps": 30}
+
+    def camp(seed: int, check: str, consequence: bool) -> _zoo.Campaign:
+        out = {"found": True, "invariant": check, "shrunk": shrunk,
+               "first_failure_seconds": 1.0}
+        return _zoo.Campaign(name, seed, out, consequence=consequence)
+
+    default = [camp(s, "rmap_reachable", False) for s in range(3)]
+    row = _zoo.summarize(name, default, need=2)
+    assert row.met
+    both = _zoo.with_consequence(row, [camp(0, "migration_pte_page_locked", True),
+                                       camp(1, "rmap_reachable", True),
+                                       camp(2, "migration_pte_page_locked", True)], need=2)
+    assert both.met and both.consequence_good == 2
+    # The early check is not the consequence: one seed of three is not enough.
+    short = _zoo.with_consequence(row, [camp(0, "migration_pte_page_locked", True),
+                                        camp(1, "rmap_reachable", True)], need=2)
+    assert not short.met
+    table = _zoo.text([both])
+    assert "consequence" in table.splitlines()[0] and "2/3" in table
+    missing = _zoo.with_consequence(_zoo.summarize("detach_vmas_outside_ptl", [], 0), [], 0)
+    assert "not modelled" in _zoo.text([missing])
