@@ -155,3 +155,34 @@ def test_zoo_consequence_column() -> None:
     assert "consequence" in table.splitlines()[0] and "2/3" in table
     missing = _zoo.with_consequence(_zoo.summarize("detach_vmas_outside_ptl", [], 0), [], 0)
     assert "not modelled" in _zoo.text([missing])
+
+
+def test_a_patch_under_test_must_be_clean_on_every_schedule() -> None:
+    """--bug SWITCH treats the switches as a patch: its kernel alone, clean or the first
+    failing schedule (here the historical switch, whose race shows on some schedule)."""
+    v = verify(load(VMA_ADJUST).case, bound=2, patch=True)
+    assert v.fixed is None and v.main.kernel == "patched" and not v.ok
+    assert v.line().startswith("<= 2 preemptions: kernel with vma_adjust_no_anon_vma_lock: "
+                               "violation on 6 of 17 schedules")
+    assert v.failing is v.main
+
+
+def test_zoo_consequence_only_runs_the_bugs_it_can(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ran: list[list[tuple[object, ...]]] = []
+
+    def fake(jobs: list[tuple[object, ...]], *args: object, **kw: object) -> list[_zoo.Campaign]:
+        ran.append(jobs)
+        return [_zoo.Campaign(str(j[0]), int(str(j[1])), {"found": False},
+                              consequence=len(j) > 2 and bool(j[2])) for j in jobs]
+
+    monkeypatch.setattr(_zoo, "run_all", fake)
+    argv = ["zoo", "--consequence-only", "--bug", "vma_adjust_no_anon_vma_lock", "--bug",
+            "detach_vmas_outside_ptl", "--seeds", "0", "--max-examples", "5", "--json"]
+    assert main(argv) == 1  # nothing found: the consequence column is not met
+    assert ran[-1] == [("vma_adjust_no_anon_vma_lock", 0, True)]  # detach: not modelled
+    rows = {r["bug"]: r for r in json.loads(capsys.readouterr().out)["rows"]}
+    assert rows["detach_vmas_outside_ptl"]["met"]  # explained, not counted
+    assert rows["detach_vmas_outside_ptl"]["consequence_missing"]
+    assert rows["vma_adjust_no_anon_vma_lock"]["consequence_good"] == 0

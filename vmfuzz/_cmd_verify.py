@@ -16,8 +16,9 @@ program with no switch) is saved as a case (a finding: red until fixed) under --
 'vmfuzz show' draws it and 'vmfuzz replay' runs it.
 
 --bug NAME (repeatable) runs the program on a kernel with these switches on instead of the
-case's own: e.g. a plugin's patch (--plugin FILE --bug ITS_SWITCH) on the program of a case
-found in the old code.  The verdict is then that kernel's and the fixed kernel's.
+case's own, as a patch under test: e.g. a plugin's patch (--plugin FILE --bug ITS_SWITCH) on
+the program of a case found in the old code.  That kernel alone is searched, and must be
+clean on every schedule; its first failing schedule is saved as a case of its switches.
 
 --check NAME / --no-check NAME (repeatable) choose the checks, on top of the case's own choice
 (its config "checks").  Examples:
@@ -33,14 +34,16 @@ Progress goes to stderr (a line redrawn on a terminal, a plain line about every 
 otherwise; VMFUZZ_PROGRESS_EVERY=SECONDS).
 
 --json prints one object per case and line: {"path", "ok", "line", "bound", "kernel" and
-"fixed" (null for a case with no switch): {"kernel" (bug | fixed | program), "bugs",
+"fixed" (null for a case with no switch or with --bug): {"kernel" (bug | fixed | program |
+patched), "bugs",
 "schedules", "steps", "violations", "outcomes" ({label: schedules}), "complete", "first"
 (null, or the first failing schedule: check, message, step, task, label, decisions)},
 "saved" (the failing schedule's case file, or null)}; an unusable file gives
 {"path", "ok": false, "error"}.
 
 exit status: 0 every case verified (a bug case: its bug shows on some schedule and the fixed
-kernel is clean on all; a case with no switch: clean on all), 1 some case not, 2 bad input.
+kernel is clean on all; a case with no switch, or a patch given with --bug: clean on all),
+1 some case not, 2 bad input.
 """
 
 from __future__ import annotations
@@ -139,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
             config = _check_args.apply(config, args)
             case = attrs.evolve(cc.case, config=config)
             now["case"] = path.name
-            verdict = verify(case, args.bound, args.limit, tick)
+            verdict = verify(case, args.bound, args.limit, tick, patch=bool(args.bug))
             saved = None if args.no_save else _save(verdict, cc, args)
             if verdict.ok:
                 good += 1
@@ -191,10 +194,11 @@ def _recorded_preemptions(cc: CorpusCase) -> int | None:
 
 
 def _save(verdict: Verdict, cc: CorpusCase, args: argparse.Namespace) -> Path | None:
-    """The first failing schedule of the fixed kernel (or of a program with no switch) as a
-    case file under --corpus (a finding: red until fixed); None when there is none."""
+    """The first failing schedule of the fixed kernel, of a program with no switch (a finding:
+    red until fixed) or of a patched kernel (a case of its switches) as a case file under
+    --corpus; None when there is none."""
     failing = verdict.failing
-    if failing is None or failing.first is None or failing.case.config.bugs:
+    if failing is None or failing.first is None:
         return None
     from vmfuzz.corpus import NotReproducible, save_failure
 

@@ -15,6 +15,18 @@ Examples:
   vmfuzz zoo -j 2 --workers 1                  two one-process campaigns at a time
   vmfuzz zoo --bug anon_vma_trylock_retry --seeds 0-3 --budget 30
   vmfuzz zoo --corpus zoo-cases                keep each found failure (DIR/BUG-sSEED/)
+  vmfuzz zoo --consequence --max-examples 1000 -j 2   both columns, budgets in examples
+
+The consequence column (--consequence; --consequence-only runs that column alone): some
+checks catch a bug before its race can happen (rmap_reachable at vma_adjust's first unlocked
+write, lock_not_held at an unlocked detach, lockdep at the first wrong lock order).  Each bug
+then runs with those checks off (--no-check) and a seed counts only if the failure is the
+outcome the seed mail describes (e.g. seed 002: migration_pte_page_locked), shrunk to the
+mail's size.  The checks and the reason, per bug: 'vmfuzz bugs' (CONSEQUENCES in
+vmfuzz/kernel/bugs.py); a bug with no early check is judged on its default campaigns.
+
+Budgets: --budget in time, or --max-examples N in work (each campaign one process, the same
+examples for a seed on any machine).  --check/--no-check NAME pass on to every campaign.
 
 Timing: each campaign runs --workers processes (as 'vmfuzz fuzz --workers': one stream of its
 seed each, the first failure wins); by default the cores are shared out, available cores / -j
@@ -29,8 +41,10 @@ switches), mail (the seed mail's tasks / switches), checks (the checks reported)
 
 --json prints one object: {"rows": [{"bug", "seed_doc", "seeds", "found", "good", "errors",
 "median_seconds", "worst_tasks", "median_steps", "worst_preemptions", "mail", "checks",
-"met"}], "workers" (per campaign), "campaigns": [{"bug", "seed", "out" (the campaign's own
---json object, or null), "error"}], "met", "vmfuzz" (which vmfuzz the zoo is: version, path,
+"met", and with --consequence "consequence_check", "consequence_off", "consequence_seeds",
+"consequence_good", "consequence_checks", "consequence_missing"}], "workers" (per campaign),
+"campaigns": [{"bug", "seed", "out" (the campaign's own --json object, or null), "error",
+"consequence"}], "met", "vmfuzz" (which vmfuzz the zoo is: version, path,
 code digest)}.  Each campaign's own object says which vmfuzz it ran; if that is other code than
 the zoo's own (a 'python -m vmfuzz' that finds another copy first), a warning says so on stderr.
 Exit status: 0 every row met, 1 some row not met, 2 usage or bad input, 3 a campaign failed to
@@ -137,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
     names = bugs + ([""] if args.fixed else [])
     default_names = [] if args.consequence_only else names
     # Every bug's seed 0 first (early signal); the consequence column's after the default's.
-    jobs: list[tuple[str, int, bool]] = [(b, s, False) for s in seeds for b in default_names]
+    jobs: list[tuple[str, int] | tuple[str, int, bool]] = [
+        (b, s) for s in seeds for b in default_names]
     # A bug with no early check runs the same campaign in both columns: it is run once (the
     # consequence column then judges the default column's campaigns by its own check).
     own_runs = [b for b in bugs if not BUGS[b].consequence.missing

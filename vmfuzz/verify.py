@@ -38,7 +38,7 @@ class Search:
     first) that violated a check, re-run with its trace; ``complete`` is false when ``limit``
     cut the search short."""
 
-    kernel: str  # "bug" | "fixed" | "program"
+    kernel: str  # "bug" | "fixed" | "program" | "patched"
     case: Case  # the program on this kernel
     schedules: int = 0
     steps: int = 0
@@ -149,7 +149,7 @@ class Verdict:
     @property
     def failing(self) -> Search | None:
         """The search whose first failing schedule is a finding to save: the fixed kernel's,
-        or a program's own (None when there is none)."""
+        or a program's or a patched kernel's own (None when there is none)."""
         s = self.fixed if self.fixed is not None else self.main
         return s if s.first is not None else None
 
@@ -157,6 +157,9 @@ class Verdict:
         """The verdict in one line."""
         pre = f"<= {self.bound} preemption{'s' if self.bound != 1 else ''}: "
         if self.fixed is None:
+            if self.main.kernel == "patched":
+                on = ", ".join(sorted(self.main.case.config.bugs))
+                return f"{pre}kernel with {on}: {self.main.phrase()}"
             return pre + self.main.phrase()
         fixed = self.fixed.phrase()
         return f"{pre}{self.main.phrase()}; fixed kernel {fixed}"
@@ -176,9 +179,15 @@ def verify(
     bound: int = DEFAULT_BOUND,
     limit: int = DEFAULT_LIMIT,
     tick: Callable[[Search], None] | None = None,
+    *,
+    patch: bool = False,
 ) -> Verdict:
     """Every schedule of ``case``'s program with <= ``bound`` preemptions on its kernel and,
-    when it has bug switches on, on the fixed kernel (every switch off, the same checks)."""
+    when it has bug switches on, on the fixed kernel (every switch off, the same checks).
+    ``patch``: the switches are a patch under test (a plugin's): its kernel alone, which must
+    be clean on every schedule."""
+    if patch:
+        return Verdict(bound, search(case, "patched", bound, limit, tick))
     if not case.config.bugs:
         return Verdict(bound, search(case, "program", bound, limit, tick))
     main = search(case, "bug", bound, limit, tick)
