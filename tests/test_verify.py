@@ -186,3 +186,20 @@ def test_zoo_consequence_only_runs_the_bugs_it_can(
     assert rows["detach_vmas_outside_ptl"]["met"]  # explained, not counted
     assert rows["detach_vmas_outside_ptl"]["consequence_missing"]
     assert rows["vma_adjust_no_anon_vma_lock"]["consequence_good"] == 0
+
+
+def test_soak_keeps_the_checks_of_its_run() -> None:
+    from vmfuzz.soak import SoakConfig, SoakError
+    from vmfuzz.soak._config import merge_resume_config, validate
+    from vmfuzz.soak._plan import profile_named
+    from vmfuzz.soak._worker import kernel_config
+
+    run = SoakConfig(bugs=("vma_adjust_no_anon_vma_lock",), no_checks=("rmap_reachable",))
+    back = SoakConfig.from_json(json.loads(json.dumps(run.to_json())))
+    assert back == run
+    config = kernel_config(back, profile_named("wide"))  # scaled: the choice stays
+    assert not config.check_on("rmap_reachable") and config.check_on("data_integrity")
+    with pytest.raises(SoakError, match="differ"):
+        merge_resume_config(run, SoakConfig(no_checks=("lock_not_held",)))
+    with pytest.raises(SoakError, match="deadlock cannot be turned off"):
+        validate(SoakConfig(no_checks=("deadlock",)))
