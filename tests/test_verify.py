@@ -203,3 +203,15 @@ def test_soak_keeps_the_checks_of_its_run() -> None:
         merge_resume_config(run, SoakConfig(no_checks=("lock_not_held",)))
     with pytest.raises(SoakError, match="deadlock cannot be turned off"):
         validate(SoakConfig(no_checks=("deadlock",)))
+
+
+def test_verify_saves_the_first_failing_schedule(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    argv = ["verify", str(VMA_ADJUST), "--bug", "vma_adjust_no_anon_vma_lock", "--corpus",
+            str(tmp_path), "--json"]
+    assert main(argv) == 1
+    obj = json.loads(capsys.readouterr().out)
+    saved = load(obj["saved"])
+    assert obj["kernel"]["first"]["check"] == "rmap_reachable"
+    assert replay(saved).observed == "rmap_reachable"  # runnable: it fails as it did
