@@ -53,6 +53,7 @@ from vmfuzz.invariants import (  # noqa: F401  (imported to register their check
     swapcache,
     vma,
 )
+from vmfuzz.invariants._choice import choose as choose_checks
 from vmfuzz.invariants._monitor import CheckView, Monitor
 from vmfuzz.invariants._registry import (
     CHECKS,
@@ -78,6 +79,7 @@ __all__ = [
     "CheckView",
     "Monitor",
     "check_all",
+    "choose_checks",
     "install",
     "names",
     "register_user",
