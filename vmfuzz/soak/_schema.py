@@ -112,6 +112,8 @@ def check_run(d: Any) -> str | None:
         "bugs": (*strs, False), "plugins": (*strs, False), "schedulers": (*strs, False),
         "ops": (_opt(strs[0]), "a list of strings or null", False),
         "corpus": (_str, "a path", False),
+        "checks": (_opt(strs[0]), "a list of strings or null", False),
+        "no_checks": (*strs, False),
     })
     if problem is not None:
         return f"config: {problem}"
