@@ -8,6 +8,7 @@ import ast
 import inspect
 import json
 import re
+import shutil
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -164,6 +165,35 @@ def test_without_anchors_a_drifted_model_reads_some_bug_as_clean(
     clean = {c for c, _, got in drifted("do_swap_page", 0, committed(), anchored=False)
              if got.startswith("clean")}
     assert "swapin_no_swapcache_recheck" in clean
+
+
+def test_after_an_extra_yield_rerecord_keeps_every_race(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`vmfuzz replay --rerecord` on the drifted model: every case is re-recorded (or left
+    unchanged), each on its anchors (the same switches at the same labels) or, where those no
+    longer give its check, on its decisions with the check at its recorded label, and says
+    which; the copy replays its traces exactly again."""
+    copy = tmp_path / "corpus"
+    shutil.copytree(CORPUS, copy)
+    monkeypatch.setattr(swapin, "do_swap_page", _with_extra_yield(swapin.do_swap_page, 0))
+    before = {cc.name: cc for cc in map(load, case_files([copy])[0])}
+    assert main(["replay", "--rerecord", "--json", str(copy)]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    said = {x["name"]: x["message"] for x in lines}
+    after = {cc.name: cc for cc in map(load, case_files([copy])[0])}
+    moved = [n for n, cc in after.items() if cc.trace_sha256 != before[n].trace_sha256]
+    assert "swapin_no_swapcache_recheck" in moved
+    for name in moved:
+        old, new = before[name].anchors, after[name].anchors
+        assert old and new, name
+        if "on its anchors" in said[name]:
+            assert [(a.task, dict(a.at)) for a in old] == [(a.task, dict(a.at)) for a in new]
+        else:
+            assert "the switches moved" in said[name]
+            assert after[name].violation == {**before[name].violation,
+                                             "step": after[name].violation["step"]}
+    assert main(["replay", "--strict-trace", "--no-fix-check", str(copy)]) == 0
 
 
 # ----------------------------------------------------------------------- saving and loading

@@ -1346,4 +1346,10 @@ def rerecord(cc: CorpusCase, *, write: bool = True) -> Rerecord:
     if write and cc.path is not None:
         write_case(new, cc.path)
     action = UPGRADED if why.startswith("same trace") else RERECORDED
-    return Rerecord(new, action, f"{want} as recorded; {why}; {steps}")
+    how = ""
+    if action == RERECORDED and isinstance(src, FollowAnchors):
+        how = "; on its anchors (the same switches at the same labels)"
+    elif action == RERECORDED and isinstance(src, Replay) and cc.anchors is not None:
+        how = ("; on its decisions followed as far as they go (the switches moved; the check "
+               "fires at its recorded label)")
+    return Rerecord(new, action, f"{want} as recorded; {why}; {steps}{how}")
