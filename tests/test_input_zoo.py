@@ -328,6 +328,53 @@ def test_the_documented_limits_are_the_enforced_ones() -> None:
     assert documented == list(CAPS)
 
 
+_ABSURD = "9" * 400 + "d"
+BAD_ARGUMENTS = [
+    *[[cmd, "--budget", b] for cmd in ("fuzz", "zoo", "bench")
+      for b in ("nan", "inf", "-5", "0", "1e3", "400d", _ABSURD)],
+    *[["soak", "--duration", b, "--state", "unused"] for b in ("nan", "-1", _ABSURD)],
+    ["soak", "--workers", "100000", "--duration", "1s", "--state", "unused"],
+    ["fuzz", "--workers", "100000"],
+    ["fuzz", "--max-examples", "1" + "0" * 30],
+    ["fuzz", "--mutants", "1" + "0" * 12, "--max-examples", "1"],
+    ["zoo", "-j", "100000"],
+    ["zoo", "--seeds", "0-100000000000"],
+    ["zoo", "--seeds", "0-" + "9" * 5000],
+    ["bench", "--seeds", "100000000000"],
+    ["bench", "--workers", "100000"],
+    ["show", "--width", "1000000000", "x.json"],
+    ["replay", "--width", "5", "x.json"],
+]
+
+
+def test_absurd_numbers_on_the_command_line_are_refused_with_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vmfuzz._cmd_bench
+    import vmfuzz._workers
+    import vmfuzz.campaign
+    import vmfuzz.soak
+    from vmfuzz.cli import main
+
+    def started(*args: Any, **kw: Any) -> None:
+        raise AssertionError("work started on an argument that should have been refused")
+
+    # A cap that went missing fails here at once instead of starting a run that never ends.
+    for owner, name in ((vmfuzz.campaign, "fuzz"), (vmfuzz._workers, "fuzz_workers"),
+                        (vmfuzz.soak, "run_soak"), (vmfuzz._cmd_bench, "bench_engine"),
+                        (subprocess, "Popen")):
+        monkeypatch.setattr(owner, name, started)
+    monkeypatch.chdir(tmp_path)
+    for argv in BAD_ARGUMENTS:
+        t0 = time.process_time()
+        rc = main(argv)
+        out, err = capsys.readouterr()
+        assert (rc, out, len(err.splitlines())) == (2, "", 1), (argv[:3], out[:200], err[:300])
+        assert err.startswith(f"vmfuzz {argv[0]}: error: ") and len(err) < 300, err
+        assert time.process_time() - t0 < 1.0, argv[:3]
+    assert not (tmp_path / "unused").exists()
+
+
 # ------------------------------------------------ exhaustive: a process per file and reader
 def _limit_child() -> None:
     """In a child of the exhaustive pass: 1 GB of address space and 5 s of CPU."""

@@ -235,8 +235,13 @@ def _table(result: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.workers is None:
         args.workers = available_cores()
-    if args.workers < 1:
-        sys.stderr.write("vmfuzz bench: error: --workers must be >= 1\n")
+    from vmfuzz._limits import MAX_SEEDS, MAX_WORKERS
+
+    if not 1 <= args.workers <= MAX_WORKERS:
+        sys.stderr.write(f"vmfuzz bench: error: --workers must be from 1 to {MAX_WORKERS}\n")
+        return 2
+    if args.seeds is not None and not 1 <= args.seeds <= MAX_SEEDS:
+        sys.stderr.write(f"vmfuzz bench: error: --seeds must be from 1 to {MAX_SEEDS}\n")
         return 2
     budget_given: float | None = None
     if args.budget is not None:

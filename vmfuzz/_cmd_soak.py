@@ -146,6 +146,10 @@ def run(args: argparse.Namespace) -> int:
     workers = args.workers if args.workers is not None else available_cores()
     if workers < 1:
         return _usage_error("--workers must be >= 1")
+    from vmfuzz._limits import MAX_WORKERS
+
+    if workers > MAX_WORKERS:
+        return _usage_error(f"--workers must be at most {MAX_WORKERS}, not {workers}")
     state = Path(args.state or DEFAULT_STATE_DIR)
     if state.exists() and not state.is_dir():
         return _usage_error(f"--state {state}: not a directory")

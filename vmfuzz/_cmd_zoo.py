@@ -65,6 +65,7 @@ import attrs
 from vmfuzz import _check_args
 from vmfuzz._cores import available_cores
 from vmfuzz._duration import DurationError, parse_duration
+from vmfuzz._limits import MAX_WORKERS
 from vmfuzz._progress import Heartbeat, clock, progress_every
 from vmfuzz._provenance import provenance
 from vmfuzz.kernel import BUGS, KernelConfig
@@ -134,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
         return _usage_error("-j must be >= 1")
     if args.workers is not None and args.workers < 1:
         return _usage_error("--workers must be >= 1")
+    if args.jobs > MAX_WORKERS or (args.workers or 1) > MAX_WORKERS:
+        return _usage_error(f"-j and --workers must be at most {MAX_WORKERS}")
     workers = args.workers if args.workers is not None else max(1, available_cores() // args.jobs)
     need = args.need if args.need is not None else -(-9 * len(seeds) // 10)
     if not 0 <= need <= len(seeds):

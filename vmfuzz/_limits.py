@@ -1,4 +1,5 @@
-"""Caps on what one case file may ask for: sizes, tasks, operations, steps, integers, bytes.
+"""Caps on every input: what one case file may ask for (sizes, tasks, operations, steps,
+integers, bytes), and the counts the commands take (workers, seeds, examples).
 
 A case within every cap loads in milliseconds and replays in bounded time and memory (the
 largest kernel the caps allow boots in well under a second; a million-step run stays far
@@ -28,6 +29,10 @@ MAX_SCHEDULE = 100_000  # decisions, preemption pairs or explicit steps
 MAX_STEP_TEXT = 1000  # characters of one explicit step
 MAX_PCT_DEPTH = 1000  # PCT's k is capped by MAX_STEPS
 MAX_WIDTH = 1000  # columns of a drawing (--width)
+MAX_WORKERS = 256  # processes of one command (--workers, zoo's -j): each holds a model
+MAX_SEEDS = 10_000  # seeds of one zoo or bench run (--seeds)
+MAX_EXAMPLES = 10**9  # fuzz --max-examples
+MAX_MUTANTS = 10**6  # fuzz --mutants
 
 # (field, cap) as docs/corpus.md lists them, in that order.
 CAPS: tuple[tuple[str, str], ...] = (

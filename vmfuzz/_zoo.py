@@ -122,15 +122,20 @@ class Row:
 def parse_seeds(text: str) -> list[int]:
     """``"0-9"``, ``"3"`` or ``"0,2,5-7"`` as a sorted list of distinct seeds (ValueError if
     malformed or negative)."""
+    from vmfuzz._limits import MAX_INT, MAX_SEEDS
+
+    shown = text if len(text) <= 40 else f"{text[:20]}... ({len(text)} characters)"
     seeds: set[int] = set()
     for part in text.split(","):
         part = part.strip()
         lo, sep, hi = part.partition("-")
-        if not lo.isdigit() or (sep and not hi.isdigit()):
-            raise ValueError(f"bad seed list {text!r} (want e.g. 0-9 or 0,3,5-7)")
+        if not lo.isdigit() or (sep and not hi.isdigit()) or max(len(lo), len(hi)) > 19:
+            raise ValueError(f"bad seed list {shown!r} (want e.g. 0-9 or 0,3,5-7)")
         a, b = int(lo), int(hi) if sep else int(lo)
         if b < a:
-            raise ValueError(f"bad seed range {part!r} (high end below low end)")
+            raise ValueError(f"bad seed range {part[:40]!r} (high end below low end)")
+        if b > MAX_INT or len(seeds) + (b - a + 1) > MAX_SEEDS:
+            raise ValueError(f"seed list {shown!r}: at most {MAX_SEEDS} seeds, each below 2**63")
         seeds.update(range(a, b + 1))
     return sorted(seeds)
 
