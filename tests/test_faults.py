@@ -387,3 +387,23 @@ def test_kill9_of_the_parent_leaves_no_campaign_out_of_the_stats(
     seeds = [c["seed"] for c in logs] + [c["seed"] for c in s["interrupted"]]
     assert len(seeds) == len(set(seeds))
     assert s["campaigns"] == len(logs) and s["campaigns"] >= 2
+
+
+def test_rerecord_on_an_unwritable_corpus_is_one_line_and_keeps_the_case(
+    tmp_path: Path, repo_root: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from vmfuzz.cli import main
+
+    data = json.loads((repo_root / "corpus" / "bugs" / "detach_vmas_outside_ptl.json").read_text())
+    del data["model"]  # an old case: --rerecord upgrades it (a write)
+    (tmp_path / "disk").mkdir()
+    case = tmp_path / "disk" / "old.json"
+    case.write_text(json.dumps(data))
+    before = case.read_text()
+    monkeypatch.setenv(FAULT_ENV, str(tmp_path / "disk" / "FULL"))
+    (tmp_path / "disk" / "FULL").write_text("EROFS")
+    assert main(["replay", "--rerecord", str(case)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Read-only file system" in err and str(case) in err, err
+    assert case.read_text() == before

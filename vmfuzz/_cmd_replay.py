@@ -195,7 +195,15 @@ def _rerecord(args: argparse.Namespace, files: list[Path], errors: list[CorpusEr
             if args.json:
                 print(json.dumps({"path": e.path, "ok": False, "error": e.problem}), flush=True)
             continue
-        done = rerecord(cc)
+        try:
+            done = rerecord(cc)
+        except OSError as e:  # a read-only corpus, a full disk: the old file is intact
+            bad += 1
+            sys.stderr.write(f"vmfuzz replay: {path}: cannot write the re-recorded case "
+                             f"({e.strerror or e}); left as it is\n")
+            if args.json:
+                print(json.dumps({"path": str(path), "ok": False, "error": str(e)}), flush=True)
+            continue
         counts[done.action] = counts.get(done.action, 0) + 1
         if args.json:
             print(json.dumps(done.to_json()), flush=True)
