@@ -12,7 +12,8 @@ one is an error naming it).  After a ``kill -9`` of the session's parent, its wo
 their next chunk of examples (a failure being shrunk is shrunk and saved first) and log the
 campaign; ``--resume`` waits for them (their slot locks), then adds every campaign the slot logs
 hold beyond what ``stats.json`` counted (``slots``: per slot, the log lines counted and the
-progress counted of the campaign in flight), so no campaign is missing from the totals.
+progress counted of the campaign in flight), so no campaign is missing from the totals (its
+examples, steps, scheduler and profile; the per-operation and per-label counts are not logged).
 """
 
 from __future__ import annotations
