@@ -338,6 +338,7 @@ BAD_ARGUMENTS = [
     ["fuzz", "--max-examples", "1" + "0" * 30],
     ["fuzz", "--mutants", "1" + "0" * 12, "--max-examples", "1"],
     ["zoo", "-j", "100000"],
+    ["zoo", "--max-examples", "1" + "0" * 30],
     ["zoo", "--seeds", "0-100000000000"],
     ["zoo", "--seeds", "0-" + "9" * 5000],
     ["bench", "--seeds", "100000000000"],

@@ -206,10 +206,14 @@ def run(args: argparse.Namespace) -> int:
         budget = DEFAULT_BUDGET
     from vmfuzz._limits import MAX_EXAMPLES, MAX_MUTANTS, MAX_WORKERS
 
-    if args.max_examples is not None and not 1 <= args.max_examples <= MAX_EXAMPLES:
-        return _usage_error(f"--max-examples must be from 1 to {MAX_EXAMPLES}")
-    if args.mutants is not None and not 0 <= args.mutants <= MAX_MUTANTS:
-        return _usage_error(f"--mutants must be from 0 to {MAX_MUTANTS}")
+    if args.max_examples is not None and args.max_examples < 1:
+        return _usage_error("--max-examples must be >= 1")
+    if args.max_examples is not None and args.max_examples > MAX_EXAMPLES:
+        return _usage_error(f"--max-examples must be at most {MAX_EXAMPLES}")
+    if args.mutants is not None and args.mutants < 0:
+        return _usage_error("--mutants must be >= 0")
+    if args.mutants is not None and args.mutants > MAX_MUTANTS:
+        return _usage_error(f"--mutants must be at most {MAX_MUTANTS}")
     if args.workers is not None and args.workers > MAX_WORKERS:
         return _usage_error(f"--workers must be at most {MAX_WORKERS}")
     if args.stream is not None and args.stream < 0:

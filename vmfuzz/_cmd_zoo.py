@@ -65,7 +65,7 @@ import attrs
 from vmfuzz import _check_args
 from vmfuzz._cores import available_cores
 from vmfuzz._duration import DurationError, parse_duration
-from vmfuzz._limits import MAX_WORKERS
+from vmfuzz._limits import MAX_EXAMPLES, MAX_WORKERS
 from vmfuzz._progress import Heartbeat, clock, progress_every
 from vmfuzz._provenance import provenance
 from vmfuzz.kernel import BUGS, KernelConfig
@@ -145,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
         return _usage_error("--all and --bug exclude each other")
     if args.max_examples is not None and args.max_examples < 1:
         return _usage_error("--max-examples must be >= 1")
+    if args.max_examples is not None and args.max_examples > MAX_EXAMPLES:
+        return _usage_error(f"--max-examples must be at most {MAX_EXAMPLES}")
     try:
         _check_args.apply(KernelConfig(), args)
     except ValueError as e:
