@@ -9,7 +9,7 @@ data.  Running a case needs no Hypothesis.
 from __future__ import annotations
 
 from collections.abc import Generator, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -18,6 +18,9 @@ from vmfuzz.kernel import Kernel, KernelConfig
 from vmfuzz.kernel.ops import OPS
 from vmfuzz.lockdep import LockDep
 from vmfuzz.schedules import PCT, NonPreemptive, PreemptionList, RandomWalk, Replay
+
+if TYPE_CHECKING:
+    from vmfuzz.causes import Cause
 
 DEFAULT_MAX_STEPS = 20_000
 
@@ -88,6 +91,19 @@ class Run:
     @property
     def decisions(self) -> list[int]:
         return self.sched.decisions
+
+    def explain(self) -> list[Cause]:
+        """The events behind the run's violation (:mod:`vmfuzz.causes`), also kept on it as
+        ``violation.causes``; [] for a run that held.  Computed on demand: runs that only
+        decide (the shrinker's, the pool's) never pay for it."""
+        from vmfuzz.causes import explain
+
+        v = self.outcome.violation
+        if v is None:
+            return []
+        if not v.causes:
+            v.causes = explain(v, self.kernel, self.sched.trace)
+        return v.causes
 
 
 def thread(k: Kernel, ops: Iterable[OpCall]) -> Generator[Any, None, None]:

@@ -6,7 +6,10 @@ the invariant modules all report through :class:`Violation`, so a failure always
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vmfuzz.causes import Cause
 
 
 class Violation(Exception):
@@ -15,7 +18,8 @@ class Violation(Exception):
     ``check`` is the stable check name (e.g. ``"migration_pte_page_locked"``); ``message`` names
     the objects involved (pfn, mm, vma range, swap entry, task, yield label) and what was
     expected vs found.  The scheduler fills in ``step``, ``task`` and ``label`` when the
-    violation fires inside a run.
+    violation fires inside a run; ``causes`` (:mod:`vmfuzz.causes`) are the events behind it,
+    filled in by ``Run.explain()`` for whoever shows or saves the violation.
     """
 
     def __init__(self, check: str, message: str, **objects: Any) -> None:
@@ -26,12 +30,13 @@ class Violation(Exception):
         self.step: int | None = None
         self.task: str | None = None
         self.label: str | None = None
+        self.causes: list[Cause] = []
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle by fields (``vmfuzz fuzz --workers`` hands failures between processes):
         the default would call ``Violation(str(self))`` and fail."""
         return (_rebuild, (self.check, self.message, self.objects, self.step, self.task,
-                           self.label))
+                           self.label, self.causes))
 
     def describe(self) -> str:
         """One human line: check, message, and where in the run it fired."""
@@ -41,17 +46,21 @@ class Violation(Exception):
         return f"{self.check}: {self.message}{where}"
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "check": self.check,
             "message": self.message,
             "step": self.step,
             "task": self.task,
             "label": self.label,
         }
+        if self.causes:
+            out["causes"] = [c.to_json() for c in self.causes]
+        return out
 
 
 def _rebuild(check: str, message: str, objects: dict[str, Any], step: int | None,
-             task: str | None, label: str | None) -> Violation:
+             task: str | None, label: str | None, causes: list[Cause] | None = None) -> Violation:
     v = Violation(check, message, **objects)
     v.step, v.task, v.label = step, task, label
+    v.causes = list(causes or ())
     return v

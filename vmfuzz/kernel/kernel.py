@@ -10,6 +10,7 @@ spawned as tasks with :meth:`Kernel.spawn`.
 from __future__ import annotations
 
 import pickle
+import sys
 from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
@@ -115,6 +116,9 @@ class Kernel:
         self.memalloc_noio: set[int] = set()
         # mm id -> sys_mlock calls in progress on it (nested ones counted): ``mlocking``.
         self.mlock_nesting: dict[int, int] = {}
+        # What happened to each object, step by step: the record a verdict cites ("freed by
+        # T1 at step 19").  One tuple per event (see ``note``); boot's events have step -1.
+        self.history: list[Event] = []
         self.boot_violation: Violation | None = None  # a check the world's building failed
         booted = _BOOTED.get(c)
         if booted is None:
@@ -153,6 +157,7 @@ class Kernel:
             v.message = f"while building the world ({world}): {v.message}"
             v.step, v.task = 0, "boot"  # not a step of the run: before its first
             self.boot_violation = v
+        self.history = [(-1, "boot", e[2], e[3], e[4], e[5]) for e in self.history]
         self.pte_seen, self.pte_aba = {}, []  # the run's pte history starts at its first step
 
     # ------------------------------------------------------------------ switches
@@ -180,11 +185,40 @@ class Kernel:
 
     def free_vma(self, vma: VmAreaStruct) -> None:
         """kmem_cache_free(vm_area_cachep, vma): poison it."""
-        poison(vma, FreedVma, vma.describe())
+        desc = vma.describe()
+        poison(vma, FreedVma, desc)
+        self.note_free(desc)
 
     def free_anon_vma(self, anon_vma: AnonVma) -> None:
         """anon_vma_free(): poison it."""
-        poison(anon_vma, FreedAnonVma, repr(anon_vma))
+        desc = repr(anon_vma)
+        poison(anon_vma, FreedAnonVma, desc)
+        self.note_free(desc)
+
+    # ------------------------------------------------------------------ history
+    def note(self, kind: str, key: Any, detail: Any) -> None:
+        """Record an event of the running step in ``history``: (step, task, where, kind, key,
+        detail).  ``where`` is the kernel path doing it: the innermost generator (a path that
+        may sleep) and, if a plain helper called the hook, that helper ("zap_pte_range
+        (put_page)"), as KASAN's stack names the freeing function."""
+        f = sys._getframe(2)
+        helper = f.f_code.co_name
+        while f is not None and not f.f_code.co_flags & _CO_GENERATOR:
+            f = f.f_back
+        path = f.f_code.co_name if f is not None else helper
+        where = path if path == helper else f"{path} ({helper})"
+        cur = self.sched.current
+        self.history.append(
+            (self.sched.step_no, cur.name if cur is not None else "-", where, kind, key, detail)
+        )
+
+    def note_free(self, desc: str) -> None:
+        """An object freed (poisoned): ``desc`` is how its use after free names it."""
+        self.note(FREE, desc, None)
+
+    def note_write(self, mm: MmStruct, addr: int, token: int, pfn: int) -> None:
+        """A user store of ``token`` at ``addr`` of ``mm`` into frame ``pfn``."""
+        self.note(WRITE, (mm.id, addr), (token, pfn))
 
     # ------------------------------------------------------------------ page tables
     def _index_for(self, pte: Pte) -> tuple[dict[int, set[tuple[int, int]]], int]:
@@ -197,7 +231,7 @@ class Kernel:
     def set_pte_at(self, mm: MmStruct, addr: int, pte: Pte) -> None:
         """set_pte_at(): install ``pte`` (replacing any old one); keeps the reverse indexes
         and the pte's history (``pte_aba``)."""
-        old = self.pte_clear(mm, addr)
+        old = self._pte_clear(mm, addr)
         mm.pgd[addr] = pte
         v = pte_value(pte)
         seen = self.pte_seen.setdefault((mm.id, addr), {})
@@ -211,9 +245,16 @@ class Kernel:
         self._touch_pte(pte)
         self.dirty_mms.add(mm.id)
         self.version += 1
+        self.note(SET_PTE, (mm.id, addr), (None if old is None else pte_value(old), v))
 
     def pte_clear(self, mm: MmStruct, addr: int) -> Pte | None:
         """pte_clear() / ptep_get_and_clear(): remove and return the pte at ``addr``."""
+        old = self._pte_clear(mm, addr)
+        if old is not None:
+            self.note(PTE_CLEAR, (mm.id, addr), (pte_value(old), None))
+        return old
+
+    def _pte_clear(self, mm: MmStruct, addr: int) -> Pte | None:
         old = mm.pgd.pop(addr, None)
         if old is not None:
             self.pte_seen.setdefault((mm.id, addr), {})[pte_value(old)] = self.sched.step_no
@@ -239,14 +280,20 @@ class Kernel:
     def touch_page(self, page: Page) -> None:
         self.dirty_pfns.add(page.pfn)
         self.version += 1
+        self.note(PAGE, page.pfn, (page.count, page.mapcount, page.data))
 
     def touch_mm(self, mm: MmStruct) -> None:
         self.dirty_mms.add(mm.id)
         self.version += 1
+        self.note(MM, mm.id, vma_layout(mm))
 
     def touch_entry(self, entry: int) -> None:
         self.dirty_entries.add(entry)
         self.version += 1
+        swap_map = self.swap.swap_map
+        count = swap_map[entry] if type(entry) is int and 0 <= entry < len(swap_map) else None
+        cached = self.swap.cache.get(entry)
+        self.note(ENTRY, entry, (count, None if cached is None else cached.pfn))
 
     def count(self, what: str) -> None:
         self.stats[what] = self.stats.get(what, 0) + 1
@@ -261,6 +308,8 @@ class Kernel:
                 + (" (lost write)" if found < want else " (stale or foreign data)"),
                 mm=mm.name,
                 addr=addr,
+                expected=want,
+                found=found,
             )
 
     # ------------------------------------------------------------------ tasks
@@ -285,6 +334,29 @@ class Kernel:
 
     def live_mms(self) -> Iterable[MmStruct]:
         return (mm for mm in self.mms.values() if not mm.dead)
+
+
+# Event kinds of ``Kernel.history`` (key; detail):
+SET_PTE = "set_pte"  # (mm id, addr); (old pte_value or None, new pte_value)
+PTE_CLEAR = "pte_clear"  # (mm id, addr); (old pte_value, None)
+PAGE = "page"  # pfn; (count, mapcount, data token) after the change
+ENTRY = "entry"  # swap entry; (swap_map count, pfn of its swap-cache page or None) after
+MM = "mm"  # mm id; its vmas (``vma_layout``) after the change
+FREE = "free"  # the freed object's description (as its use-after-free names it); None
+WRITE = "write"  # (mm id, addr); (token, pfn)
+Event = tuple[int, str, str, str, Any, Any]
+_CO_GENERATOR = 0x20  # inspect.CO_GENERATOR
+
+
+def vma_layout(mm: MmStruct) -> tuple[tuple[int, int, int, int, int], ...]:
+    """(id, vm_start, vm_end, vm_pgoff, vm_flags) of each vma on ``mm``'s list, up to the first
+    freed one (read without tripping its poison)."""
+    out = []
+    vma = mm.mmap
+    while type(vma) is VmAreaStruct and len(out) < 64:
+        out.append((vma.id, vma.vm_start, vma.vm_end, vma.vm_pgoff, vma.vm_flags))
+        vma = vma.vm_next
+    return tuple(out)
 
 
 def pte_value(pte: Pte) -> tuple[int, int, bool]:

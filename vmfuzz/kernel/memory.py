@@ -204,6 +204,7 @@ def user_access(k: Kernel, mm_id: int, addr: int, write: bool) -> Gen:
                 page.data = token
                 k.expected.setdefault(mm.id, {})[addr] = token
                 k.touch_page(page)
+                k.note_write(mm, addr, token, page.pfn)
             else:
                 k.check_read(mm, addr, page.data)
             break

@@ -421,7 +421,9 @@ def sys_swapoff(k: Kernel) -> Gen:
     if si.users:
         yield k.sched.wait_event(lambda: si.users == 0, "swap device users")
     bdev = si.bdev
-    poison(bdev, FreedSwapBackingDev, repr(bdev))  # vfree(swap_map); p->swap_file = NULL
+    desc = repr(bdev)
+    poison(bdev, FreedSwapBackingDev, desc)  # vfree(swap_map); p->swap_file = NULL
+    k.note_free(desc)
     _set_flags(si, 0)
     k.sched.unlock_kernel()
     return 0
