@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(explicit_from_trace(trace), indent=2))
     else:
         sys.stdout.write(
-            render_attempt(cc, att, width=width, full=args.full,
+            render_attempt(cc, att, width=width, full=args.full, mail=True,
                            expected=expected if args.fix else None, title=title)
         )
     return 0 if att.observed == expected else 1

@@ -150,9 +150,11 @@ def event_text(e: Event, prev: Any = None) -> str:
     if kind == WRITE:
         return f"stores token {detail[0]} at mm{key[0]} page {key[1]} (pfn {detail[1]})"
     if kind == PAGE:
-        count, mapcount, data = detail
+        count = detail[0]
         if count == 0 and (prev is None or prev[0] != 0):
             return f"frees pfn {key}"
+        if prev is not None and prev[0] == 0 and count:
+            return f"allocates pfn {key}"
         parts = []
         for name, i in (("count", 0), ("mapcount", 1), ("token", 2)):
             if prev is None or prev[i] != detail[i]:
@@ -374,9 +376,12 @@ def _lock_causes(v: Violation, trace: Sequence[TraceStep]) -> list[Cause]:
             if s.label.endswith(f"({cls})") and s.task not in tasks_seen and s.step not in seen:
                 tasks_seen.add(s.task)
                 seen.add(s.step)
-                role = "waited for by" if "blocks on" in s.event else "taken by"
+                part = next((x.strip() for x in s.event.split(";")
+                             if x.strip().startswith(("takes ", "blocks on "))),
+                            s.label.split(":")[-1])
+                role = "waited for by" if part.startswith("blocks on") else "taken by"
                 out.append(Cause(f"{cls} {role}", s.step, s.task, s.label.split(":")[0],
-                                 s.event or s.label, s.label))
+                                 part, s.label))
     for lock in dict.fromkeys(locks):
         for s in reversed(trace[:end]):
             ev = s.event
@@ -387,7 +392,7 @@ def _lock_causes(v: Violation, trace: Sequence[TraceStep]) -> list[Cause]:
                     seen.add(s.step)
                     role = ("released by" if hit.startswith("unlock") else "taken by")
                     out.append(Cause(f"{lock} {role}", s.step, s.task, s.label.split(":")[0],
-                                     ev, s.label))
+                                     hit, s.label))
                 break
     if not out and v.check == "livelock":
         # the first collision: the failed trylock, and who took that lock before it
@@ -401,9 +406,11 @@ def _lock_causes(v: Violation, trace: Sequence[TraceStep]) -> list[Cause]:
                              s.label.split(":")[0], part, s.label))
             lock = part[len("trylock "):-len(" failed")]
             for h in reversed(trace[:s.step]):
-                if _names(h.event, f"takes {lock}") or _names(h.event, f"trylock {lock}"):
+                took = next((w for w in (f"takes {lock}", f"trylock {lock}")
+                             if _names(h.event, w)), None)
+                if took is not None:
                     out.append(Cause(f"{lock} taken by", h.step, h.task,
-                                     h.label.split(":")[0], h.event, h.label))
+                                     h.label.split(":")[0], took, h.label))
                     break
             break
     return sorted(out, key=lambda c: c.step)

@@ -23,11 +23,22 @@ setup task) its column goes too.
 
 from __future__ import annotations
 
+import itertools
 import textwrap
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vmfuzz._scheduler import TraceStep
+from vmfuzz.causes import (
+    Cause,
+    changed,
+    event_keys,
+    event_text,
+    previous_details,
+    violation_keys,
+)
+from vmfuzz.kernel.kernel import ENTRY, FREE, MM, PAGE, PTE_CLEAR, SET_PTE, WRITE, Event
+from vmfuzz.violation import Violation
 
 if TYPE_CHECKING:
     from vmfuzz.corpus import Attempt, CorpusCase
@@ -152,6 +163,181 @@ def render_timeline(
     return "\n".join(out) + "\n"
 
 
+# ----------------------------------------------------------------------------- the mail view
+FOLD_NAMES = 3  # kernel functions a folded stretch names, first and last
+
+
+def _fold_text(steps: Sequence[TraceStep]) -> str:
+    """``... 13 steps: vm_mmap, vma_link, ..., drv_swapout_vma``: a folded stretch of one task."""
+    names = list(dict.fromkeys(s.label.split(":")[0] for s in steps if s.label != "exit"))
+    if len(names) > FOLD_NAMES + 1:
+        names = [*names[:FOLD_NAMES - 1], "...", names[-1]]
+    n = len(steps)
+    return f"... {n} step{'s' if n != 1 else ''}" + (f": {', '.join(names)}" if names else "")
+
+
+COUNT_CHECKS = frozenset({"mapcount_matches_ptes", "refcount_covers_users", "bad_page",
+                          "use_after_free"})
+LAYOUT_CHECKS = frozenset({"rmap_reachable", "vma_list_sane", "pte_in_vma",
+                           "reserved_pte_cleared"})
+
+
+def _worth_drawing(e: Event, prev: Any, check: str | None) -> bool:
+    """Whether an event on a verdict's object is a data event the mail view draws: ptes set
+    and cleared, frees, user stores, swap-cache changes; counts and swap_map changes only
+    for the checks about them (a freed page or slot always), vma layouts for layout checks."""
+    kind = e[3]
+    if kind in (SET_PTE, PTE_CLEAR, FREE, WRITE):
+        return True
+    if prev is None and kind != MM:
+        return False
+    if kind == PAGE:
+        if check in COUNT_CHECKS:
+            return bool(e[5][:2] != prev[:2])
+        return bool(e[5][0] == 0 and prev[0] != 0)
+    if kind == ENTRY:
+        if check == "swap_map_counts" and e[5][0] != prev[0]:
+            return True
+        return bool(e[5][1] != prev[1] or (e[5][0] == 0 and prev[0] != 0))
+    if kind == MM:
+        return check in LAYOUT_CHECKS and changed(e, prev)
+    return False
+
+
+def mail_steps(
+    trace: Sequence[TraceStep], history: Sequence[Event], v: Violation | None,
+    causes: Sequence[Cause],
+) -> tuple[set[int], dict[int, list[str]]]:
+    """The steps the mail view draws, and the data events shown in each drawn step.
+
+    Drawn: the violation's step, each cause's step, every step with a data event on an
+    object the verdict names (the violation's objects; the pte, or the object freed, of
+    each cause), and the two steps around each context switch.  Shown in a step, after the
+    kernel path that did it: its data events on those objects (a cause's step with no such
+    object: its pte, free and store events) and its causes."""
+    keys: set[tuple[Any, ...]] = set(violation_keys(v)) if v is not None else set()
+    check = v.check if v is not None else None
+    cause_steps = {c.step for c in causes if c.step >= 0}
+    prev = previous_details(history)
+    for e in history:
+        if e[0] in cause_steps and e[3] in (SET_PTE, PTE_CLEAR, FREE, WRITE):
+            keys.add(event_keys(e)[0])
+    steps: set[int] = set(cause_steps)
+    if v is not None and v.step is not None:
+        steps.add(v.step)
+    for a, b in itertools.pairwise(trace):
+        if a.task != b.task:
+            steps.update((a.step, b.step))
+    shown: dict[int, list[str]] = {}
+
+    def show(step: int, where: str, text: str) -> None:
+        line = f"{where.split(' (')[0]}: {text}"
+        if line not in shown.setdefault(step, []):
+            shown[step].append(line)
+
+    for e, p in zip(history, prev, strict=True):
+        step = e[0]
+        if step < 0 or not _worth_drawing(e, p, check):
+            continue
+        if keys:
+            if not any(key in keys for key in event_keys(e)):
+                continue
+            steps.add(step)
+        elif e[3] not in (SET_PTE, PTE_CLEAR, FREE, WRITE) or step not in cause_steps:
+            continue
+        show(step, e[2], event_text(e, p))
+    for c in causes:
+        if c.step >= 0:
+            show(c.step, c.where, c.what)
+    return steps, shown
+
+
+def render_mail(
+    trace: Sequence[TraceStep],
+    tasks: Sequence[str],
+    history: Sequence[Event],
+    v: Violation | None,
+    causes: Sequence[Cause],
+    *,
+    width: int = 100,
+    header: Sequence[str] = (),
+    footer: Sequence[str] = (),
+) -> str:
+    """Draw ``trace`` as a mail would: only the steps :func:`mail_steps` picks, each with its
+    label and the data events it did to the objects of the verdict (lock events folded),
+    and one line per folded stretch saying how many steps each task ran there.  A run
+    with nothing to pick (no step, no cause) is drawn whole."""
+    steps, shown = mail_steps(trace, history, v, causes)
+    if not steps:
+        steps = {s.step for s in trace}
+    names = list(tasks)
+    for s in trace:
+        if s.task not in names:
+            names.append(s.task)
+    ran = {s.task for s in trace}
+    names = [n for n in names if n in ran] or ["-"]
+    col = {n: i for i, n in enumerate(names)}
+    last_step = trace[-1].step if trace else 0
+    num_w = len(str(last_step))
+    gutter = num_w + 3
+    ncol = len(names)
+    cw = max(MIN_COLUMN, (width - gutter - len(SEP) * (ncol - 1)) // ncol)
+
+    def row(cells: Sequence[str], margin: str = "") -> str:
+        return (margin.ljust(gutter) + SEP.join(c.ljust(cw) for c in cells)).rstrip()
+
+    out: list[str] = []
+    for line in header:
+        out.extend(_wrap(line, width, "    "))
+    if header:
+        out.append("")
+    out.append(row([n[:cw] for n in names]))
+    out.append(row(["-" * cw] * ncol))
+    mark = v.step if v is not None else None
+    folded: list[TraceStep] = []
+
+    def fold() -> None:
+        if not folded:
+            return
+        by_task: dict[str, list[TraceStep]] = {}
+        for s in folded:
+            by_task.setdefault(s.task, []).append(s)
+        cells = [""] * ncol
+        for task, run in by_task.items():
+            cells[col[task]] = _fold_text(run)
+        wrapped = [_wrap(c, cw) if c else [] for c in cells]
+        for k in range(max(len(w) for w in wrapped)):
+            out.append(row([w[k] if k < len(w) else "" for w in wrapped]))
+        folded.clear()
+
+    for s in trace:
+        if s.step not in steps:
+            folded.append(s)
+            continue
+        fold()
+        lines = _wrap(s.label, cw)
+        for text in shown.get(s.step, ()):
+            lines += _wrap(f"> {text}", cw, "    ")
+        if s.step == mark and v is not None:
+            tail = f"<<< {v.check}"
+            if len(lines) == 1 and len(lines[0]) + 1 + len(tail) <= cw:
+                lines = [f"{lines[0]} {tail}"]
+            else:
+                lines += _wrap(tail, cw)
+        for k, text in enumerate(lines):
+            cells = [""] * ncol
+            cells[col[s.task]] = text
+            margin = f"{'*' if s.step == mark else ' '} {str(s.step).rjust(num_w)}" if k == 0 \
+                else ""
+            out.append(row(cells, margin))
+    fold()
+    if footer:
+        out.append("")
+        for line in footer:
+            out.extend(_wrap(line, width, "    "))
+    return "\n".join(out) + "\n"
+
+
 def _op_list(cc: CorpusCase) -> list[str]:
     lines = []
     for t in cc.case.tasks:
@@ -184,8 +370,10 @@ def outcome_footer(cc: CorpusCase, att: Attempt, *, expected: str | None = None)
     run = att.run
     v = run.outcome.violation if run is not None else None
     if v is not None:
+        assert run is not None
         lines.append(f"*** {v.check} at step {v.step} ({v.task} at {v.label})")
         lines.append(f"    {v.message}")
+        lines.extend(f"    {c.describe()}" for c in run.explain())
     elif att.observed == CLEAN:
         lines.append(f"--- clean: every task finished after {att.steps} steps")
     elif att.observed == BUDGET:
@@ -218,8 +406,10 @@ def render_attempt(
     full: bool = False,
     expected: str | None = None,
     title: str | None = None,
+    mail: bool = False,
 ) -> str:
-    """A case's run as a timeline with its header and outcome footer."""
+    """A case's run as a timeline with its header and outcome footer (``mail``: the mail
+    view, :func:`render_mail`)."""
     sched = att.sched
     if sched is None and att.run is not None:
         sched = att.run.sched
@@ -232,6 +422,12 @@ def render_attempt(
     header = case_header(cc)
     if title:
         header = [title, *header]
+    if mail and not full:
+        run = att.run
+        causes = run.explain() if run is not None else []
+        history = run.kernel.history if run is not None else []
+        return render_mail(trace, names, history, v, causes, width=width, header=header,
+                           footer=outcome_footer(cc, att, expected=expected))
     return render_timeline(
         trace,
         names,

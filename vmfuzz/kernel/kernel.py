@@ -12,6 +12,7 @@ from __future__ import annotations
 import pickle
 import sys
 from collections.abc import Callable, Collection, Iterable
+from types import FrameType
 from typing import Any
 
 from vmfuzz._locks import Spinlock
@@ -201,8 +202,8 @@ class Kernel:
         detail).  ``where`` is the kernel path doing it: the innermost generator (a path that
         may sleep) and, if a plain helper called the hook, that helper ("zap_pte_range
         (put_page)"), as KASAN's stack names the freeing function."""
-        f = sys._getframe(2)
-        helper = f.f_code.co_name
+        f: FrameType | None = sys._getframe(2)
+        helper = f.f_code.co_name if f is not None else "-"
         while f is not None and not f.f_code.co_flags & _CO_GENERATOR:
             f = f.f_back
         path = f.f_code.co_name if f is not None else helper
@@ -351,7 +352,7 @@ _CO_GENERATOR = 0x20  # inspect.CO_GENERATOR
 def vma_layout(mm: MmStruct) -> tuple[tuple[int, int, int, int, int], ...]:
     """(id, vm_start, vm_end, vm_pgoff, vm_flags) of each vma on ``mm``'s list, up to the first
     freed one (read without tripping its poison)."""
-    out = []
+    out: list[tuple[int, int, int, int, int]] = []
     vma = mm.mmap
     while type(vma) is VmAreaStruct and len(out) < 64:
         out.append((vma.id, vma.vm_start, vma.vm_end, vma.vm_pgoff, vma.vm_flags))
