@@ -103,6 +103,7 @@ from vmfuzz.schedules import FUZZ_SCHEDULERS as SCHEDULERS
 
 if TYPE_CHECKING:  # Hypothesis is imported only when fuzzing (replay must not need it)
     from vmfuzz.campaign import CampaignResult
+    from vmfuzz.causes import Cause
     from vmfuzz.verify import Verdict
 
 DEFAULT_BUDGET = 60.0  # seconds, when neither --budget nor --max-examples is given
@@ -416,12 +417,32 @@ def _next_steps(result: CampaignResult, path: Path | None, args: argparse.Namesp
     return steps
 
 
+def _causes(result: CampaignResult) -> list[Cause]:
+    """The events behind the shrunk failure (:mod:`vmfuzz.causes`): its case run once more,
+    with the kernel's history at hand ([] if that run does not end in the same check)."""
+    from vmfuzz._scheduler import ScheduleDiverged
+    from vmfuzz.case import execute
+
+    if result.case is None or result.failure is None:
+        return []
+    if not result.failure.violation.causes:
+        try:
+            run = execute(result.case)
+        except ScheduleDiverged:  # does not replay: no causes, the rest stands
+            return []
+        v = run.outcome.violation
+        if v is not None and v.check == result.failure.violation.check:
+            result.failure.violation.causes = run.explain()
+    return result.failure.violation.causes
+
+
 def _to_json(result: CampaignResult, path: Path | None, args: argparse.Namespace) -> dict[str, Any]:
     v = result.failure.violation if result.failure else None
     return {
         "found": result.found,
         "invariant": v.check if v else None,
         "message": v.describe() if v else None,
+        "causes": [c.to_json() for c in _causes(result)],
         "examples": result.examples,
         "mutant_runs": result.stats.mutant_runs if result.stats else 0,
         "probe_runs": result.stats.probe_runs if result.stats else 0,
@@ -500,7 +521,8 @@ def _print_failure(result: CampaignResult, args: argparse.Namespace) -> None:
             [t.name for t in result.case.tasks],
             width=shutil.get_terminal_size((100, 24)).columns,
             mark_step=v.step,
-            footer=[f"violated: {v.describe()}"],
+            footer=[f"violated: {v.describe()}",
+                    *(f"    {c.describe()}" for c in _causes(result))],
         )
     )
     if not args.bug:

@@ -50,7 +50,7 @@ class Cause:
     def describe(self) -> str:
         """``freed by T1 at step 19 (do_munmap (free_vma), at exit): frees vma1[0,1) of mm0``."""
         if self.step == BOOT:
-            return f"{self.role} while building the world ({self.where}): {self.what}"
+            return f"{self.role} the world's building ({self.where}): {self.what}"
         at = f", at {self.label}" if self.label else ""
         return f"{self.role} {self.task} at step {self.step} ({self.where}{at}): {self.what}"
 
@@ -351,7 +351,11 @@ def _explain_data(p: _Picker, k: Kernel, o: dict[str, Any], keys: list[Key]) -> 
     pfn = o.get("pfn")
     if isinstance(pfn, int):
         for i in p.last(PAGE, pfn, _data_changed):
-            p.add(i, "page data set by")
+            step = p.history[i][0]
+            stored = any(p.history[j][0] == step and p.history[j][3] == WRITE
+                         and p.history[j][5][1] == pfn for j in p.picked)
+            if not stored:  # (a user store into the page is named already)
+                p.add(i, "page data set by")
 
 
 def _lock_causes(v: Violation, trace: Sequence[TraceStep]) -> list[Cause]:
@@ -397,14 +401,14 @@ def _lock_causes(v: Violation, trace: Sequence[TraceStep]) -> list[Cause]:
     if not out and v.check == "livelock":
         # the first collision: the failed trylock, and who took that lock before it
         for s in trace[:end]:
-            part = next((x.strip() for x in s.event.split(";")
-                         if x.strip().startswith("trylock ") and x.strip().endswith(" failed")),
-                        None)
-            if part is None:
+            failed = next((x.strip() for x in s.event.split(";")
+                           if x.strip().startswith("trylock ") and x.strip().endswith(" failed")),
+                          None)
+            if failed is None:
                 continue
             out.append(Cause("first failed trylock by", s.step, s.task,
-                             s.label.split(":")[0], part, s.label))
-            lock = part[len("trylock "):-len(" failed")]
+                             s.label.split(":")[0], failed, s.label))
+            lock = failed[len("trylock "):-len(" failed")]
             for h in reversed(trace[:s.step]):
                 took = next((w for w in (f"takes {lock}", f"trylock {lock}")
                              if _names(h.event, w)), None)

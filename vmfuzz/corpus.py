@@ -179,6 +179,9 @@ _SCHEDULE_KEYS = ("decisions", "preemptions", "explicit", "pct", "random")
 _DIGEST = re.compile(r"^[0-9a-f]{8,64}$")
 _CHECK_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# A recorded violation: check, message, where it fired, and the events behind it
+# (vmfuzz.causes: role, step, task, where, what, label each).
+VIOLATION_FIELDS = ("check", "message", "task", "label", "step", "causes")
 
 
 def _type_name(v: Any) -> str:
@@ -468,10 +471,10 @@ def _from_json(data: Any, path: Path) -> CorpusCase:
         _int(steps, "steps", 0)
     violation = data.get("violation")
     if violation is not None:
-        _obj(violation, "violation", ("check", "message", "task", "label", "step"))
+        _obj(violation, "violation", VIOLATION_FIELDS)
     found = data.get("found")
     if found is not None:
-        _obj(found, "found", ("check", "message", "task", "label", "step"), ("check",))
+        _obj(found, "found", VIOLATION_FIELDS, ("check",))
         _str(found["check"], "found.check")
         if expected != CLEAN:
             raise _Bad("found", "a finding's case expects \"clean\" (what the fix gives), "
@@ -869,6 +872,7 @@ def save_failure(
         replay_case = attrs.evolve(replay_case, schedule=Schedule("none"))
     sig = signature(run.sched, run.outcome)
     v = run.outcome.violation
+    run.explain()  # the file keeps the events behind the violation (v.causes)
     meta: dict[str, Any] = dict(metadata or {})
     meta.setdefault(
         "created", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
@@ -1213,6 +1217,10 @@ class ReplayResult:
             "model_digest": model_digest(),
             "model_changed": self.case.model_changed,
         }
+        run = self.attempt.run
+        if run is not None and run.outcome.violation is not None:
+            run.explain()  # the violation with the events behind it
+            out["violation"] = run.outcome.violation.to_json()
         if self.case.is_finding:  # only a finding's line has these (others read as before)
             out["verdict"] = self.verdict
             out["found"] = self.case.found

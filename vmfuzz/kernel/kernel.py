@@ -299,8 +299,9 @@ class Kernel:
     def count(self, what: str) -> None:
         self.stats[what] = self.stats.get(what, 0) + 1
 
-    def check_read(self, mm: MmStruct, addr: int, found: int) -> None:
-        """Data integrity: a user read of ``addr`` in ``mm`` must return the expected token."""
+    def check_read(self, mm: MmStruct, addr: int, found: int, pfn: int | None = None) -> None:
+        """Data integrity: a user read of ``addr`` in ``mm`` (of frame ``pfn``) must return the
+        expected token."""
         want = self.expected.get(mm.id, {}).get(addr, 0)
         if found != want:
             raise Violation(
@@ -311,6 +312,7 @@ class Kernel:
                 addr=addr,
                 expected=want,
                 found=found,
+                **({} if pfn is None else {"pfn": pfn}),
             )
 
     # ------------------------------------------------------------------ tasks

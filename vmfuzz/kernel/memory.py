@@ -206,7 +206,7 @@ def user_access(k: Kernel, mm_id: int, addr: int, write: bool) -> Gen:
                 k.touch_page(page)
                 k.note_write(mm, addr, token, page.pfn)
             else:
-                k.check_read(mm, addr, page.data)
+                k.check_read(mm, addr, page.data, page.pfn)
             break
         ret = yield from do_page_fault(k, mm, addr, write)
         if ret < 0:
