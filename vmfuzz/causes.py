@@ -17,6 +17,7 @@ import attrs
 
 from vmfuzz._scheduler import TraceStep
 from vmfuzz.kernel.kernel import (
+    BOOT_STEP,
     ENTRY,
     FREE,
     MM,
@@ -26,13 +27,13 @@ from vmfuzz.kernel.kernel import (
     WRITE,
     Event,
     Kernel,
+    where_text,
 )
 from vmfuzz.violation import Violation
 
 Key = tuple[Any, ...]  # ("pte", mm id, addr) ("page", pfn) ("entry", e) ("mm", id) ("obj", desc)
 
 COUNT_CHANGES = 3  # a count mismatch names the last this many changes of the count
-BOOT = -1  # the step of an event of the world's building
 
 
 @attrs.frozen
@@ -49,7 +50,7 @@ class Cause:
 
     def describe(self) -> str:
         """``freed by T1 at step 19 (do_munmap (free_vma), at exit): frees vma1[0,1) of mm0``."""
-        if self.step == BOOT:
+        if self.step == BOOT_STEP:
             return f"{self.role} the world's building ({self.where}): {self.what}"
         at = f", at {self.label}" if self.label else ""
         return f"{self.role} {self.task} at step {self.step} ({self.where}{at}): {self.what}"
@@ -225,8 +226,8 @@ class _Picker:
             label = ""
             if 0 <= step < len(self.trace) and self.trace[step].step == step:
                 label = self.trace[step].label
-            out.append(Cause(self.picked[i], step, e[1], e[2], event_text(e, self.prev[i]),
-                             label))
+            out.append(Cause(self.picked[i], step, e[1], where_text(e[2]),
+                             event_text(e, self.prev[i]), label))
         return out
 
 

@@ -230,8 +230,8 @@ def mail_steps(
             steps.update((a.step, b.step))
     shown: dict[int, list[str]] = {}
 
-    def show(step: int, where: str, text: str) -> None:
-        line = f"{where.split(' (')[0]}: {text}"
+    def show(step: int, path: str, text: str) -> None:
+        line = f"{path}: {text}"
         if line not in shown.setdefault(step, []):
             shown[step].append(line)
 
@@ -245,10 +245,10 @@ def mail_steps(
             steps.add(step)
         elif e[3] not in (SET_PTE, PTE_CLEAR, FREE, WRITE) or step not in cause_steps:
             continue
-        show(step, e[2], event_text(e, p))
+        show(step, e[2][0], event_text(e, p))
     for c in causes:
         if c.step >= 0:
-            show(c.step, c.where, c.what)
+            show(c.step, c.where.split(" (")[0], c.what)
     return steps, shown
 
 

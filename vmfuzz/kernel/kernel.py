@@ -40,7 +40,9 @@ from vmfuzz.violation import Violation
 # in-process image of this run's own objects only: never written to disk, never read from
 # anywhere else (corpus files are JSON).  Code that changes a kernel path in place (a test's
 # monkeypatch) must empty it, or it restores worlds its old code built.
-_BOOTED: dict[KernelConfig, bytes] = {}
+# Each holds the image and, apart (it is only read, and pickling it would cost every run), the
+# world's building's events (``Kernel.history``).
+_BOOTED: dict[KernelConfig, tuple[bytes, tuple[Event, ...]]] = {}
 _BOOTED_MAX = 64
 
 
@@ -126,9 +128,10 @@ class Kernel:
             self._boot()
             if len(_BOOTED) >= _BOOTED_MAX:
                 _BOOTED.pop(next(iter(_BOOTED)))
-            _BOOTED[c] = self._snapshot()
-        elif booted:
-            self.__dict__.update(pickle.loads(booted))
+            _BOOTED[c] = (self._snapshot(), tuple(self.history))
+        elif booted[0]:
+            self.__dict__.update(pickle.loads(booted[0]))
+            self.history = list(booted[1])
         else:
             self._boot()
         self.sched.state_version = lambda: self.version
@@ -141,7 +144,7 @@ class Kernel:
         restore 0.1-0.3 ms, object for object (a campaign runs 1.1-1.2x faster)."""
         if self.boot_violation is not None:
             return b""
-        state = {a: v for a, v in self.__dict__.items() if a != "sched"}
+        state = {a: v for a, v in self.__dict__.items() if a not in ("sched", "history")}
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
     def _boot(self) -> None:
@@ -158,7 +161,7 @@ class Kernel:
             v.message = f"while building the world ({world}): {v.message}"
             v.step, v.task = 0, "boot"  # not a step of the run: before its first
             self.boot_violation = v
-        self.history = [(-1, "boot", e[2], e[3], e[4], e[5]) for e in self.history]
+        self.history = [(BOOT_STEP, "boot", e[2], e[3], e[4], e[5]) for e in self.history]
         self.pte_seen, self.pte_aba = {}, []  # the run's pte history starts at its first step
 
     # ------------------------------------------------------------------ switches
@@ -199,19 +202,18 @@ class Kernel:
     # ------------------------------------------------------------------ history
     def note(self, kind: str, key: Any, detail: Any) -> None:
         """Record an event of the running step in ``history``: (step, task, where, kind, key,
-        detail).  ``where`` is the kernel path doing it: the innermost generator (a path that
-        may sleep) and, if a plain helper called the hook, that helper ("zap_pte_range
-        (put_page)"), as KASAN's stack names the freeing function."""
+        detail).  ``where`` is the kernel path doing it, as KASAN's stack names the freeing
+        function: (the innermost generator, a path that may sleep; the function that called
+        the hook, maybe a plain helper of it); ``where_text`` words it."""
         f: FrameType | None = sys._getframe(2)
         helper = f.f_code.co_name if f is not None else "-"
         while f is not None and not f.f_code.co_flags & _CO_GENERATOR:
             f = f.f_back
-        path = f.f_code.co_name if f is not None else helper
-        where = path if path == helper else f"{path} ({helper})"
         cur = self.sched.current
-        self.history.append(
-            (self.sched.step_no, cur.name if cur is not None else "-", where, kind, key, detail)
-        )
+        self.history.append((
+            self.sched.step_no, cur.name if cur is not None else "-",
+            (f.f_code.co_name if f is not None else helper, helper), kind, key, detail,
+        ))
 
     def note_free(self, desc: str) -> None:
         """An object freed (poisoned): ``desc`` is how its use after free names it."""
@@ -347,8 +349,15 @@ ENTRY = "entry"  # swap entry; (swap_map count, pfn of its swap-cache page or No
 MM = "mm"  # mm id; its vmas (``vma_layout``) after the change
 FREE = "free"  # the freed object's description (as its use-after-free names it); None
 WRITE = "write"  # (mm id, addr); (token, pfn)
-Event = tuple[int, str, str, str, Any, Any]
+Event = tuple[int, str, tuple[str, str], str, Any, Any]
+BOOT_STEP = -1  # the step of an event of the world's building
 _CO_GENERATOR = 0x20  # inspect.CO_GENERATOR
+
+
+def where_text(where: tuple[str, str]) -> str:
+    """``zap_pte_range (put_page)``: an event's kernel path, and its helper if another."""
+    path, helper = where
+    return path if path == helper else f"{path} ({helper})"
 
 
 def vma_layout(mm: MmStruct) -> tuple[tuple[int, int, int, int, int], ...]:
