@@ -1,10 +1,14 @@
-"""Draw a corpus case as a race diagram: one column per task, one line per scheduler step.
+"""Draw a corpus case as a mail's race diagram: one column per task, time downwards.
 
-Each line shows the yield label the task stopped at and, in brackets, the lock events of that
-step; the violated check and its message come at the bottom.  A long prefix in which only one
-task ran is elided (--full shows it).  --fix draws the fix-check run instead (the same schedule
-with every bug switch off).  --explicit prints the run as an explicit schedule (a JSON list of
-"run T until LABEL" steps) to paste into a hand-edited case.
+Drawn are the steps that matter to the verdict: where the check fired, the events behind it,
+every step that set or cleared a pte of, freed or stored into an object the verdict names, and
+the steps around each context switch.  Each shows the yield label its task stopped at and, below
+it ("> path: event"), its data events on those objects; lock events are folded, and the steps in
+between are one line per task ("... 13 steps: vm_mmap, ...").  At the bottom: the check, its
+message, and the events behind it ("freed by T1 at step 19 (do_munmap (free_vma))").  --full
+draws every step with its lock events in brackets.  --fix draws the fix-check run instead (the
+same schedule with every bug switch off).  --explicit prints the run as an explicit schedule (a
+JSON list of "run T until LABEL" steps) to paste into a hand-edited case.
 
 exit status: 0 the case shows its recorded outcome, 1 it does not, 2 bad input.
 """
@@ -23,7 +27,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--width", type=int, default=None,
         help="width in columns, 20 to 1000 (default: the terminal's)"
     )
-    p.add_argument("--full", action="store_true", help="show every step (no elision)")
+    p.add_argument(
+        "--full", action="store_true",
+        help="draw every step with its lock events (default: the mail view, only the steps "
+             "that touch the verdict's objects and the context switches)",
+    )
     p.add_argument(
         "--fix", action="store_true", help="draw the run with every bug switch off"
     )
