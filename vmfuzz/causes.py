@@ -197,7 +197,7 @@ class _Picker:
     """Builds causes from a run's history, each event at most once, in step order."""
 
     def __init__(self, k: Kernel, trace: Sequence[TraceStep]) -> None:
-        self.history = k.history
+        self.history = k.events()
         self.prev = previous_details(self.history)
         self.trace = trace
         self.picked: dict[int, str] = {}  # history index -> role

@@ -425,7 +425,7 @@ def render_attempt(
     if mail and not full:
         run = att.run
         causes = run.explain() if run is not None else []
-        history = run.kernel.history if run is not None else []
+        history = run.kernel.events() if run is not None else []
         return render_mail(trace, names, history, v, causes, width=width, header=header,
                            footer=outcome_footer(cc, att, expected=expected))
     return render_timeline(

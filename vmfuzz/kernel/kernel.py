@@ -41,7 +41,7 @@ from vmfuzz.violation import Violation
 # anywhere else (corpus files are JSON).  Code that changes a kernel path in place (a test's
 # monkeypatch) must empty it, or it restores worlds its old code built.
 # Each holds the image and, apart (only read or copied: pickling them would cost every run), the
-# world's building's events (``Kernel.history``) and ``Kernel.seen``.
+# world's building's events (``Kernel.boot_history``) and ``Kernel.seen``.
 _BOOTED: dict[KernelConfig, tuple[bytes, tuple[Event, ...], dict[str, dict[Any, Any]]]] = {}
 _BOOTED_MAX = 64
 
@@ -122,6 +122,7 @@ class Kernel:
         # What happened to each object, step by step: the record a verdict cites ("freed by
         # T1 at step 19").  One tuple per event (see ``note``); boot's events have step -1.
         self.history: list[Event] = []
+        self.boot_history: tuple[Event, ...] = ()  # the world's building's (shared, read-only)
         # kind -> key -> the detail last recorded (PAGE, ENTRY and MM touches)
         self.seen: dict[str, dict[Any, Any]] = {PAGE: {}, ENTRY: {}, MM: {}}
         self.boot_violation: Violation | None = None  # a check the world's building failed
@@ -130,11 +131,11 @@ class Kernel:
             self._boot()
             if len(_BOOTED) >= _BOOTED_MAX:
                 _BOOTED.pop(next(iter(_BOOTED)))
-            _BOOTED[c] = (self._snapshot(), tuple(self.history),
+            _BOOTED[c] = (self._snapshot(), self.boot_history,
                           {kind: dict(d) for kind, d in self.seen.items()})
         elif booted[0]:
             self.__dict__.update(pickle.loads(booted[0]))
-            self.history = list(booted[1])
+            self.boot_history = booted[1]
             self.seen = {kind: dict(d) for kind, d in booted[2].items()}
         else:
             self._boot()
@@ -149,7 +150,7 @@ class Kernel:
         if self.boot_violation is not None:
             return b""
         state = {a: v for a, v in self.__dict__.items()
-                 if a not in ("sched", "history", "seen")}
+                 if a not in ("sched", "history", "boot_history", "seen")}
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
     def _boot(self) -> None:
@@ -166,7 +167,10 @@ class Kernel:
             v.message = f"while building the world ({world}): {v.message}"
             v.step, v.task = 0, "boot"  # not a step of the run: before its first
             self.boot_violation = v
-        self.history = [(BOOT_STEP, "boot", e[2], e[3], e[4], e[5]) for e in self.history]
+        self.boot_history = tuple(
+            (BOOT_STEP, "boot", e[2], e[3], e[4], e[5]) for e in self.history
+        )
+        self.history = []
         self.pte_seen, self.pte_aba = {}, []  # the run's pte history starts at its first step
 
     # ------------------------------------------------------------------ switches
@@ -219,6 +223,10 @@ class Kernel:
             self.sched.step_no, cur.name if cur is not None else "-",
             (f.f_code.co_name if f is not None else helper, helper), kind, key, detail,
         ))
+
+    def events(self) -> list[Event]:
+        """Every event of the run: the world's building's (step -1), then the run's."""
+        return [*self.boot_history, *self.history]
 
     def note_free(self, desc: str) -> None:
         """An object freed (poisoned): ``desc`` is how its use after free names it."""
