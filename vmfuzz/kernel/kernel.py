@@ -213,10 +213,14 @@ class Kernel:
         """Record an event of the running step in ``history``: (step, task, where, kind, key,
         detail).  ``where`` is the kernel path doing it, as KASAN's stack names the freeing
         function: (the innermost generator, a path that may sleep; the function that called
-        the hook, maybe a plain helper of it); ``where_text`` words it."""
+        the hook, maybe a plain helper of it), each a kernel function: the model's own Python
+        helpers (``_name``; ``__name`` is the kernel's) are skipped; ``where_text`` words it."""
         f: FrameType | None = sys._getframe(2)
+        while f is not None and _python_helper(f.f_code.co_name):
+            f = f.f_back
         helper = f.f_code.co_name if f is not None else "-"
-        while f is not None and not f.f_code.co_flags & _CO_GENERATOR:
+        while f is not None and (not f.f_code.co_flags & _CO_GENERATOR
+                                 or _python_helper(f.f_code.co_name)):
             f = f.f_back
         cur = self.sched.current
         self.history.append((
@@ -379,6 +383,11 @@ WRITE = "write"  # (mm id, addr); (token, pfn)
 Event = tuple[int, str, tuple[str, str], str, Any, Any]
 BOOT_STEP = -1  # the step of an event of the world's building
 _CO_GENERATOR = 0x20  # inspect.CO_GENERATOR
+
+
+def _python_helper(name: str) -> bool:
+    """A function of the model's own (``_map_swap_page``), not a kernel one (``__vma_link``)."""
+    return name.startswith("_") and not name.startswith("__")
 
 
 def where_text(where: tuple[str, str]) -> str:
