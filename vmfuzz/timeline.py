@@ -266,10 +266,11 @@ def render_mail(
     """Draw ``trace`` as a mail would: only the steps :func:`mail_steps` picks, each with its
     label and the data events it did to the objects of the verdict (lock events folded),
     and one line per folded stretch saying how many steps each task ran there.  A run
-    with nothing to pick (no step, no cause) is drawn whole."""
+    whose verdict names no object and no cause (a user check without objects) is drawn
+    whole, still without lock events."""
     steps, shown = mail_steps(trace, history, v, causes)
-    if not steps:
-        steps = {s.step for s in trace}
+    if not causes and not (v is not None and violation_keys(v)):
+        steps = {s.step for s in trace}  # nothing to focus on (a check naming no object)
     names = list(tasks)
     for s in trace:
         if s.task not in names:
