@@ -343,6 +343,7 @@ BAD_ARGUMENTS = [
     ["zoo", "--seeds", "0-" + "9" * 5000],
     ["bench", "--seeds", "100000000000"],
     ["bench", "--workers", "100000"],
+    ["verify", "--limit", "1" + "0" * 21, "x.json"],
     ["show", "--width", "1000000000", "x.json"],
     ["replay", "--width", "5", "x.json"],
 ]
@@ -355,6 +356,7 @@ def test_absurd_numbers_on_the_command_line_are_refused_with_one_line(
     import vmfuzz._workers
     import vmfuzz.campaign
     import vmfuzz.soak
+    import vmfuzz.verify
     from vmfuzz.cli import main
 
     def started(*args: Any, **kw: Any) -> None:
@@ -363,6 +365,7 @@ def test_absurd_numbers_on_the_command_line_are_refused_with_one_line(
     # A cap that went missing fails here at once instead of starting a run that never ends.
     for owner, name in ((vmfuzz.campaign, "fuzz"), (vmfuzz._workers, "fuzz_workers"),
                         (vmfuzz.soak, "run_soak"), (vmfuzz._cmd_bench, "bench_engine"),
+                        (vmfuzz.verify, "verify"),
                         (subprocess, "Popen")):
         monkeypatch.setattr(owner, name, started)
     monkeypatch.chdir(tmp_path)

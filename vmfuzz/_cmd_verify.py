@@ -99,6 +99,10 @@ def run(args: argparse.Namespace) -> int:
         return _usage_error("--bound must be >= 0")
     if args.limit < 1:
         return _usage_error("--limit must be >= 1")
+    from vmfuzz._limits import MAX_VERIFY_SCHEDULES
+
+    if args.limit > MAX_VERIFY_SCHEDULES:
+        return _usage_error(f"--limit must be at most {MAX_VERIFY_SCHEDULES}")
     bad_bug = unknown_bugs(args.bug)
     if bad_bug is not None:
         return _usage_error(bad_bug)
