@@ -24,6 +24,10 @@ _COMMON: dict[str, Any] = {
     "suppress_health_check": list(HealthCheck),
     "database": None,  # cold starts: the corpus, not Hypothesis' database, keeps failures
     "stateful_step_count": 30,
+    # Stop generating at the first failure and shrink it.  With several bugs reported,
+    # Hypothesis goes on generating for up to 10 s of wall time after the first: the examples
+    # run, and which failure is shrunk, would depend on the machine's load.
+    "report_multiple_bugs": False,
 }
 
 # Built on Hypothesis's own defaults, not on whichever profile is loaded (CI=1 loads its ``ci``):

@@ -8,9 +8,9 @@ PYTHONHASHSEED.  Run it with each copy's interpreter and compare the two JSON fi
 
     python tests/equivalence.py before.json --seed 0 --max-examples 200 [--bug NAME ...]
 
-Known noise: when Hypothesis itself finds the bug, it keeps generating for up to 10 s of wall
-time (``report_multiple_bugs``), so the examples and steps of such rows vary between runs of
-the same code; the finding and the shrunk case do not.
+Every limit of a campaign at fixed examples is a work limit, so a row is the same on an idle
+and on a loaded machine; ``clock_hit`` names a wall-clock safety net that stopped a shrink
+(then it may not be).
 """
 
 from __future__ import annotations
@@ -66,6 +66,8 @@ def main() -> None:
             "probe_runs": r.stats.probe_runs if r.stats else 0,
             "steps": r.steps, "found": r.invariant, "shrunk": r.shrunk(),
             "minimal": r.minimal_preemptions, "case": digest,
+            "first_failure_example": r.stats.first_failure_example if r.stats else None,
+            "clock_hit": r.clock_hit,
             "cpu_s": round(time.process_time() - c0, 1),
         }
         print(name, json.dumps(rows[name]), file=sys.stderr, flush=True)

@@ -15,7 +15,7 @@ rather than a campaign that cannot fail.
 from __future__ import annotations
 
 import contextlib
-import functools
+import math
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -40,6 +40,13 @@ Progress = Callable[["CampaignResult"], None]
 # 2 tasks / 2 switches and anon_vma_trylock_retry seed 1 at 3 tasks / 11; at 20,000 runs
 # (20-30 s) all three reach the mail's 2 tasks (1 switch for unuse).  Most shrinks end sooner.
 POST_SHRINK_RUNS = 20_000
+# Runs of Hypothesis's own shrink (its examples after the first failure, before its final
+# replay).  It was capped at 10 s of wall time, which on an idle core is about XXXX runs.
+HYPOTHESIS_SHRINK_RUNS = 2_000
+# Wall-clock safety nets of the shrinks, far above what their run limits take on a loaded
+# machine: a shrink that hits one says so (CampaignResult.clock_hit).
+SHRINK_SAFETY_SECONDS = 300.0
+POST_SHRINK_SAFETY_SECONDS = 600.0
 MUTANTS = 400  # pool mutants per 100 Hypothesis examples (each runs under 2 schedules)
 
 
@@ -62,6 +69,9 @@ class CampaignResult:
     post_shrink_seconds: float = 0.0  # delta debugging + exhaustive preemption search
     shrink_passes: list[PassStats] = attrs.Factory(list)  # per pass of vmfuzz.shrink.PASSES
     checks: tuple[str, ...] = ()  # the user checks (vmfuzz.check) registered: all of them ran
+    # The shrinks a wall-clock safety net stopped before their run limit ("hypothesis_shrink",
+    # "shrink", "minimal_preemptions"): only then may the case differ on another machine.
+    clock_hit: list[str] = attrs.Factory(list)
 
     @property
     def invariant(self) -> str | None:
@@ -96,8 +106,9 @@ def fuzz(
     collect_labels: bool = False,
     verify_minimal: bool = True,
     amplify: int | None = None,
-    shrink_seconds: float = 10.0,
-    post_shrink_seconds: float = 60.0,
+    shrink_runs: int = HYPOTHESIS_SHRINK_RUNS,
+    shrink_seconds: float = SHRINK_SAFETY_SECONDS,
+    post_shrink_seconds: float = POST_SHRINK_SAFETY_SECONDS,
     post_shrink_runs: int = POST_SHRINK_RUNS,
     mutants: int | None = None,
     stream: int = 0,
@@ -107,18 +118,24 @@ def fuzz(
     """Fuzz ``config`` until ``budget`` seconds, ``max_examples`` examples or ``step_budget``
     scheduler steps, or a failure.
 
-    The step budget is checked before each Hypothesis example and before each round of the
-    pool's mutants, so a campaign stops at the first of those past it (the pool's rounds are
-    not cut): deterministic for a seed, unlike ``budget``.
+    Without ``budget`` the result depends on the arguments alone: not on the machine's load,
+    not on what ran before in the process (Hypothesis's caches are set aside while it runs).
+    ``max_examples`` is the exact number of examples generated (state machine runs) when
+    nothing is found; a failure stops the generation, and Hypothesis's shrink runs add to
+    ``examples``.  The step budget is checked before each Hypothesis example and before each
+    round of the pool's mutants, so a campaign stops at the first of those past it (the
+    pool's rounds are not cut).
 
     Every registered check runs, user checks included (registered with :func:`vmfuzz.check`,
     by the caller or a plugin it loaded); ``checks`` names checks this campaign relies on, and
     an unknown one raises ``ValueError`` before anything runs.
 
-    A failure is shrunk by Hypothesis (at most ``shrink_seconds``), then by the passes of
-    :func:`vmfuzz.shrink.shrink` (at most ``post_shrink_runs`` runs and
-    ``post_shrink_seconds``), then, with ``verify_minimal``, its preemption count is checked by
-    exhaustive search (at most 3000 runs and 10 s); ``shrink_passes`` says what each pass did.
+    A failure is shrunk by Hypothesis (at most ``shrink_runs`` runs), then by the passes of
+    :func:`vmfuzz.shrink.shrink` (at most ``post_shrink_runs`` runs), then, with
+    ``verify_minimal``, its preemption count is checked by exhaustive search (at most 3000
+    runs); ``shrink_passes`` says what each pass did.  ``shrink_seconds`` and
+    ``post_shrink_seconds`` are wall-clock safety nets only (the second also bounds the
+    exhaustive search); ``clock_hit`` names any that stopped a shrink.
 
     After each chunk of ``chunk`` Hypothesis examples, ``mutants`` mutants of the
     coverage-guided pool run (:mod:`vmfuzz.pool`; default MUTANTS per chunk of 100,
@@ -132,6 +149,10 @@ def fuzz(
         raise ValueError(f"stream must be >= 0, not {stream}")
     if step_budget is not None and step_budget < 1:
         raise ValueError(f"step_budget must be >= 1, not {step_budget}")
+    if max_examples is not None and max_examples < 1:
+        raise ValueError(f"max_examples must be >= 1, not {max_examples}")
+    if shrink_runs < 1 or post_shrink_runs < 0:
+        raise ValueError("shrink_runs must be >= 1 and post_shrink_runs >= 0")
     registered = user_checks(checks)
     if amplify is None:  # extra schedules per program, except for the baselines
         amplify = 3 if guided(scheduler) else 0
@@ -157,14 +178,18 @@ def fuzz(
         n = chunk if max_examples is None else max(1, min(chunk, max_examples - done))
         s = settings(profile(base_profile), max_examples=n, verbosity=Verbosity.quiet,
                      derandomize=False)
-        machine = _machine(ctx, None if budget is None else t0 + budget)
+        machine = _machine(ctx, done + n, None if budget is None else t0 + budget)
         test = seed(chunk_seed(seed_value, stream, index))(
             get_state_machine_test(machine, settings=s)  # type: ignore[arg-type]
         )
         index += 1
+        clock = _ShrinkClock(ctx, shrink_seconds)
         try:
-            with _shrink_deadline(shrink_seconds), _no_local_constants():
-                test()
+            with _shrink_limit(clock, shrink_runs), _sealed_hypothesis():
+                try:
+                    test()
+                except _ChunkDone:  # the chunk ran its n examples: as if it had ended itself
+                    pass
         except _OutOfTime:  # the budget ran out in the middle of the chunk
             break
         except StepBudgetSpent:  # the step budget ran out in the middle of the chunk
@@ -185,18 +210,21 @@ def fuzz(
                 result.found = True
                 break
         finally:
+            if clock.hit:
+                result.clock_hit.append("hypothesis_shrink")
             _update(result, ctx, t0)
             if progress is not None:
                 progress(result)
     t_shrunk = time.monotonic()
     if result.found and ctx.failure is not None:
         shrunk = shrink(ctx.failure, Budget(post_shrink_runs, t_shrunk + post_shrink_seconds),
-                        verify_minimal=verify_minimal)
+                        verify_minimal=verify_minimal, verify_seconds=post_shrink_seconds)
         result.failure = shrunk.failure
         result.case = shrunk.case
         result.preemptions = shrunk.preemptions
         result.minimal_preemptions = shrunk.minimal_preemptions
         result.shrink_passes = shrunk.passes
+        result.clock_hit += shrunk.clock_hit
     result.post_shrink_seconds = time.monotonic() - t_shrunk
     _update(result, ctx, t0)
     return result
@@ -208,20 +236,30 @@ class _OutOfTime(KeyboardInterrupt):
     failure nor shrunk nor checked for flakiness; :func:`fuzz` catches this one alone."""
 
 
-def _machine(ctx: CampaignContext, deadline: float | None) -> Callable[[], KernelMachine]:
-    """The chunk's machine factory.  With a ``deadline`` (``time.monotonic()``), an example
-    that would start after it ends the run instead (:class:`_OutOfTime`), unless a failure has
-    been met: shrinking it is not part of the budget.  Without one, exactly the plain factory
-    (a campaign bounded by examples alone stays deterministic)."""
-    if deadline is None:
-        return functools.partial(KernelMachine, ctx)
+class _ChunkDone(KeyboardInterrupt):
+    """Raised as an example would start once the chunk has run its examples.  Hypothesis
+    counts only valid examples against ``max_examples`` (an example that overran its data
+    does not count), so it would run a few more: this keeps the count exact."""
 
-    def timed() -> KernelMachine:
-        if ctx.stats.first_failure_at is None and time.monotonic() >= deadline:
-            raise _OutOfTime
+
+def _machine(
+    ctx: CampaignContext, last: int, deadline: float | None
+) -> Callable[[], KernelMachine]:
+    """The chunk's machine factory.  Once the campaign has run ``last`` examples, the next
+    one ends the chunk instead (:class:`_ChunkDone`); with a ``deadline``
+    (``time.monotonic()``), an example that would start after it ends the run
+    (:class:`_OutOfTime`).  Neither applies once a failure has been met: shrinking it is
+    not part of the budget."""
+
+    def bounded() -> KernelMachine:
+        if ctx.stats.first_failure_at is None:
+            if ctx.stats.examples >= last:
+                raise _ChunkDone
+            if deadline is not None and time.monotonic() >= deadline:
+                raise _OutOfTime
         return KernelMachine(ctx)
 
-    return timed
+    return bounded
 
 
 def user_checks(names: Sequence[str] = ()) -> tuple[str, ...]:
@@ -274,11 +312,15 @@ def _run_pool(
 
 
 @contextlib.contextmanager
-def _no_local_constants() -> Iterator[None]:
+def _sealed_hypothesis() -> Iterator[None]:
     """Hypothesis (6.13x on) mixes literals from every loaded *local* module (source outside
     site-packages) into its draws, so a campaign's examples would depend on which of our
     modules the caller happened to import: the CLI, the Python API and a pytest run gave
-    three different campaigns for one seed.  A campaign depends on its seed alone: none."""
+    three different campaigns for one seed.  It also caches, per process, the constants each
+    kind of draw may take (``CONSTANTS_CACHE``): a Hypothesis test run earlier in the process
+    fills it with its local constants, and a campaign after it drew others.  A campaign
+    depends on its seed alone: no local constants, and a cache of its own, set aside again
+    afterwards so that later Hypothesis tests find theirs as they left it."""
     try:
         from hypothesis.internal.conjecture import providers
     except ImportError:  # pragma: no cover - an older or newer layout: nothing to pin
@@ -286,6 +328,7 @@ def _no_local_constants() -> Iterator[None]:
         return
     orig = getattr(providers, "_get_local_constants", None)
     local = getattr(providers, "_local_constants", None)
+    cache = getattr(providers, "CONSTANTS_CACHE", None)
     if orig is None or local is None:  # pragma: no cover
         yield
         return
@@ -296,28 +339,63 @@ def _no_local_constants() -> Iterator[None]:
         strings=type(local.strings)(),
     )
     providers._get_local_constants = lambda: blank
+    if cache is not None:
+        providers.CONSTANTS_CACHE = type(cache)(cache.max_size)
     try:
         yield
     finally:
         providers._get_local_constants = orig
+        if cache is not None:
+            providers.CONSTANTS_CACHE = cache
+
+
+class _ShrinkClock:
+    """The clock Hypothesis's engine reads while a chunk runs, in place of the ``time``
+    module.  The engine stops shrinking once ``time.perf_counter()`` passes the value it read
+    when the shrink began plus MAX_SHRINKING_SECONDS; this ``perf_counter`` counts the
+    campaign's examples instead of seconds, so that limit becomes a number of runs, the same
+    on an idle and on a loaded machine.  Past ``safety`` seconds of real time (from the first
+    failure) it reads as infinitely late: the shrink stops and ``hit`` says so.  Everything
+    else is the real ``time`` module (the engine's 10-second rule for reporting several bugs
+    is off: our profiles set ``report_multiple_bugs=False``)."""
+
+    def __init__(self, ctx: CampaignContext, safety: float) -> None:
+        self.ctx = ctx
+        self.safety = safety
+        self.hit = False
+
+    def perf_counter(self) -> float:
+        first = self.ctx.stats.first_failure_at
+        if first is not None and time.monotonic() - first >= self.safety:
+            self.hit = True
+            return math.inf
+        return float(self.ctx.stats.examples)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(time, name)
 
 
 @contextlib.contextmanager
-def _shrink_deadline(seconds: float) -> Iterator[None]:
-    """Cap Hypothesis' shrinking time (its engine stops shrinking at MAX_SHRINKING_SECONDS,
-    300 by default).  Our own delta debugging and exhaustive preemption search run after it
-    and finish the job far cheaper than more Hypothesis shrink passes over a stateful run."""
+def _shrink_limit(clock: _ShrinkClock, runs: int) -> Iterator[None]:
+    """Limit Hypothesis's shrink to ``runs`` examples (its engine stops shrinking at
+    MAX_SHRINKING_SECONDS, 300 s by default, read off ``clock``).  Our own shrink passes and
+    exhaustive preemption search run after it and finish the job far cheaper than more
+    Hypothesis shrink passes over a stateful run."""
     from hypothesis.internal.conjecture import engine
 
     old = getattr(engine, "MAX_SHRINKING_SECONDS", None)
-    if old is None:
+    old_time = getattr(engine, "time", None)
+    if old is None or old_time is not time:  # pragma: no cover - another engine layout
         yield
         return
-    engine.MAX_SHRINKING_SECONDS = seconds  # type: ignore[assignment]
+    # The engine stops after the run that takes the clock past the limit: runs - 1.
+    engine.MAX_SHRINKING_SECONDS = runs - 1
+    engine.time = clock  # type: ignore[assignment]
     try:
         yield
     finally:
         engine.MAX_SHRINKING_SECONDS = old
+        engine.time = old_time
 
 
 def _update(result: CampaignResult, ctx: CampaignContext, t0: float) -> None:

@@ -89,6 +89,9 @@ class Kernel:
         self.expected: dict[int, dict[int, int]] = {i: {} for i in self.mms}
         self._next_token = 1
         self._next_id = {"vma": 0, "anon_vma": 0, "mm": c.nr_mms}
+        # anon_vma id -> every anon_vma allocated and not yet freed (for leak checks); on the
+        # kernel, so that a world restored from its booted image has its own as well.
+        self.anon_vmas_live: dict[int, AnonVma] = {}
         # Objects touched by the current step, for incremental invariant checks.
         self.dirty_pfns: set[int] = set()
         self.dirty_mms: set[int] = set()

@@ -22,7 +22,6 @@ reserved`` (seed 004) and ``anon_vma_root_not_pinned`` (76545066c852).
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
@@ -97,25 +96,22 @@ bugs.register(
 
 
 # --------------------------------------------------------------------------- anon_vma objects
-_LIVE: weakref.WeakKeyDictionary[Kernel, dict[int, AnonVma]] = weakref.WeakKeyDictionary()
-
-
 def live_anon_vmas(k: Kernel) -> list[AnonVma]:
     """Every anon_vma allocated and not yet freed in ``k``, by id (for leak checks)."""
-    return [av for _, av in sorted(_LIVE.get(k, {}).items())]
+    return [av for _, av in sorted(k.anon_vmas_live.items())]
 
 
 def anon_vma_alloc(k: Kernel) -> AnonVma:
     """anon_vma_alloc(): a new anon_vma, its own root, no chains, no references."""
     av = AnonVma(k.new_id("anon_vma"))
-    _LIVE.setdefault(k, {})[av.id] = av
+    k.anon_vmas_live[av.id] = av
     k.count("anon_vma_alloc")
     return av
 
 
 def anon_vma_free(k: Kernel, anon_vma: AnonVma) -> None:
     """anon_vma_free(): poison it (any later use is a use-after-free)."""
-    _LIVE.get(k, {}).pop(anon_vma.id, None)
+    k.anon_vmas_live.pop(anon_vma.id, None)
     k.free_anon_vma(anon_vma)
 
 

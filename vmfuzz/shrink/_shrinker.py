@@ -29,11 +29,14 @@ class ShrinkResult:
     """The shrunk failure, whether its preemption count is minimal (True: every smaller
     bound was searched exhaustively; None: a search was cut short or not run; False: fewer
     preemptions need more tasks in flight), and what each pass of :data:`PASSES` did (in
-    that order)."""
+    that order).  ``clock_hit`` names the searches a wall-clock safety net stopped before
+    their run limit (``shrink``, ``minimal_preemptions``): only then may another machine end
+    elsewhere."""
 
     failure: Failure
     minimal_preemptions: bool | None
     passes: list[PassStats]
+    clock_hit: tuple[str, ...] = ()
 
     @property
     def case(self) -> Case:
@@ -44,28 +47,39 @@ class ShrinkResult:
         return self.failure.preemptions
 
     def to_json(self) -> dict[str, Any]:
-        return {"passes": [p.to_json() for p in self.passes]}
+        return {"passes": [p.to_json() for p in self.passes], "clock_hit": list(self.clock_hit)}
 
 
-def shrink(failure: Failure, budget: Budget, *, verify_minimal: bool = True) -> ShrinkResult:
+def shrink(
+    failure: Failure,
+    budget: Budget,
+    *,
+    verify_minimal: bool = True,
+    verify_seconds: float = VERIFY_SECONDS,
+) -> ShrinkResult:
     """Shrink ``failure`` (a failing case, as Hypothesis or the pool left it) to the size of a
     race drawn in a mail: fewest tasks in flight, then preemptions, operations and steps.
 
     A failure whose schedule is recorded decisions goes through rounds of
     :data:`ROUND_PASSES` within ``budget``; then, with ``verify_minimal``, its preemption
     count is checked by bounded exhaustive search (``minimal_preemptions``: at most
-    VERIFY_RUNS runs and VERIFY_SECONDS, from when it starts).  Every candidate kept fails
-    the same check.
+    VERIFY_RUNS runs, with a safety net of ``verify_seconds`` from when it starts).  Every
+    candidate kept fails the same check.
     """
     s = Shrinking(failure, failure.violation.check)
     stats = [PassStats(p.name) for p in PASSES]
     by_name = {st.name: st for st in stats}
+    hit: list[str] = []
     if failure.case.schedule.kind == "decisions":
         _rounds(s, budget, by_name)
+        if budget.clock_hit:
+            hit.append("shrink")
     if verify_minimal:
-        verify = Budget(VERIFY_RUNS, time.monotonic() + VERIFY_SECONDS)
+        verify = Budget(VERIFY_RUNS, time.monotonic() + verify_seconds)
         _run(MINIMAL_PREEMPTIONS, s, verify, by_name[MINIMAL_PREEMPTIONS.name])
-    return ShrinkResult(s.failure, s.minimal, stats)
+        if verify.clock_hit:
+            hit.append(MINIMAL_PREEMPTIONS.name)
+    return ShrinkResult(s.failure, s.minimal, stats, tuple(hit))
 
 
 def _rounds(s: Shrinking, budget: Budget, stats: dict[str, PassStats]) -> None:
@@ -93,7 +107,7 @@ def _run(p: Pass, s: Shrinking, budget: Budget, stats: PassStats) -> Found:
     else:
         sub = budget.share(*p.share)
         found = p.run(s, sub, stats)
-        budget.used += sub.used
+        budget.absorb(sub)
     stats.runs += budget.used - used
     stats.seconds += time.process_time() - t0
     return found
