@@ -49,7 +49,9 @@ every 10 s (VMFUZZ_PROGRESS_EVERY=SECONDS changes that); none with --json.
 "minimal_preemptions", "first_failure_seconds" and "first_failure_examples" (time and examples
 to the first, unshrunk failure), "post_shrink_seconds" (shrinking after Hypothesis), "shrink":
 {"passes": [{"name", "tried" (candidates run), "kept" (smaller failures adopted), "runs",
-"seconds" (CPU)}, ...] in the shrinker's order} (passes empty when nothing was found), "world"
+"seconds" (CPU)}, ...] in the shrinker's order} (passes empty when nothing was found),
+"clock_hit" (the shrinks a wall-clock safety net stopped before their run limit: empty on any
+sane machine; otherwise the shrunk case may differ elsewhere), "world"
 (the failure's world features), "seed", "seed_drawn" (true when no --seed was given), "stream"
 (the stream that found the failure; with one worker, the stream searched; else null),
 "workers", "scheduler", "bugs", "budget" (seconds, or null), "kernel" (which kernel was fuzzed,
@@ -120,10 +122,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget", default=None, metavar="TIME",
                    help="stop searching after this long: 90s, 10m, 8h, 1h30m or seconds "
                    "(default 60 s, or none with --max-examples); shrinking a failure found "
-                   "takes up to 80 s more")
+                   "comes after it and is limited by runs, not time")
     p.add_argument("--max-examples", type=int, default=None, metavar="N",
-                   help="stop after N examples (deterministic for a given seed and stream; "
-                   "one worker)")
+                   help="stop after exactly N examples when nothing is found (the same run "
+                   "for a given seed and stream on any machine; one worker)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="processes searching at once, each its own stream of the seed "
                    "(default: one per available core; 1 with --max-examples or --stream)")
@@ -460,6 +462,7 @@ def _to_json(result: CampaignResult, path: Path | None, args: argparse.Namespace
         "first_failure_examples": result.stats.first_failure_example if result.stats else None,
         "post_shrink_seconds": round(result.post_shrink_seconds, 3),
         "shrink": {"passes": [p.to_json() for p in result.shrink_passes]},
+        "clock_hit": list(result.clock_hit),
         "world": sorted(result.case.config.world) if result.case else None,
         "seed": args.seed,
         "stream": args.stream,
@@ -507,6 +510,8 @@ def _print_failure(result: CampaignResult, args: argparse.Namespace) -> None:
         f"{shrunk.get('steps')} steps, {shrunk.get('preemptions')} preemptions"
         + (" (minimal preemptions verified)" if result.minimal_preemptions else "")
     )
+    if result.clock_hit:
+        print(result.clock_note())
     for t in result.case.tasks:
         ops = "; ".join(c.describe() for c in t.ops)
         print(f"  {t.name} (from step {t.start}): {ops}")

@@ -277,6 +277,8 @@ def failure_report(
         f"{shrunk.get('steps')} steps, {shrunk.get('preemptions')} preemptions"
         + (" (minimal preemptions verified)" if result.minimal_preemptions else "")
     )
+    if result.clock_hit:
+        lines.append(result.clock_note())
     for t in result.case.tasks:
         ops = "; ".join(c.describe() for c in t.ops)
         lines.append(f"  {t.name} (from step {t.start}): {ops}")

@@ -77,6 +77,12 @@ class CampaignResult:
     def invariant(self) -> str | None:
         return self.failure.violation.check if self.failure else None
 
+    def clock_note(self) -> str:
+        """The line that says which shrinks a wall-clock safety net stopped."""
+        return (f"note: a wall-clock safety net stopped {', '.join(self.clock_hit)} before "
+                "its run limit (a very slow or overloaded machine): the same command may "
+                "shrink to another case elsewhere")
+
     def shrunk(self) -> dict[str, int] | None:
         """Size of the shrunk failure.  ``tasks`` counts the tasks that were in flight at the
         same time (the CPUs of a mail's race drawing: a setup task that finished before the

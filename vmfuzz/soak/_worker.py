@@ -395,6 +395,7 @@ class _Worker:
             "shrunk": r.shrunk(),
             "minimal_preemptions": r.minimal_preemptions,
             "shrink_passes": [p.to_json() for p in getattr(r, "shrink_passes", [])],
+            "clock_hit": list(getattr(r, "clock_hit", [])),
             "corpus": None,
             "timeline": None,
         }
