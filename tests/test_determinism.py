@@ -110,3 +110,40 @@ def test_max_examples_is_exact() -> None:
         r = fuzz(KernelConfig(), seed_value=1, max_examples=n, chunk=chunk, budget=None,
                  mutants=0)
         assert (r.examples, r.found) == (n, False)
+
+
+def test_every_shrink_limit_is_runs_and_a_safety_net_says_when_it_stopped() -> None:
+    """Hypothesis's shrink was capped at 10 s and ours at 60 s and 10 s of wall time, so the
+    shrunk case moved with the machine's load.  Now each is a number of runs; the wall-clock
+    caps are safety nets, and one that stops a shrink is named in ``clock_hit``."""
+    cfg = KernelConfig(bugs=frozenset({"detach_vmas_outside_ptl"}))
+    for runs in (1, 10):
+        r = fuzz(cfg, seed_value=2, max_examples=60, budget=None, shrink_runs=runs)
+        assert r.stats is not None and r.stats.first_failure_example == 3
+        # The failing example, ``runs`` shrink runs, and Hypothesis's final replay.
+        assert (r.found, r.examples, r.clock_hit) == (True, 3 + runs + 1, [])
+    r = fuzz(cfg, seed_value=2, max_examples=60, budget=None, shrink_seconds=0.0,
+             post_shrink_seconds=0.0)
+    assert r.found and r.examples == 5 and r.clock_hit == ["hypothesis_shrink", "shrink"]
+    assert "wall-clock safety net stopped hypothesis_shrink, shrink" in r.clock_note()
+
+
+def test_a_shrink_budget_share_keeps_the_safety_net_and_reports_it() -> None:
+    """A pass's share of the budget is a share of the runs left; the deadline stays the
+    whole shrink's, and the caller learns when it was met."""
+    import time
+
+    from vmfuzz.shrink import Budget
+
+    b = Budget(10, time.monotonic() + 3600)
+    sub = b.share(1, 2)
+    assert (sub.runs, sub.deadline) == (5, b.deadline)
+    while sub.take():
+        pass
+    b.absorb(sub)
+    assert (b.used, b.clock_hit, b.spent) == (5, False, False)
+    late = Budget(10, time.monotonic() - 1)
+    sub = late.share(1, 2)
+    assert not sub.take() and sub.clock_hit
+    late.absorb(sub)
+    assert late.clock_hit and late.spent and late.used == 0
