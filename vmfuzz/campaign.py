@@ -365,9 +365,8 @@ class _ShrinkClock:
     campaign's examples instead of seconds, so that limit becomes a number of runs, the same
     on an idle and on a loaded machine.  Past ``safety`` seconds of real time (from the first
     failure) every read jumps far past any limit set before it: the shrink stops and ``hit``
-    says so.  Everything
-    else is the real ``time`` module (the engine's 10-second rule for reporting several bugs
-    is off: our profiles set ``report_multiple_bugs=False``)."""
+    says so.  Everything else is the real ``time`` module (the engine's 10-second rule for
+    reporting several bugs is off: our profiles set ``report_multiple_bugs=False``)."""
 
     def __init__(self, ctx: CampaignContext, safety: float) -> None:
         self.ctx = ctx
