@@ -188,8 +188,9 @@ def test_a_campaign_runs_its_pool_between_chunks_deterministically() -> None:
         return r.examples, r.stats.mutant_runs, r.steps
 
     # Only Hypothesis examples of at most MAX_OPS operations enter the pool, and the first
-    # 30 examples of a seed may have none: take the first seed whose campaign ran mutants.
-    for seed_value in range(10):
+    # 30 examples of a seed may have none: take the first seed whose campaign ran mutants
+    # (of seeds 0-29, 10, 15, 21 and 24 do: seed 10 first, then the others in order).
+    for seed_value in (10, *range(30)):
         a = once(20, seed_value)
         if a[1] > 0:
             break
