@@ -348,3 +348,21 @@ def test_a_label_never_reached_is_diverged_with_the_labels_passed() -> None:
         assert ("did you mean" in msg) == (hint is not None)
         if hint is not None:
             assert f"did you mean {hint!r}?" in msg
+
+
+def test_rerecord_refreshes_a_stale_model_digest_on_the_same_trace(tmp_path: Path) -> None:
+    """A model change that moves no trace still changes the digest: rerecord records the new
+    one (upgraded), so a committed corpus follows the model without hand edits."""
+    case = counter_case()
+    path = save_failure(case, execute(case, Explicit(RACE_STEPS)), tmp_path)
+    data = json.loads(path.read_text())
+    data["model"]["digest"] = "0" * 16  # as if saved by an earlier model
+    path.write_text(json.dumps(data))
+    stale = load(path)
+    assert stale.model_changed is True
+    done = rerecord(stale)
+    assert done.action == UPGRADED, done.message
+    again = load(path)
+    assert again.model is not None and again.model["digest"] == model_digest()
+    assert again.trace_sha256 == stale.trace_sha256
+    assert rerecord(again).action == UNCHANGED

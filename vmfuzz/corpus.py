@@ -1252,7 +1252,7 @@ def _follows(src: ScheduleSource, sched: Scheduler) -> bool:
 
 # What rerecord() did to a case.
 UNCHANGED = "unchanged"  # replays its record exactly: not rewritten
-UPGRADED = "upgraded"  # same trace; the model's identity and the anchors were added
+UPGRADED = "upgraded"  # same trace; the model's identity (or its new digest) and anchors recorded
 RERECORDED = "rerecorded"  # same outcome on another trace: trace, steps, schedule rewritten
 REFUSED = "refused"  # does not show its recorded outcome: left as it is
 
@@ -1293,6 +1293,7 @@ def rerecord(cc: CorpusCase, *, write: bool = True) -> Rerecord:
     decisions = cc.explicit is None and cc.case.schedule.kind == "decisions"
     if first.observed == want and first.trace_matches is not False:
         missing = [what for what, gone in (("the model's identity", cc.model is None),
+                                           ("this model's digest", bool(cc.model_changed)),
                                            ("anchors", decisions and cc.anchors is None))
                    if gone]
         if first.trace_matches is None or not missing:
