@@ -476,8 +476,11 @@ def _to_json(result: CampaignResult, path: Path | None, args: argparse.Namespace
 def _print_human(result: CampaignResult, path: Path | None, args: argparse.Namespace,
                  kernel: str, repeat: str, nxt: list[tuple[str, str]]) -> None:
     rate = result.steps / result.seconds if result.seconds else 0.0
+    first = result.stats.first_failure_example if result.stats else None
     print(
         f"{result.examples} examples"
+        + (f" ({first} to the first failure, the rest Hypothesis's shrinking)"
+           if first is not None and first < result.examples else "")
         + (f" + {result.stats.mutant_runs} pool mutant runs" if result.stats else "")
         + f", {result.steps} scheduler steps in {result.seconds:.1f}s "
         f"({result.examples / max(result.seconds, 1e-9):.1f} examples/s, {rate:,.0f} steps/s)"

@@ -268,6 +268,9 @@ def failure_report(
     lines = [
         f"vmfuzz found: {v.describe()}",
         f"campaign: seed {seed_value}, {result.examples} examples"
+        + (f" ({stats.first_failure_example} to the first failure, the rest shrinking it)"
+           if stats and stats.first_failure_example is not None
+           and stats.first_failure_example < result.examples else "")
         + (f" + {stats.mutant_runs} pool mutant runs" if stats else "")
         + f", {result.steps} scheduler steps in {result.seconds:.1f}s",
     ]
