@@ -28,16 +28,17 @@ def apply(config: KernelConfig, args: argparse.Namespace) -> KernelConfig:
     is unknown or cannot be turned off."""
     from vmfuzz.invariants._choice import choose
 
-    if args.check is None and not args.no_check:
+    only, off = getattr(args, "check", None), getattr(args, "no_check", [])
+    if only is None and not off:
         return config
-    return choose(config, args.check, args.no_check)
+    return choose(config, only, off)
 
 
 def argv(args: argparse.Namespace) -> list[str]:
     """The options again, for a command line of a child process."""
     out: list[str] = []
-    for name in args.check or ():
+    for name in getattr(args, "check", None) or ():
         out += ["--check", name]
-    for name in args.no_check:
+    for name in getattr(args, "no_check", []):
         out += ["--no-check", name]
     return out

@@ -59,6 +59,7 @@ import functools
 import json
 import sys
 import time
+from collections.abc import Callable
 
 import attrs
 
@@ -143,7 +144,10 @@ def run(args: argparse.Namespace) -> int:
         return _usage_error(f"--need must be between 0 and the number of seeds ({len(seeds)})")
     if args.all and args.bug:
         return _usage_error("--all and --bug exclude each other")
-    if args.max_examples is not None and args.max_examples < 1:
+    # Options a caller building its own Namespace may leave out (as before they existed).
+    max_examples = getattr(args, "max_examples", None)
+    consequence_only = getattr(args, "consequence_only", False)
+    if max_examples is not None and max_examples < 1:
         return _usage_error("--max-examples must be >= 1")
     if args.max_examples is not None and args.max_examples > MAX_EXAMPLES:
         return _usage_error(f"--max-examples must be at most {MAX_EXAMPLES}")
@@ -151,24 +155,28 @@ def run(args: argparse.Namespace) -> int:
         _check_args.apply(KernelConfig(), args)
     except ValueError as e:
         return _usage_error(str(e))
-    consequence = args.consequence or args.consequence_only
+    consequence = getattr(args, "consequence", False) or consequence_only
     bugs = sorted(set(args.bug)) if args.bug else sorted(BUGS) if args.all else zoo_bugs()
     names = bugs + ([""] if args.fixed else [])
-    default_names = [] if args.consequence_only else names
+    default_names = [] if consequence_only else names
     # Every bug's seed 0 first (early signal); the consequence column's after the default's.
     jobs: list[tuple[str, int] | tuple[str, int, bool]] = [
         (b, s) for s in seeds for b in default_names]
     # A bug with no early check runs the same campaign in both columns: it is run once (the
     # consequence column then judges the default column's campaigns by its own check).
     own_runs = [b for b in bugs if not BUGS[b].consequence.missing
-                and (args.consequence_only or BUGS[b].consequence.early)]
+                and (consequence_only or BUGS[b].consequence.early)]
     if consequence:
         jobs += [(b, s, True) for s in seeds for b in own_runs]
-    runner = functools.partial(_zoo.run_one, max_examples=args.max_examples,
-                               checks=_check_args.argv(args))
+    chosen = _check_args.argv(args)
+    # The default runner, unless an option changes the campaigns' command line.
+    given: dict[str, Callable[..., _zoo.Campaign]] = {}
+    if max_examples is not None or chosen:
+        given["runner"] = functools.partial(_zoo.run_one, max_examples=max_examples,
+                                            checks=chosen)
     total = len(jobs)
-    each = f"{args.max_examples} examples" if args.max_examples is not None else f"{budget:g} s"
-    column = (" (consequence column only)" if args.consequence_only
+    each = f"{max_examples} examples" if max_examples is not None else f"{budget:g} s"
+    column = (" (consequence column only)" if consequence_only
               else " (default and consequence columns)" if consequence else "")
     sys.stderr.write(
         f"vmfuzz zoo: {total} campaigns{column} ({len(bugs)} bug{'s' if len(bugs) != 1 else ''}"
@@ -224,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with beat:
             campaigns = _zoo.run_all(jobs, budget, args.jobs, args.corpus, done,
-                                     runner=runner, workers=workers)
+                                     workers=workers, **given)
     except _zoo.Interrupted as stop:  # keep what finished: the table of those, then exit 130
         campaigns, interrupted = stop.finished, True
         sys.stderr.write(f"vmfuzz zoo: interrupted after {len(campaigns)} of {total} "
@@ -236,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
                   for c in campaigns if c.consequence or c.bug not in own_runs]
         rows = [_zoo.with_consequence(r, [c for c in judged if c.consequence
                                           and (c.bug or _zoo.FIXED) == r.bug], need,
-                                      default_ran=not args.consequence_only)
+                                      default_ran=not consequence_only)
                 for r in rows]
     met = all(r.met for r in rows)
     if args.json:
