@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     consequence_only = getattr(args, "consequence_only", False)
     if max_examples is not None and max_examples < 1:
         return _usage_error("--max-examples must be >= 1")
-    if args.max_examples is not None and args.max_examples > MAX_EXAMPLES:
+    if max_examples is not None and max_examples > MAX_EXAMPLES:
         return _usage_error(f"--max-examples must be at most {MAX_EXAMPLES}")
     try:
         _check_args.apply(KernelConfig(), args)
