@@ -94,10 +94,14 @@ def test_no_corpus_folder_is_fine(pytester: pytest.Pytester) -> None:
 
 
 def _long_case() -> dict[str, Any]:
-    """A case of the real kernel that runs for seconds (10,000 reclaim passes)."""
-    return {"format": "vmfuzz-case", "version": 1, "config": {},
-            "tasks": [{"name": "T1", "ops": [{"op": "kswapd", "args": {"count": 4}}] * 10_000}],
-            "max_steps": 1_000_000, "expected": "clean"}
+    """A case of the real kernel that runs for a long time on any machine: 3,000 mlock and
+    munlock passes over 1,024 pages reach the 1,000,000-step cap (about 40 s of CPU)."""
+    span = {"mm": 0, "addr": 0, "npages": 1024}
+    ops = [{"op": "mmap", "args": span}]
+    ops += [{"op": "mlock", "args": span}, {"op": "munlock", "args": span}] * 3000
+    return {"format": "vmfuzz-case", "version": 1,
+            "config": {"nr_mms": 1, "pages_per_mm": 1024, "nr_frames": 2048},
+            "tasks": [{"name": "T1", "ops": ops}], "max_steps": 1_000_000, "expected": "clean"}
 
 
 def test_a_case_over_the_time_limit_fails_with_one_line(pytester: pytest.Pytester) -> None:
