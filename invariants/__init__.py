@@ -12,7 +12,7 @@ freeing         bad_page, use_after_free
 mapcount        mapcount_matches_ptes, refcount_covers_users
 rmap            rmap_reachable
 vma             vma_list_sane, pte_in_vma
-mlock           reserved_pte_cleared, mlocked_resident
+mlock           reserved_pte_cleared, reserved_page_pinned, mlocked_resident
 integrity       data_integrity
 user            checks registered with ``vmfuzz.check`` (none by default; docs/api.md)
 engine          deadlock, lock_order_inversion, sleep_in_atomic, unlock_not_held,

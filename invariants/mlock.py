@@ -12,6 +12,13 @@ page in between (benign: the populate brings it back).  Hook ``k.mlocking`` (mm 
 mlock in progress); while it is None (no mlock yet), any holder of the mm's mmap_sem counts as
 one.
 
+``reserved_page_pinned``: a page mapped by a VM_RESERVED vma stays where it is.  The vma is a
+driver's DMA region paged in lazily (seed 004, Andrea: "A reserved region must not be messed from
+the vm since it's a dma hardware region"): the device writes to the frame, so neither reclaim nor
+migration may take the pte away or move the page.  ``reserved_pte_cleared`` sees reclaim; this
+check sees migration, from the state alone: a migration entry (only migration creates one) at an
+address of a VM_RESERVED vma of a live address space.
+
 ``mlocked_resident``: a PG_mlocked page sits on the unevictable list or is isolated (off every
 LRU list), never on the active/inactive lists where reclaim scans, except inside
 mlock_vma_page's page-locked section (the page is moved right after PG_mlocked is set).
@@ -112,6 +119,28 @@ def _each_step(m: Monitor) -> Violation | None:
     return None
 
 
+def _pinned(m: Monitor, pfn: int) -> Violation | None:
+    """No migration entry for ``pfn`` sits in a VM_RESERVED vma (O(migration ptes of pfn))."""
+    k = m.k
+    for mm_id, addr in sorted(k.migration_ptes.get(pfn, ())):
+        mm = k.mms.get(mm_id)
+        if mm is None or not user_visible(mm):
+            continue
+        vma = vma_at(mm, addr)
+        if vma is None or not vma.vm_flags & VM_RESERVED:
+            continue
+        return Violation(
+            "reserved_page_pinned",
+            f"migration replaced the pte at {mm.name} page {addr} in {vma_desc(vma)} (VM_RESERVED) "
+            f"with a migration entry for pfn {pfn}: expected a VM_RESERVED page never to be "
+            "unmapped or moved (try_to_unmap_one refuses the vma: SWAP_FAIL)",
+            pfn=pfn,
+            mm=mm.name,
+            addr=addr,
+        )
+    return None
+
+
 def _mlocked(m: Monitor, pfn: int) -> Violation | _Defer | None:
     k = m.k
     page = k.pages[pfn]
@@ -141,6 +170,15 @@ register(
     "SWAP_FAIL (seed 004); 2.4 swap_out_vma() skips them",
     entry=_entry,
     each_step=_each_step,
+)
+
+register(
+    "reserved_page_pinned",
+    "mlock",
+    "a page mapped by a VM_RESERVED vma is never unmapped or moved by migration",
+    "mm/rmap.c try_to_unmap_one(): if (vma->vm_flags & (VM_LOCKED|VM_RESERVED)) SWAP_FAIL, "
+    "for migration too (seed 004: a VM_RESERVED vma is a driver's DMA region)",
+    page=_pinned,
 )
 
 register(

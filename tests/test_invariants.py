@@ -50,6 +50,7 @@ REQUIRED = [
     "vma_list_sane",
     "use_after_free",
     "reserved_pte_cleared",
+    "reserved_page_pinned",
     "mlocked_resident",
     "data_integrity",
     "bad_page",
@@ -771,6 +772,29 @@ def test_reclaim_unmaps_hook_caught() -> None:
     with pytest.raises(Violation, match="reclaim cleared the pte at mm0 page 2"):
         m.step()
     assert w.k.reclaim_unmaps == []  # type: ignore[attr-defined]  (consumed by the monitor)
+
+
+def test_migration_entry_in_reserved_vma_caught() -> None:
+    """Seed 004's "reclaim or migration": compaction moving a VM_RESERVED (DMA) page."""
+    w = World()
+    vma = w.vma(w.mm(0), 0, 4, flags=VM_READ | VM_WRITE | VM_RESERVED)
+    page = w.map(vma, 1)
+    m = w.monitor("reserved_page_pinned")
+    w.k.set_pte_at(w.mm(0), 1, MigrationPte(page.pfn, True))
+    v = caught(w, "reserved_page_pinned", m)
+    assert "mm0 page 1" in v.message and "VM_RESERVED" in v.message
+
+
+def test_migration_entry_in_ordinary_or_locked_vma_accepted() -> None:
+    """Migration may move an ordinary page, and an mlocked one (TTU_IGNORE_MLOCK)."""
+    w = World()
+    for addr, flags in ((0, VM_READ | VM_WRITE), (1, VM_READ | VM_WRITE | VM_LOCKED)):
+        vma = w.vma(w.mm(addr), 0, 4, flags=flags)
+        page = w.map(vma, 0)
+        m = w.monitor("reserved_page_pinned")
+        w.k.set_pte_at(w.mm(addr), 0, MigrationPte(page.pfn, True))
+        m.step()  # (only this check: the page is not locked, as migration would hold it)
+        check_all(w.k, ["reserved_page_pinned"])
 
 
 def test_swap_ptes_in_vma_being_mlocked_accepted() -> None:

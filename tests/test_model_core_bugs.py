@@ -270,6 +270,25 @@ def test_try_to_unmap_ignores_reserved_swaps_out_a_dma_page() -> None:
     assert k.mms[0].pgd[0].__class__.__name__ == "PresentPte"
 
 
+def test_try_to_unmap_ignores_reserved_migrates_a_dma_page() -> None:
+    # The summary's other path: compaction moves the DMA page (a migration entry in the
+    # VM_RESERVED vma), which reserved_page_pinned sees; the fixed try_to_unmap_one refuses.
+    tasks = [
+        ops(
+            ("mmap_reserved", {"mm": 0, "addr": 0, "npages": 1}),
+            ("write", {"mm": 0, "addr": 0}),
+            ("migrate", {"pfn": 0}),
+        )
+    ]
+    bug, _ = run(["try_to_unmap_ignores_reserved"], tasks)
+    assert bug.check == "reserved_page_pinned"
+    assert bug.violation is not None and "VM_RESERVED" in bug.violation.message
+    fixed, k = run([], tasks)
+    assert fixed.kind == "clean"
+    pte = k.mms[0].pgd[0]
+    assert pte.__class__.__name__ == "PresentPte" and getattr(pte, "pfn", None) == 0
+
+
 def test_detach_vmas_outside_ptl_breaks_the_vma_list_writer_rule() -> None:
     tasks = [ops(("mmap", {"mm": 0, "addr": 0, "npages": 2}), ("munmap", {"mm": 0, "addr": 0,
                                                                           "npages": 2}))]

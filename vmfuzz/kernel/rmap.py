@@ -82,6 +82,7 @@ bugs.register(
     "reserved_pte_cleared",
     mail_tasks=1,
     mail_preemptions=0,
+    also=("reserved_page_pinned",),  # the migration path: the DMA page moved
 )
 bugs.register(
     "anon_vma_root_not_pinned",
