@@ -127,6 +127,24 @@ def test_seed001_read_swap_cache_async_unlocked_check() -> None:
     assert isinstance(sim.pte(0, 0), SwapPte) and sim.pte(0, 0).entry == 3
 
 
+def test_seed001_read_swap_cache_async_unlocked_check_in_hughs_order() -> None:
+    """Hugh's order: CPU1 faults the page in and frees its entry; CPU0 gets the BKL (the
+    readahead finds nothing); CPU1's swap_out gets the entry just freed; only then CPU0's
+    2.4.8 swap_duplicate (under swap_device_lock) and both add_to_swap_cache."""
+    setup = [o("mmap", mm=0, addr=0, npages=2), o("write", mm=0, addr=1),
+             o("write", mm=0, addr=0), o("kswapd", count=1)]
+    both(
+        "read_swap_cache_async_unlocked_check",
+        setup,
+        {"T0": [o("read", mm=0, addr=1)],
+         "T1": [o("write", mm=0, addr=1), o("swap_out", count=2)]},
+        ["run T0 until do_swap_page:lookup_missed", "run T1 until swap_out:spin_lock(mmlist_lock)",
+         "run T0 until do_swap_page:lock_kernel(BKL)",
+         "run T1 until try_to_swap_out:after_get_swap_page",
+         "run T0 to completion", "run T1 to completion"],
+    )
+
+
 def test_seed001_vm_swap_full_delete_race() -> None:
     """Hugh's drawing: CPU0's lookup misses, it waits; CPU1 faults the same page, takes it
     over (the entry is deleted from the swap cache and freed), then swap_out gives that entry

@@ -214,7 +214,15 @@ def _read_swap_cache_async_248(k: Kernel, e: int) -> Gen:
     the add takes, and that add does not check again."""
     from vmfuzz.kernel.page_alloc import alloc_page, lru_cache_add, put_page
 
-    if not swap_duplicate(k, e):
+    si = swap_info(k)
+    # 2.4 swap_duplicate() counts the entry under swap_device_lock(p), the lock another CPU's
+    # get_swap_page() holds while it hands a slot out: between the readahead (or the BKL)
+    # and this count, try_to_swap_out elsewhere may take the entry (seed 001: "get_swap_page
+    # gives entry just freed. swap_duplicate").
+    yield k.sched.spin_lock(si.swap_lock, at="read_swap_cache_async")
+    ok = swap_duplicate(k, e)
+    k.sched.spin_unlock(si.swap_lock)
+    if not ok:
         return None
     inflight_inc(k, e)  # account for the swap cache
     found = lookup_swap_cache(k, e)
@@ -236,7 +244,6 @@ def _read_swap_cache_async_248(k: Kernel, e: int) -> Gen:
     yield "read_swap_cache_async:add_to_swap_cache"
     locked = k.sched.trylock(new.lock)
     assert locked, "a freshly allocated page is never locked"
-    si = swap_info(k)
     yield k.sched.spin_lock(si.tree_lock)
     __add_to_swap_cache(k, new, e)  # 2.4.8: no -EEXIST
     inflight_dec(k, e)  # our duplicate is now the cache's count
