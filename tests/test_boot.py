@@ -230,3 +230,24 @@ def test_a_world_whose_building_failed_is_built_anew_each_time() -> None:
     first, second = Kernel(config), Kernel(config)
     assert first.boot_violation is not None and second.boot_violation is not None
     assert first.boot_violation is not second.boot_violation
+
+
+def test_shortage_reclaims_in_the_allocating_task() -> None:
+    """Below the min watermark an allocation reclaims first, in its own task: one write swaps
+    out a page of the biggest mm (its own) and then maps its new page."""
+    from vmfuzz.kernel.boot import RESIDENT_PAGES
+
+    cfg = KernelConfig(world=frozenset({"shortage", "resident"}))
+    k = Kernel(cfg)
+    assert k.pages_min == cfg.nr_frames // 2
+    assert len(k.free_list) == cfg.nr_frames - cfg.nr_mms * len(RESIDENT_PAGES)
+    assert layout(k, 0) == "RR......"  # built as without the feature
+    case = Case(cfg, (TaskSpec("T0", [OpCall("write", {"mm": 0, "addr": 5})]),),
+                Schedule("none"))
+    run = execute(case)
+    assert run.outcome.kind == "clean"
+    k = run.kernel
+    assert k.stats.get("allocstall") == 1
+    assert layout(k, 0) == "SR...R.."  # its own page 0 went to swap, page 5 came in
+    without = execute(attrs.evolve(case, config=attrs.evolve(cfg, world=frozenset({"resident"}))))
+    assert layout(without.kernel, 0) == "RR...R.." and "allocstall" not in without.kernel.stats

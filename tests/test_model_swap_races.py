@@ -74,6 +74,26 @@ def test_seed000_swapout_holds_vmlist_lock() -> None:
     )
 
 
+def test_seed000_swapout_vma_after_unlock_in_direct_reclaim() -> None:
+    """No kswapd: T1 runs short of memory in its own page fault (the shortage watermark),
+    reclaims, and the 2.4 scan picks the driver's mm; munmap frees the vma under ->swapout."""
+    setup = [o("mmap_driver", mm=0, addr=0, npages=5), o("mmap", mm=1, addr=0, npages=4),
+             o("write", mm=1, addr=0)]
+    tasks = {"T1": [o("write", mm=1, addr=1)], "T2": [o("munmap", mm=0, addr=0, npages=5)]}
+    steps = ["run T1 until drv_swapout:write", "run T2 to completion", "run T1 to completion"]
+    for bug in ("swapout_vma_after_unlock", None):
+        sim = Sim([bug] if bug else [], world=frozenset({"shortage"}))
+        sim.ops(setup)
+        out = sim.race(tasks, steps, strict=bug is not None)
+        assert sim.k.stats.get("allocstall") == 1
+        if bug:
+            assert out.violation is not None and out.violation.check == "use_after_free"
+            assert out.violation.task == "T1"
+        else:
+            assert out.kind == "clean"
+            assert isinstance(sim.pte(1, 1), PresentPte) and sim.pte(0, 0) is None
+
+
 def test_seed000_holds_vmlist_lock_found_by_lockdep_in_one_task() -> None:
     """No race needed: one task doing both orders in sequence gives lockdep both chains."""
     setup = DRIVER[:2]

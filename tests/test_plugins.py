@@ -454,7 +454,7 @@ def test_a_plugin_world_feature_is_built_after_the_built_in_ones(
     tmp_path: Path, clean_plugins: None
 ) -> None:
     assert tuple(WORLD_FEATURES) == BUILTIN_FEATURES == (
-        "swap_sync", "swapped", "resident", "forked", "split")
+        "swap_sync", "swapped", "resident", "forked", "split", "shortage")
     path = tmp_path / "small.py"
     path.write_text(SMALL)
     (p,) = load_plugins([str(path)])

@@ -16,6 +16,10 @@ resident     pages 0 and 1 of each initial process written (faulted in, on the L
 forked       process 0 has forked: its child is the first new mm, and has written
              its page 0 (a COW copy, or its own page)
 split        each initial process's boot vma has a hole at page 2: two vmas
+shortage     free memory is short: the zone's min watermark is half the frames, and
+             an allocation at or below it first reclaims in the allocating task
+             (direct reclaim: try_to_free_pages, 2.4 swap_out of the biggest mm, the
+             allocating task's own included)
 ===========  ======================================================================
 
 Initial process address space with every feature (``R`` resident, ``S`` swapped, ``.`` mapped,
@@ -50,7 +54,7 @@ from vmfuzz._scheduler import Scheduler
 if TYPE_CHECKING:
     from vmfuzz.kernel.kernel import Kernel
 
-BUILTIN_FEATURES = ("swap_sync", "swapped", "resident", "forked", "split")
+BUILTIN_FEATURES = ("swap_sync", "swapped", "resident", "forked", "split", "shortage")
 
 
 @attrs.define
@@ -214,6 +218,9 @@ def boot(k: Kernel) -> None:
             for mm_id in initial:
                 op("munmap", mm=mm_id, addr=SPLIT_HOLE, npages=1)
                 k.boot_targets.append((mm_id, SPLIT_HOLE + 1))  # the second vma's start
+        if "shortage" in world:
+            # Last, so the world above is built as without it: the run starts short.
+            k.pages_min = k.config.nr_frames // 2
         for feature in list(FEATURES.values()):
             if feature.build is not None and feature.name in world:
                 feature.build(Boot(k, initial, n, run))

@@ -118,8 +118,14 @@ class Kernel:
         self.pte_seen: dict[tuple[int, int], dict[tuple[int, int, bool], int]] = {}
         self.pte_aba: list[tuple[int, int, int, int, int]] = []
         self.boot_targets: list[tuple[int, int]] = []  # (mm, addr) the world populated
+        # zone->pages_min: an allocation that finds this many free frames or fewer first
+        # reclaims in the allocating task (direct reclaim); 0: only when none is free.  Set by
+        # the "shortage" world feature.
+        self.pages_min = 0
         # Task ids running with PF_MEMALLOC_NOIO (memalloc_noio_save): reclaim does no I/O.
         self.memalloc_noio: set[int] = set()
+        # Task ids in direct reclaim (PF_MEMALLOC): their own allocations do not reclaim.
+        self.memalloc: set[int] = set()
         # mm id -> sys_mlock calls in progress on it (nested ones counted): ``mlocking``.
         self.mlock_nesting: dict[int, int] = {}
         # What happened to each object, step by step: the record a verdict cites ("freed by

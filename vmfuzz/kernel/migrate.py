@@ -204,7 +204,7 @@ def move_to_new_page(k: Kernel, newpage: Page, page: Page, remap_swapcache: bool
 
 def unmap_and_move(k: Kernel, page: Page) -> Gen:
     """unmap_and_move() (2.6.36) for an isolated page (we hold the isolation reference)."""
-    newpage = yield from alloc_page(k)  # compaction_alloc
+    newpage = yield from alloc_page(k, reclaim=False)  # compaction_alloc: no watermark reclaim
     if newpage is None:
         putback_lru_page(k, page)
         return ENOMEM

@@ -3,10 +3,15 @@
 Follows 2.6.36: pages are handed out lowest pfn first (a small pool, so frames are reused and
 races on a recycled frame show up), a failed allocation enters direct reclaim once
 (``__alloc_pages_direct_reclaim`` -> ``try_to_free_pages``) and then fails (the caller returns
--ENOMEM).  The final ``put_page`` frees a page: as ``__page_cache_release`` it first takes the
-page off its LRU list, and as ``free_hot_cold_page`` it resets an anon page's ``mapping``.  A page
-freed while still mapped or in the swap cache is *not* repaired here: that is the kernel's
-``bad_page()`` and the invariants report it.
+-ENOMEM).  Below the zone's min watermark (``k.pages_min``, the "shortage" world feature) an
+allocation reclaims first even though a frame is free, in the allocating task: 2.4
+``__alloc_pages`` falls below ``pages_min`` into ``balance_classzone`` -> ``try_to_free_pages``,
+2.6.36 fails ``ALLOC_WMARK_MIN`` into ``__alloc_pages_direct_reclaim`` (seed 000: "Process A runs
+short of memory, decides to swap_out its own mm"; seed 001: "Due to some shortage, enters
+try_to_free_pages").  The final ``put_page`` frees a page: as ``__page_cache_release`` it
+first takes the page off its LRU list, and as ``free_hot_cold_page`` it resets an anon page's
+``mapping``.  A page freed while still mapped or in the swap cache is *not* repaired here:
+that is the kernel's ``bad_page()`` and the invariants report it.
 
 LRU helpers follow the 2.6.28+ split LRU (active, inactive, unevictable).  They are plain
 functions and do not take ``zone->lru_lock`` themselves: a caller that must hold it (as the
@@ -51,17 +56,22 @@ def _always() -> bool:
 
 
 # --------------------------------------------------------------------------- allocation
-def alloc_page(k: Kernel) -> Gen:
+def alloc_page(k: Kernel, reclaim: bool = True) -> Gen:
     """alloc_page(GFP_HIGHUSER_MOVABLE) (2.6.36 ``__alloc_pages_nodemask``): the lowest free pfn.
 
     Yields once at entry: ``might_sleep()`` (a caller holding a spinlock is a sleep-in-atomic
     violation, exactly as CONFIG_DEBUG_SPINLOCK_SLEEP reports it) and ``cond_resched()``, a real
-    point where other CPUs run.  With the free list empty it calls direct reclaim
-    (``vmscan.try_to_free_pages``) once and retries; ``None`` means out of memory.  The page
-    comes back with count 1, no flags, no mapping and zeroed data
+    point where other CPUs run.  At or below the min watermark (``k.pages_min``) it first calls
+    direct reclaim (``vmscan.try_to_free_pages``) in this task; with the free list empty it
+    calls it once and retries; ``None`` means out of memory.  ``reclaim`` False skips the
+    watermark's reclaim (compaction_alloc takes the frames compaction freed; its empty-list
+    fallback is kept as it was).  Reclaim is not re-entered from reclaim (PF_MEMALLOC).  The
+    page comes back with count 1, no flags, no mapping and zeroed data
     (``alloc_zeroed_user_highpage``).
     """
     yield k.sched.wait_event(_always, "might_sleep")
+    if reclaim and k.pages_min and len(k.free_list) <= k.pages_min:
+        yield from _direct_reclaim(k)
     for attempt in range(2):
         if k.free_list:
             # zone->lock protects the free lists; taking a frame is atomic (no yield inside).
@@ -83,6 +93,23 @@ def alloc_page(k: Kernel) -> Gen:
             yield from vmscan.try_to_free_pages(k)
     k.count("pgalloc_fail")
     return None
+
+
+def _direct_reclaim(k: Kernel) -> Gen:
+    """The watermark's direct reclaim: ``try_to_free_pages`` with PF_MEMALLOC set on the
+    task, so that an allocation inside reclaim does not reclaim again."""
+    from vmfuzz.kernel import vmscan  # reclaim sits above the allocator
+
+    cur = k.sched.current
+    tid = -1 if cur is None else cur.tid
+    if tid in k.memalloc:
+        return
+    k.count("allocstall")
+    k.memalloc.add(tid)
+    try:
+        yield from vmscan.try_to_free_pages(k)
+    finally:
+        k.memalloc.discard(tid)
 
 
 def get_page(k: Kernel, page: Page) -> None:

@@ -542,18 +542,21 @@ def unuse_mm(k: Kernel, mm: MmStruct, e: int, page: Page) -> Gen:
     mmap_sem, relocks), each vma's ptes under ``page_table_lock``.
 
     Bug ``unuse_process_no_mmap_sem`` (seed 004: Andrea's 2.6.3-mjb patch dropped the
-    down_read as "superfluous, page_table_lock is held"): reads ``vm_next`` under
-    ``page_table_lock`` alone.  As in 2.6, where the pte lock is taken per page table, the
-    lock is taken per vma, so between two vmas nothing keeps the next vma alive: munmap (which
-    needs only mmap_sem and a page_table_lock the walker does not hold) frees it.
+    down_read as "superfluous, page_table_lock is held"): reads ``vm_next`` without mmap_sem.
+    2.6.3 held page_table_lock across the whole walk, which was unsafe only against -mjb's
+    vma-list writers that skipped it (Hugh Dickins, LKML 26 Mar 2004: 2.6.4-mjb1's vma_merge
+    "does __vma_unlink without page_table_lock"); the model's writers all take it and assert
+    it (a writer without it is ``detach_vmas_outside_ptl``, caught at its write).  So the
+    switch takes the reader-side form: page_table_lock is dropped between two vmas, where an
+    ordinary munmap can free the next vma, the point an unlocked -mjb writer could
+    (docs/model-swap.md, notes).
 
     The caller holds an mm_users reference on ``mm`` and the page lock.  Returns how many swap
     ptes were replaced."""
     unused = 0
     if k.bug("unuse_process_no_mmap_sem"):
         # Andrea's "superfluous down_read" removed: vm_next is read under page_table_lock,
-        # but the lock is per page table (here: per vma), so between two vmas nothing holds
-        # the list still for the walker.
+        # dropped between two vmas (the reader-side form of -mjb's unlocked list writers).
         yield k.sched.spin_lock(mm.page_table_lock)
         vma = mm.mmap
         while vma is not None:
