@@ -30,6 +30,12 @@ not faulted; boot_pages = 8)::
 
 The features are named in ``KernelConfig.world`` and saved with every corpus case.
 
+``shortage`` changes no page: it sets ``k.pages_min`` (zone->pages_min) after the rest of the
+world is built.  The model has no accessed bits (2.4 try_to_swap_out's young-pte aging), so
+reclaim in a fault may take the page that fault has just mapped and the fault retries: a
+program can thrash until the step budget (a ``budget`` outcome, never a check; measured: 1 of
+300 random fixed-kernel programs with the feature on).
+
 The world is what the kernel under test built, not a fixed kernel's: a fixed kernel's fork would
 leave a pin on the anon_vma root that an old kernel (76545066c852) never takes, and the old
 kernel's own exit would then never free that root.  A check that fails while the world is built
