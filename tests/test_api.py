@@ -83,7 +83,7 @@ def test_docs_example_finds_its_planted_bug(tmp_path: Path) -> None:
     assert proc.returncode == 1, out + proc.stderr
     assert "vmfuzz found: rss_counter: mm" in out
     assert "campaign: seed 0," in out
-    assert re.search(r"\n\s+T0\s+\| T1\n", out), out  # the diagram's task columns
+    assert re.search(r"\n\s+T\d+\s+\| T\d+\n", out), out  # the diagram's two task columns
     assert re.search(r"\n\* +\d+ ", out), out  # the step where the check fired
     assert "violated: rss_counter:" in out
     m = re.search(r"replay: vmfuzz replay --plugin test_rss.py (corpus/found/\S+\.json)", out)

@@ -233,21 +233,18 @@ def test_a_world_whose_building_failed_is_built_anew_each_time() -> None:
 
 
 def test_shortage_reclaims_in_the_allocating_task() -> None:
-    """Below the min watermark an allocation reclaims first, in its own task: one write swaps
-    out a page of the biggest mm (its own) and then maps its new page."""
-    from vmfuzz.kernel.boot import RESIDENT_PAGES
-
+    """At or below the min watermark an allocation reclaims first, in its own task: the write
+    that finds only pages_min frames free swaps out a page of the biggest mm (its own), then
+    maps its new page."""
     cfg = KernelConfig(world=frozenset({"shortage", "resident"}))
     k = Kernel(cfg)
-    assert k.pages_min == cfg.nr_frames // 2
-    assert len(k.free_list) == cfg.nr_frames - cfg.nr_mms * len(RESIDENT_PAGES)
+    assert k.pages_min == cfg.nr_frames // 4
     assert layout(k, 0) == "RR......"  # built as without the feature
-    case = Case(cfg, (TaskSpec("T0", [OpCall("write", {"mm": 0, "addr": 5})]),),
-                Schedule("none"))
+    writes = [OpCall("write", {"mm": 0, "addr": a}) for a in (2, 3, 4, 5)]
+    case = Case(cfg, (TaskSpec("T0", tuple(writes)),), Schedule("none"))
     run = execute(case)
     assert run.outcome.kind == "clean"
-    k = run.kernel
-    assert k.stats.get("allocstall") == 1
-    assert layout(k, 0) == "SR...R.."  # its own page 0 went to swap, page 5 came in
+    assert run.kernel.stats.get("allocstall") == 1  # the last write, with 3 frames free
+    assert layout(run.kernel, 0) == "SRRRRR.."  # its own page 0 went to swap
     without = execute(attrs.evolve(case, config=attrs.evolve(cfg, world=frozenset({"resident"}))))
-    assert layout(without.kernel, 0) == "RR...R.." and "allocstall" not in without.kernel.stats
+    assert layout(without.kernel, 0) == "RRRRRR.." and "allocstall" not in without.kernel.stats

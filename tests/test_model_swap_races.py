@@ -77,9 +77,9 @@ def test_seed000_swapout_holds_vmlist_lock() -> None:
 def test_seed000_swapout_vma_after_unlock_in_direct_reclaim() -> None:
     """No kswapd: T1 runs short of memory in its own page fault (the shortage watermark),
     reclaims, and the 2.4 scan picks the driver's mm; munmap frees the vma under ->swapout."""
-    setup = [o("mmap_driver", mm=0, addr=0, npages=5), o("mmap", mm=1, addr=0, npages=4),
-             o("write", mm=1, addr=0)]
-    tasks = {"T1": [o("write", mm=1, addr=1)], "T2": [o("munmap", mm=0, addr=0, npages=5)]}
+    setup = [o("mmap_driver", mm=0, addr=0, npages=5), o("mmap", mm=1, addr=0, npages=5)]
+    setup += [o("write", mm=1, addr=a) for a in range(4)]  # 9 of 12 frames used: 3 free
+    tasks = {"T1": [o("write", mm=1, addr=4)], "T2": [o("munmap", mm=0, addr=0, npages=5)]}
     steps = ["run T1 until drv_swapout:write", "run T2 to completion", "run T1 to completion"]
     for bug in ("swapout_vma_after_unlock", None):
         sim = Sim([bug] if bug else [], world=frozenset({"shortage"}))
@@ -91,7 +91,7 @@ def test_seed000_swapout_vma_after_unlock_in_direct_reclaim() -> None:
             assert out.violation.task == "T1"
         else:
             assert out.kind == "clean"
-            assert isinstance(sim.pte(1, 1), PresentPte) and sim.pte(0, 0) is None
+            assert isinstance(sim.pte(1, 4), PresentPte) and sim.pte(0, 0) is None
 
 
 def test_seed000_holds_vmlist_lock_found_by_lockdep_in_one_task() -> None:

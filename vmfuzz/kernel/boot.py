@@ -16,7 +16,7 @@ resident     pages 0 and 1 of each initial process written (faulted in, on the L
 forked       process 0 has forked: its child is the first new mm, and has written
              its page 0 (a COW copy, or its own page)
 split        each initial process's boot vma has a hole at page 2: two vmas
-shortage     free memory is short: the zone's min watermark is half the frames, and
+shortage     free memory is short: the zone's min watermark is a quarter of the frames, and
              an allocation at or below it first reclaims in the allocating task
              (direct reclaim: try_to_free_pages, 2.4 swap_out of the biggest mm, the
              allocating task's own included)
@@ -33,8 +33,10 @@ The features are named in ``KernelConfig.world`` and saved with every corpus cas
 ``shortage`` changes no page: it sets ``k.pages_min`` (zone->pages_min) after the rest of the
 world is built.  The model has no accessed bits (2.4 try_to_swap_out's young-pte aging), so
 reclaim in a fault may take the page that fault has just mapped and the fault retries: a
-program can thrash until the step budget (a ``budget`` outcome, never a check; measured: 1 of
-300 random fixed-kernel programs with the feature on).
+program can thrash until the step budget (a ``budget`` outcome, never a check).  Measured on
+300 random fixed-kernel programs with the feature on: at half the frames 1 thrashed (1019
+direct reclaims), at a quarter none (130); a fixed-kernel campaign of 200 examples runs 8-14%
+more steps than with the feature drawn but inert, 18-144% more at half.
 
 The world is what the kernel under test built, not a fixed kernel's: a fixed kernel's fork would
 leave a pin on the anon_vma root that an old kernel (76545066c852) never takes, and the old
@@ -226,7 +228,7 @@ def boot(k: Kernel) -> None:
                 k.boot_targets.append((mm_id, SPLIT_HOLE + 1))  # the second vma's start
         if "shortage" in world:
             # Last, so the world above is built as without it: the run starts short.
-            k.pages_min = k.config.nr_frames // 2
+            k.pages_min = k.config.nr_frames // 4
         for feature in list(FEATURES.values()):
             if feature.build is not None and feature.name in world:
                 feature.build(Boot(k, initial, n, run))
