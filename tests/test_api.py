@@ -71,6 +71,7 @@ def user_check() -> Iterator[Callable[..., Any]]:
 
 
 # ------------------------------------------------------------------ the documented example
+@pytest.mark.long
 def test_docs_example_finds_its_planted_bug(tmp_path: Path) -> None:
     """The example fails with the race diagram and the replay command, saves the case, and a
     fresh process that loads the test module replays it to the same check and trace.  The same

@@ -46,6 +46,7 @@ def test_racy_variant_found_and_shrunk(racy_counter: str, scheduler: str) -> Non
     assert r.minimal_preemptions is True
 
 
+@pytest.mark.long
 def test_same_seed_same_result(racy_counter: str) -> None:
     a = fuzz(KernelConfig(), seed_value=11, budget=None, max_examples=200, ops=[racy_counter])
     b = fuzz(KernelConfig(), seed_value=11, budget=None, max_examples=200, ops=[racy_counter])
@@ -113,6 +114,7 @@ def test_cli_json_on_fixed_kernel() -> None:
     assert out["examples"] >= 15 and out["steps"] > 0
 
 
+@pytest.mark.long
 def test_broken_model_variant_found_and_shrunk(monkeypatch: pytest.MonkeyPatch) -> None:
     """A variant of the real fault path, built here: do_anonymous_page without the pte_none
     recheck under page_table_lock (two threads faulting one page both install theirs)."""

@@ -155,6 +155,7 @@ def test_a_model_crash_in_a_mutant_is_a_finding_with_its_decisions(
     assert any(c.op == "read" for t in found.case.tasks for c in t.ops)
 
 
+@pytest.mark.long
 def test_the_pool_reaches_a_race_one_operation_away() -> None:
     """Quality: from a program one exit short of the anon_vma root race (76545066c852), the
     pool's mutants find the use after free.  The bug is in the model; the pool knows nothing

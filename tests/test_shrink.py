@@ -301,6 +301,7 @@ def _shrunk_from_data(
                   verify_minimal=False)
 
 
+@pytest.mark.long
 @pytest.mark.parametrize(
     ("name", "size"),
     [
@@ -328,6 +329,7 @@ def test_a_race_inside_a_big_failure_is_found_between_two_of_its_operations(
     _replays(result, "use_after_free")
 
 
+@pytest.mark.long
 def test_a_world_feature_more_saves_a_switch() -> None:
     """swapoff against an mmap whose vma merge frees the vma swapoff's walk goes to next: in
     a world of one vma per process it needs 2 switches; with the boot vma split in two
@@ -353,6 +355,7 @@ UNUSE_ONE_PAGE = Case(
 )
 
 
+@pytest.mark.long
 def test_two_near_moves_at_once_save_a_switch() -> None:
     """Where campaign seed 2 once stopped: ``mmap(2,1,1) || swapoff``, one vma, 2
     switches.  No single near move saves a switch (one page never merges into the second
@@ -371,6 +374,7 @@ def test_two_near_moves_at_once_save_a_switch() -> None:
                       (["split", "swapped"], "mmap(mm=2, addr=1, npages=2)")]
 
 
+@pytest.mark.long
 def test_a_livelock_with_a_bystander_task_shrinks_to_the_two_tasks_of_the_mail() -> None:
     """seed 003's trylock-and-retry livelock as a campaign found it (seed 0):
     migrate ‖ driver_ioctl; mlock ‖ driver_ioctl, 3 tasks in flight, 24 switches.  Deleting
@@ -424,6 +428,7 @@ def test_a_late_start_that_costs_a_switch_is_moved_to_the_first() -> None:
     _replays(result, check)
 
 
+@pytest.mark.long
 def test_the_others_serialized_next_to_the_preempted_task_leave_two_in_flight() -> None:
     """seed 001's vm_swap_full race as campaign seed 9 found it: the reader T4
     is preempted once while swapoff (T3), swapon (T1) and a reclaiming mmap (T2) run one

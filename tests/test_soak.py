@@ -380,6 +380,7 @@ def test_fixed_kernel_soak_finds_nothing(tmp_path: Path) -> None:
     assert (tmp_path / "st" / "report.html").exists()
 
 
+@pytest.mark.long
 def test_workers_are_recycled_without_repeating_seeds(plugin: Path, tmp_path: Path) -> None:
     from vmfuzz.soak import SoakOptions, run_soak
 
