@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import itertools
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from vmfuzz._scheduler import TraceStep
@@ -101,33 +101,9 @@ def render_timeline(
         later = {s.task for s in trace[solo:]}
         start = solo - ELIDE_KEEP if trace[0].task in later else solo
     shown = trace[start:]
-    names = list(tasks)
-    for s in trace:
-        if s.task not in names:
-            names.append(s.task)
-    if shown:  # a column for every task that appears in what is drawn
-        ran = {s.task for s in shown}
-        names = [n for n in names if n in ran]
-    if not names:
-        names = ["-"]
-    col = {n: i for i, n in enumerate(names)}
-    last_step = trace[-1].step if trace else 0
-    num_w = len(str(last_step))
-    gutter = num_w + 3  # "* " + number + " "
-    ncol = len(names)
-    cw = max(MIN_COLUMN, (width - gutter - len(SEP) * (ncol - 1)) // ncol)
-
-    def row(cells: Sequence[str], margin: str = "") -> str:
-        padded = [c.ljust(cw) for c in cells]
-        return (margin.ljust(gutter) + SEP.join(padded)).rstrip()
-
-    out: list[str] = []
-    for line in header:
-        out.extend(_wrap(line, width, "    "))
-    if header:
-        out.append("")
-    out.append(row([n[:cw] for n in names]))
-    out.append(row(["-" * cw] * ncol))
+    # A column for every task that appears in what is drawn.
+    names, col, gutter, cw, row, out = _grid(trace, tasks, shown or None, width, header)
+    ncol, num_w = len(names), gutter - 3
 
     if start:
         first, last = trace[0].step, trace[start - 1].step
@@ -271,29 +247,8 @@ def render_mail(
     steps, shown = mail_steps(trace, history, v, causes)
     if not causes and not (v is not None and violation_keys(v)):
         steps = {s.step for s in trace}  # nothing to focus on (a check naming no object)
-    names = list(tasks)
-    for s in trace:
-        if s.task not in names:
-            names.append(s.task)
-    ran = {s.task for s in trace}
-    names = [n for n in names if n in ran] or ["-"]
-    col = {n: i for i, n in enumerate(names)}
-    last_step = trace[-1].step if trace else 0
-    num_w = len(str(last_step))
-    gutter = num_w + 3
-    ncol = len(names)
-    cw = max(MIN_COLUMN, (width - gutter - len(SEP) * (ncol - 1)) // ncol)
-
-    def row(cells: Sequence[str], margin: str = "") -> str:
-        return (margin.ljust(gutter) + SEP.join(c.ljust(cw) for c in cells)).rstrip()
-
-    out: list[str] = []
-    for line in header:
-        out.extend(_wrap(line, width, "    "))
-    if header:
-        out.append("")
-    out.append(row([n[:cw] for n in names]))
-    out.append(row(["-" * cw] * ncol))
+    names, col, gutter, cw, row, out = _grid(trace, tasks, trace, width, header)
+    ncol, num_w = len(names), gutter - 3
     mark = v.step if v is not None else None
     folded: list[TraceStep] = []
 
@@ -439,3 +394,41 @@ def render_attempt(
         header=header,
         footer=outcome_footer(cc, att, expected=expected),
     )
+
+
+def _grid(
+    trace: Sequence[TraceStep],
+    tasks: Sequence[str],
+    drawn: Sequence[TraceStep] | None,
+    width: int,
+    header: Sequence[str],
+) -> tuple[list[str], dict[str, int], int, int, Callable[..., str], list[str]]:
+    """The columns both views draw: one per task that runs in ``drawn`` (every task when
+    None; in ``tasks`` order, then first appearance), the gutter ("* " + step number), the
+    column width, a row formatter, and the first lines (the wrapped header, the task names
+    and their rules)."""
+    names = list(tasks)
+    for s in trace:
+        if s.task not in names:
+            names.append(s.task)
+    if drawn is not None:
+        ran = {s.task for s in drawn}
+        names = [n for n in names if n in ran]
+    names = names or ["-"]
+    col = {n: i for i, n in enumerate(names)}
+    last_step = trace[-1].step if trace else 0
+    gutter = len(str(last_step)) + 3  # "* " + number + " "
+    ncol = len(names)
+    cw = max(MIN_COLUMN, (width - gutter - len(SEP) * (ncol - 1)) // ncol)
+
+    def row(cells: Sequence[str], margin: str = "") -> str:
+        return (margin.ljust(gutter) + SEP.join(c.ljust(cw) for c in cells)).rstrip()
+
+    out: list[str] = []
+    for line in header:
+        out.extend(_wrap(line, width, "    "))
+    if header:
+        out.append("")
+    out.append(row([n[:cw] for n in names]))
+    out.append(row(["-" * cw] * ncol))
+    return names, col, gutter, cw, row, out
