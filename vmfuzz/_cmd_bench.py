@@ -33,7 +33,7 @@ import sys
 import time
 from typing import Any
 
-from vmfuzz import Scheduler, Spinlock
+from vmfuzz import Scheduler, Spinlock, _bench_mutants
 from vmfuzz._cores import available_cores
 from vmfuzz._scheduler import TaskGen
 from vmfuzz.schedules import FUZZ_SCHEDULERS, RandomWalk
@@ -46,8 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="small budgets (under 2 minutes)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--out", metavar="FILE", help="also write the JSON object to FILE")
-    p.add_argument("--seeds", type=int, default=None, metavar="K",
-                   help="seeds per bug and strategy (default 10, quick 1)")
+    p.add_argument("--seeds", default=None, metavar="K",
+                   help="seeds per bug and strategy (default 10, quick 1); with --mutants "
+                   "also a list such as 0,3,5-7")
     p.add_argument("--budget", default=None, metavar="TIME",
                    help="budget per bug, strategy and seed: 90s, 2m or seconds (default 60, "
                         "quick 3)")
@@ -58,6 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=None,
                    help="processes for the bug-finding section (default: a process per core "
                         f"this process may use, here {available_cores()})")
+    _bench_mutants.add_arguments(p)
 
 
 # --------------------------------------------------------------------------- engine
@@ -233,6 +235,14 @@ def _table(result: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.mutants:
+        return _bench_mutants.run(args)
+    if args.seeds is not None:
+        if not str(args.seeds).isdigit():
+            sys.stderr.write("vmfuzz bench: error: --seeds: a number of seeds (a list is for "
+                             "--mutants)\n")
+            return 2
+        args.seeds = int(args.seeds)
     if args.workers is None:
         args.workers = available_cores()
     from vmfuzz._limits import MAX_SEEDS, MAX_WORKERS
