@@ -419,7 +419,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "a list 0,3,5-7; default 2) with a work budget (--budget 300ex or "
                    f"1Msteps; default {DEFAULT_BUDGET}); reports the kill rate")
     p.add_argument("--mutant", action="append", default=[], metavar="NAME",
-                   help="with --mutants: only this mutant (repeatable; default all)")
+                   help="only this mutant (implies --mutants; repeatable; default all)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -235,7 +235,7 @@ def _table(result: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.mutants:
+    if args.mutants or args.mutant:
         return _bench_mutants.run(args)
     if args.seeds is not None:
         if not str(args.seeds).isdigit():
