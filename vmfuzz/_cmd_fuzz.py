@@ -142,6 +142,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="where failures are saved (default: corpus/); when it cannot be "
                    "written, a fallback folder (named on stderr, exit status 4)")
     p.add_argument("--no-save", action="store_true", help="do not write the failure to the corpus")
+    p.add_argument("--pool", default=None, metavar="DIR",
+                   help="keep the program pool in DIR: a campaign starts with the programs "
+                   "stored there (those of another model are re-run first), stores the ones "
+                   "it adds after every chunk and at the end, and its workers share them (a "
+                   "run then depends on the folder's content, and with workers on timing)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     _check_args.add_arguments(p)
 
@@ -180,6 +185,7 @@ def repeat_command(args: argparse.Namespace, seed: int, workers: int | None,
     opts["scheduler"] = None if args.scheduler == "mixed" else args.scheduler
     opts["mutants"] = None if args.mutants is None else str(args.mutants)
     opts["corpus"] = None if args.corpus == "corpus" else args.corpus
+    opts["pool"] = getattr(args, "pool", None)
     opts.update(change or {})
     parts = ["vmfuzz", "fuzz"]
     for b in sorted(args.bug):
@@ -229,6 +235,14 @@ def run(args: argparse.Namespace) -> int:
         if args.max_examples is not None:
             return _usage_error("--max-examples runs one deterministic stream in one process: "
                                 "drop --workers (pick the stream with --stream)")
+    if getattr(args, "pool", None) is not None:
+        from vmfuzz._write import probe_dir
+
+        try:
+            probe_dir(args.pool)
+        except OSError as e:
+            return _usage_error(f"--pool: cannot write the pool folder {args.pool}: "
+                                f"{e.strerror or e}")
     try:
         every = progress_every()
     except ValueError as e:
@@ -302,6 +316,7 @@ def run(args: argparse.Namespace) -> int:
         return 3
     finally:
         beat.close()
+    _pool_warnings(result)
     saved = None
     if result.found and not args.no_save:
         saved = _save(result, args)
@@ -350,16 +365,27 @@ def _campaign(config: KernelConfig, args: argparse.Namespace, budget: float | No
     """Run the campaign: in this process, or one worker process per stream."""
     from vmfuzz.campaign import fuzz
 
+    pool = getattr(args, "pool", None)
     if args.workers == 1:
         return fuzz(config, scheduler=args.scheduler, seed_value=args.seed, budget=budget,
                     max_examples=args.max_examples, progress=progress, mutants=args.mutants,
-                    stream=args.stream)
+                    stream=args.stream, pool_dir=pool)
     from vmfuzz._workers import fuzz_workers
 
     result, args.stream = fuzz_workers(config, workers=args.workers, scheduler=args.scheduler,
                                        seed_value=args.seed, budget=budget, mutants=args.mutants,
-                                       progress=progress)
+                                       progress=progress, pool_dir=pool)
     return result
+
+
+def _pool_warnings(result: CampaignResult) -> None:
+    """The pool folder's skipped files and entries and failed writes (stderr; the first few)."""
+    shown = result.pool_warnings[:5]
+    for w in shown:
+        sys.stderr.write(f"vmfuzz fuzz: warning: pool: {w}\n")
+    if len(result.pool_warnings) > len(shown):
+        sys.stderr.write(f"vmfuzz fuzz: warning: pool: and {len(result.pool_warnings) - 5} "
+                         "more\n")
 
 
 def _save(result: CampaignResult, args: argparse.Namespace) -> Saved | None:
@@ -463,6 +489,9 @@ def _to_json(result: CampaignResult, path: Path | None, args: argparse.Namespace
         "post_shrink_seconds": round(result.post_shrink_seconds, 3),
         "shrink": {"passes": [p.to_json() for p in result.shrink_passes]},
         "clock_hit": list(result.clock_hit),
+        "pool": None if getattr(args, "pool", None) is None else {
+            "dir": args.pool, "loaded": result.pool_loaded, "picked": result.pool_picked,
+            "warnings": list(result.pool_warnings)},
         "world": sorted(result.case.config.world) if result.case else None,
         "seed": args.seed,
         "stream": args.stream,
@@ -486,6 +515,10 @@ def _print_human(result: CampaignResult, path: Path | None, args: argparse.Names
         f"({result.examples / max(result.seconds, 1e-9):.1f} examples/s, {rate:,.0f} steps/s)"
     )
     print(f"kernel: {kernel}")
+    if getattr(args, "pool", None) is not None:
+        picked = f", {result.pool_picked} from the other workers" if result.pool_picked else ""
+        print(f"pool:   {args.pool} ({result.pool_loaded} programs taken in at the start"
+              f"{picked}; the new ones stored there)")
     if result.found:
         _print_failure(result, args)
     else:

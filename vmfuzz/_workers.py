@@ -10,7 +10,9 @@ process (``--max-examples`` makes that deterministic).
 
 Workers send their counters after every chunk of examples, so the progress line and the
 totals (examples, mutant and probe runs, steps) count every stream.  Failures and counters
-travel over a pipe between processes of this run only; nothing here is written to disk.
+travel over a pipe between processes of this run only.  With a pool folder (``--pool``) the
+streams also share their pools through it (:mod:`vmfuzz._poolstore`), each stream writing its
+own file.
 Nothing here knows about the kernel model.
 """
 
@@ -46,6 +48,7 @@ class _Job:
     max_examples: int | None
     mutants: int | None
     plugins: tuple[str, ...] = ()  # loaded first: the parent's registries, in every worker
+    pool_dir: str | None = None  # the pool folder the streams share (vmfuzz._poolstore)
 
 
 class WorkerError(RuntimeError):
@@ -81,7 +84,7 @@ def _worker(job: _Job, conn: Connection) -> None:
             budget = max(0.001, job.deadline - time.monotonic())
         r = fuzz(job.config, scheduler=job.scheduler, seed_value=job.seed_value, budget=budget,
                  max_examples=job.max_examples, progress=progress, mutants=job.mutants,
-                 stream=job.stream)
+                 stream=job.stream, pool_dir=job.pool_dir)
         conn.send(("done", r))
     except BaseException as exc:  # reported to the parent, which decides
         conn.send(("error", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
@@ -97,6 +100,8 @@ def _counters(r: CampaignResult) -> dict[str, int]:
         "mutant_runs": st.mutant_runs if st else 0,
         "probe_runs": st.probe_runs if st else 0,
         "budget_hits": r.budget_hits,
+        "pool_loaded": r.pool_loaded,
+        "pool_picked": r.pool_picked,
     }
 
 
@@ -111,6 +116,7 @@ def fuzz_workers(
     mutants: int | None = None,
     progress: Progress | None = None,
     target: Callable[[_Job, Connection], None] | None = None,
+    pool_dir: str | None = None,
 ) -> tuple[CampaignResult, int | None]:
     """Run streams ``0..workers-1`` of the campaign side by side; returns the combined result
     and the stream that found the failure (None if none did).
@@ -120,7 +126,9 @@ def fuzz_workers(
     parent's clock (process start-up included; the first failure as the winner met it, before
     any shrinking).  Raises :class:`WorkerError` if a worker fails; Ctrl-C stops every worker
     and is re-raised.  ``target`` replaces the workers' entry point (tests give one whose
-    stream 1 never reports)."""
+    stream 1 never reports).  With ``pool_dir`` the streams share their pool through that
+    folder (:mod:`vmfuzz._poolstore`): each takes the others' new entries after every chunk,
+    so what a stream searches then depends on how far the others got (on timing)."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, not {workers}")
     from vmfuzz.plugins import loaded_specs
@@ -138,7 +146,7 @@ def fuzz_workers(
         for w in range(workers):
             parent, child = ctx.Pipe(duplex=False)
             job = _Job(config, scheduler, seed_value, w, deadline, max_examples, mutants,
-                       plugins)
+                       plugins, pool_dir)
             p = ctx.Process(target=target or _worker, args=(job, child), name=f"vmfuzz-stream{w}",
                             daemon=True)
             p.start()
@@ -184,12 +192,16 @@ def fuzz_workers(
     for w, r in results.items():
         counters[w] = _counters(r)
     total = _combined(counters, t0, winner is not None)
+    for res in results.values():  # the pool folder's warnings, each once
+        total.pool_warnings += [w for w in res.pool_warnings if w not in total.pool_warnings]
     if winner is None:
         return total, None
     r = results[winner]  # a winner that ended without a result raised WorkerError above
     assert r.stats is not None and total.stats is not None
     r.examples, r.steps, r.budget_hits = total.examples, total.steps, total.budget_hits
     r.stats.mutant_runs, r.stats.probe_runs = total.stats.mutant_runs, total.stats.probe_runs
+    r.pool_loaded, r.pool_picked = total.pool_loaded, total.pool_picked
+    r.pool_warnings = total.pool_warnings
     r.seconds = time.monotonic() - t0
     # When the winner first met the failure (before Hypothesis shrank it), on the parent's
     # clock: time.monotonic() is one clock for every process on Linux.
@@ -201,10 +213,12 @@ def fuzz_workers(
 def _combined(counters: dict[int, dict[str, int]], t0: float, found: bool) -> CampaignResult:
     """A result that carries the summed counters of every stream (no failure)."""
     total = {k: sum(c.get(k, 0) for c in counters.values())
-             for k in ("examples", "steps", "mutant_runs", "probe_runs", "budget_hits")}
+             for k in ("examples", "steps", "mutant_runs", "probe_runs", "budget_hits",
+                       "pool_loaded", "pool_picked")}
     stats = Stats(examples=total["examples"], steps=total["steps"],
                   mutant_runs=total["mutant_runs"], probe_runs=total["probe_runs"],
                   budget_hits=total["budget_hits"])
     return CampaignResult(found=found, examples=total["examples"], steps=total["steps"],
                           seconds=time.monotonic() - t0, budget_hits=total["budget_hits"],
-                          stats=stats)
+                          stats=stats, pool_loaded=total["pool_loaded"],
+                          pool_picked=total["pool_picked"])

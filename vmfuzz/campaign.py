@@ -15,6 +15,7 @@ rather than a campaign that cannot fail.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -23,6 +24,7 @@ import attrs
 from hypothesis import Verbosity, seed, settings
 from hypothesis.stateful import get_state_machine_test
 
+from vmfuzz._poolstore import PoolStore
 from vmfuzz.case import Case
 from vmfuzz.context import CampaignContext, Stats, StepBudgetSpent
 from vmfuzz.failure import Failure, concurrent_tasks
@@ -75,6 +77,11 @@ class CampaignResult:
     # The shrinks a wall-clock safety net stopped before their run limit ("hypothesis_shrink",
     # "shrink", "minimal_preemptions"): only then may the case differ on another machine.
     clock_hit: list[str] = attrs.Factory(list)
+    # The pool folder (fuzz's pool_dir): entries taken from it at the start and from the
+    # other writers later, and one line per file or entry skipped or write that failed.
+    pool_loaded: int = 0
+    pool_picked: int = 0
+    pool_warnings: list[str] = attrs.Factory(list)
 
     @property
     def invariant(self) -> str | None:
@@ -123,6 +130,7 @@ def fuzz(
     stream: int = 0,
     checks: Sequence[str] = (),
     step_budget: int | None = None,
+    pool_dir: str | os.PathLike[str] | None = None,
 ) -> CampaignResult:
     """Fuzz ``config`` until ``budget`` seconds, ``max_examples`` examples or ``step_budget``
     scheduler steps, or a failure.
@@ -153,6 +161,13 @@ def fuzz(
 
     ``stream`` picks one of a seed's independent random streams (:func:`chunk_seed`): stream 0
     is the seed's own, and ``vmfuzz fuzz --workers N`` runs streams 0..N-1 side by side.
+
+    With ``pool_dir`` (:mod:`vmfuzz._poolstore`), the pool starts with the programs stored in
+    that folder (those of another model or kernel are re-run first; a violation there is the
+    campaign's failure), stores the entries it adds after every chunk (as writer
+    ``s<stream>``) and at the end, and takes in, after every chunk, the entries other writers
+    (the campaign's other streams) stored meanwhile.  ``pool_warnings`` lists the files and
+    entries skipped and a failed write (the campaign goes on without storing).
     """
     if stream < 0:
         raise ValueError(f"stream must be >= 0, not {stream}")
@@ -175,8 +190,12 @@ def fuzz(
         ctx.with_pool()
     result = CampaignResult(stats=ctx.stats, checks=registered)
     t0 = time.monotonic()
+    opened = _open_store(ctx, pool_dir, stream, result)
+    store = opened[0] if opened is not None else None
+    if opened is not None and _rerun_stored(ctx, opened[1]):
+        result.found = True
     index = 0
-    while True:
+    while not result.found:
         done = ctx.stats.examples
         if max_examples is not None and done >= max_examples:
             break
@@ -221,9 +240,13 @@ def fuzz(
         finally:
             if clock.hit:
                 result.clock_hit.append("hypothesis_shrink")
+            if store is not None and not result.found:
+                _sync_store(ctx, store, result, pickup=True)
             _update(result, ctx, t0)
             if progress is not None:
                 progress(result)
+    if store is not None:
+        _sync_store(ctx, store, result, pickup=False, fsync=True)
     t_shrunk = time.monotonic()
     if result.found and ctx.failure is not None:
         shrunk = shrink(ctx.failure, Budget(post_shrink_runs, t_shrunk + post_shrink_seconds),
@@ -318,6 +341,65 @@ def _run_pool(
         ctx.stats.first_failure_at = time.monotonic()
     ctx.failure = found
     return True
+
+
+def _open_store(
+    ctx: CampaignContext, pool_dir: str | os.PathLike[str] | None, stream: int,
+    result: CampaignResult,
+) -> tuple[PoolStore, list[Case]] | None:
+    """The campaign's pool folder, its trusted entries already in the pool; with the stored
+    programs to re-run.  None without a folder or a pool."""
+    pool = ctx.pool
+    if pool_dir is None or pool is None:
+        return None
+    store = PoolStore(pool_dir, writer=f"s{stream}")
+    got = store.load(ctx.config)
+    result.pool_warnings += got.warnings
+    result.pool_loaded = sum(pool.adopt(e) for e in got.entries)
+    pool.unsaved = []
+    return store, got.rerun
+
+
+def _rerun_stored(ctx: CampaignContext, cases: list[Case]) -> bool:
+    """Re-run stored programs into the pool (:meth:`Pool.rerun`); True if one failed."""
+    pool = ctx.pool
+    if pool is None or not cases:
+        return False
+    runs0, steps0 = pool.runs, pool.steps
+    found = pool.rerun(cases)
+    ctx.stats.mutant_runs += pool.runs - runs0
+    ctx.stats.steps += pool.steps - steps0
+    if found is None:
+        return False
+    if ctx.stats.first_failure_at is None:
+        ctx.stats.first_failure_example = ctx.stats.examples
+        ctx.stats.first_failure_at = time.monotonic()
+    ctx.failure = found
+    return True
+
+
+def _sync_store(ctx: CampaignContext, store: PoolStore, result: CampaignResult, *,
+                pickup: bool, fsync: bool = False) -> None:
+    """Store the pool's new entries; with ``pickup``, adopt the other writers' new ones
+    (those of another model or kernel are re-run, and a failure there is the campaign's)."""
+    pool = ctx.pool
+    if pool is None or pool.unsaved is None:
+        return
+    try:
+        store.add(pool.unsaved, fsync=fsync)
+    except OSError as e:  # kept in memory: the next sync tries again
+        note = f"pool folder not written: {e}"
+        if note not in result.pool_warnings:
+            result.pool_warnings.append(note)
+    else:
+        pool.unsaved.clear()
+    if not pickup:
+        return
+    got = store.pickup(ctx.config)
+    result.pool_warnings += [w for w in got.warnings if w not in result.pool_warnings]
+    result.pool_picked += sum(pool.adopt(e) for e in got.entries)
+    if _rerun_stored(ctx, got.rerun):
+        result.found = True
 
 
 @contextlib.contextmanager

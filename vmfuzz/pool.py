@@ -160,6 +160,42 @@ class Pool:
     aba_hits: dict[tuple[frozenset[str], int, int, int], int] = attrs.field(factory=dict)
     _aba: list[AbaProbe] = attrs.field(factory=list)  # queued ABA probes
     aba_steps: int = 0  # steps of ABA probes (part of ``steps``)
+    unsaved: list[Entry] | None = None  # entries added, not yet stored (None: not kept)
+
+    def adopt(self, entry: Entry) -> bool:
+        """Add ``entry``, met by another campaign or stream (:mod:`vmfuzz._poolstore`), if one
+        of its pairs is new here; its pairs count as met once.  It is neither probed again nor
+        stored again."""
+        hits = self.hits
+        if all(p in hits for p in entry.new):
+            return False
+        for p in entry.new:
+            hits[p] = hits.get(p, 0) + 1
+        self._keep(entry)
+        return True
+
+    def rerun(self, cases: Iterable[Case]) -> Failure | None:
+        """Run each of ``cases`` (stored programs whose coverage is not trusted: another model,
+        another kernel) on its recorded schedule, as far as it applies, and offer it as a
+        mutant's run is offered; the first violation found, or None."""
+        from vmfuzz.schedules import Replay
+
+        for case in cases:
+            src: ScheduleSource = (
+                Replay(case.schedule.decisions, strict=False)
+                if case.schedule.kind == "decisions" else case.schedule.source()
+            )
+            found = self._run_one(case, src)
+            if found is not None:
+                return found
+        return None
+
+    def _keep(self, entry: Entry) -> None:
+        if len(self.entries) < self.capacity:
+            self.entries.append(entry)
+        else:
+            self.entries[self.added % self.capacity] = entry
+        self.added += 1
 
     def offer(
         self, case: Case, trace: Sequence[Any], length: int,
@@ -187,12 +223,10 @@ class Pool:
             case, length = self._minimize(case, length, set(new))
         entry = Entry(case, length, tuple(dict.fromkeys(targets)), tuple(sorted(new)),
                       tuple(dict.fromkeys(frames)))
-        if len(self.entries) < self.capacity:
-            self.entries.append(entry)
-        else:
-            self.entries[self.added % self.capacity] = entry
-        self.added += 1
+        self._keep(entry)
         self._unprobed.append(entry)
+        if self.unsaved is not None:
+            self.unsaved.append(entry)
         return True
 
     def _note_aba(self, case: Case, trace: Sequence[Any],
