@@ -277,6 +277,8 @@ class KernelMachine(RuleBasedStateMachine):
         st_ = self.ctx.stats
         if st_.first_failure_example is None:
             st_.first_failure_example = st_.examples
+            st_.first_failure_steps = st_.steps + (
+                run.outcome.steps if run is not None else self.sched.step_no)
             st_.first_failure_at = time.monotonic()
         try:
             ctx = current_build_context()

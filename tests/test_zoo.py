@@ -6,7 +6,7 @@ the fixed kernel clean under the same campaign, and every registered bug's saved
 registered bug from scratch at ZOO_EXAMPLES (390 s of CPU, 3 to 4 minutes on two idle cores);
 bugs the fuzzer does not yet find within that budget are listed in NOT_YET_FOUND (strict
 xfail: the test fails as soon as one is found, so the list cannot go stale).  The zoo's full
-check (10 seeds x 60 s each, >= 9 found, shrunk no larger than the mail's drawing) is
+check (10 seeds x STANDARD_STEPS each, >= 9 found, shrunk no larger than the mail's drawing) is
 opt-in: ``pytest -m slow tests/test_zoo.py``, or ``vmfuzz zoo`` (:mod:`vmfuzz._zoo`, tested
 here on made-up campaigns and on tiny real ones), for the bugs of the zoo's bar: ``vmfuzz
 bugs`` marks the one outside it, which ``vmfuzz zoo --all`` adds.
@@ -15,13 +15,16 @@ bugs`` marks the one outside it, which ``vmfuzz zoo --all`` adds.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from vmfuzz import _zoo
+from vmfuzz._budget import STANDARD
 from vmfuzz._cores import available_cores
 from vmfuzz.corpus import CorpusCase, replay
 from vmfuzz.kernel import BUGS
@@ -150,6 +153,9 @@ def test_bug_found_from_scratch(name: str, examples: int, ahead: Ahead) -> None:
     assert out["found"], f"{name} not found in {out['examples']} examples"
     assert out["invariant"] in BUGS[name].caught_by()
     assert res.returncode == 1
+    # Work to find: examples and steps up to the first failure, counted in the total.
+    assert 0 <= out["first_failure_examples"] <= out["examples"]
+    assert 0 <= out["first_failure_steps"] <= out["steps"] and out["ran_out"] is None
 
 
 @pytest.mark.parametrize("examples", [
@@ -189,6 +195,8 @@ def _campaign(bug: str, seed: int, *, check: str | None = None, tasks: int = 2,
               pre: int = 1, found: bool = True) -> _zoo.Campaign:
     out = {"found": found, "invariant": check if found else None,
            "first_failure_seconds": 1.0 + seed if found else None,
+           "first_failure_steps": 1000 * (1 + seed) if found else None,
+           "first_failure_examples": 10 + seed if found else None,
            "shrunk": {"tasks": tasks, "threads": tasks, "ops": 3, "steps": 40,
                       "preemptions": pre} if found else None}
     return _zoo.Campaign(bug, seed, out)
@@ -220,6 +228,8 @@ def test_zoo_row_counts_only_proper_finds() -> None:
     assert (row.seeds, row.found, row.good, row.errors) == (6, 5, 2, 0)
     assert row.met
     assert (row.worst_tasks, row.worst_preemptions, row.median_seconds) == (3, 2, 3.0)
+    # Work to find, median over the five that found something (seeds 0-4).
+    assert (row.median_find_steps, row.median_find_examples) == (3000, 12)
     assert row.checks == ("deadlock", right)
     assert not _zoo.summarize(name, runs, need=3).met
     larger = "larger than the mail's 2 tasks / 1 switch"
@@ -243,8 +253,9 @@ def test_zoo_tables() -> None:
     row = _zoo.summarize("detach_vmas_outside_ptl", [
         _campaign("detach_vmas_outside_ptl", 0, check="lock_not_held", tasks=0, pre=0)], 1)
     md = _zoo.markdown([row]).splitlines()
-    assert md[0].startswith("| bug | seed | found | good |") and len(md) == 3
-    assert "| detach_vmas_outside_ptl | 004_b331e72d | 1/1 | 1/1 |" in md[2]
+    assert md[0].startswith("| bug | seed | found | good | to find steps/examples |")
+    assert len(md) == 3
+    assert "| detach_vmas_outside_ptl | 004_b331e72d | 1/1 | 1/1 | 1,000 / 10 |" in md[2]
     assert md[2].endswith("| yes |")
     assert _zoo.text([row]).splitlines()[1].startswith("detach_vmas_outside_ptl")
 
@@ -280,7 +291,8 @@ def test_zoo_command_end_to_end(
     """Two real seeds of a bug the world already exposes at step 0, and the fixed kernel on
     the same seeds, each a fresh ``vmfuzz fuzz`` process; found cases saved per campaign."""
     res = vmfuzz_cli("zoo", "--bug", "detach_vmas_outside_ptl", "--seeds", "0-1",
-                     "--budget", "2", "-j", "2", "--fixed", "--json", "--corpus", str(tmp_path))
+                     "--budget", "5ksteps", "-j", "2", "--fixed", "--json",
+                     "--corpus", str(tmp_path))
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert out["met"] is True
@@ -289,9 +301,11 @@ def test_zoo_command_end_to_end(
                                                                    2, 2)
     assert (fixed_row["bug"], fixed_row["found"], fixed_row["met"]) == (_zoo.FIXED, 0, True)
     assert len(out["campaigns"]) == 4
-    # The cores are shared out: available cores / -j worker processes per campaign.
-    assert out["workers"] == max(1, available_cores() // 2)
-    assert {c["out"]["workers"] for c in out["campaigns"]} == {out["workers"]}
+    # A step budget: one stream per campaign, the budget each campaign's.
+    assert out["workers"] == 1 and out["budget"] == {"steps": 5000, "cpu_seconds": None,
+                                                     "wall_seconds": None}
+    assert {c["out"]["workers"] for c in out["campaigns"]} == {1}
+    assert {c["out"]["ran_out"] for c in out["campaigns"] if c["bug"] is None} == {"steps"}
     assert "[4/4]" in res.stderr  # one progress line per campaign
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "detach_vmas_outside_ptl-s0", "detach_vmas_outside_ptl-s1"]
@@ -300,7 +314,8 @@ def test_zoo_command_end_to_end(
 @pytest.mark.parametrize("argv", [
     ["--bug", "no_such_bug"], ["--seeds", "9-0"], ["--budget", "0"], ["-j", "0"],
     ["--seeds", "0-1", "--need", "3"], ["--json", "--markdown"], ["--workers", "0"],
-    ["--all", "--bug", "detach_vmas_outside_ptl"],
+    ["--all", "--bug", "detach_vmas_outside_ptl"], ["--budget", "0steps"],
+    ["--budget", "5ksteps2"],
 ])
 def test_zoo_command_rejects_bad_input(
     argv: list[str], vmfuzz_cli: Callable[..., CompletedProcess[str]]
@@ -313,18 +328,18 @@ def test_zoo_command_rejects_bad_input(
 @pytest.mark.slow
 @pytest.mark.parametrize("name", zoo_bugs())
 def test_bug_found_in_9_of_10_seeds(name: str) -> None:
-    """The zoo's check for one bug, as ``vmfuzz zoo --bug NAME`` runs it (one campaign at a
-    time, a worker on each core)."""
-    runs = _zoo.run_all([(name, s) for s in range(10)], 60.0, parallel=1,
-                        workers=available_cores())
+    """The zoo's check for one bug, as ``vmfuzz zoo --bug NAME`` runs it (STANDARD_STEPS per
+    campaign, one stream each, a campaign on each core)."""
+    runs = _zoo.run_all([(name, s) for s in range(10)], STANDARD.text(),
+                        parallel=available_cores())
     row = _zoo.summarize(name, runs, need=9)
     assert row.met, _zoo.text([row])
 
 
 @pytest.mark.slow
 def test_fixed_kernel_clean_in_10_seeds() -> None:
-    runs = _zoo.run_all([("", s) for s in range(10)], 60.0, parallel=1,
-                        workers=available_cores())
+    runs = _zoo.run_all([("", s) for s in range(10)], STANDARD.text(),
+                        parallel=available_cores())
     row = _zoo.summarize("", runs, need=0)
     assert row.met, [c.out for c in runs if c.found]
 
@@ -343,3 +358,46 @@ def test_bugs_command_lists_the_registry_and_marks_the_zoo(
     assert main(["bugs"]) == 0
     text = capsys.readouterr().out
     assert text.count("not in the zoo's bar") == sum(not b.zoo for b in BUGS.values())
+
+
+# The load test's campaigns: a bug that seed 0 finds by a Hypothesis example and Hypothesis's
+# shrink, then the post-Hypothesis shrink; a small step budget, the same on any machine.
+LOADED_BUG = "swapout_holds_vmlist_lock"
+LOADED_BUDGET = "300ksteps"
+
+
+def _work_table(out: dict[str, Any]) -> dict[str, Any]:
+    """What a zoo's --json says that must not depend on the machine's load: its rows without
+    the wall-clock column, and per campaign the work spent and what it found."""
+    rows = [{k: v for k, v in r.items() if k != "median_seconds"} for r in out["rows"]]
+    keys = ("found", "invariant", "examples", "steps", "ran_out", "first_failure_steps",
+            "first_failure_examples", "shrunk", "clock_hit")
+    campaigns = [(c["bug"], c["seed"], c["error"],
+                  {k: c["out"].get(k) for k in keys} if c["out"] else None)
+                 for c in out["campaigns"]]
+    return {"rows": rows, "campaigns": campaigns}
+
+
+@pytest.mark.long
+def test_zoo_table_is_the_same_on_a_loaded_machine(
+    vmfuzz_cli: Callable[..., CompletedProcess[str]],
+) -> None:
+    """``vmfuzz zoo --budget STEPS`` twice: alone, then beside a busy process on every core.
+    Found, work to find and shrunk sizes are the same (a wall-clock budget finds less under
+    load, and its shrinks used to stop at a time limit)."""
+    argv = ("zoo", "--bug", LOADED_BUG, "--seeds", "0-1", "--budget", LOADED_BUDGET, "--json")
+    alone = vmfuzz_cli(*argv, timeout=900)
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            for _ in range(available_cores())]
+    try:
+        loaded = vmfuzz_cli(*argv, timeout=900)
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    tables = []
+    for res in (alone, loaded):
+        assert res.returncode in (0, 1), res.stderr
+        tables.append(_work_table(json.loads(res.stdout)))
+    assert tables[0]["rows"][0]["found"] == 2, tables[0]
+    assert tables[0] == tables[1]

@@ -3,7 +3,9 @@
 Examples:
   vmfuzz fuzz --budget 30                       fuzz the fixed kernel for 30 s
   vmfuzz fuzz --bug migrate_no_anon_vma_ref     rediscover a historical race (see 'vmfuzz bugs')
-  vmfuzz fuzz --budget 10m                      budgets: 90s, 10m, 8h, 1h30m or seconds
+  vmfuzz fuzz --budget 10m                      wall time: 90s, 10m, 8h, 1h30m or seconds
+  vmfuzz fuzz --seed 7 --budget 1Msteps         work: a million model steps per worker
+  vmfuzz fuzz --budget 2mcpu                    two minutes of CPU time per worker
   vmfuzz fuzz --seed 7 --max-examples 500 --json
   vmfuzz fuzz --bug NAME --workers 4            four processes, four streams of the seed
   vmfuzz fuzz --bug vma_adjust_no_anon_vma_lock --no-check rmap_reachable
@@ -11,9 +13,19 @@ Examples:
 
 Without --seed a seed is drawn (from os.urandom) and printed, with the command that repeats
 the run: the same seed, bugs and options search the same examples in the same order (with
---max-examples exactly the same run; a time budget stops wherever the clock stops it).  Every
-run says which kernel it fuzzed (the fixed kernel, or the historical bug switches on) and what
-to try next.
+--max-examples or a step budget exactly the same run; a time budget stops wherever the clock
+stops it).  Every run says which kernel it fuzzed (the fixed kernel, or the historical bug
+switches on) and what to try next.
+
+Budgets (--budget): model steps (500ksteps, 2Msteps, 1000000steps) are work: a seed and a
+step budget search the same examples on an idle and on a loaded machine, and a faster model
+does the same search sooner.  CPU time (90cpu, 2mcpu) does not count the time other processes
+take the core, but is not exact (a busy machine slows each step a little).  Wall time (60s,
+10m) is what the clock says.  The budget bounds the search for a first failure; shrinking it
+comes after and is limited by runs.  1.5Msteps is about what a 60-second campaign does on one
+idle core (vmfuzz._budget.STANDARD_STEPS).  With --workers N, a step or CPU budget is each
+worker's own (N streams, each with the whole budget: N times the work); a wall-time budget
+is shared (every worker stops when it has passed).
 
 A campaign runs on every core by default (--workers): worker W searches stream W of the seed
 (stream 0 is what one worker searches), the first failure stops the others, and the output
@@ -42,25 +54,28 @@ store against each page whose pte went A -> B -> A.
 Progress goes to stderr: a line redrawn in place on a terminal, otherwise a plain line about
 every 10 s (VMFUZZ_PROGRESS_EVERY=SECONDS changes that); none with --json.
 
---json prints exactly one object: {"found", "invariant", "message", "examples",
-"mutant_runs" (runs of the program pool's mutants), "probe_runs" (of its partner and ABA probes),
-"steps", "seconds", "steps_per_second", "case", "shrunk": {"tasks" (in flight at once), "threads",
-"ops", "steps", "preemptions"} | null,
-"minimal_preemptions", "first_failure_seconds" and "first_failure_examples" (time and examples
-to the first, unshrunk failure), "post_shrink_seconds" (shrinking after Hypothesis), "shrink":
-{"passes": [{"name", "tried" (candidates run), "kept" (smaller failures adopted), "runs",
-"seconds" (CPU)}, ...] in the shrinker's order} (passes empty when nothing was found),
-"clock_hit" (the shrinks a wall-clock safety net stopped before their run limit: empty on any
-sane machine; otherwise the shrunk case may differ elsewhere), "world"
-(the failure's world features), "seed", "seed_drawn" (true when no --seed was given), "stream"
-(the stream that found the failure; with one worker, the stream searched; else null),
-"workers", "scheduler", "bugs", "budget" (seconds, or null), "kernel" (which kernel was fuzzed,
-in words), "repeat" (the command that repeats the run), "next": [{"what", "command"}] (what
-to try next), "verify" (with a bug switch on and a failure found: the bounded verification
-of the shrunk case, as 'vmfuzz verify --json' prints it; else null), "vmfuzz": {"version",
-"path", "code" (a digest of the source that ran)},
-"saved": {"path", "corpus_error", "fallback"} | null (where the case went; see below),
-"unsaved_case" (the case file's text when no folder took it, else null)}.
+--json prints exactly one object: {"found", "invariant", "message", "examples", "mutant_runs"
+(runs of the program pool's mutants), "probe_runs" (of its partner and ABA probes), "steps",
+"seconds" (wall), "cpu_seconds" (the campaign's CPU time, every worker's summed),
+"steps_per_second", "ran_out" (the budget that ended a search that found nothing: "steps",
+"cpu", "wall" or "examples"; null when a failure ended it), "case", "shrunk": {"tasks" (in
+flight at once), "threads", "ops", "steps", "preemptions"} | null, "minimal_preemptions",
+"first_failure_seconds", "first_failure_examples" and "first_failure_steps" (wall time,
+examples and steps to the first, unshrunk failure), "post_shrink_seconds" (shrinking after
+Hypothesis), "shrink": {"passes": [{"name", "tried" (candidates run), "kept" (smaller failures
+adopted), "runs", "seconds" (CPU)}, ...] in the shrinker's order} (passes empty when nothing
+was found), "clock_hit" (the shrinks a wall-clock safety net stopped before their run limit:
+empty on any sane machine; otherwise the shrunk case may differ elsewhere), "world" (the
+failure's world features), "seed", "seed_drawn" (true when no --seed was given), "stream" (the
+stream that found the failure; with one worker, the stream searched; else null), "workers",
+"scheduler", "bugs", "budget" ({"steps", "cpu_seconds", "wall_seconds"}, one of them set, per
+worker for steps and CPU; or null with --max-examples alone), "kernel" (which kernel was
+fuzzed, in words), "repeat" (the command that repeats the run), "next": [{"what", "command"}]
+(what to try next), "verify" (with a bug switch on and a failure found: the bounded
+verification of the shrunk case, as 'vmfuzz verify --json' prints it; else null), "vmfuzz":
+{"version", "path", "code" (a digest of the source that ran)}, "saved": {"path",
+"corpus_error", "fallback"} | null (where the case went; see below), "unsaved_case" (the case
+file's text when no folder took it, else null)}.
 
 A finding is never lost: when the corpus cannot be written (--corpus names a file, a read-only
 folder, a full disk) the case is saved, under the name it would have had, to the first
@@ -88,8 +103,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vmfuzz import _check_args
+from vmfuzz._budget import HELP as BUDGET_HELP
+from vmfuzz._budget import BudgetError, CampaignBudget, parse_budget
 from vmfuzz._cores import available_cores
-from vmfuzz._duration import DurationError, parse_duration
 from vmfuzz._fallback import (
     EXIT_NOT_IN_CORPUS,
     Saved,
@@ -108,9 +124,10 @@ if TYPE_CHECKING:  # Hypothesis is imported only when fuzzing (replay must not n
     from vmfuzz.causes import Cause
     from vmfuzz.verify import Verdict
 
-DEFAULT_BUDGET = 60.0  # seconds, when neither --budget nor --max-examples is given
+# When neither --budget nor --max-examples is given: a minute of the user's time.
+DEFAULT_BUDGET = CampaignBudget("wall", 60.0)
 SEEDS = 1_000_000  # a drawn seed is below this: short enough to type
-LONGER = (("10m", 600.0), ("1h", 3600.0), ("8h", 28800.0))  # budgets to suggest next
+LONGER = (("10m", 600.0), ("1h", 3600.0), ("8h", 28800.0))  # wall budgets to suggest next
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -119,10 +136,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None,
                    help="campaign seed (default: drawn at random and printed, with the "
                    "command that repeats the run)")
-    p.add_argument("--budget", default=None, metavar="TIME",
-                   help="stop searching after this long: 90s, 10m, 8h, 1h30m or seconds "
-                   "(default 60 s, or none with --max-examples); shrinking a failure found "
-                   "comes after it and is limited by runs, not time")
+    p.add_argument("--budget", default=None, metavar="BUDGET",
+                   help=f"stop searching after this much: {BUDGET_HELP}; default 60 s, or "
+                   "none with --max-examples.  Steps and CPU are per worker, wall time is "
+                   "shared; shrinking a failure found comes after it and is limited by runs")
     p.add_argument("--max-examples", type=int, default=None, metavar="N",
                    help="stop after exactly N examples when nothing is found (the same run "
                    "for a given seed and stream on any machine; one worker)")
@@ -205,11 +222,11 @@ def run(args: argparse.Namespace) -> int:
     bad = unknown_bugs(args.bug)
     if bad is not None:
         return _usage_error(bad)
-    budget: float | None = None
+    budget: CampaignBudget | None = None
     if args.budget is not None:
         try:
-            budget = parse_duration(args.budget)
-        except DurationError as e:
+            budget = parse_budget(args.budget)
+        except BudgetError as e:
             return _usage_error(f"--budget: {e}")
     elif args.max_examples is None:
         budget = DEFAULT_BUDGET
@@ -273,10 +290,11 @@ def run(args: argparse.Namespace) -> int:
             return f"vmfuzz fuzz: [{elapsed}] starting{workers}"
         r = latest[-1]
         rate = r.steps / r.seconds if r.seconds else 0.0
+        cpu = f", {r.cpu_seconds:.0f} CPU-s" if r.cpu_seconds >= 1 else ""
         pool = f" + {r.stats.mutant_runs} mutant runs" if r.stats else ""
         state = "; found a failure, shrinking it" if r.found else ""
         return (f"vmfuzz fuzz: [{elapsed}] {r.examples} examples{pool}, {r.steps} steps "
-                f"({rate:,.0f} steps/s{workers}){state}")
+                f"({rate:,.0f} steps/s{workers}{cpu}){state}")
 
     beat = Heartbeat(status, every=every)
 
@@ -293,7 +311,9 @@ def run(args: argparse.Namespace) -> int:
                              f"failure will be saved to {fallback_dirs()[0]} instead\n")
     if not args.json:
         limits = [f"{args.max_examples} examples"] if args.max_examples is not None else []
-        limits += [_seconds(budget)] if budget is not None else []
+        per = " per worker" if args.workers > 1 and budget is not None \
+            and budget.kind != "wall" else ""
+        limits += [_budget_words(budget) + per] if budget is not None else []
         drawn = " (drawn)" if seed_drawn else ""
         beat.line(f"vmfuzz fuzz: {kernel}, seed {seed}{drawn}, for {' or '.join(limits)}"
                   f"{workers}")
@@ -327,7 +347,8 @@ def run(args: argparse.Namespace) -> int:
         out = _to_json(result, path, args)
         out["saved"] = saved.to_json() if saved is not None else None
         out["unsaved_case"] = saved.text if saved is not None else None
-        out.update(seed_drawn=seed_drawn, budget=budget, kernel=kernel, repeat=repeat,
+        out.update(seed_drawn=seed_drawn, budget=budget.to_json() if budget else None,
+                   kernel=kernel, repeat=repeat,
                    next=[{"what": w, "command": c} for w, c in nxt],
                    verify=verdict.to_json() if verdict is not None else None)
         print(json.dumps(out))
@@ -356,25 +377,34 @@ def _verify(result: CampaignResult, args: argparse.Namespace) -> Verdict | None:
 FUZZ_VERIFY_LIMIT = 2_000
 
 
-def _seconds(budget: float) -> str:
-    return f"{budget:g} s" if budget < 120 else clock(budget)
+def _budget_words(budget: CampaignBudget) -> str:
+    """``"60 s"``, ``"10:00"`` (a long wall budget as a clock), ``"1,000,000 steps"``."""
+    if budget.kind == "wall" and budget.amount >= 120:
+        return clock(budget.amount)
+    return budget.describe()
 
 
-def _campaign(config: KernelConfig, args: argparse.Namespace, budget: float | None,
+def _campaign(config: KernelConfig, args: argparse.Namespace, budget: CampaignBudget | None,
               progress: Any) -> CampaignResult:
     """Run the campaign: in this process, or one worker process per stream."""
     from vmfuzz.campaign import fuzz
 
     pool = getattr(args, "pool", None)
+    limits: dict[str, Any] = {}
+    if budget is not None:
+        limits = {"budget": budget.wall_seconds, "step_budget": budget.steps,
+                  "cpu_budget": budget.cpu_seconds}
+    else:
+        limits = {"budget": None}
     if args.workers == 1:
-        return fuzz(config, scheduler=args.scheduler, seed_value=args.seed, budget=budget,
+        return fuzz(config, scheduler=args.scheduler, seed_value=args.seed,
                     max_examples=args.max_examples, progress=progress, mutants=args.mutants,
-                    stream=args.stream, pool_dir=pool)
+                    stream=args.stream, pool_dir=pool, **limits)
     from vmfuzz._workers import fuzz_workers
 
     result, args.stream = fuzz_workers(config, workers=args.workers, scheduler=args.scheduler,
-                                       seed_value=args.seed, budget=budget, mutants=args.mutants,
-                                       progress=progress, pool_dir=pool)
+                                       seed_value=args.seed, mutants=args.mutants,
+                                       progress=progress, pool_dir=pool, **limits)
     return result
 
 
@@ -434,8 +464,11 @@ def _next_steps(result: CampaignResult, path: Path | None, args: argparse.Namesp
         other = cmd(args, seed, workers, stream, {"seed": None})
         return [("more examples", more), ("another seed (drawn without --seed)", other)]
     steps = []
-    budget = parse_duration(args.budget) if args.budget is not None else DEFAULT_BUDGET
-    longer = next((text for text, s in LONGER if s > budget), None)
+    budget = parse_budget(args.budget) if args.budget is not None else DEFAULT_BUDGET
+    if budget.kind == "wall":
+        longer = next((text for text, s in LONGER if s > budget.amount), None)
+    else:  # four times the work
+        longer = CampaignBudget(budget.kind, budget.amount * 4).text()
     if longer is not None:
         steps.append(("a longer budget", cmd(args, seed, workers, stream, {"budget": longer})))
     steps.append(("another seed (drawn without --seed)",
@@ -476,6 +509,8 @@ def _to_json(result: CampaignResult, path: Path | None, args: argparse.Namespace
         "probe_runs": result.stats.probe_runs if result.stats else 0,
         "steps": result.steps,
         "seconds": round(result.seconds, 3),
+        "cpu_seconds": round(result.cpu_seconds, 3),
+        "ran_out": result.ran_out,
         "steps_per_second": round(result.steps / result.seconds, 1) if result.seconds else 0.0,
         "case": str(path) if path else None,
         "shrunk": result.shrunk(),
@@ -486,6 +521,7 @@ def _to_json(result: CampaignResult, path: Path | None, args: argparse.Namespace
             else None
         ),
         "first_failure_examples": result.stats.first_failure_example if result.stats else None,
+        "first_failure_steps": result.first_failure_steps,
         "post_shrink_seconds": round(result.post_shrink_seconds, 3),
         "shrink": {"passes": [p.to_json() for p in result.shrink_passes]},
         "clock_hit": list(result.clock_hit),
@@ -512,7 +548,8 @@ def _print_human(result: CampaignResult, path: Path | None, args: argparse.Names
            if first is not None and first < result.examples else "")
         + (f" + {result.stats.mutant_runs} pool mutant runs" if result.stats else "")
         + f", {result.steps} scheduler steps in {result.seconds:.1f}s "
-        f"({result.examples / max(result.seconds, 1e-9):.1f} examples/s, {rate:,.0f} steps/s)"
+        f"({result.cpu_seconds:.1f} CPU-s; "
+        f"{result.examples / max(result.seconds, 1e-9):.1f} examples/s, {rate:,.0f} steps/s)"
     )
     print(f"kernel: {kernel}")
     if getattr(args, "pool", None) is not None:
@@ -522,7 +559,8 @@ def _print_human(result: CampaignResult, path: Path | None, args: argparse.Names
     if result.found:
         _print_failure(result, args)
     else:
-        print("no failure found")
+        why = RAN_OUT.get(result.ran_out or "")
+        print("no failure found" + (f" ({why})" if why else ""))
     if path is not None:
         print(f"saved:  {path}")
     print(f"repeat: {repeat}")
@@ -531,6 +569,10 @@ def _print_human(result: CampaignResult, path: Path | None, args: argparse.Names
         print("next:")
         for what, command in nxt:
             print(f"  {what.ljust(width)}  {command}")
+
+
+RAN_OUT = {"steps": "the step budget ran out", "cpu": "the CPU budget ran out",
+           "wall": "the time budget ran out", "examples": "--max-examples ran"}
 
 
 def _print_failure(result: CampaignResult, args: argparse.Namespace) -> None:

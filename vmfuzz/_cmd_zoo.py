@@ -1,7 +1,7 @@
 """Check the historical bug zoo: every bug rediscovered from a cold start, over several seeds.
 
 For each bug in the zoo's bar ('vmfuzz bugs' marks the few outside it) and seed, one
-'vmfuzz fuzz --bug NAME --seed S --budget T --json' runs in a fresh process (cold start: no
+'vmfuzz fuzz --bug NAME --seed S --budget B --json' runs in a fresh process (cold start: no
 example database, nothing warmed up by another campaign), -j at a time.  A seed finds a bug
 properly ("good") when the failure reports one of the bug's checks and its shrunk case needs
 no more tasks in flight and no more context switches than the interleaving drawn in the seed
@@ -9,11 +9,11 @@ mail.  A bug's row is met when at least --need seeds are good; with --fixed, the
 runs the same seeds and must find nothing.
 
 Examples:
-  vmfuzz zoo                                   the zoo's bar: its bugs, seeds 0-9, 60 s each
+  vmfuzz zoo                                   the zoo's bar: its bugs, seeds 0-9, 1.5Msteps each
   vmfuzz zoo --all                             every registered bug, the hard ones too
   vmfuzz zoo --fixed --markdown                plus the fixed kernel, as a markdown table
-  vmfuzz zoo -j 2 --workers 1                  two one-process campaigns at a time
-  vmfuzz zoo --bug anon_vma_trylock_retry --seeds 0-3 --budget 30
+  vmfuzz zoo --bug anon_vma_trylock_retry --seeds 0-3 --budget 4Msteps
+  vmfuzz zoo --budget 60s                      60 s of wall time each, as the zoo was measured
   vmfuzz zoo --corpus zoo-cases                keep each found failure (DIR/BUG-sSEED/)
   vmfuzz zoo --consequence --max-examples 1000 -j 2   both columns, budgets in examples
 
@@ -25,28 +25,39 @@ outcome the seed mail describes (e.g. seed 002: migration_pte_page_locked), shru
 mail's size.  The checks and the reason, per bug: 'vmfuzz bugs' (CONSEQUENCES in
 vmfuzz/kernel/bugs.py); a bug with no early check is judged on its default campaigns.
 
-Budgets: --budget in time, or --max-examples N in work (each campaign one process, the same
-examples for a seed on any machine).  --check/--no-check NAME pass on to every campaign.
+Budgets (--budget, each campaign's): model steps by default, 1.5Msteps (STANDARD_STEPS: about
+the work a 60-second campaign does on one idle core), so the same command gives the same table
+on an idle and on a loaded machine; also CPU time (90cpu) or wall time (60s, 10m), or
+--max-examples N (examples).  A step or CPU budget is each worker's (see --workers).
+--check/--no-check NAME pass on to every campaign.
 
 Timing: each campaign runs --workers processes (as 'vmfuzz fuzz --workers': one stream of its
-seed each, the first failure wins); by default the cores are shared out, available cores / -j
-per campaign (at least 1).  With -j x --workers above the core count the budgets buy less
-search each.  Progress goes to stderr, one line per finished campaign, and in between a status
-line (time, campaigns done and running): redrawn in place on a terminal, otherwise a plain line
-after about 10 s without other output (VMFUZZ_PROGRESS_EVERY=SECONDS changes that).
+seed each, the first failure wins).  With a step or CPU budget (or --max-examples) the default
+is one worker per campaign and -j the available cores: each campaign is one stream, the same
+on any machine.  With a wall-time budget the default is one campaign at a time with the cores
+shared out (available cores / -j per campaign, at least 1), and with -j x --workers above the
+core count the budgets buy less search each.  Several workers per campaign race: which stream
+finds first depends on the machine, so the table may differ from run to run.  Progress goes
+to stderr, one line per finished campaign, and in between a status line (time, campaigns done
+and running): redrawn in place on a terminal, otherwise a plain line after about 10 s without
+other output (VMFUZZ_PROGRESS_EVERY=SECONDS changes that).
 
-Columns: found (seeds that found a failure), good (found properly, as above), median s (to
-the first, unshrunk failure), shrunk (worst tasks in flight / median steps / worst context
-switches), mail (the seed mail's tasks / switches), checks (the checks reported).
+Columns: found (seeds that found a failure), good (found properly, as above), to find (median
+model steps / examples to the first, unshrunk failure, over the seeds that found it), shrunk
+(worst tasks in flight / median steps / worst context switches), mail (the seed mail's tasks /
+switches), checks (the checks reported).  Wall seconds to the first failure are in --json
+("median_seconds") only: they depend on the machine's load.
 
 --json prints one object: {"rows": [{"bug", "seed_doc", "seeds", "found", "good", "errors",
-"median_seconds", "worst_tasks", "median_steps", "worst_preemptions", "mail", "checks",
-"met", and with --consequence "consequence_check", "consequence_off", "consequence_seeds",
-"consequence_good", "consequence_checks", "consequence_missing"}], "workers" (per campaign),
-"campaigns": [{"bug", "seed", "out" (the campaign's own --json object, or null), "error",
-"consequence"}], "met", "vmfuzz" (which vmfuzz the zoo is: version, path,
-code digest)}.  Each campaign's own object says which vmfuzz it ran; if that is other code than
-the zoo's own (a 'python -m vmfuzz' that finds another copy first), a warning says so on stderr.
+"median_find_steps", "median_find_examples", "median_seconds", "worst_tasks", "median_steps",
+"worst_preemptions", "mail", "checks", "met", and with --consequence "consequence_check",
+"consequence_off", "consequence_seeds", "consequence_good", "consequence_checks",
+"consequence_missing"}], "workers" (per campaign), "budget" (each campaign's: {"steps",
+"cpu_seconds", "wall_seconds"}, or null with --max-examples), "campaigns": [{"bug", "seed",
+"out" (the campaign's own --json object, or null), "error", "consequence"}], "met", "vmfuzz"
+(which vmfuzz the zoo is: version, path, code digest)}. Each campaign's own object says which
+vmfuzz it ran; if that is other code than the zoo's own (a 'python -m vmfuzz' that finds
+another copy first), a warning says so on stderr.
 Exit status: 0 every row met, 1 some row not met, 2 usage or bad input, 3 a campaign failed to
 run (its row counts it as an error and is not met), 130 interrupted (Ctrl-C: no campaign is
 started any more; the table counts those that finished).
@@ -64,8 +75,9 @@ from collections.abc import Callable
 import attrs
 
 from vmfuzz import _check_args
+from vmfuzz._budget import HELP as BUDGET_HELP
+from vmfuzz._budget import STANDARD, BudgetError, parse_budget
 from vmfuzz._cores import available_cores
-from vmfuzz._duration import DurationError, parse_duration
 from vmfuzz._limits import MAX_EXAMPLES, MAX_WORKERS
 from vmfuzz._progress import Heartbeat, clock, progress_every
 from vmfuzz._provenance import provenance
@@ -81,16 +93,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="every registered bug, also those outside the zoo's bar")
     p.add_argument("--seeds", default="0-9", metavar="LIST",
                    help="campaign seeds, e.g. 0-9 or 0,3,5-7 (default 0-9)")
-    p.add_argument("--budget", default="60", metavar="TIME",
-                   help="each campaign's budget: 90s, 10m, 1h or seconds (default 60 s)")
+    p.add_argument("--budget", default=None, metavar="BUDGET",
+                   help=f"each campaign's budget: {BUDGET_HELP} (default {STANDARD.text()}: "
+                   "about a 60-second campaign on one idle core; steps and CPU per worker)")
     p.add_argument("--need", type=int, default=None, metavar="N",
                    help="good seeds a bug needs (default: 9 of 10, i.e. 90%% of the seeds, "
                    "rounded up)")
-    p.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
-                   help="campaigns at a time (default 1)")
+    p.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
+                   help="campaigns at a time (default: the available cores; 1 with a "
+                   "wall-time budget)")
     p.add_argument("--workers", type=int, default=None, metavar="W",
-                   help="worker processes per campaign (default: available cores / -j, at "
-                   "least 1)")
+                   help="worker processes per campaign (default 1; with a wall-time budget "
+                   "available cores / -j, at least 1); more than one races their streams, "
+                   "so the table depends on the machine")
     p.add_argument("--fixed", action="store_true",
                    help="also run the fixed kernel on the same seeds (must find nothing)")
     p.add_argument("--corpus", default=None, metavar="DIR",
@@ -125,28 +140,36 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _usage_error(str(exc))
     try:
-        budget = parse_duration(str(args.budget))
-    except DurationError as e:
+        budget = STANDARD if args.budget is None else parse_budget(str(args.budget))
+    except BudgetError as e:
         return _usage_error(f"--budget: {e}")
     try:
         every = progress_every()
     except ValueError as e:
         return _usage_error(str(e))
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         return _usage_error("-j must be >= 1")
     if args.workers is not None and args.workers < 1:
         return _usage_error("--workers must be >= 1")
-    if args.jobs > MAX_WORKERS or (args.workers or 1) > MAX_WORKERS:
+    if (args.jobs or 1) > MAX_WORKERS or (args.workers or 1) > MAX_WORKERS:
         return _usage_error(f"-j and --workers must be at most {MAX_WORKERS}")
-    workers = args.workers if args.workers is not None else max(1, available_cores() // args.jobs)
+    # Options a caller building its own Namespace may leave out (as before they existed).
+    max_examples = getattr(args, "max_examples", None)
+    consequence_only = getattr(args, "consequence_only", False)
+    # Work budgets: one stream per campaign, campaigns side by side; a wall-time budget: the
+    # cores shared out among -j campaigns (one at a time by default).
+    by_work = budget.kind != "wall" or max_examples is not None
+    if args.jobs is None:
+        args.jobs = available_cores() if by_work else 1
+    if args.workers is not None:
+        workers = args.workers
+    else:
+        workers = 1 if by_work else max(1, available_cores() // args.jobs)
     need = args.need if args.need is not None else -(-9 * len(seeds) // 10)
     if not 0 <= need <= len(seeds):
         return _usage_error(f"--need must be between 0 and the number of seeds ({len(seeds)})")
     if args.all and args.bug:
         return _usage_error("--all and --bug exclude each other")
-    # Options a caller building its own Namespace may leave out (as before they existed).
-    max_examples = getattr(args, "max_examples", None)
-    consequence_only = getattr(args, "consequence_only", False)
     if max_examples is not None and max_examples < 1:
         return _usage_error("--max-examples must be >= 1")
     if max_examples is not None and max_examples > MAX_EXAMPLES:
@@ -175,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
         given["runner"] = functools.partial(_zoo.run_one, max_examples=max_examples,
                                             checks=chosen)
     total = len(jobs)
-    each = f"{max_examples} examples" if max_examples is not None else f"{budget:g} s"
+    each = f"{max_examples} examples" if max_examples is not None else budget.describe()
     column = (" (consequence column only)" if consequence_only
               else " (default and consequence columns)" if consequence else "")
     sys.stderr.write(
@@ -188,6 +211,10 @@ def run(args: argparse.Namespace) -> int:
         left = sorted(set(BUGS) - set(bugs))
         sys.stderr.write(f"vmfuzz zoo: outside the zoo's bar, left out: {', '.join(left)} "
                          "(--all or --bug NAME runs them)\n")
+    if workers > 1 and budget.kind != "wall":
+        sys.stderr.write(f"vmfuzz zoo: note: {workers} workers per campaign race their streams "
+                         "(the first failure wins), so the table depends on the machine; "
+                         "--workers 1 makes each campaign one stream\n")
 
     own = provenance()
     warned = False
@@ -221,7 +248,10 @@ def run(args: argparse.Namespace) -> int:
         else:
             assert c.out is not None
             sh = c.out.get("shrunk") or {}
-            what = (f"{c.out.get('invariant')} after {c.out.get('first_failure_seconds')} s, "
+            steps = c.out.get("first_failure_steps")
+            what = (f"{c.out.get('invariant')} after "
+                    f"{'-' if steps is None else format(steps, ',')} steps "
+                    f"({c.out.get('first_failure_examples')} examples), "
                     f"shrunk to {_zoo.counted(sh.get('tasks'), 'task')} / "
                     f"{_zoo.counted(sh.get('preemptions'), 'switch')}")
             if c.bug:
@@ -231,7 +261,7 @@ def run(args: argparse.Namespace) -> int:
     interrupted = False
     try:
         with beat:
-            campaigns = _zoo.run_all(jobs, budget, args.jobs, args.corpus, done,
+            campaigns = _zoo.run_all(jobs, budget.text(), args.jobs, args.corpus, done,
                                      workers=workers, **given)
     except _zoo.Interrupted as stop:  # keep what finished: the table of those, then exit 130
         campaigns, interrupted = stop.finished, True
@@ -254,6 +284,7 @@ def run(args: argparse.Namespace) -> int:
                            "consequence": c.consequence} for c in campaigns],
             "met": met,
             "workers": workers,
+            "budget": None if max_examples is not None else budget.to_json(),
             "vmfuzz": own,
         }))
     elif args.markdown:

@@ -2,8 +2,10 @@
 
 Worker ``w`` is a process (``spawn``) that runs :func:`vmfuzz.campaign.fuzz` on stream ``w`` of
 the campaign's seed (:func:`vmfuzz.campaign.chunk_seed`; stream 0 is exactly what a one-worker
-campaign runs), after loading the plugins its parent has loaded.  The budget is the parent's
-wall clock: a worker gets what is left of it when it has started.  The first worker to meet a
+campaign runs), after loading the plugins its parent has loaded.  A wall-clock budget is the
+parent's clock, shared: a worker gets what is left of it when it has started.  A step or CPU
+budget is per worker: each stream runs until it has spent that much itself, so a stream's
+search is the same as when it runs alone.  The first worker to meet a
 failure wins: the others are stopped at once and the winner shrinks its failure alone.  Its
 stream is reported, so ``vmfuzz fuzz --seed S --stream W`` searches the same stream again in one
 process (``--max-examples`` makes that deterministic).
@@ -49,6 +51,8 @@ class _Job:
     mutants: int | None
     plugins: tuple[str, ...] = ()  # loaded first: the parent's registries, in every worker
     pool_dir: str | None = None  # the pool folder the streams share (vmfuzz._poolstore)
+    step_budget: int | None = None  # this worker's own
+    cpu_budget: float | None = None  # this worker's own CPU seconds
 
 
 class WorkerError(RuntimeError):
@@ -84,7 +88,8 @@ def _worker(job: _Job, conn: Connection) -> None:
             budget = max(0.001, job.deadline - time.monotonic())
         r = fuzz(job.config, scheduler=job.scheduler, seed_value=job.seed_value, budget=budget,
                  max_examples=job.max_examples, progress=progress, mutants=job.mutants,
-                 stream=job.stream, pool_dir=job.pool_dir)
+                 stream=job.stream, pool_dir=job.pool_dir, step_budget=job.step_budget,
+                 cpu_budget=job.cpu_budget)
         conn.send(("done", r))
     except BaseException as exc:  # reported to the parent, which decides
         conn.send(("error", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
@@ -92,7 +97,7 @@ def _worker(job: _Job, conn: Connection) -> None:
         conn.close()
 
 
-def _counters(r: CampaignResult) -> dict[str, int]:
+def _counters(r: CampaignResult) -> dict[str, float]:
     st = r.stats
     return {
         "examples": r.examples,
@@ -102,6 +107,7 @@ def _counters(r: CampaignResult) -> dict[str, int]:
         "budget_hits": r.budget_hits,
         "pool_loaded": r.pool_loaded,
         "pool_picked": r.pool_picked,
+        "cpu_seconds": r.cpu_seconds,
     }
 
 
@@ -117,9 +123,12 @@ def fuzz_workers(
     progress: Progress | None = None,
     target: Callable[[_Job, Connection], None] | None = None,
     pool_dir: str | None = None,
+    step_budget: int | None = None,
+    cpu_budget: float | None = None,
 ) -> tuple[CampaignResult, int | None]:
     """Run streams ``0..workers-1`` of the campaign side by side; returns the combined result
-    and the stream that found the failure (None if none did).
+    and the stream that found the failure (None if none did).  ``budget`` (wall seconds) is
+    shared; ``step_budget`` and ``cpu_budget`` are each worker's.
 
     The result is the winner's (failure, shrunk case, preemptions, shrink time), with the
     counters summed over every stream and ``seconds`` / ``first_failure_seconds`` on the
@@ -139,14 +148,14 @@ def fuzz_workers(
     ctx = multiprocessing.get_context("spawn")
     procs: dict[int, Any] = {}
     conns: dict[Connection, int] = {}
-    counters: dict[int, dict[str, int]] = {}
+    counters: dict[int, dict[str, float]] = {}
     results: dict[int, CampaignResult] = {}
     winner: int | None = None
     try:
         for w in range(workers):
             parent, child = ctx.Pipe(duplex=False)
             job = _Job(config, scheduler, seed_value, w, deadline, max_examples, mutants,
-                       plugins, pool_dir)
+                       plugins, pool_dir, step_budget, cpu_budget)
             p = ctx.Process(target=target or _worker, args=(job, child), name=f"vmfuzz-stream{w}",
                             daemon=True)
             p.start()
@@ -195,6 +204,8 @@ def fuzz_workers(
     for res in results.values():  # the pool folder's warnings, each once
         total.pool_warnings += [w for w in res.pool_warnings if w not in total.pool_warnings]
     if winner is None:
+        # The budget that ended the streams (one kind unless a wall clock cut some short).
+        total.ran_out = ",".join(sorted({str(r.ran_out) for r in results.values()})) or None
         return total, None
     r = results[winner]  # a winner that ended without a result raised WorkerError above
     assert r.stats is not None and total.stats is not None
@@ -202,6 +213,7 @@ def fuzz_workers(
     r.stats.mutant_runs, r.stats.probe_runs = total.stats.mutant_runs, total.stats.probe_runs
     r.pool_loaded, r.pool_picked = total.pool_loaded, total.pool_picked
     r.pool_warnings = total.pool_warnings
+    r.cpu_seconds = total.cpu_seconds
     r.seconds = time.monotonic() - t0
     # When the winner first met the failure (before Hypothesis shrank it), on the parent's
     # clock: time.monotonic() is one clock for every process on Linux.
@@ -210,15 +222,16 @@ def fuzz_workers(
     return r, winner
 
 
-def _combined(counters: dict[int, dict[str, int]], t0: float, found: bool) -> CampaignResult:
+def _combined(counters: dict[int, dict[str, float]], t0: float, found: bool) -> CampaignResult:
     """A result that carries the summed counters of every stream (no failure)."""
-    total = {k: sum(c.get(k, 0) for c in counters.values())
+    total = {k: int(sum(c.get(k, 0) for c in counters.values()))
              for k in ("examples", "steps", "mutant_runs", "probe_runs", "budget_hits",
                        "pool_loaded", "pool_picked")}
+    cpu = sum(c.get("cpu_seconds", 0.0) for c in counters.values())
     stats = Stats(examples=total["examples"], steps=total["steps"],
                   mutant_runs=total["mutant_runs"], probe_runs=total["probe_runs"],
                   budget_hits=total["budget_hits"])
     return CampaignResult(found=found, examples=total["examples"], steps=total["steps"],
                           seconds=time.monotonic() - t0, budget_hits=total["budget_hits"],
                           stats=stats, pool_loaded=total["pool_loaded"],
-                          pool_picked=total["pool_picked"])
+                          pool_picked=total["pool_picked"], cpu_seconds=cpu)

@@ -1,7 +1,7 @@
 """The zoo check: every historical bug rediscovered from a cold start, over several seeds.
 
 The zoo's bar as one command (``vmfuzz zoo``): for each bug and seed, one
-``vmfuzz fuzz --bug NAME --seed S --budget T --json`` in a fresh process (no example database,
+``vmfuzz fuzz --bug NAME --seed S --budget B --json`` in a fresh process (no example database,
 nothing warmed up by an earlier campaign), several at a time; then, per bug, how many seeds
 found it *properly*: the failure reports one of the bug's checks (``Bug.caught_by``) and its
 shrunk case needs no more tasks in flight and no more context switches than the interleaving
@@ -98,7 +98,7 @@ class Row:
     found: int
     good: int  # found by a right check and within the mail
     errors: int
-    median_seconds: float | None  # to the first (unshrunk) failure, over the found seeds
+    median_seconds: float | None  # wall time to the first (unshrunk) failure, found seeds
     worst_tasks: int | None
     median_steps: int | None
     worst_preemptions: int | None
@@ -114,6 +114,10 @@ class Row:
     consequence_good: int | None = None
     consequence_checks: tuple[str, ...] = ()
     consequence_missing: str = ""
+    # Work to the first (unshrunk) failure, median over the found seeds: model steps and
+    # examples (the same on any machine under a step budget, unlike median_seconds).
+    median_find_steps: int | None = None
+    median_find_examples: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -140,13 +144,14 @@ def parse_seeds(text: str) -> list[int]:
     return sorted(seeds)
 
 
-def command(bug: str, seed: int, budget: float, corpus: str | None,
+def command(bug: str, seed: int, budget: float | str, corpus: str | None,
             workers: int = 1, *, consequence: bool = False, max_examples: int | None = None,
             checks: Sequence[str] = ()) -> list[str]:
     """The ``vmfuzz fuzz`` command line of one campaign (in this Python, a fresh process),
     loading the plugins this process has loaded.  ``consequence``: the bug's early checks
     off (its consequence column); ``max_examples``: a budget in examples (one deterministic
-    process) instead of seconds; ``checks``: --check/--no-check options for every campaign."""
+    process) instead of ``budget`` (seconds, or a ``--budget`` value: ``1000000steps``);
+    ``checks``: --check/--no-check options for every campaign."""
     from vmfuzz.plugins import loaded_specs
 
     cmd = [sys.executable, "-m", "vmfuzz", "fuzz", "--seed", str(seed), "--json"]
@@ -171,7 +176,7 @@ def command(bug: str, seed: int, budget: float, corpus: str | None,
     return cmd
 
 
-def run_one(bug: str, seed: int, budget: float, corpus: str | None = None,
+def run_one(bug: str, seed: int, budget: float | str, corpus: str | None = None,
             workers: int = 1, *, consequence: bool = False, max_examples: int | None = None,
             checks: Sequence[str] = ()) -> Campaign:
     """Run one campaign in a fresh process (``workers`` processes of its own)."""
@@ -199,7 +204,7 @@ class Interrupted(KeyboardInterrupt):
 
 def run_all(
     jobs: Sequence[tuple[str, int] | tuple[str, int, bool]],
-    budget: float,
+    budget: float | str,
     parallel: int = 1,
     corpus: str | None = None,
     done: Callable[[int, Campaign], None] | None = None,
@@ -239,6 +244,8 @@ def summarize(bug: str, runs: Iterable[Campaign], need: int) -> Row:
     errors = sum(c.error is not None for c in runs)
     firsts = [c.out["first_failure_seconds"] for c in found
               if c.out and c.out.get("first_failure_seconds") is not None]
+    to_find = {key: [c.out[key] for c in found if c.out and c.out.get(key) is not None]
+               for key in ("first_failure_steps", "first_failure_examples")}
     shrunk = [c.out["shrunk"] for c in found if c.out and c.out.get("shrunk")]
     fixed = bug in ("", FIXED)
     b = None if fixed else BUGS[bug]
@@ -257,7 +264,13 @@ def summarize(bug: str, runs: Iterable[Campaign], need: int) -> Row:
         mail="" if b is None else f"{_dash(b.mail_tasks)} / {_dash(b.mail_preemptions)}",
         checks=tuple(sorted({str(c.out.get("invariant")) for c in found if c.out})),
         met=(not found and not errors) if fixed else (good >= need and not errors),
+        median_find_steps=_median(to_find["first_failure_steps"]),
+        median_find_examples=_median(to_find["first_failure_examples"]),
     )
+
+
+def _median(values: Sequence[int]) -> int | None:
+    return int(statistics.median(values)) if values else None
 
 
 def with_consequence(row: Row, runs: Iterable[Campaign], need: int,
@@ -290,8 +303,8 @@ def _dash(v: object) -> str:
     return "-" if v is None else str(v)
 
 
-HEADER = ("bug", "seed", "found", "good", "median s", "shrunk tasks/steps/preemptions",
-          "mail tasks/preemptions", "checks", "met")
+HEADER = ("bug", "seed", "found", "good", "to find steps/examples",
+          "shrunk tasks/steps/preemptions", "mail tasks/preemptions", "checks", "met")
 CONSEQUENCE_HEADER = ("consequence", "off", "consequence good", "consequence checks")
 
 
@@ -325,16 +338,21 @@ def cells(row: Row) -> tuple[str, ...]:
     else:
         shrunk = "-"
     found = f"{row.found}/{row.seeds}" + (f" ({row.errors} errors)" if row.errors else "")
+    if row.median_find_steps is not None:
+        to_find = f"{row.median_find_steps:,} / {_dash(row.median_find_examples)}"
+    else:
+        to_find = "-"
     return (
         row.bug, row.seed_doc[:12], found,
         "-" if row.bug == FIXED else f"{row.good}/{row.seeds}",
-        _dash(row.median_seconds), shrunk, row.mail or "-", ", ".join(row.checks) or "-",
+        to_find, shrunk, row.mail or "-", ", ".join(row.checks) or "-",
         "yes" if row.met else "NO",
     )
 
 
 def markdown(rows: Sequence[Row]) -> str:
-    """The table in GitHub markdown (shrunk: worst tasks / median steps / worst preemptions)."""
+    """The table in GitHub markdown (to find: median steps / examples to the first failure;
+    shrunk: worst tasks / median steps / worst preemptions)."""
     header = _header(rows)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_cells(r, rows)) + " |" for r in rows]

@@ -82,6 +82,11 @@ class CampaignResult:
     pool_loaded: int = 0
     pool_picked: int = 0
     pool_warnings: list[str] = attrs.Factory(list)
+    cpu_seconds: float = 0.0  # CPU time of the campaign's process(es), search and shrink
+    first_failure_steps: int | None = None  # steps run up to the first (unshrunk) failure
+    # The budget that ended a search that found nothing: "steps", "cpu", "wall" (seconds) or
+    # "examples"; None when a failure ended it.
+    ran_out: str | None = None
 
     @property
     def invariant(self) -> str | None:
@@ -131,17 +136,20 @@ def fuzz(
     checks: Sequence[str] = (),
     step_budget: int | None = None,
     pool_dir: str | os.PathLike[str] | None = None,
+    cpu_budget: float | None = None,
 ) -> CampaignResult:
-    """Fuzz ``config`` until ``budget`` seconds, ``max_examples`` examples or ``step_budget``
-    scheduler steps, or a failure.
+    """Fuzz ``config`` until ``budget`` seconds (wall time), ``max_examples`` examples,
+    ``step_budget`` scheduler steps or ``cpu_budget`` CPU seconds of this process, or a
+    failure; ``ran_out`` says which budget ended a search that found nothing.
 
     Without ``budget`` the result depends on the arguments alone: not on the machine's load,
     not on what ran before in the process (Hypothesis's caches are set aside while it runs).
     ``max_examples`` is the exact number of examples generated (state machine runs) when
     nothing is found; a failure stops the generation, and Hypothesis's shrink runs add to
-    ``examples``.  The step budget is checked before each Hypothesis example and before each
-    round of the pool's mutants, so a campaign stops at the first of those past it (the
-    pool's rounds are not cut).
+    ``examples``.  The step and CPU budgets are checked before each Hypothesis example and
+    before each round of the pool's mutants, so a campaign stops at the first of those past
+    them (the pool's rounds are not cut): with ``budget=None`` and a step budget the campaign
+    is the same on any machine.
 
     Every registered check runs, user checks included (registered with :func:`vmfuzz.check`,
     by the caller or a plugin it loaded); ``checks`` names checks this campaign relies on, and
@@ -173,6 +181,8 @@ def fuzz(
         raise ValueError(f"stream must be >= 0, not {stream}")
     if step_budget is not None and step_budget < 1:
         raise ValueError(f"step_budget must be >= 1, not {step_budget}")
+    if cpu_budget is not None and not cpu_budget > 0:
+        raise ValueError(f"cpu_budget must be > 0, not {cpu_budget}")
     if max_examples is not None and max_examples < 1:
         raise ValueError(f"max_examples must be >= 1, not {max_examples}")
     if shrink_runs < 1 or post_shrink_runs < 0:
@@ -190,6 +200,9 @@ def fuzz(
         ctx.with_pool()
     result = CampaignResult(stats=ctx.stats, checks=registered)
     t0 = time.monotonic()
+    cpu0 = time.process_time()
+    limits = _Limits(ctx, t0 + budget if budget is not None else None,
+                     cpu0 + cpu_budget if cpu_budget is not None else None)
     opened = _open_store(ctx, pool_dir, stream, result)
     store = opened[0] if opened is not None else None
     if opened is not None and _rerun_stored(ctx, opened[1]):
@@ -198,15 +211,15 @@ def fuzz(
     while not result.found:
         done = ctx.stats.examples
         if max_examples is not None and done >= max_examples:
+            result.ran_out = "examples"
             break
-        if budget is not None and time.monotonic() - t0 >= budget:
-            break
-        if ctx.step_budget_spent():
+        result.ran_out = limits.spent()
+        if result.ran_out is not None:
             break
         n = chunk if max_examples is None else max(1, min(chunk, max_examples - done))
         s = settings(profile(base_profile), max_examples=n, verbosity=Verbosity.quiet,
                      derandomize=False)
-        machine = _machine(ctx, done + n, None if budget is None else t0 + budget)
+        machine = _machine(ctx, done + n, limits)
         test = seed(chunk_seed(seed_value, stream, index))(
             get_state_machine_test(machine, settings=s)  # type: ignore[arg-type]
         )
@@ -218,9 +231,11 @@ def fuzz(
                     test()
                 except _ChunkDone:  # the chunk ran its n examples: as if it had ended itself
                     pass
-        except _OutOfTime:  # the budget ran out in the middle of the chunk
+        except _OutOfTime:  # the wall or CPU budget ran out in the middle of the chunk
+            result.ran_out = limits.spent()
             break
         except StepBudgetSpent:  # the step budget ran out in the middle of the chunk
+            result.ran_out = "steps"
             break
         except Exception as exc:  # the failure Hypothesis shrank and re-raised
             if ctx.failure is None:
@@ -232,7 +247,7 @@ def fuzz(
             if ctx.failure is not None:  # found in an example Hypothesis dropped (overrun)
                 result.found = True
                 break
-            if ctx.step_budget_spent():
+            if limits.spent() is not None:
                 continue  # (the loop's test ends the campaign)
             if _run_pool(ctx, mutants, chunk_seed(seed_value, stream, index), t0, budget):
                 result.found = True
@@ -242,11 +257,13 @@ def fuzz(
                 result.clock_hit.append("hypothesis_shrink")
             if store is not None and not result.found:
                 _sync_store(ctx, store, result, pickup=True)
-            _update(result, ctx, t0)
+            _update(result, ctx, t0, cpu0)
             if progress is not None:
                 progress(result)
     if store is not None:
         _sync_store(ctx, store, result, pickup=False, fsync=True)
+    if result.found:
+        result.ran_out = None
     t_shrunk = time.monotonic()
     if result.found and ctx.failure is not None:
         shrunk = shrink(ctx.failure, Budget(post_shrink_runs, t_shrunk + post_shrink_seconds),
@@ -258,12 +275,32 @@ def fuzz(
         result.shrink_passes = shrunk.passes
         result.clock_hit += shrunk.clock_hit
     result.post_shrink_seconds = time.monotonic() - t_shrunk
-    _update(result, ctx, t0)
+    _update(result, ctx, t0, cpu0)
     return result
 
 
+@attrs.frozen
+class _Limits:
+    """A campaign's budgets other than examples: its steps (``ctx.step_budget``), a wall-clock
+    ``deadline`` (``time.monotonic()``) and a CPU ``cpu_deadline`` (``time.process_time()``)."""
+
+    ctx: CampaignContext
+    deadline: float | None
+    cpu_deadline: float | None
+
+    def spent(self) -> str | None:
+        """The budget spent ("steps", "cpu", "wall"), or None while every one has some left."""
+        if self.ctx.step_budget_spent():
+            return "steps"
+        if self.cpu_deadline is not None and time.process_time() >= self.cpu_deadline:
+            return "cpu"
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return "wall"
+        return None
+
+
 class _OutOfTime(KeyboardInterrupt):
-    """Raised as an example would start after the budget.  Hypothesis treats a
+    """Raised as an example would start after the wall or CPU budget.  Hypothesis treats a
     KeyboardInterrupt as "stop now": it ends the chunk's run at once, neither counted as a
     failure nor shrunk nor checked for flakiness; :func:`fuzz` catches this one alone."""
 
@@ -275,19 +312,19 @@ class _ChunkDone(KeyboardInterrupt):
 
 
 def _machine(
-    ctx: CampaignContext, last: int, deadline: float | None
+    ctx: CampaignContext, last: int, limits: _Limits
 ) -> Callable[[], KernelMachine]:
     """The chunk's machine factory.  Once the campaign has run ``last`` examples, the next
-    one ends the chunk instead (:class:`_ChunkDone`); with a ``deadline``
-    (``time.monotonic()``), an example that would start after it ends the run
-    (:class:`_OutOfTime`).  Neither applies once a failure has been met: shrinking it is
-    not part of the budget."""
+    one ends the chunk instead (:class:`_ChunkDone`); an example that would start after the
+    wall or CPU budget ends the run (:class:`_OutOfTime`; the step budget is the machine's
+    own check).  Neither applies once a failure has been met: shrinking it is not part of
+    the budget."""
 
     def bounded() -> KernelMachine:
         if ctx.stats.first_failure_at is None:
             if ctx.stats.examples >= last:
                 raise _ChunkDone
-            if deadline is not None and time.monotonic() >= deadline:
+            if limits.spent() in ("cpu", "wall"):
                 raise _OutOfTime
         return KernelMachine(ctx)
 
@@ -338,6 +375,7 @@ def _run_pool(
         return False
     if ctx.stats.first_failure_at is None:
         ctx.stats.first_failure_example = ctx.stats.examples
+        ctx.stats.first_failure_steps = ctx.stats.steps
         ctx.stats.first_failure_at = time.monotonic()
     ctx.failure = found
     return True
@@ -373,6 +411,7 @@ def _rerun_stored(ctx: CampaignContext, cases: list[Case]) -> bool:
         return False
     if ctx.stats.first_failure_at is None:
         ctx.stats.first_failure_example = ctx.stats.examples
+        ctx.stats.first_failure_steps = ctx.stats.steps
         ctx.stats.first_failure_at = time.monotonic()
     ctx.failure = found
     return True
@@ -490,10 +529,12 @@ def _shrink_limit(clock: _ShrinkClock, runs: int) -> Iterator[None]:
         engine.time = old_time
 
 
-def _update(result: CampaignResult, ctx: CampaignContext, t0: float) -> None:
+def _update(result: CampaignResult, ctx: CampaignContext, t0: float, cpu0: float) -> None:
     if ctx.stats.first_failure_at is not None:
         result.first_failure_seconds = ctx.stats.first_failure_at - t0
+    result.first_failure_steps = ctx.stats.first_failure_steps
     result.examples = ctx.stats.examples
     result.steps = ctx.stats.steps
     result.budget_hits = ctx.stats.budget_hits
     result.seconds = time.monotonic() - t0
+    result.cpu_seconds = time.process_time() - cpu0

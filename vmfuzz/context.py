@@ -24,6 +24,7 @@ class Stats:
     steps: int = 0
     first_failure_example: int | None = None  # examples run before the first failure (unshrunk)
     first_failure_at: float | None = None  # time.monotonic() of the first failure
+    first_failure_steps: int | None = None  # steps run up to the first failure, its run's too
     budget_hits: int = 0
     mutant_runs: int = 0  # runs of the pool's mutants (vmfuzz.pool), not examples
     probe_runs: int = 0  # runs of the pool's partner and ABA probes (Pool.probe)
