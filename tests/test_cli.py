@@ -43,6 +43,6 @@ def test_worker_defaults_count_the_cores_the_process_may_use(
         out = pinned(cmd, "--help")
         assert out.returncode == 0, out.stderr
         assert "here 1)" in " ".join(out.stdout.split()), out.stdout
-    out = pinned("fuzz", "--budget", "1", "--json", "--no-save")
+    out = pinned("fuzz", "--budget", "2ksteps", "--mutants", "0", "--json", "--no-save")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["workers"] == 1

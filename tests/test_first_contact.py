@@ -237,7 +237,7 @@ def test_durations() -> None:
             parse_duration(bad)
 
 
-@pytest.mark.parametrize("value", ["nan", "inf", "-5", "", "0", "10x", "1e3"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-5", "", "0", "10x", "1e3", "0steps", "5kcpu"])
 def test_fuzz_rejects_a_bad_budget_with_one_line(
     value: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -285,7 +285,8 @@ def test_a_budget_ends_the_search_within_seconds() -> None:
     wall = time.monotonic() - t0
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
-    assert out["budget"] == 2
+    assert out["budget"] == {"steps": None, "cpu_seconds": None, "wall_seconds": 2}
+    assert out["ran_out"] == "wall"
     assert out["seconds"] < 4 and wall < 8, (out["seconds"], wall)
 
 

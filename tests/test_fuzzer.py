@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from vmfuzz._budget import STANDARD_STEPS
 from vmfuzz.campaign import fuzz
 from vmfuzz.kernel import KernelConfig
 from vmfuzz.kernel.ops import OPS, operation
@@ -37,9 +38,8 @@ def racy_counter() -> Iterator[str]:
 
 @pytest.mark.parametrize("scheduler", ["preemptions", "pct", "random"])
 def test_racy_variant_found_and_shrunk(racy_counter: str, scheduler: str) -> None:
-    r = fuzz(
-        KernelConfig(), scheduler=scheduler, seed_value=3, budget=30, ops=[racy_counter]
-    )
+    r = fuzz(KernelConfig(), scheduler=scheduler, seed_value=3, budget=None,
+             step_budget=STANDARD_STEPS, ops=[racy_counter])
     assert r.found and r.invariant == "lost_update"
     # The mail-size interleaving: two tasks, one op each, one preemption.
     assert r.shrunk() == {"tasks": 2, "threads": 2, "ops": 2, "steps": 6, "preemptions": 1}
@@ -139,7 +139,8 @@ def test_broken_model_variant_found_and_shrunk(monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setattr(memory, "do_anonymous_page", no_recheck)
     monkeypatch.setattr(kernel_mod, "_BOOTED", {})  # worlds built by the variant, not cached
-    r = fuzz(KernelConfig(), seed_value=0, budget=120, ops=["read", "write"])
+    r = fuzz(KernelConfig(), seed_value=0, budget=None, step_budget=4 * STANDARD_STEPS,
+             ops=["read", "write"])
     assert r.found, "the missing pte_none recheck was not found"
     shrunk = r.shrunk()
     assert shrunk is not None

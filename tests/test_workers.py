@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from vmfuzz import campaign
+from vmfuzz._budget import STANDARD, STANDARD_STEPS
 from vmfuzz._workers import WorkerError, _worker, fuzz_workers
 from vmfuzz.kernel import KernelConfig
 from vmfuzz.violation import Violation
@@ -61,15 +62,16 @@ def _stream1_never_reports(job: Any, conn: Any) -> None:
 
 def test_the_first_failure_stops_the_other_workers_and_names_its_stream() -> None:
     t = time.monotonic()
-    r, stream = fuzz_workers(KernelConfig(bugs=frozenset({AT_ONCE})), workers=2, budget=60,
-                             target=_stream1_never_reports)
+    r, stream = fuzz_workers(KernelConfig(bugs=frozenset({AT_ONCE})), workers=2, budget=None,
+                             step_budget=STANDARD_STEPS, target=_stream1_never_reports)
     took = time.monotonic() - t
     assert r.found and stream == 0 and r.invariant == "lock_not_held"
     # Stream 1 was stopped, not waited for (it would sleep 120 s).
     assert took < 40, took
     assert r.first_failure_seconds is not None and r.first_failure_seconds <= r.seconds
     # The stream named finds the same failure again, alone, in this process.
-    again = campaign.fuzz(KernelConfig(bugs=frozenset({AT_ONCE})), budget=30, stream=stream)
+    again = campaign.fuzz(KernelConfig(bugs=frozenset({AT_ONCE})), budget=None,
+                          step_budget=STANDARD_STEPS, stream=stream)
     assert again.found and again.invariant == r.invariant and again.case == r.case
 
 
@@ -103,7 +105,8 @@ def test_a_campaign_without_failure_counts_every_streams_work(ahead: Ahead) -> N
 
 def test_a_worker_that_raises_is_an_error_that_names_its_stream() -> None:
     with pytest.raises(WorkerError, match=r"worker \d \(stream \d\): ") as info:
-        fuzz_workers(KernelConfig(), workers=2, budget=5, scheduler="no_such_scheduler")
+        fuzz_workers(KernelConfig(), workers=2, budget=None, step_budget=1000,
+                     scheduler="no_such_scheduler")
     assert "\n" not in str(info.value)  # one line; the worker's traceback is kept apart
     assert "Traceback" in info.value.remote_traceback
     with pytest.raises(ValueError, match="workers must be >= 1"):
@@ -129,8 +132,8 @@ def test_bad_worker_options_are_usage_errors(
 def test_fuzz_json_says_how_many_workers_and_which_stream_found(
     vmfuzz_cli: Callable[..., CompletedProcess[str]],
 ) -> None:
-    res = vmfuzz_cli("fuzz", "--bug", AT_ONCE, "--workers", "2", "--budget", "30", "--json",
-                     "--no-save")
+    res = vmfuzz_cli("fuzz", "--bug", AT_ONCE, "--workers", "2", "--budget", STANDARD.text(),
+                     "--json", "--no-save")
     assert res.returncode == 1, res.stderr
     out = json.loads(res.stdout)
     assert out["found"] and out["workers"] == 2 and out["stream"] in (0, 1)
