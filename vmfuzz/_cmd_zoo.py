@@ -33,14 +33,15 @@ on an idle and on a loaded machine; also CPU time (90cpu) or wall time (60s, 10m
 
 Timing: each campaign runs --workers processes (as 'vmfuzz fuzz --workers': one stream of its
 seed each, the first failure wins).  With a step or CPU budget (or --max-examples) the default
-is one worker per campaign and -j the available cores: each campaign is one stream, the same
-on any machine.  With a wall-time budget the default is one campaign at a time with the cores
-shared out (available cores / -j per campaign, at least 1), and with -j x --workers above the
-core count the budgets buy less search each.  Several workers per campaign race: which stream
-finds first depends on the machine, so the table may differ from run to run.  Progress goes
-to stderr, one line per finished campaign, and in between a status line (time, campaigns done
-and running): redrawn in place on a terminal, otherwise a plain line after about 10 s without
-other output (VMFUZZ_PROGRESS_EVERY=SECONDS changes that).
+is one worker per campaign and -j the available cores: each campaign is one stream (under a
+step budget or --max-examples, the same on any machine).  With a wall-time budget the default
+is one campaign at a time with the cores shared out (available cores / -j per campaign, at
+least 1), and with -j x --workers above the core count the budgets buy less search each.
+Several workers per campaign race: which stream finds first depends on the machine, so the
+table may differ from run to run.  Progress goes to stderr, one line per finished campaign, and
+in between a status line (time, campaigns done and running): redrawn in place on a terminal,
+otherwise a plain line after about 10 s without other output (VMFUZZ_PROGRESS_EVERY=SECONDS
+changes that).
 
 Columns: found (seeds that found a failure), good (found properly, as above), to find (median
 model steps / examples to the first, unshrunk failure, over the seeds that found it), shrunk
