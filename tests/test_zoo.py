@@ -360,10 +360,11 @@ def test_bugs_command_lists_the_registry_and_marks_the_zoo(
     assert text.count("not in the zoo's bar") == sum(not b.zoo for b in BUGS.values())
 
 
-# The load test's campaigns: a bug that seed 0 finds by a Hypothesis example and Hypothesis's
-# shrink, then the post-Hypothesis shrink; a small step budget, the same on any machine.
-LOADED_BUG = "swapout_holds_vmlist_lock"
-LOADED_BUDGET = "300ksteps"
+# The load test's campaigns: a bug that seed 1 finds by a pool mutant after 100 examples
+# (67,185 steps, 3 CPU-s) and seed 0 does not find within the budget (it runs out of steps
+# after its first pool round); a small step budget, the same work on any machine.
+LOADED_BUG = "anon_vma_lock_not_root"
+LOADED_BUDGET = "100ksteps"
 
 
 def _work_table(out: dict[str, Any]) -> dict[str, Any]:
@@ -378,26 +379,39 @@ def _work_table(out: dict[str, Any]) -> dict[str, Any]:
     return {"rows": rows, "campaigns": campaigns}
 
 
+def _shown(name: str, out: dict[str, Any]) -> str:
+    """The zoo's table and each campaign's work, CPU and wall time (printed with -s)."""
+    rows = [_zoo.Row(**r) for r in out["rows"]]
+    lines = [f"{name}:", _zoo.text(rows)]
+    for c in out["campaigns"]:
+        o = c["out"] or {}
+        lines.append(f"  seed {c['seed']}: {o.get('steps')} steps, {o.get('examples')} "
+                     f"examples, {o.get('cpu_seconds')} CPU-s, {o.get('seconds')} s")
+    return "\n".join(lines)
+
+
 @pytest.mark.long
 def test_zoo_table_is_the_same_on_a_loaded_machine(
     vmfuzz_cli: Callable[..., CompletedProcess[str]],
 ) -> None:
     """``vmfuzz zoo --budget STEPS`` twice: alone, then beside a busy process on every core.
     Found, work to find and shrunk sizes are the same (a wall-clock budget finds less under
-    load, and its shrinks used to stop at a time limit)."""
+    load, and its shrinks used to stop at a time limit); only the time taken differs."""
     argv = ("zoo", "--bug", LOADED_BUG, "--seeds", "0-1", "--budget", LOADED_BUDGET, "--json")
-    alone = vmfuzz_cli(*argv, timeout=900)
+    alone = vmfuzz_cli(*argv, timeout=1800)
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
             for _ in range(available_cores())]
     try:
-        loaded = vmfuzz_cli(*argv, timeout=900)
+        loaded = vmfuzz_cli(*argv, timeout=1800)
     finally:
         for hog in hogs:
             hog.kill()
             hog.wait()
     tables = []
-    for res in (alone, loaded):
+    for name, res in (("alone", alone), ("beside a busy process per core", loaded)):
         assert res.returncode in (0, 1), res.stderr
-        tables.append(_work_table(json.loads(res.stdout)))
-    assert tables[0]["rows"][0]["found"] == 2, tables[0]
+        out = json.loads(res.stdout)
+        print(_shown(name, out))
+        tables.append(_work_table(out))
+    assert tables[0]["rows"][0]["found"] >= 1, tables[0]  # a find to compare, not only misses
     assert tables[0] == tables[1]
