@@ -142,3 +142,28 @@ def test_fuzz_json_says_how_many_workers_and_which_stream_found(
     assert one.returncode == 0, one.stderr
     out = json.loads(one.stdout)
     assert (out["workers"], out["stream"], out["seed"]) == (1, 1, 2)
+
+
+def _stream0_starts_late(job: Any, conn: Any) -> None:
+    if job.stream == 0:
+        time.sleep(3)
+    _worker(job, conn)
+
+
+def _stream1_starts_late(job: Any, conn: Any) -> None:
+    if job.stream == 1:
+        time.sleep(3)
+    _worker(job, conn)
+
+
+@pytest.mark.long
+def test_under_a_step_budget_the_winner_is_counted_in_steps_not_seconds() -> None:
+    """Whichever stream the clock favours, the same stream wins (the failure after the fewest
+    steps), with the same case and the same totals."""
+    runs = []
+    for target in (_stream0_starts_late, _stream1_starts_late):
+        r, stream = fuzz_workers(KernelConfig(bugs=frozenset({AT_ONCE})), workers=2,
+                                 budget=None, step_budget=STANDARD_STEPS, target=target)
+        assert r.found and stream is not None
+        runs.append((stream, r.invariant, r.case, r.examples, r.steps, r.first_failure_steps))
+    assert runs[0] == runs[1]

@@ -25,7 +25,9 @@ take the core, but is not exact (a busy machine slows each step a little).  Wall
 comes after and is limited by runs.  1.5Msteps is about what a 60-second campaign does on one
 idle core (vmfuzz._budget.STANDARD_STEPS).  With --workers N, a step or CPU budget is each
 worker's own (N streams, each with the whole budget: N times the work); a wall-time budget
-is shared (every worker stops when it has passed).
+is shared (every worker stops when it has passed).  Under a step budget the winner is the
+stream whose failure came after the fewest steps (not the first in time), so the whole run,
+shrunk case and totals included, is the same on any machine.
 
 A campaign runs on every core by default (--workers): worker W searches stream W of the seed
 (stream 0 is what one worker searches), the first failure stops the others, and the output

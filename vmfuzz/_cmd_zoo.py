@@ -37,11 +37,12 @@ is one worker per campaign and -j the available cores: each campaign is one stre
 step budget or --max-examples, the same on any machine).  With a wall-time budget the default
 is one campaign at a time with the cores shared out (available cores / -j per campaign, at
 least 1), and with -j x --workers above the core count the budgets buy less search each.
-Several workers per campaign race: which stream finds first depends on the machine, so the
-table may differ from run to run.  Progress goes to stderr, one line per finished campaign, and
-in between a status line (time, campaigns done and running): redrawn in place on a terminal,
-otherwise a plain line after about 10 s without other output (VMFUZZ_PROGRESS_EVERY=SECONDS
-changes that).
+Several workers per campaign under a step budget search as many streams, the winner being the
+stream whose failure came after the fewest steps (the same on any machine); under a CPU or
+wall-time budget they race, and the table may differ from run to run.  Progress goes to stderr,
+one line per finished campaign, and in between a status line (time, campaigns done and
+running): redrawn in place on a terminal, otherwise a plain line after about 10 s without other
+output (VMFUZZ_PROGRESS_EVERY=SECONDS changes that).
 
 Columns: found (seeds that found a failure), good (found properly, as above), to find (median
 model steps / examples to the first, unshrunk failure, over the seeds that found it), shrunk
@@ -105,8 +106,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "wall-time budget)")
     p.add_argument("--workers", type=int, default=None, metavar="W",
                    help="worker processes per campaign (default 1; with a wall-time budget "
-                   "available cores / -j, at least 1); more than one races their streams, "
-                   "so the table depends on the machine")
+                   "available cores / -j, at least 1): streams of the seed, each with the "
+                   "whole step or CPU budget")
     p.add_argument("--fixed", action="store_true",
                    help="also run the fixed kernel on the same seeds (must find nothing)")
     p.add_argument("--corpus", default=None, metavar="DIR",
@@ -212,10 +213,10 @@ def run(args: argparse.Namespace) -> int:
         left = sorted(set(BUGS) - set(bugs))
         sys.stderr.write(f"vmfuzz zoo: outside the zoo's bar, left out: {', '.join(left)} "
                          "(--all or --bug NAME runs them)\n")
-    if workers > 1 and budget.kind != "wall":
+    if workers > 1 and budget.kind == "cpu":
         sys.stderr.write(f"vmfuzz zoo: note: {workers} workers per campaign race their streams "
-                         "(the first failure wins), so the table depends on the machine; "
-                         "--workers 1 makes each campaign one stream\n")
+                         "under a CPU budget (the first failure wins), so the table depends "
+                         "on the machine; a step budget does not\n")
 
     own = provenance()
     warned = False

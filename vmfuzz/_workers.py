@@ -10,6 +10,14 @@ failure wins: the others are stopped at once and the winner shrinks its failure 
 stream is reported, so ``vmfuzz fuzz --seed S --stream W`` searches the same stream again in one
 process (``--max-examples`` makes that deterministic).
 
+Under a step budget alone (no wall or CPU budget, no pool folder) "first" is counted in work,
+not by the clock: the winner is the stream that met its failure after the fewest steps (the
+lower stream on a tie).  A stream that has found nothing by the time it has run as many steps
+as the best failure so far is stopped (it cannot do better); one that finds a failure after
+fewer steps takes over from the winner.  Each stream's counters are taken where it passed the
+winner's step count, so the result, the totals included, is the same on any machine: only
+the waiting differs.
+
 Workers send their counters after every chunk of examples, so the progress line and the
 totals (examples, mutant and probe runs, steps) count every stream.  Failures and counters
 travel over a pipe between processes of this run only.  With a pool folder (``--pool``) the
@@ -108,6 +116,7 @@ def _counters(r: CampaignResult) -> dict[str, float]:
         "pool_loaded": r.pool_loaded,
         "pool_picked": r.pool_picked,
         "cpu_seconds": r.cpu_seconds,
+        "first_failure_steps": -1 if r.first_failure_steps is None else r.first_failure_steps,
     }
 
 
@@ -151,6 +160,10 @@ def fuzz_workers(
     counters: dict[int, dict[str, float]] = {}
     results: dict[int, CampaignResult] = {}
     winner: int | None = None
+    by_work = step_budget is not None and budget is None and cpu_budget is None \
+        and pool_dir is None
+    reports: dict[int, list[dict[str, float]]] = {}  # by_work: every report of each stream
+    best: tuple[float, int] | None = None  # by_work: (first failure's steps, stream) of winner
     try:
         for w in range(workers):
             parent, child = ctx.Pipe(duplex=False)
@@ -180,9 +193,12 @@ def fuzz_workers(
                 kind = msg[0]
                 if kind == "progress":
                     counters[w] = msg[1]
+                    if by_work:
+                        reports.setdefault(w, []).append(msg[1])
+                        best, winner = _by_work(procs, reports, best, winner, w)
                     if progress is not None:
                         progress(_combined(counters, t0, winner is not None))
-                elif kind == "found" and winner is None:
+                elif kind == "found" and winner is None and not by_work:
                     winner = w
                     for other, p in procs.items():
                         if other != w and p.is_alive():
@@ -200,6 +216,10 @@ def fuzz_workers(
             p.join()
     for w, r in results.items():
         counters[w] = _counters(r)
+    if best is not None:  # every other stream as far as the winner's failure, no further
+        for w, seen in reports.items():
+            if w != winner:
+                counters[w] = next((c for c in seen if c["steps"] >= best[0]), counters[w])
     total = _combined(counters, t0, winner is not None)
     for res in results.values():  # the pool folder's warnings, each once
         total.pool_warnings += [w for w in res.pool_warnings if w not in total.pool_warnings]
@@ -220,6 +240,25 @@ def fuzz_workers(
     at = r.stats.first_failure_at
     r.first_failure_seconds = at - t0 if at is not None else None
     return r, winner
+
+
+def _by_work(procs: dict[int, Any], reports: dict[int, list[dict[str, float]]],
+             best: tuple[float, int] | None, winner: int | None,
+             w: int) -> tuple[tuple[float, int] | None, int | None]:
+    """After a report of stream ``w`` under a step budget: the best failure so far and its
+    stream; a stream beaten (or replaced as the winner) is stopped."""
+    found = reports[w][-1].get("first_failure_steps", -1)
+    if found >= 0 and (best is None or (found, w) < best):
+        if winner is not None and procs[winner].is_alive():
+            procs[winner].terminate()  # a failure after fewer steps takes over
+        best, winner = (found, w), w
+    if best is None:
+        return best, winner
+    for other, seen in reports.items():
+        beaten = seen[-1]["steps"] >= best[0] or seen[-1].get("first_failure_steps", -1) >= 0
+        if other != winner and beaten and procs[other].is_alive():
+            procs[other].terminate()
+    return best, winner
 
 
 def _combined(counters: dict[int, dict[str, float]], t0: float, found: bool) -> CampaignResult:
