@@ -35,7 +35,7 @@ from vmfuzz.shrink import (
 ROOT = Path(__file__).resolve().parent.parent
 BUGS = ROOT / "corpus" / "bugs"
 DATA = Path(__file__).resolve().parent / "data"  # failures as campaigns found them
-# The shrink's wall-clock cap, a safety net only: the run budgets decide what a test shrinks
+# The shrink's cap in CPU seconds, a safety net only: the run budgets decide what a test shrinks
 # (a loaded machine must not cut a shrink short and change its result).
 DEADLINE = 600.0
 NOISE = (OpCall("read", {"mm": 1, "addr": 5}), OpCall("write", {"mm": 2, "addr": 3}))
@@ -77,7 +77,7 @@ def _size(failure: Failure) -> dict[str, int]:
 
 
 def _shrink(failure: Failure, runs: int = 20_000) -> ShrinkResult:
-    return shrink(failure, Budget(runs, time.monotonic() + DEADLINE))
+    return shrink(failure, Budget(runs, time.process_time() + DEADLINE))
 
 
 def _replays(result: ShrinkResult, check: str) -> None:
@@ -142,7 +142,7 @@ def test_shrink_respects_its_run_budget() -> None:
     first, *rest = cc.case.tasks
     case = attrs.evolve(cc.case, tasks=(first, TaskSpec("TN", NOISE), *rest))
     failure = _result(case, _failing(case, "use_after_free", 2, 3))
-    budget = Budget(3, time.monotonic() + DEADLINE)
+    budget = Budget(3, time.process_time() + DEADLINE)
     result = shrink(failure, budget, verify_minimal=False)
     assert budget.used == 3
     assert result.failure.violation.check == "use_after_free"
@@ -154,7 +154,7 @@ def test_delay_bounded_search_counts() -> None:
     decision point (n - 1 = 1 alternative each); each departure is at most one preemption."""
     cc = load(BUGS / "swapout_vma_after_unlock.json")
     case = cc.case
-    budget = Budget(10_000, time.monotonic() + DEADLINE)
+    budget = Budget(10_000, time.process_time() + DEADLINE)
     default = execute(case, PreemptionList())
     decisions = len(default.sched.decisions)
     runs = list(delays(case, 1, 10_000, budget))
@@ -217,7 +217,7 @@ def test_random_walk_failure_with_many_switches_shrinks_to_one() -> None:
             run = r
             break
     assert run is not None
-    budget = Budget(300, time.monotonic() + DEADLINE)
+    budget = Budget(300, time.process_time() + DEADLINE)
     result = shrink(_result(case, run), budget, verify_minimal=False)
     assert result.preemptions <= 1, result.preemptions
     assert budget.used < 300
@@ -297,7 +297,7 @@ def _shrunk_from_data(
     run = execute(case, Replay(case.schedule.decisions))
     assert run.outcome.check == check
     assert (concurrent_tasks(run.sched.trace), run.sched.preemptions) == size
-    return shrink(_result(case, run), Budget(runs, time.monotonic() + DEADLINE),
+    return shrink(_result(case, run), Budget(runs, time.process_time() + DEADLINE),
                   verify_minimal=False)
 
 
@@ -488,7 +488,7 @@ def test_pass_statistics_add_up_to_the_budget_spent() -> None:
     and something was kept exactly when the failure got smaller."""
     case = load(DATA / "unuse_process_four_tasks_13_switches.json").case
     failure = _result(case, execute(case, Replay(case.schedule.decisions)))
-    budget = Budget(3000, time.monotonic() + DEADLINE)
+    budget = Budget(3000, time.process_time() + DEADLINE)
     result = shrink(failure, budget)
     assert [p.name for p in result.passes] == [p.name for p in PASSES]
     *rounds, final = result.passes

@@ -66,7 +66,7 @@ flight at once), "threads", "ops", "steps", "preemptions"} | null, "minimal_pree
 examples and steps to the first, unshrunk failure), "post_shrink_seconds" (shrinking after
 Hypothesis), "shrink": {"passes": [{"name", "tried" (candidates run), "kept" (smaller failures
 adopted), "runs", "seconds" (CPU)}, ...] in the shrinker's order} (passes empty when nothing
-was found), "clock_hit" (the shrinks a wall-clock safety net stopped before their run limit:
+was found), "clock_hit" (the shrinks a CPU-time safety net stopped before their run limit:
 empty on any sane machine; otherwise the shrunk case may differ elsewhere), "world" (the
 failure's world features), "seed", "seed_drawn" (true when no --seed was given), "stream" (the
 stream that found the failure; with one worker, the stream searched; else null), "workers",

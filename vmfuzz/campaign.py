@@ -48,8 +48,9 @@ POST_SHRINK_RUNS = 20_000
 # 1,886 runs (29 CPU-s) and reaches the same size (2 operations, 16 steps) at 1,000 (12 s;
 # 39 steps at 500).
 HYPOTHESIS_SHRINK_RUNS = 1_000
-# Wall-clock safety nets of the shrinks, far above what their run limits take on a loaded
-# machine: a shrink that hits one says so (CampaignResult.clock_hit).
+# CPU-time safety nets of the shrinks (this process's CPU seconds, so a loaded machine does
+# not trip them), far above what their run limits take: a shrink that hits one says so
+# (CampaignResult.clock_hit).
 SHRINK_SAFETY_SECONDS = 300.0
 POST_SHRINK_SAFETY_SECONDS = 600.0
 MUTANTS = 400  # pool mutants per 100 Hypothesis examples (each runs under 2 schedules)
@@ -74,7 +75,7 @@ class CampaignResult:
     post_shrink_seconds: float = 0.0  # delta debugging + exhaustive preemption search
     shrink_passes: list[PassStats] = attrs.Factory(list)  # per pass of vmfuzz.shrink.PASSES
     checks: tuple[str, ...] = ()  # the user checks (vmfuzz.check) registered: all of them ran
-    # The shrinks a wall-clock safety net stopped before their run limit ("hypothesis_shrink",
+    # The shrinks a CPU-time safety net stopped before their run limit ("hypothesis_shrink",
     # "shrink", "minimal_preemptions"): only then may the case differ on another machine.
     clock_hit: list[str] = attrs.Factory(list)
     # The pool folder (fuzz's pool_dir): entries taken from it at the start and from the
@@ -93,8 +94,8 @@ class CampaignResult:
         return self.failure.violation.check if self.failure else None
 
     def clock_note(self) -> str:
-        """The line that says which shrinks a wall-clock safety net stopped."""
-        return (f"note: a wall-clock safety net stopped {', '.join(self.clock_hit)} before "
+        """The line that says which shrinks a CPU-time safety net stopped."""
+        return (f"note: a CPU-time safety net stopped {', '.join(self.clock_hit)} before "
                 "its run limit (a very slow or overloaded machine): the same command may "
                 "shrink to another case elsewhere")
 
@@ -159,7 +160,7 @@ def fuzz(
     :func:`vmfuzz.shrink.shrink` (at most ``post_shrink_runs`` runs), then, with
     ``verify_minimal``, its preemption count is checked by exhaustive search (at most 3000
     runs); ``shrink_passes`` says what each pass did.  ``shrink_seconds`` and
-    ``post_shrink_seconds`` are wall-clock safety nets only (the second also bounds the
+    ``post_shrink_seconds`` are safety nets in CPU seconds only (the second also bounds the
     exhaustive search); ``clock_hit`` names any that stopped a shrink.
 
     After each chunk of ``chunk`` Hypothesis examples, ``mutants`` mutants of the
@@ -266,7 +267,8 @@ def fuzz(
         result.ran_out = None
     t_shrunk = time.monotonic()
     if result.found and ctx.failure is not None:
-        shrunk = shrink(ctx.failure, Budget(post_shrink_runs, t_shrunk + post_shrink_seconds),
+        net = time.process_time() + post_shrink_seconds
+        shrunk = shrink(ctx.failure, Budget(post_shrink_runs, net),
                         verify_minimal=verify_minimal, verify_seconds=post_shrink_seconds)
         result.failure = shrunk.failure
         result.case = shrunk.case
@@ -484,22 +486,27 @@ class _ShrinkClock:
     module.  The engine stops shrinking once ``time.perf_counter()`` passes the value it read
     when the shrink began plus MAX_SHRINKING_SECONDS; this ``perf_counter`` counts the
     campaign's examples instead of seconds, so that limit becomes a number of runs, the same
-    on an idle and on a loaded machine.  Past ``safety`` seconds of real time (from the first
-    failure) every read jumps far past any limit set before it: the shrink stops and ``hit``
-    says so.  Everything else is the real ``time`` module (the engine's 10-second rule for
-    reporting several bugs is off: our profiles set ``report_multiple_bugs=False``)."""
+    on an idle and on a loaded machine.  Past ``safety`` seconds of CPU time (from the first
+    read after the first failure) every read jumps far past any limit set before it: the
+    shrink stops and ``hit`` says so.  Everything else is the real ``time`` module (the
+    engine's 10-second rule for reporting several bugs is off: our profiles set
+    ``report_multiple_bugs=False``)."""
 
     def __init__(self, ctx: CampaignContext, safety: float) -> None:
         self.ctx = ctx
         self.safety = safety
         self.hit = False
         self.jump = 0.0
+        self.cpu0: float | None = None  # time.process_time() when the shrink began
 
     def perf_counter(self) -> float:
-        first = self.ctx.stats.first_failure_at
-        if first is not None and time.monotonic() - first >= self.safety:
-            self.hit = True
-            self.jump += 1e12
+        if self.ctx.stats.first_failure_at is not None:
+            now = time.process_time()
+            if self.cpu0 is None:
+                self.cpu0 = now
+            if now - self.cpu0 >= self.safety:
+                self.hit = True
+                self.jump += 1e12
         return self.ctx.stats.examples + self.jump
 
     def __getattr__(self, name: str) -> object:

@@ -1,4 +1,4 @@
-"""What a shrink may spend: program runs, and a wall-clock safety net."""
+"""What a shrink may spend: program runs, and a CPU-time safety net."""
 
 from __future__ import annotations
 
@@ -10,17 +10,18 @@ import attrs
 @attrs.define
 class Budget:
     """``runs`` program runs: the limit, so that a shrink ends at the same case on an idle
-    and on a loaded machine.  ``deadline`` (``time.monotonic()``) is a generous safety net
-    for a pathologically slow machine; ``clock_hit`` says it stopped the shrink (then the
+    and on a loaded machine.  ``deadline`` (``time.process_time()``: this process's CPU time,
+    which other processes do not use up) is a generous safety net for a pathologically slow
+    machine; ``clock_hit`` says it stopped the shrink (then the
     case may differ from another machine's, and the caller reports it)."""
 
     runs: int
-    deadline: float  # time.monotonic() at which the shrink stops, runs left or not
+    deadline: float  # time.process_time() at which the shrink stops, runs left or not
     used: int = 0
     clock_hit: bool = False
 
     def _past_deadline(self) -> bool:
-        if time.monotonic() >= self.deadline:
+        if time.process_time() >= self.deadline:
             self.clock_hit = True
             return True
         return False

@@ -44,7 +44,7 @@ from vmfuzz.shrink._size import Prog, Size, adopted, failure_size, prog, size_of
 PER_CANDIDATE = 300  # delay-bounded search runs per program (fewer_switches, smaller_searched)
 SAMPLED_PER_CANDIDATE = 64  # sampled schedules per smaller program (sampled)
 VERIFY_RUNS = 3000  # minimal_preemptions: runs per bound, and its budget's runs
-VERIFY_SECONDS = 300.0  # minimal_preemptions: its budget's wall-clock safety net
+VERIFY_SECONDS = 300.0  # minimal_preemptions: its budget's CPU-time safety net
 
 Found = tuple[Case, Run] | None  # a smaller failure a pass found: its program and run
 PairSig = tuple[frozenset[str], frozenset[str], int]  # (world, calls, departures)

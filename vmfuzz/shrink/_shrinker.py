@@ -29,7 +29,7 @@ class ShrinkResult:
     """The shrunk failure, whether its preemption count is minimal (True: every smaller
     bound was searched exhaustively; None: a search was cut short or not run; False: fewer
     preemptions need more tasks in flight), and what each pass of :data:`PASSES` did (in
-    that order).  ``clock_hit`` names the searches a wall-clock safety net stopped before
+    that order).  ``clock_hit`` names the searches a CPU-time safety net stopped before
     their run limit (``shrink``, ``minimal_preemptions``): only then may another machine end
     elsewhere."""
 
@@ -75,7 +75,7 @@ def shrink(
         if budget.clock_hit:
             hit.append("shrink")
     if verify_minimal:
-        verify = Budget(VERIFY_RUNS, time.monotonic() + verify_seconds)
+        verify = Budget(VERIFY_RUNS, time.process_time() + verify_seconds)
         _run(MINIMAL_PREEMPTIONS, s, verify, by_name[MINIMAL_PREEMPTIONS.name])
         if verify.clock_hit:
             hit.append(MINIMAL_PREEMPTIONS.name)
