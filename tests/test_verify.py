@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VMA_ADJUST = ROOT / "corpus/bugs/vma_adjust_no_anon_vma_lock.json"
 DETACH = ROOT / "corpus/bugs/detach_vmas_outside_ptl.json"
 MAIL_002 = ROOT / "corpus/mail/seed002_rmap_walk_vs_vma_adjust.json"
+MAIL_004 = ROOT / "corpus/mail/seed004_mmap_cache_holds_detached_vma.json"
 
 
 def test_verify_counts_the_bug_kernel_and_the_fixed_kernel() -> None:
@@ -61,6 +62,17 @@ def test_turning_a_check_off_shows_the_race_consequence() -> None:
     case = attrs.evolve(cc.case, config=choose(cc.case.config, None, ["rmap_reachable"]))
     v = verify(case, bound=2)
     assert v.ok and set(v.main.outcomes) - {"clean"} == {"migration_pte_page_locked"}
+
+
+def test_the_unlocked_detach_ends_in_a_freed_cached_vma() -> None:
+    """Seed 004: with lock_not_held off, the swap_out scan's find_vma caches the vma munmap
+    detached without page_table_lock, and the next find_vma reads it after munmap freed it;
+    with the detach under the lock, no schedule of that program does."""
+    cc = load(MAIL_004)
+    assert cc.case.config.no_checks == {"lock_not_held"}
+    v = verify(cc.case, bound=1)
+    assert v.ok and set(v.main.outcomes) - {"clean"} == {"use_after_free"}
+    assert v.fixed is not None and v.fixed.clean
 
 
 def test_an_engine_check_turned_off_is_not_raised() -> None:
@@ -153,7 +165,15 @@ def test_zoo_consequence_column() -> None:
     assert not short.met
     table = _zoo.text([both])
     assert "consequence" in table.splitlines()[0] and "2/3" in table
-    missing = _zoo.with_consequence(_zoo.summarize("detach_vmas_outside_ptl", [], 0), [], 0)
+
+def test_zoo_consequence_the_model_cannot_show(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A consequence the model has no path to is explained in the column, not counted."""
+    from vmfuzz.kernel.bugs import Consequence
+
+    name = "detach_vmas_outside_ptl"
+    monkeypatch.setitem(CONSEQUENCES, name, Consequence(
+        "use_after_free", ("lock_not_held",), "why", missing="no reader path"))
+    missing = _zoo.with_consequence(_zoo.summarize(name, [], 0), [], 0)
     assert "not modelled" in _zoo.text([missing])
 
 
@@ -170,6 +190,10 @@ def test_a_patch_under_test_must_be_clean_on_every_schedule() -> None:
 def test_zoo_consequence_only_runs_the_bugs_it_can(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from vmfuzz.kernel.bugs import Consequence
+
+    monkeypatch.setitem(CONSEQUENCES, "detach_vmas_outside_ptl", Consequence(
+        "use_after_free", ("lock_not_held",), "why", missing="no reader path"))
     ran: list[list[tuple[object, ...]]] = []
 
     def fake(jobs: list[tuple[object, ...]], *args: object, **kw: object) -> list[_zoo.Campaign]:

@@ -92,17 +92,10 @@ CONSEQUENCES: dict[str, Consequence] = {
         "data_integrity", ("rmap_reachable",), _STALE_PAGE),
     "detach_vmas_outside_ptl": Consequence(
         "use_after_free", ("lock_not_held",),
-        "lock_not_held fires at the first detach outside page_table_lock (one task)",
-        missing=(
-            "the model has no path from the unlocked detach to a wrong outcome: the readers "
-            "that walk mm->mmap under page_table_lock alone (2.4 swap_out_mm, unuse_process) "
-            "hold it across their whole walk, the detach is one step, and do_munmap's "
-            "unmap_region takes page_table_lock before remove_vma_list frees the vmas, so a "
-            "reader never holds a freed vma; no check sees 'a reader stands on a detached "
-            "vma'.  Measured: the mail's program (corpus/mail/"
-            "seed004_detach_vmas_outside_ptl.json) with lock_not_held off is clean on all "
-            "375 schedules with <= 2 preemptions and all 1085 with <= 3 (vmfuzz verify)"),
-    ),
+        "lock_not_held fires at the first detach outside page_table_lock (one task); the "
+        "mail's outcome is the reader under page_table_lock alone (2.4 swap_out_mm's "
+        "find_vma) storing the vma it found into mm->mmap_cache after the detach killed the "
+        "cache: do_munmap frees it, and the next find_vma of the mm reads the freed vma"),
 }
 
 

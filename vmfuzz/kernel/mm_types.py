@@ -253,6 +253,9 @@ class MmStruct:
         self.id = ident
         self.name = f"mm{ident}"
         self.mmap: VmAreaStruct | None = None
+        # find_vma's last result: consulted first, stored by every find_vma that walked, killed
+        # by do_munmap's detach and moved to prev by __vma_unlink (mm/mmap.c, 2.2-3.14).
+        self.mmap_cache: VmAreaStruct | None = None
         self.map_count = 0
         self.mmap_sem = RWSemaphore(f"{self.name}->mmap_sem", "mmap_sem")
         self.page_table_lock = Spinlock(f"{self.name}->page_table_lock", "page_table_lock")
@@ -275,7 +278,25 @@ class MmStruct:
         return out
 
     def find_vma(self, addr: int) -> VmAreaStruct | None:
-        """find_vma(): the first vma with vm_end > addr (it may start above addr)."""
+        """find_vma(): the first vma with vm_end > addr (it may start above addr): the cached
+        vma if it covers addr, else a walk of the list whose result is cached."""
+        vma = self.cached_vma(addr)
+        if vma is None:
+            vma = self.walk_vmas(addr)
+            if vma is not None:
+                self.mmap_cache = vma
+        return vma
+
+    def cached_vma(self, addr: int) -> VmAreaStruct | None:
+        """find_vma's "check the cache first": ``mmap_cache`` if it covers addr (this reads the
+        cached vma: a freed one is a use after free)."""
+        vma = self.mmap_cache
+        if vma is not None and vma.vm_end > addr and vma.vm_start <= addr:
+            return vma
+        return None
+
+    def walk_vmas(self, addr: int) -> VmAreaStruct | None:
+        """find_vma's search of the list (the rbtree in the kernel), without the cache."""
         vma = self.mmap
         while vma is not None:
             if vma.vm_end > addr:

@@ -142,6 +142,8 @@ def __vma_unlink(k: Kernel, mm: MmStruct, vma: VmAreaStruct, prev: VmAreaStruct 
         mm.mmap = vma.vm_next
     else:
         prev.vm_next = vma.vm_next
+    if mm.mmap_cache is vma:
+        mm.mmap_cache = prev
     mm.map_count -= 1
     k.touch_mm(mm)
 
@@ -441,6 +443,7 @@ def detach_vmas_to_be_unmapped(
     else:
         prev.vm_next = cur
     detached[-1].vm_next = None
+    mm.mmap_cache = None  # "Kill the cache."
     k.touch_mm(mm)
     return detached
 
@@ -502,9 +505,14 @@ def do_munmap(k: Kernel, mm: MmStruct, start: int, npages: int) -> Gen:
             yield from munlock_vma_pages_all(k, tmp)
         tmp = tmp.vm_next
     if k.bug("detach_vmas_outside_ptl"):
-        # 2.6.3-mjb: detach first, take page_table_lock only for unmap_region.
+        # 2.6.3-mjb: detach first, take page_table_lock only for unmap_region.  The model's
+        # unmap_region takes the pte lock itself (and only where there are ptes), so the
+        # old spin_lock before it is taken and dropped here: a reader that held
+        # page_table_lock across the detach is done before any vma is zapped or freed.
         yield "do_munmap:detach_vmas_to_be_unmapped"
         detached = detach_vmas_to_be_unmapped(k, mm, first, prev, end)
+        yield k.sched.spin_lock(mm.page_table_lock, at="do_munmap")
+        k.sched.spin_unlock(mm.page_table_lock)
     else:
         yield k.sched.spin_lock(mm.page_table_lock, at="do_munmap")
         detached = detach_vmas_to_be_unmapped(k, mm, first, prev, end)
@@ -544,6 +552,7 @@ def exit_mmap(k: Kernel, mm: MmStruct) -> Gen:
         yield k.sched.spin_lock(mm.page_table_lock, at="exit_mmap")
         vma_list_writer(k, mm)
         mm.mmap = None
+        mm.mmap_cache = None
         mm.map_count = 0
         k.touch_mm(mm)
         k.sched.spin_unlock(mm.page_table_lock)

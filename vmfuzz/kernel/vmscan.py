@@ -320,6 +320,23 @@ def _swapout_driver(k: Kernel, mm: MmStruct, vma: VmAreaStruct, addr: int, page:
     return SLEPT
 
 
+def find_vma_stepwise(k: Kernel, mm: MmStruct, addr: int) -> Gen:
+    """find_vma() with an interleaving point between the walk and its ``mmap_cache`` store,
+    for a reader that holds page_table_lock alone (2.4 swap_out_mm).
+
+    Readers under mmap_sem need no such point: every vma-list writer holds mmap_sem for write.
+    Under page_table_lock alone, a writer that skips it (seed 004's detach) can unlink and
+    kill the cache in between, and the store then caches a detached vma that do_munmap
+    frees: the next find_vma of the mm reads it."""
+    vma = mm.cached_vma(addr)
+    if vma is None:
+        vma = mm.walk_vmas(addr)
+        if vma is not None:
+            yield "find_vma:mmap_cache"
+            mm.mmap_cache = vma
+    return vma
+
+
 def swap_out_mm(k: Kernel, mm: MmStruct, count: int, io: bool) -> Gen:
     """swap_out_mm() / swap_out_vma() (2.4): scan ``mm`` from ``mm->swap_address`` under the
     vmlist lock until ``count`` ptes were unmapped; returns how many were."""
@@ -329,7 +346,7 @@ def swap_out_mm(k: Kernel, mm: MmStruct, count: int, io: bool) -> Gen:
     yield k.sched.spin_lock(mm.page_table_lock)
     done = 0
     addr = mm.swap_address
-    vma = mm.find_vma(addr)
+    vma = yield from find_vma_stepwise(k, mm, addr)
     while vma is not None:
         if addr < vma.vm_start:
             addr = vma.vm_start
