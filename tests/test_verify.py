@@ -175,6 +175,21 @@ def test_zoo_consequence_the_model_cannot_show(monkeypatch: pytest.MonkeyPatch) 
         "use_after_free", ("lock_not_held",), "why", missing="no reader path"))
     missing = _zoo.with_consequence(_zoo.summarize(name, [], 0), [], 0)
     assert "not modelled" in _zoo.text([missing])
+    assert _zoo.consequence_notes([missing]) == [f"{name}: consequence not modelled: "
+                                                 "no reader path"]
+
+
+def test_zoo_explains_a_consequence_below_the_bar(monkeypatch: pytest.MonkeyPatch) -> None:
+    name = "vma_adjust_no_anon_vma_lock"
+    c = attrs.evolve(BUGS[name].consequence, measured="rare: 1 of 100")
+    monkeypatch.setitem(CONSEQUENCES, name, c)
+    out = {"found": False}
+    row = _zoo.with_consequence(_zoo.summarize(name, [], 0),
+                                [_zoo.Campaign(name, 0, out, consequence=True)], need=1)
+    assert not row.met
+    assert _zoo.consequence_notes([row]) == [f"{name}: consequence below the bar: rare: 1 of 100"]
+    met = attrs.evolve(row, met=True)
+    assert _zoo.consequence_notes([met]) == []
 
 
 def test_a_patch_under_test_must_be_clean_on_every_schedule() -> None:

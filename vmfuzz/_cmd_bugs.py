@@ -6,7 +6,8 @@ the race as drawn in the mail, when it is drawn there), also (other checks that 
 wrong state and are equally right), zoo (false: re-created and tested, but not in the zoo's bar
 of 9 seeds in 10 found from scratch; 'vmfuzz zoo' runs it only when named or with --all),
 consequence (what 'vmfuzz zoo --consequence' requires: check, the early checks turned off,
-why, and missing: why the model cannot show it, or "").
+why, missing: why the model cannot show it, or "", and measured: what the consequence
+campaigns found and, below the bar, why, or "").
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
         elif c.early:
             print(f"{'':<{width}}  consequence: {c.check}, with {', '.join(c.early)} off "
                   f"({c.why})")
+        if c.measured:
+            print(f"{'':<{width}}  consequence measured: {c.measured}")
         if not b.zoo:
             print(f"{'':<{width}}  not in the zoo's bar (not yet found from scratch in 9 of 10 "
                   "seeds): vmfuzz zoo runs it when named or with --all")

@@ -293,6 +293,8 @@ def run(args: argparse.Namespace) -> int:
         print(_zoo.markdown(rows))
     else:
         print(_zoo.text(rows))
+        for note in _zoo.consequence_notes(rows):
+            print(note)
         print(f"\n{sum(r.met for r in rows)}/{len(rows)} rows met "
               f"(a bug needs {need} good seed{'' if need == 1 else 's'} of {len(seeds)})")
     if interrupted:

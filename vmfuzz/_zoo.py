@@ -299,6 +299,21 @@ def with_consequence(row: Row, runs: Iterable[Campaign], need: int,
     )
 
 
+def consequence_notes(rows: Sequence[Row]) -> list[str]:
+    """One line per row whose consequence column is below the bar: what was measured and why
+    (``Consequence.measured``), or why the model cannot show it."""
+    notes = []
+    for r in rows:
+        if r.consequence_check is None or r.bug == FIXED:
+            continue
+        c = BUGS[r.bug].consequence
+        if c.missing:
+            notes.append(f"{r.bug}: consequence not modelled: {c.missing}")
+        elif not r.met and c.measured:
+            notes.append(f"{r.bug}: consequence below the bar: {c.measured}")
+    return notes
+
+
 def _dash(v: object) -> str:
     return "-" if v is None else str(v)
 

@@ -51,12 +51,14 @@ class Consequence:
     the first wrong lock order.  The consequence zoo (``vmfuzz zoo --consequence``) turns
     ``early`` off and counts a seed only when ``check`` fires (the mail's outcome), shrunk to
     the mail's size.  ``missing`` (when set) says why the model cannot show the outcome: the
-    bug then has no consequence column."""
+    bug then has no consequence column.  ``measured`` (when set): what the consequence
+    campaigns found and, below the bar, why (the zoo prints it under a row not met)."""
 
     check: str
     early: tuple[str, ...] = ()
     why: str = ""  # why ``early`` must be off for ``check`` to be the outcome
     missing: str = ""
+    measured: str = ""
 
 
 BUGS: dict[str, Bug] = {}

@@ -77,7 +77,8 @@ bugs.register(
     "004_b331e72de9ba5495.txt",
     "do_munmap() calls detach_vmas_to_be_unmapped() before taking page_table_lock (2.6.3-mjb), "
     "so a reader that walks mm->mmap under page_table_lock alone (swap_out, unuse_process) "
-    "races with the list write; the vma-list writer rule (mmap_sem + page_table_lock) fails",
+    "races with the list write (swap_out's find_vma caches the vma being detached, freed "
+    "next); the vma-list writer rule (mmap_sem + page_table_lock) fails",
     "lock_not_held",
     mail_tasks=2,
     mail_preemptions=1,
