@@ -339,3 +339,15 @@ def test_swap_free_of_a_free_slot_is_reported() -> None:
     with pytest.raises(Violation) as v:
         swap_free(sim.k, 3)
     assert v.value.check == "swap_map_counts"
+
+
+def test_swap_free_of_a_free_slot_goes_on_with_its_check_off() -> None:
+    """The kernel only prints "swap_free: Unused swap offset entry": with swap_map_counts
+    off, the path goes on and the slot's count is left as it was."""
+    from vmfuzz.kernel.swapfile import swap_free
+
+    k = Kernel(KernelConfig(boot_pages=0, no_checks=frozenset({"swap_map_counts"})),
+               Scheduler(NonPreemptive()))
+    swap_free(k, 3)
+    swap_free(k, 10_000)  # a bad offset: also only printed
+    assert k.swap.swap_map[3] == 0
