@@ -66,6 +66,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the run's state directory (default: soak-state/)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in the state directory (same bugs, fresh seeds)")
+    p.add_argument("--seed", type=int, default=None, metavar="N",
+                   help="the run's identity, 0 .. 2**30-1 (default: drawn, kept in run.json): "
+                        "runs with different identities never share a campaign seed, so soaks "
+                        "on several machines search different examples")
     p.add_argument("--op", action="append", default=None, metavar="NAME",
                    help="fuzz only these operations (repeatable; default: all)")
     p.add_argument("--scheduler", action="append", default=None, metavar="NAME",
@@ -164,8 +168,12 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.coverage_every is not None and args.coverage_every < 0:
         return _usage_error("--coverage-every must be >= 0")
+    from vmfuzz.soak._plan import MAX_RUN_ID
+
+    if args.seed is not None and not 0 <= args.seed <= MAX_RUN_ID:
+        return _usage_error(f"--seed must be 0 .. {MAX_RUN_ID}, not {args.seed}")
     opts = SoakOptions(state_dir=state, duration=duration, workers=workers, config=config,
-                       resume=args.resume)
+                       resume=args.resume, run_id=args.seed)
     if args.coverage_every is not None:
         opts.sample_every = args.coverage_every
     ui = _StatusLine(not args.json and sys.stderr.isatty())

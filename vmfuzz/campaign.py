@@ -29,6 +29,7 @@ from vmfuzz.case import Case
 from vmfuzz.context import CampaignContext, Stats, StepBudgetSpent
 from vmfuzz.failure import Failure, concurrent_tasks
 from vmfuzz.kernel import KernelConfig
+from vmfuzz.pool import Pool
 from vmfuzz.schedules import guided
 from vmfuzz.shrink import Budget, PassStats, shrink
 from vmfuzz.strategies import KernelMachine, profile
@@ -138,6 +139,8 @@ def fuzz(
     step_budget: int | None = None,
     pool_dir: str | os.PathLike[str] | None = None,
     cpu_budget: float | None = None,
+    pool: Pool | None = None,
+    known: Callable[[Failure], bool] | None = None,
 ) -> CampaignResult:
     """Fuzz ``config`` until ``budget`` seconds (wall time), ``max_examples`` examples,
     ``step_budget`` scheduler steps or ``cpu_budget`` CPU seconds of this process, or a
@@ -177,6 +180,11 @@ def fuzz(
     ``s<stream>``) and at the end, and takes in, after every chunk, the entries other writers
     (the campaign's other streams) stored meanwhile.  ``pool_warnings`` lists the files and
     entries skipped and a failed write (the campaign goes on without storing).
+
+    ``pool``, for a campaign that keeps one, is the pool it starts from and grows (a soak
+    hands every campaign the run's pool, and reads the entries it added back).  A failure
+    ``known`` says yes to (one like it was found and shrunk before) is kept as Hypothesis shrank
+    it: the post-Hypothesis shrink and the exhaustive preemption search are skipped.
     """
     if stream < 0:
         raise ValueError(f"stream must be >= 0, not {stream}")
@@ -198,7 +206,10 @@ def fuzz(
         step_budget=step_budget,
     )
     if mutants > 0:
-        ctx.with_pool()
+        if pool is None:
+            ctx.with_pool()
+        else:
+            ctx.pool = pool
     result = CampaignResult(stats=ctx.stats, checks=registered)
     t0 = time.monotonic()
     cpu0 = time.process_time()
@@ -266,7 +277,11 @@ def fuzz(
     if result.found:
         result.ran_out = None
     t_shrunk = time.monotonic()
-    if result.found and ctx.failure is not None:
+    if result.found and ctx.failure is not None and known is not None and known(ctx.failure):
+        result.failure = ctx.failure
+        result.case = ctx.failure.case
+        result.preemptions = ctx.failure.preemptions
+    elif result.found and ctx.failure is not None:
         net = time.process_time() + post_shrink_seconds
         shrunk = shrink(ctx.failure, Budget(post_shrink_runs, net),
                         verify_minimal=verify_minimal, verify_seconds=post_shrink_seconds)

@@ -77,6 +77,7 @@ class SoakOptions:
     workers: int
     config: SoakConfig
     resume: bool = False
+    run_id: int | None = None  # --seed: the run's identity (None: drawn; --resume: the run's)
     campaign_seconds: float | None = None  # None: from the duration (5 s ... 60 s)
     sample_every: int = SAMPLE_EVERY
     stats_every: float = STATS_EVERY

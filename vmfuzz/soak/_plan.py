@@ -1,7 +1,12 @@
 """The campaign plan: which seed, scheduler and profile each campaign of a soak run gets.
 
-Campaign ``i`` of worker slot ``w`` has the seed ``w * SEED_STRIDE + i``, so no two campaigns
-of a run share a seed.  A campaign is reproducible from its recorded (seed, scheduler, profile).
+Every run has an identity ``R`` (``--seed``, or drawn when the run is created, kept in
+``run.json``).  Campaign ``i`` of worker slot ``w`` has the seed
+``R * RUN_STRIDE + w * SEED_STRIDE + i``: no two campaigns of a run share a seed, and two runs
+with different identities (two machines, two state folders) share none either.  Slots below
+``CLUSTER_SLOT`` are local worker processes; ``CLUSTER_SLOT`` numbers the campaigns a run
+submits to a Dask cluster.  A campaign is reproducible from its recorded (seed, scheduler,
+profile): see :func:`vmfuzz.soak.rerun_campaign`.
 """
 
 from __future__ import annotations
@@ -11,6 +16,9 @@ import attrs
 from vmfuzz.schedules import SOAK_SCHEDULERS
 
 SEED_STRIDE = 10_000_000  # seeds of slot w: w * SEED_STRIDE + 0, 1, 2 ...
+CLUSTER_SLOT = 256  # the slot of a run's Dask campaigns (local slots: 0 .. MAX_WORKERS - 1)
+RUN_STRIDE = 512 * SEED_STRIDE  # seeds of run R: R * RUN_STRIDE + (slot, index) as above
+MAX_RUN_ID = 2**30 - 1  # run identities are 0 .. MAX_RUN_ID (seeds stay below 2**63)
 SCHEDULERS = SOAK_SCHEDULERS  # the modes table's rows a soak rotates through, in order
 
 
@@ -41,15 +49,33 @@ def profile_named(name: str) -> Profile:
 
 
 def campaign_plan(
-    slot: int, index: int, schedulers: tuple[str, ...] = SCHEDULERS
+    slot: int, index: int, schedulers: tuple[str, ...] = SCHEDULERS, run_id: int = 0
 ) -> tuple[int, str, Profile]:
-    """Seed, scheduler and profile of campaign ``index`` of worker slot ``slot``.
+    """Seed, scheduler and profile of campaign ``index`` of worker slot ``slot`` of the run
+    ``run_id``.
 
     Schedulers rotate fastest, profiles every ``len(schedulers)`` campaigns; slots start at
     different points of the rotation so that at any time the workers run different kinds of
     campaign.
     """
-    seed = slot * SEED_STRIDE + index
+    if not (0 <= slot <= CLUSTER_SLOT and 0 <= index < SEED_STRIDE and 0 <= run_id <= MAX_RUN_ID):
+        raise ValueError(f"no campaign {index} of slot {slot} in run {run_id}")
+    seed = run_id * RUN_STRIDE + slot * SEED_STRIDE + index
     turn = index + slot
     n = len(schedulers)
     return seed, schedulers[turn % n], PROFILES[(turn // n) % len(PROFILES)]
+
+
+def draw_run_id() -> int:
+    """A fresh run identity (from ``os.urandom``): two drawn runs share one with odds of about
+    one in a billion; ``--seed`` gives each run its own for certain."""
+    import secrets
+
+    return secrets.randbelow(MAX_RUN_ID + 1)
+
+
+def seed_owner(seed: int) -> tuple[int, int, int]:
+    """(run identity, slot, index) of a campaign seed: where it came from."""
+    run_id, rest = divmod(seed, RUN_STRIDE)
+    slot, index = divmod(rest, SEED_STRIDE)
+    return run_id, slot, index

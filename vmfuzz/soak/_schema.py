@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from vmfuzz.soak._config import SoakError
+from vmfuzz.soak._plan import MAX_RUN_ID
 
 FORMAT = "vmfuzz-soak"
 
@@ -103,6 +104,8 @@ def check_run(d: Any) -> str | None:
         "format": (lambda v: v == FORMAT, f"{FORMAT!r}", True),
         "config": (_obj, "an object", True),
         "sessions": (_list_of_objects, "a list of objects", True),
+        "run_id": (lambda v: _count(v) and v <= MAX_RUN_ID,
+                   f"a run identity (0 .. {MAX_RUN_ID})", False),
     })
     if problem is not None:
         return problem

@@ -36,6 +36,7 @@ from vmfuzz.soak._config import (
 )
 from vmfuzz.soak._files import now_iso, read_jsonl, write_json
 from vmfuzz.soak._findings import load_findings
+from vmfuzz.soak._plan import draw_run_id
 from vmfuzz.soak._schema import (
     FORMAT,
     check_run,
@@ -110,6 +111,11 @@ def open_run(o: SoakOptions, on_event: Callable[[str], None] | None = None) -> O
             raise SoakError(f"--resume: {state} holds no soak run (no run.json)")
         old = SoakConfig.from_json(existing.get("config", {}))
         o.config = merge_resume_config(old, o.config)
+        kept = int(existing.get("run_id", 0))  # (a run created before run identities: 0)
+        if o.run_id is not None and o.run_id != kept:
+            raise SoakError(f"--resume: --seed {o.run_id} differs from the run's {kept}; "
+                            "leave it out to continue the run")
+        o.run_id = kept
         run_json = existing
     else:
         if run_file.exists():
@@ -119,8 +125,12 @@ def open_run(o: SoakOptions, on_event: Callable[[str], None] | None = None) -> O
             )
         # The corpus is kept as an absolute path: a --resume from elsewhere saves there.
         o.config = attrs.evolve(o.config, corpus=str(Path(o.config.corpus or "corpus").resolve()))
+        drawn = o.run_id is None
+        if o.run_id is None:
+            o.run_id = draw_run_id()
         run_json = {
             "format": FORMAT, "version": VERSION, "created": now_iso(),
+            "run_id": o.run_id, "run_id_drawn": drawn,
             "config": o.config.to_json(), "sessions": [],
         }
     validate(o.config)

@@ -143,7 +143,7 @@ class Soak:
             deadline=self.deadline, t0=self.t0, offset=self.offset,
             campaign_seconds=self.o.campaign_budget(), sample_every=self.o.sample_every,
             parent_pid=os.getpid(), rss_recycle_mb=self.o.rss_recycle_mb,
-            recycle_campaigns=self.o.recycle_campaigns,
+            recycle_campaigns=self.o.recycle_campaigns, run_id=self.o.run_id or 0,
         )
         proc = self.ctx.Process(
             target=worker_entry, args=(args, child), name=f"vmfuzz-soak-{s.slot}", daemon=False

@@ -104,6 +104,7 @@ class WorkerArgs:
     parent_pid: int
     rss_recycle_mb: float
     recycle_campaigns: int
+    run_id: int = 0  # the run's identity (vmfuzz.soak._plan)
 
 
 class _Stop(Exception):
@@ -206,7 +207,7 @@ class _Worker:
             index = cursor
             cursor += 1
             seed, scheduler, profile = campaign_plan(
-                self.a.slot, index, self.a.config.schedulers
+                self.a.slot, index, self.a.config.schedulers, self.a.run_id
             )
             self.current = {
                 "seed": seed, "scheduler": scheduler, "profile": profile.name,
