@@ -275,7 +275,7 @@ def test_worker_crash_is_restarted_and_reported(plugin: Path, tmp_path: Path) ->
     res = _soak(
         tmp_path, "--duration", "6s", "--workers", "1", "--plugin", str(plugin),
         "--bug", "soaktest_crash", "--op", "soaktest_noop", "--scheduler", "random",
-        "--coverage-every", "0", "--state", "st", "--json",
+        "--coverage-every", "0", "--state", "st", "--json", "--seed", "0",
     )
     assert res.returncode == 1, res.stderr
     summary = _json(res)

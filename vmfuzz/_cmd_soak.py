@@ -75,11 +75,38 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheduler", action="append", default=None, metavar="NAME",
                    help="rotate only through these schedulers (repeatable; default: "
                         f"{', '.join(SOAK_SCHEDULERS)})")
+    p.add_argument("--dask", default=None, metavar="ADDRESS",
+                   help="run the campaigns on a Dask cluster: the scheduler's address "
+                        "(tcp://HOST:8786); --workers is then the cluster's own (needs "
+                        'pip install "vmfuzz[cluster]")')
+    p.add_argument("--campaign-steps", default=None, metavar="N",
+                   help="each campaign's work in scheduler steps: 500k, 2M, 1000000 (default: "
+                        "a tenth of --duration, 5 s ... 60 s, at 17k steps per core second)")
     p.add_argument("--coverage-every", type=int, default=None, metavar="N",
                    help="measure model coverage on one chunk of examples in N (default 10; "
                         "0: do not measure)")
+    p.add_argument("--progress-every", type=float, default=None, metavar="SECONDS",
+                   help="when stderr is not a terminal, a progress line every SECONDS "
+                        "(default 30; 0: events only)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     _check_args.add_arguments(p)
+
+
+def _parse_steps(text: str) -> int | None:
+    """``500k`` -> 500000, ``2M`` -> 2000000, ``1000`` -> 1000 (None if not a step count)."""
+    t = text.strip().lower().removesuffix("steps")
+    scale = {"k": 1_000, "m": 1_000_000}.get(t[-1:], 1)
+    if scale != 1:
+        t = t[:-1]
+    try:
+        n = float(t)
+    except ValueError:
+        return None
+    from vmfuzz._limits import MAX_INT
+
+    if not (1 <= n * scale <= MAX_INT):
+        return None
+    return int(n * scale)
 
 
 def _usage_error(msg: str) -> int:
@@ -88,17 +115,27 @@ def _usage_error(msg: str) -> int:
 
 
 class _StatusLine:
-    """One self-overwriting line on stderr (only when stderr is a terminal)."""
+    """Progress on stderr: one self-overwriting line on a terminal; elsewhere (nohup, systemd,
+    CI) a plain line every ``every`` seconds.  Events (findings, workers lost) are lines."""
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
+    def __init__(self, terminal: bool, every: float) -> None:
+        self.terminal = terminal
+        self.every = every
+        self.next_line = 0.0
         self.shown = False
 
     def status(self, snap: object) -> None:
+        import time
+
         from vmfuzz.soak import Snapshot, format_duration
 
-        if not self.enabled or not isinstance(snap, Snapshot):
+        if not isinstance(snap, Snapshot):
             return
+        if not self.terminal:
+            now = time.monotonic()
+            if self.every <= 0 or now < self.next_line:
+                return
+            self.next_line = now + self.every
         cov = snap.coverage or {}
         cov_text = (
             f"  cov {cov.get('lines', 0):.1f}% lines {cov.get('branches', 0):.1f}% br"
@@ -109,8 +146,13 @@ class _StatusLine:
             f"[{format_duration(snap.session_elapsed)}/{format_duration(snap.duration)}] "
             f"findings {snap.findings}  {snap.steps_per_second:,.0f} steps/s  "
             f"{snap.examples:,} examples  {snap.campaigns} campaigns  "
+            f"pairs {snap.pairs:,}  pool {snap.pool:,}  "
             f"{snap.alive}/{snap.workers} workers{cov_text}{state}"
         )
+        if not self.terminal:
+            sys.stderr.write(f"vmfuzz soak: {line}\n")
+            sys.stderr.flush()
+            return
         width = 200
         try:
             width = os.get_terminal_size(sys.stderr.fileno()).columns - 1
@@ -121,13 +163,14 @@ class _StatusLine:
         self.shown = True
 
     def event(self, msg: str) -> None:
-        if not self.enabled:
-            return
-        sys.stderr.write(("\r\x1b[K" if self.shown else "") + msg + "\n")
+        if not self.terminal:
+            sys.stderr.write(f"vmfuzz soak: {msg}\n")
+        else:
+            sys.stderr.write(("\r\x1b[K" if self.shown else "") + msg + "\n")
         sys.stderr.flush()
 
     def close(self) -> None:
-        if self.enabled and self.shown:
+        if self.terminal and self.shown:
             sys.stderr.write("\r\x1b[K")
             sys.stderr.flush()
 
@@ -172,11 +215,22 @@ def run(args: argparse.Namespace) -> int:
 
     if args.seed is not None and not 0 <= args.seed <= MAX_RUN_ID:
         return _usage_error(f"--seed must be 0 .. {MAX_RUN_ID}, not {args.seed}")
+    steps = None
+    if args.campaign_steps is not None:
+        steps = _parse_steps(args.campaign_steps)
+        if steps is None:
+            return _usage_error(f"--campaign-steps {args.campaign_steps}: a step count is "
+                                "expected (500k, 2M, 1000000)")
     opts = SoakOptions(state_dir=state, duration=duration, workers=workers, config=config,
-                       resume=args.resume, run_id=args.seed)
+                       resume=args.resume, run_id=args.seed, campaign_steps=steps,
+                       dask=args.dask)
     if args.coverage_every is not None:
         opts.sample_every = args.coverage_every
-    ui = _StatusLine(not args.json and sys.stderr.isatty())
+    if args.progress_every is not None and args.progress_every < 0:
+        return _usage_error("--progress-every must be >= 0")
+    terminal = sys.stderr.isatty()
+    every = args.progress_every if args.progress_every is not None else 30.0
+    ui = _StatusLine(terminal, every)
     try:
         summary = run_soak(opts, on_status=ui.status, on_event=ui.event)
     except SoakError as e:

@@ -25,6 +25,10 @@ RSS_RECYCLE_MB = 2048.0  # a worker above this many MB is replaced after its cam
 # ... and after this many campaigns: each campaign's machine class stays referenced by
 # Hypothesis (RuleBasedStateMachine._setup_state_per_class), ~0.1 MB a campaign.
 RECYCLE_CAMPAIGNS = 200
+# A campaign's default work: its share of the session (a tenth, within 5 s ... 60 s) at this
+# many scheduler steps per second of one core (pct, default profile, measured on main: 17-22k
+# steps per CPU second), so a resubmitted campaign does the same work on any machine.
+STEPS_PER_CORE_SECOND = 17_000
 
 
 class SoakError(Exception):
@@ -79,6 +83,8 @@ class SoakOptions:
     resume: bool = False
     run_id: int | None = None  # --seed: the run's identity (None: drawn; --resume: the run's)
     campaign_seconds: float | None = None  # None: from the duration (5 s ... 60 s)
+    campaign_steps: int | None = None  # None: campaign_budget() at STEPS_PER_CORE_SECOND
+    dask: str | None = None  # --dask: the scheduler's address (None: local workers)
     sample_every: int = SAMPLE_EVERY
     stats_every: float = STATS_EVERY
     coverage_every: float = COVERAGE_EVERY
@@ -91,6 +97,14 @@ class SoakOptions:
         if self.campaign_seconds is not None:
             return self.campaign_seconds
         return min(60.0, max(5.0, self.duration / 10))
+
+    def campaign_work(self) -> int | None:
+        """Scheduler steps each campaign runs (None: a campaign of ``campaign_seconds``)."""
+        if self.campaign_steps is not None:
+            return self.campaign_steps
+        if self.campaign_seconds is not None:
+            return None
+        return round(self.campaign_budget() * STEPS_PER_CORE_SECOND)
 
 
 def parse_duration(text: str) -> float:

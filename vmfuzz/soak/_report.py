@@ -60,6 +60,7 @@ def summarize(
     findings = group_findings(records)
     return {
         "state": str(state_dir),
+        "run_id": int(run.get("run_id", 0)),
         "elapsed": round(elapsed, 1),
         "sessions": len(sessions),
         "stop": sessions[-1].get("stop") if sessions else None,
@@ -78,6 +79,11 @@ def summarize(
         "steps_per_second": round(steps / elapsed, 1) if elapsed else 0.0,
         "coverage": stats.get("coverage"),
         "findings": findings,
+        "pairs": int(t.get("pairs", 0)),
+        "new_pairs_last_hour": _last_hour(stats.get("series", []), elapsed),
+        "pool": int(t.get("pool", 0)),
+        "workers_lost": int(t.get("workers_lost", 0)),
+        "dask": sessions[-1].get("dask") if sessions else None,
         "shrink_passes": shrink_passes(records),
         "interrupted": stats.get("interrupted", []),
         "max_worker_rss_mb": _max_rss(stats.get("series", [])),
@@ -112,6 +118,44 @@ def shrink_passes(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(total.values())
 
 
+def _last_hour(series: list[dict[str, Any]], elapsed: float) -> int | None:
+    """New interleaving pairs in the last hour of the run (or all of it, if shorter)."""
+    pts = [(p["t"], p["pairs"]) for p in series if p.get("pairs") is not None]
+    if not pts:
+        return None
+    before = [n for t, n in pts if t <= elapsed - 3600]
+    return int(pts[-1][1] - (before[-1] if before else 0))
+
+
+def pairs_per_hour(series: list[dict[str, Any]]) -> list[tuple[float, float]]:
+    """New interleaving pairs per hour over time, each over a window of at least a minute
+    (and a fiftieth of the run): campaigns report their pairs when they end."""
+    pts = [(float(p["t"]), int(p["pairs"])) for p in series if p.get("pairs") is not None]
+    if len(pts) < 2:
+        return []
+    window = max(60.0, (pts[-1][0] - pts[0][0]) / 50)
+    out = []
+    j = 0
+    for t, n in pts[1:]:
+        while j + 1 < len(pts) and t - pts[j + 1][0] >= window:
+            j += 1
+        t0, n0 = pts[j]
+        if t > t0:
+            out.append((t, round((n - n0) * 3600 / (t - t0), 1)))
+    return out
+
+
+def findings_over_time(findings: list[dict[str, Any]], elapsed: float
+                       ) -> list[tuple[float, float]]:
+    """Cumulative distinct findings: a step at each signature's first hit."""
+    times = sorted(float(f.get("elapsed", 0.0)) for f in findings)
+    pts: list[tuple[float, float]] = [(0.0, 0.0)]
+    for i, t in enumerate(times, 1):
+        pts += [(t, float(i - 1)), (t, float(i))]
+    pts.append((max(elapsed, pts[-1][0]), float(len(times))))
+    return pts
+
+
 def _max_rss(series: list[dict[str, Any]]) -> float | None:
     vals = [v for s in series for v in (s.get("rss_mb") or {}).values() if v]
     return max(vals) if vals else None
@@ -144,7 +188,9 @@ def summary_text(s: dict[str, Any]) -> str:
     if s["ops"] is not None:
         extra += f"; operations: {', '.join(s['ops'])}"
     out.append(f"  bugs: {bugs}{extra}")
-    out.append(f"  last session: {_STOP.get(s['stop'], s['stop'])}")
+    out.append(f"  last session: {_STOP.get(s['stop'], s['stop'])}"
+               + (f" (Dask cluster {s['dask']})" if s.get("dask") else "")
+               + (f"; run identity {s['run_id']}" if s.get("run_id") is not None else ""))
     if s.get("write_error"):
         out.append(f"  cannot write: {s['write_error']}; free space, then continue with "
                    f"vmfuzz soak --resume --state {s['state']}")
@@ -172,6 +218,16 @@ def summary_text(s: dict[str, Any]) -> str:
             )
     if s["max_worker_rss_mb"] is not None:
         out.append(f"  largest worker: {s['max_worker_rss_mb']:.0f} MB resident")
+    if s.get("pairs"):
+        hour = s.get("new_pairs_last_hour")
+        out.append(
+            f"search: {s['pairs']:,} distinct interleaving pairs met"
+            + (f" ({hour:,} new in the last hour)" if hour is not None else "")
+            + f"; the shared pool holds {_n(s.get('pool', 0), 'program')}"
+        )
+    if s.get("workers_lost"):
+        out.append(f"  {_n(s['workers_lost'], 'Dask worker')} left during the run (their "
+                   "campaigns were run again by the others)")
     cov = s["coverage"]
     if cov and cov.get("sampled_chunks"):
         out.append(
@@ -282,6 +338,7 @@ def write_reports(
     unwritten: list[dict[str, Any]] | None = None,
     write_error: str | None = None,
     run: dict[str, Any] | None = None,
+    refresh: float | None = None,
 ) -> dict[str, Any]:
     """Write ``summary.txt`` and ``report.html``; the summary as JSON data (with ``text``).
 
@@ -292,7 +349,7 @@ def write_reports(
     try:
         _ensure_timelines(state_dir, s["findings"])
         write_text(state_dir / "summary.txt", summary_text(s))
-        write_text(state_dir / "report.html", render_html(state_dir, s))
+        write_text(state_dir / "report.html", render_html(state_dir, s, refresh))
     except OSError as e:
         s["write_error"] = s["write_error"] or f"{e.filename}: {e.strerror or e}"
         s["summary"] = s["report"] = None
@@ -316,11 +373,13 @@ svg .lg { font-size: 11px; fill: #333; } svg .m { stroke: #d62728; stroke-dashar
 """
 
 
-def render_html(state_dir: Path, s: dict[str, Any]) -> str:
-    """The report page: summary, plots over time, findings with their timelines, counts."""
+def render_html(state_dir: Path, s: dict[str, Any], refresh: float | None = None) -> str:
+    """The report page: summary, plots over time, findings with their timelines, counts;
+    with ``refresh`` (seconds), the browser reloads it that often (``vmfuzz report --watch``)."""
     e = html.escape
     stats = read_json(state_dir / "stats.json") or {}
     series = stats.get("series", [])
+    x_end = max([float(s.get("elapsed") or 0.0)] + [float(p["t"]) for p in series])
     markers = [
         (float(f.get("elapsed", 0)), f"finding: {f.get('message')}") for f in s["findings"]
     ]
@@ -349,25 +408,39 @@ def render_html(state_dir: Path, s: dict[str, Any]) -> str:
             rss_max.append((p["t"], max(vals)))
             rss_mean.append((p["t"], round(sum(vals) / len(vals), 1)))
     rss = [("largest worker", rss_max), ("mean of workers", rss_mean)]
+    pairs = [(p["t"], p["pairs"]) for p in series if p.get("pairs") is not None]
+    pool = [(p["t"], p["pool"]) for p in series if p.get("pool") is not None]
+    x: dict[str, Any] = {"x_max": x_end}
+    meta = f'<meta http-equiv="refresh" content="{round(refresh)}">' if refresh else ""
     body = [
         "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
+        f'<html lang="en"><head><meta charset="utf-8">{meta}',
         f"<title>vmfuzz soak report: {e(s['state'])}</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>vmfuzz soak report: {e(s['state'])}</h1>",
         f"<pre>{e(summary_text(s))}</pre>",
+        "<h2>The search (every chart shares one time axis: the run's elapsed time)</h2>",
+        svg_chart("distinct findings (cumulative)",
+                  [("findings", findings_over_time(s["findings"], x_end))],
+                  y_label="findings", markers=markers, **x),
+        svg_chart("interleaving pairs met (distinct, all campaigns)", [("pairs", pairs)],
+                  y_label="pairs", markers=markers, **x),
+        svg_chart("new interleaving pairs per hour", [("pairs/h", pairs_per_hour(series))],
+                  y_label="pairs/h", markers=markers, **x),
+        svg_chart("the shared pool (programs)", [("programs", pool)], y_label="programs",
+                  **x),
         "<h2>Throughput</h2>",
         svg_chart("scheduler steps per second (all workers)", [("steps/s", rate)],
-                  y_label="steps/s", markers=markers),
+                  y_label="steps/s", markers=markers, **x),
         svg_chart("examples per second (all workers)", [("examples/s", ex_rate)],
-                  y_label="examples/s", markers=markers),
+                  y_label="examples/s", markers=markers, **x),
         svg_chart("worker CPU (cores)", [("busy", cores), ("busy + waiting for CPU", wanted),
-                                           ("load average", load)], y_label="cores"),
+                                           ("load average", load)], y_label="cores", **x),
         "<h2>Model coverage (vmfuzz.kernel, sampled chunks of examples)</h2>",
         svg_chart("coverage over time", [("lines %", lines), ("branches %", branches)],
-                  y_label="%", y_max=100.0, markers=markers),
+                  y_label="%", y_max=100.0, markers=markers, **x),
         "<h2>Worker memory</h2>",
-        svg_chart("worker resident set size", rss, y_label="MB"),
+        svg_chart("worker resident set size", rss, y_label="MB", **x),
     ]
     body.append("<h2>Findings</h2>")
     if not s["findings"]:
@@ -462,3 +535,122 @@ def _coverage_table(state_dir: Path) -> str:
         )
     rows.append("</table>")
     return "\n".join(rows)
+
+
+# ============================================================================ several runs
+def merge_runs(state_dirs: list[Path]) -> dict[str, Any]:
+    """One summary of several runs' state folders (several machines' soaks): totals summed,
+    findings grouped by signature across the runs, interleaving pairs and pool programs
+    counted once however many runs met them.  ``runs`` holds each run's own summary."""
+    from vmfuzz.soak._pool import pool_files
+    from vmfuzz.soak._state import read_pairs
+
+    runs = [summarize(d) for d in state_dirs]
+    records = []
+    pairs: set[tuple[str, str]] = set()
+    pool: set[str] = set()
+    for d, r in zip(state_dirs, runs, strict=True):
+        for rec in load_findings(d):
+            rec["state"] = str(d)
+            records.append(rec)
+        pairs |= read_pairs(d)
+        pool |= {p.stem.split("-", 1)[-1] for p in pool_files(d)}
+        r["findings_count"] = len(r["findings"])
+    records.sort(key=lambda r: (r.get("elapsed", 0.0), r.get("record", "")))
+    findings = group_findings(records)
+    for f in findings:
+        f["states"] = sorted({str(r["state"]) for r in records
+                              if r["signature"] == f["signature"]})
+    ids: dict[int, list[str]] = {}
+    for r in runs:
+        ids.setdefault(r["run_id"], []).append(r["state"])
+    return {
+        "states": [str(d) for d in state_dirs],
+        "elapsed": max(r["elapsed"] for r in runs),
+        "examples": sum(r["examples"] for r in runs),
+        "steps": sum(r["steps"] for r in runs),
+        "campaigns": sum(r["campaigns"] for r in runs),
+        "worker_cpu_seconds": round(sum(r["worker_cpu_seconds"] for r in runs), 1),
+        "pairs": len(pairs),
+        "pool": len(pool),
+        "findings": findings,
+        "shared_identities": {str(k): v for k, v in ids.items() if len(v) > 1},
+        "runs": runs,
+    }
+
+
+def merged_text(m: dict[str, Any]) -> str:
+    """The summary of several runs for people."""
+    out = [f"vmfuzz report: {len(m['runs'])} runs, the longest {format_duration(m['elapsed'])}"]
+    for r in m["runs"]:
+        out.append(
+            f"  {r['state']}: run identity {r['run_id']}, {format_duration(r['elapsed'])}, "
+            f"{r['campaigns']} campaigns, {r['steps']:,} steps, {r['pairs']:,} pairs, "
+            f"{_n(r['findings_count'], 'finding')}"
+        )
+    for rid, states in m["shared_identities"].items():
+        out.append(f"  warning: {', '.join(states)} share the run identity {rid}: their "
+                   "campaigns repeat each other (give each run its own --seed)")
+    out.append(
+        f"together: {m['campaigns']} campaigns, {m['examples']:,} examples, "
+        f"{m['steps']:,} steps, {m['worker_cpu_seconds']:,.0f} worker CPU seconds; "
+        f"{m['pairs']:,} distinct interleaving pairs, {_n(m['pool'], 'distinct pool program')}"
+    )
+    if not m["findings"]:
+        out.append("findings: none")
+    else:
+        out.append(f"findings: {len(m['findings'])} distinct")
+    for i, f in enumerate(m["findings"], 1):
+        out.append(f"  {i}. {f.get('message')}")
+        out.append(f"     first after {format_duration(f.get('elapsed', 0))} in "
+                   f"{f.get('state')} (seed {f.get('seed')}); {_n(f['hits'], 'hit')} in "
+                   f"{', '.join(f['states'])}")
+        if f.get("corpus"):
+            out.append(f"     replay:   vmfuzz replay {_rel(f['corpus'])}")
+    return "\n".join(out) + "\n"
+
+
+def render_merged_html(m: dict[str, Any]) -> str:
+    """The page of several runs: every run's curves on one time axis, findings merged."""
+    e = html.escape
+    serieses = [(r["state"], (read_json(Path(r["state"]) / "stats.json") or {}).get("series", []))
+                for r in m["runs"]]
+    x: dict[str, Any] = {"x_max": max([m["elapsed"]] + [float(p["t"]) for _, ss in serieses
+                                                         for p in ss])}
+
+    def per_run(key: str) -> list[tuple[str, list[tuple[float, float]]]]:
+        return [(name, [(p["t"], p[key]) for p in ss if p.get(key) is not None])
+                for name, ss in serieses]
+
+    body = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>vmfuzz report: {len(m['runs'])} runs</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>vmfuzz report: {len(m['runs'])} runs</h1>",
+        f"<pre>{e(merged_text(m))}</pre>",
+        "<h2>The search (one time axis: each run's elapsed time)</h2>",
+        svg_chart("distinct findings (cumulative)",
+                  [(r["state"], findings_over_time(r["findings"], r["elapsed"]))
+                   for r in m["runs"]], y_label="findings", **x),
+        svg_chart("interleaving pairs met (distinct, per run)", per_run("pairs"),
+                  y_label="pairs", **x),
+        svg_chart("new interleaving pairs per hour",
+                  [(name, pairs_per_hour(ss)) for name, ss in serieses], y_label="pairs/h",
+                  **x),
+        svg_chart("the shared pool (programs, per run)", per_run("pool"), y_label="programs",
+                  **x),
+        svg_chart("scheduler steps per second", per_run("steps_per_second"),
+                  y_label="steps/s", **x),
+        "<h2>Findings</h2>",
+    ]
+    if not m["findings"]:
+        body.append("<p class=ok>No findings.</p>")
+    for i, f in enumerate(m["findings"], 1):
+        body.append(f"<h3 class=bad>{i}. {e(str(f.get('message')))}</h3>")
+        body.append(f"<p>{e(f['signature'])}: {f['hits']} hits in "
+                    f"{e(', '.join(f['states']))}; corpus {e(_rel(f.get('corpus')) or '-')}</p>")
+        text = _read(f.get("timeline"))
+        if text:
+            body.append(f"<pre>{e(text)}</pre>")
+    body.append("</body></html>")
+    return "\n".join(body) + "\n"

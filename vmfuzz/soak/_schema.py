@@ -151,6 +151,8 @@ def check_stats(d: Any) -> str | None:
     spec.update({k: (_is_num, "a number", False)
                  for k in ("worker_cpu_seconds", "worker_wait_seconds", "worker_alive_seconds")})
     spec["sampled_chunks"] = (_count, "a count (integer >= 0)", False)
+    spec.update({k: (_count, "a count (integer >= 0)", False)
+                 for k in ("pairs", "pool", "workers_lost", "resubmitted")})
     problem = _fields(t, spec)
     if problem is not None:
         return f"totals: {problem}"
@@ -166,7 +168,8 @@ def check_stats(d: Any) -> str | None:
         spec = {"t": (_is_num, "a number", True)}
         spec.update({k: (_opt(_is_num), "a number or null", False)
                      for k in ("steps", "examples", "steps_per_second", "examples_per_second",
-                               "lines", "branches", "cpu", "wait", "load")})
+                               "lines", "branches", "cpu", "wait", "load", "pairs", "pool",
+                               "findings")})
         spec["rss_mb"] = (_opt(lambda v: isinstance(v, dict) and all(
             x is None or _is_num(x) for x in v.values())), "an object of numbers", False)
         problem = _fields(p, spec)
@@ -179,6 +182,14 @@ def check_stats(d: Any) -> str | None:
         if problem is not None:
             return f"slots[{slot}]: {problem}"
     return None
+
+
+def check_pairs(d: Any) -> str | None:
+    """``pairs.json``: the interleaving pairs the run's campaigns met."""
+    problem = _fields(d, {"pairs": (lambda v: isinstance(v, list) and all(
+        isinstance(x, list) and len(x) == 2 and all(isinstance(y, str) for y in x) for x in v),
+        "a list of [label, label] pairs", True)})
+    return problem
 
 
 def check_slot(d: Any) -> str | None:

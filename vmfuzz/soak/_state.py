@@ -39,6 +39,7 @@ from vmfuzz.soak._findings import load_findings
 from vmfuzz.soak._plan import draw_run_id
 from vmfuzz.soak._schema import (
     FORMAT,
+    check_pairs,
     check_run,
     check_slot,
     check_stats,
@@ -46,6 +47,7 @@ from vmfuzz.soak._schema import (
 )
 
 VERSION = 1
+PAIRS_FILE = "pairs.json"  # the interleaving pairs the run's campaigns met: {"pairs": [[a, b]]}
 
 
 @attrs.define
@@ -80,6 +82,14 @@ def read_run(state: Path) -> dict[str, Any] | None:
     """``STATE/run.json`` (None if there is none); :class:`CorruptState` if it is damaged."""
     data = read_state(state / "run.json", check_run)
     return data if isinstance(data, dict) else None
+
+
+def read_pairs(state: Path) -> set[tuple[str, str]]:
+    """The interleaving pairs the run met so far (``STATE/pairs.json``; none if missing)."""
+    data = read_state(state / PAIRS_FILE, check_pairs)
+    if not isinstance(data, dict):
+        return set()
+    return {(a, b) for a, b in data["pairs"]}
 
 
 def check_writable(state: Path, corpus: str) -> None:
@@ -159,7 +169,8 @@ def _open_locked(o: SoakOptions, run_json: dict[str, Any], lock_fd: int,
         _wait_for_orphans(state, on_event)
         if read_back is None or "slots" in read_back:  # (older stats: no per-slot counts)
             _recover_logged_campaigns(state, stats, on_event)
-        _note_interrupted_campaigns(state, stats, "the previous session was killed")
+        _note_interrupted_campaigns(state, stats, "the previous session was killed",
+                                    resubmitting=o.dask is not None)
         for s in run_json.get("sessions", []):
             if s.get("ended") is None and not s.get("stop"):
                 s["stop"] = "killed"
@@ -249,10 +260,18 @@ def _recover_logged_campaigns(state: Path, stats: dict[str, Any],
                      "session finished after its last stats.json")
 
 
-def _note_interrupted_campaigns(state: Path, stats: dict[str, Any], why: str) -> None:
-    """Campaigns the slot files show in flight are recorded (they can be re-run)."""
+def _note_interrupted_campaigns(state: Path, stats: dict[str, Any], why: str,
+                                resubmitting: bool = False) -> None:
+    """Campaigns the slot files show in flight are recorded (they can be re-run); those a
+    cluster session had in flight are left for a cluster session (``resubmitting``) to submit
+    again."""
     for _, p in slot_files(state):
         d = read_slot(p)
+        if d is not None and d.get("in_flight") and not resubmitting:
+            for cur in d["in_flight"]:
+                stats["interrupted"].append(dict(cur, slot=d.get("slot"), why=why))
+            d["in_flight"] = []
+            write_json(p, d)
         if d is None or not d.get("current"):
             continue
         cur = dict(d["current"])

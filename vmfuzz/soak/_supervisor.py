@@ -35,8 +35,9 @@ from vmfuzz.soak._coverage import merge_coverage
 from vmfuzz.soak._files import now_iso, write_json
 from vmfuzz.soak._findings import finding_id
 from vmfuzz.soak._metrics import cpu_seconds, rss_mb
+from vmfuzz.soak._pool import pool_size
 from vmfuzz.soak._report import write_reports
-from vmfuzz.soak._state import clear_slot_file, open_run
+from vmfuzz.soak._state import PAIRS_FILE, clear_slot_file, open_run, read_pairs
 from vmfuzz.soak._worker import WorkerArgs, worker_entry
 
 
@@ -78,6 +79,8 @@ class Snapshot:
     findings: int
     coverage: dict[str, Any] | None
     stopping: str | None
+    pairs: int = 0  # distinct interleaving pairs met so far
+    pool: int = 0  # programs in the run's pool
 
 
 EventHook = Callable[[str], None]
@@ -111,6 +114,9 @@ class Soak:
         self._lock_fd: int | None = None
         self.write_error: str | None = None  # the first write that failed: the session stops
         self.unwritten: list[dict[str, Any]] = []  # finding records not on disk
+        self.pairs: set[tuple[str, str]] = set()  # interleaving pairs the run's campaigns met
+        self._pairs_written = 0
+        self.pool_size = 0  # programs in the run's pool (STATE/pool/)
 
     # ---------------------------------------------------------------- state
     def prepare(self) -> None:
@@ -120,6 +126,9 @@ class Soak:
         self.records = run.records
         self.signatures = {r["signature"] for r in self.records}
         self._lock_fd = run.lock_fd
+        self.pairs = read_pairs(self.state)
+        self._pairs_written = len(self.pairs)
+        self.pool_size = pool_size(self.state)
         for s in self.slots:
             seen = self.stats["slots"].get(str(s.slot))
             if seen is not None:
@@ -144,6 +153,7 @@ class Soak:
             campaign_seconds=self.o.campaign_budget(), sample_every=self.o.sample_every,
             parent_pid=os.getpid(), rss_recycle_mb=self.o.rss_recycle_mb,
             recycle_campaigns=self.o.recycle_campaigns, run_id=self.o.run_id or 0,
+            campaign_steps=self.o.campaign_work(),
         )
         proc = self.ctx.Process(
             target=worker_entry, args=(args, child), name=f"vmfuzz-soak-{s.slot}", daemon=False
@@ -184,6 +194,8 @@ class Soak:
             s.logged += 1
             s.partial = {"examples": 0, "steps": 0}
             t["campaigns"] += 1
+            self._add_pairs(payload.pop("pairs", None) or [])
+            self.pool_size += payload.get("pool_added", 0)
             for key, val in (("schedulers", payload["scheduler"]),
                              ("profiles", payload["profile"])):
                 t[key][val] = t[key].get(val, 0) + 1
@@ -438,10 +450,11 @@ class Soak:
         return Snapshot(
             elapsed=self.elapsed(), session_elapsed=time.monotonic() - self.t0,
             duration=self.o.duration, workers=self.o.workers,
-            alive=sum(1 for s in self.slots if s.proc is not None),
+            alive=self._alive(),
             examples=t["examples"], steps=t["steps"], steps_per_second=self._rate_now(),
             campaigns=t["campaigns"], findings=len(self.signatures),
             coverage=self.stats.get("coverage"), stopping=self.stop_reason,
+            pairs=len(self.pairs), pool=self.pool_size,
         )
 
     def _flush_stats(self, final: bool = False) -> None:
@@ -473,7 +486,9 @@ class Soak:
             "branches": (st.get("coverage") or {}).get("branches"),
             "rss_mb": {str(s.slot): round(s.rss_mb, 1) for s in self.slots
                        if s.rss_mb is not None and s.proc is not None},
-            "alive": sum(1 for s in self.slots if s.proc is not None),
+            "alive": self._alive(),
+            "pairs": len(self.pairs),
+            "pool": self.pool_size,
             "cpu": round(t.get("worker_cpu_seconds", 0.0), 2),
             "wait": round(t.get("worker_wait_seconds", 0.0), 2),
             "load": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
@@ -490,17 +505,35 @@ class Soak:
         slots = st.setdefault("slots", {})
         for s in self.slots:
             slots[str(s.slot)] = {"logged": s.logged, **s.partial}
-        st["worker_status"] = [
+        st["worker_status"] = self._worker_status()
+        t["pairs"] = len(self.pairs)
+        t["pool"] = self.pool_size
+        try:
+            if len(self.pairs) != self._pairs_written:
+                write_json(self.state / PAIRS_FILE, {"pairs": sorted(self.pairs)}, fsync=final)
+                self._pairs_written = len(self.pairs)
+            write_json(self.state / "stats.json", st, fsync=final)
+        except OSError as e:
+            self._write_failed(f"{e.filename}: {e.strerror or e}")
+
+    def _alive(self) -> int:
+        """Workers running now."""
+        return sum(1 for s in self.slots if s.proc is not None)
+
+    def _worker_status(self) -> list[dict[str, Any]]:
+        return [
             {"slot": s.slot, "pid": s.proc.pid if s.proc is not None else None,
              "rss_mb": round(s.rss_mb, 1) if s.rss_mb is not None else None,
              "campaign": s.current, "campaigns": s.campaigns, "restarts": s.restarts,
              "recycles": s.recycles}
             for s in self.slots
         ]
-        try:
-            write_json(self.state / "stats.json", st, fsync=final)
-        except OSError as e:
-            self._write_failed(f"{e.filename}: {e.strerror or e}")
+
+    def _add_pairs(self, pairs: list[list[str]]) -> int:
+        """Count the interleaving pairs a campaign met; how many the run had not met."""
+        before = len(self.pairs)
+        self.pairs.update((a, b) for a, b in pairs)
+        return len(self.pairs) - before
 
     def _merge_coverage(self) -> None:
         """Merge the workers' coverage data into ``coverage.json`` and the stats."""
@@ -539,4 +572,8 @@ def run_soak(
         raise SoakError("--workers must be >= 1")
     if opts.duration <= 0:
         raise SoakError("the duration must be positive")
+    if opts.dask is not None:
+        from vmfuzz.soak._cluster import ClusterSoak
+
+        return ClusterSoak(opts, on_status=on_status, on_event=on_event).run()
     return Soak(opts, on_status=on_status, on_event=on_event).run()

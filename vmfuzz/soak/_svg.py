@@ -45,14 +45,16 @@ def svg_chart(
     markers: list[tuple[float, str]] | None = None,
     width: int = 760,
     height: int = 240,
+    x_max: float | None = None,
 ) -> str:
-    """A line chart over elapsed time as inline SVG (no scripts)."""
+    """A line chart over elapsed time as inline SVG (no scripts); ``x_max``, the end of the
+    time axis (the report gives every chart the run's, so their axes line up)."""
     left, right, top, bottom = 64, 16, 28, 36
     pw, ph = width - left - right, height - top - bottom
     xs = [x for _, pts in series for x, _ in pts] + [m[0] for m in markers or []]
     ys = [y for _, pts in series for _, y in pts]
     x1 = max(xs) if xs else 1.0
-    x1 = max(x1, 1.0)
+    x1 = max(x1, x_max or 0.0, 1.0)
     top_y = y_max if y_max is not None else (max(ys) if ys else 1.0)
     top_y = top_y if top_y > 0 else 1.0
     ystep = _nice_step(top_y, 4)

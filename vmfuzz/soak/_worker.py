@@ -37,10 +37,19 @@ from vmfuzz.plugins import load_plugins
 from vmfuzz.soak._config import SoakConfig, validate
 from vmfuzz.soak._coverage import COV_WARNINGS, COVERED_PACKAGE
 from vmfuzz.soak._files import append_line, flock, now_iso, write_json, write_text
-from vmfuzz.soak._findings import finding_id
+from vmfuzz.soak._findings import finding_id, load_findings
 from vmfuzz.soak._metrics import rss_mb
 from vmfuzz.soak._plan import Profile, campaign_plan, profile_named
+from vmfuzz.soak._pool import (
+    add_programs,
+    load_programs,
+    new_programs,
+    pool_digest,
+    pool_pairs,
+    seed_pool,
+)
 from vmfuzz.soak._state import read_slot
+from vmfuzz.soak._task import known_test
 
 CRASH_EXIT = 3  # exit status of a worker that reported its own crash
 # A worker is replaced after its campaign when it has grown this much over its size after its
@@ -105,6 +114,7 @@ class WorkerArgs:
     rss_recycle_mb: float
     recycle_campaigns: int
     run_id: int = 0  # the run's identity (vmfuzz.soak._plan)
+    campaign_steps: int | None = None  # a campaign's step budget (None: seconds only)
 
 
 class _Stop(Exception):
@@ -153,6 +163,9 @@ class _Worker:
         self.chunks = 0
         self.sampled_chunks = 0
         self._last: dict[str, Any] = {}
+        self.pool: Any = None  # the campaign's pool (a campaign that keeps one)
+        self.pool_in: list[dict[str, Any]] = []  # the run's programs it started from
+        self.pool_added0 = 0
         self.write_error: str | None = None  # the first state write that failed
 
     # ---------------------------------------------------------------- messages
@@ -220,7 +233,9 @@ class _Worker:
                 self._write_failed(e)
                 break
             self.send("start", dict(self.current))
-            budget = min(self.a.campaign_seconds, max(0.5, remaining))
+            budget = max(0.5, remaining)  # the session's end; the campaign's own: steps
+            if self.a.campaign_steps is None:
+                budget = min(self.a.campaign_seconds, budget)
             result = self._campaign(seed, scheduler, profile, budget)
             finished = dict(self.current)
             try:
@@ -238,11 +253,12 @@ class _Worker:
             else:  # what ran of it (a --resume counts it from the log if the stats missed it)
                 finished.update(stopped=True, examples=self._last["examples"],
                                 steps=self._last["steps"])
+            message = self._share_pool(finished)
             try:
                 append_line(self.log_file, finished)
             except OSError as e:
                 self._write_failed(e)
-            self.send("end", finished)
+            self.send("end", message)
             if self.write_error is not None:
                 break
             done += 1
@@ -297,27 +313,60 @@ class _Worker:
         self, seed: int, scheduler: str, profile: Profile, budget: float
     ) -> Any:
         from vmfuzz.campaign import fuzz
+        from vmfuzz.pool import Pool
+        from vmfuzz.schedules import guided
 
         self._last = {"examples": 0, "steps": 0, "budget_hits": 0, "ops": {}, "labels": {}}
         cfg = self.a.config
+        kconfig = kernel_config(cfg, profile)
+        ops = list(cfg.ops) if cfg.ops is not None else None
+        self.pool = None
+        self.pool_in = []
+        if guided(scheduler):  # the run's pool: every campaign that keeps one starts from it
+            self.pool_in = load_programs(self.state)
+            self.pool = Pool(kconfig, ops)
+            seeded = seed_pool(self.pool, self.pool_in)
+            self.pool_added0 = self.pool.added
+            if seeded:
+                self.send("progress", {"examples": 0, "steps": seeded, "budget_hits": 0,
+                                       "ops": {}, "labels": {}})
+        known = [[r.get("check"), r.get("label")] for r in load_findings(self.state)
+                 if r.get("kind") == "failure" and r.get("corpus")]
         self._next_chunk()
         try:
             return fuzz(
-                kernel_config(cfg, profile),
+                kconfig,
                 scheduler=scheduler,
                 seed_value=seed,
                 budget=budget,
+                step_budget=self.a.campaign_steps,
                 chunk=profile.chunk,
-                ops=list(cfg.ops) if cfg.ops is not None else None,
+                ops=ops,
                 base_profile=profile.base_profile,
                 progress=self._progress,
                 collect_labels=True,
+                pool=self.pool,
+                known=known_test(known),
             )
         except _Stop:
             return None
         finally:
             # Coverage started for a chunk that never ran (the budget was over): next one.
             self._end_chunk(ran=False)
+
+    def _share_pool(self, finished: dict[str, Any]) -> dict[str, Any]:
+        """Add the campaign's new pool programs to the run's pool; the "end" message (with
+        the interleaving pairs the campaign met, which the log line leaves out)."""
+        if self.pool is None:
+            return finished
+        finished["pool_in"] = len(self.pool_in)
+        finished["pool_in_digest"] = pool_digest(self.pool_in)
+        try:
+            finished["pool_added"] = add_programs(
+                self.state, new_programs(self.pool, self.pool_added0), self.elapsed())
+        except OSError as e:
+            self._write_failed(e)
+        return dict(finished, pairs=pool_pairs(self.pool))
 
     def _next_chunk(self) -> None:
         """Start coverage if the next chunk of examples is a sampled one."""
@@ -372,8 +421,6 @@ class _Worker:
     def _found(self, r: Any, seed: int, scheduler: str, profile: Profile) -> str | None:
         if not r.found or r.failure is None or r.case is None:
             return None
-        from vmfuzz.corpus import load
-
         v = r.failure.violation
         meta = {
             "found_by": f"vmfuzz soak (worker {self.a.slot}, scheduler {scheduler}, "
@@ -400,25 +447,12 @@ class _Worker:
             "corpus": None,
             "timeline": None,
         }
-        try:
-            saved = self._save(r.case, v, meta)
-            if saved.corpus_error is not None:
-                rec["corpus_error"] = saved.corpus_error
-                self.stopping = True  # the corpus is unwritable: stop after this campaign
-                self.send("disk", {"slot": self.a.slot, "error": saved.corpus_error})
-            if saved.path is None:
-                rec["signature"] = f"{v.check}|{v.label or ''}|unsaved"
-                rec["error"] = "no folder could take the case: its text is in case_text"
-                rec["case_text"] = saved.text
-            else:
-                path = saved.path.resolve()
-                cc = load(path)
-                rec["signature"] = str(cc.metadata.get("signature") or path.stem)
-                rec["corpus"] = str(path)
-                rec["timeline"] = self._timeline(cc, path)
-        except Exception as e:  # not reproducible, or the model raised while re-running it
-            rec["signature"] = f"{v.check}|{v.label or ''}|unsaved"
-            rec["error"] = f"{type(e).__name__}: {e}"
+        saved_error = save_finding(self.state, self.a.config.corpus, r.case, v, meta, rec)
+        if rec.get("corpus_error"):
+            self.stopping = True  # the corpus is unwritable: stop after this campaign
+            self.send("disk", {"slot": self.a.slot, "error": rec["corpus_error"]})
+        if saved_error is not None:
+            self._write_failed(saved_error)
         rec["elapsed"] = round(self.elapsed(), 3)
         rec["found_at"] = now_iso()
         fid = finding_id(rec["elapsed"], self.a.slot, seed, "failure")
@@ -429,34 +463,6 @@ class _Worker:
             self._write_failed(e)
         self.send("finding", rec)
         return str(rec["signature"])
-
-    def _save(self, case: Any, v: Any, meta: dict[str, Any]) -> Any:
-        """Save to the corpus (else a fallback folder) under the corpus lock when it can be
-        taken: workers saving one signature at once keep the shorter run."""
-        from vmfuzz._fallback import save_case
-
-        corpus = Path(self.a.config.corpus)
-        try:
-            with flock(self.state / "corpus.lock"):
-                return save_case(case, v, corpus, meta)
-        except OSError:  # the lock file cannot be created (a full disk): save without it
-            return save_case(case, v, corpus, meta)
-
-    def _timeline(self, cc: Any, path: Path) -> str | None:
-        try:
-            from vmfuzz.corpus import attempt
-            from vmfuzz.timeline import render_attempt
-
-            text = render_attempt(cc, attempt(cc), width=120)
-        except Exception as e:
-            text = f"(no timeline: {type(e).__name__}: {e})\n"
-        out = self.state / "timelines" / f"{path.stem}.txt"
-        try:
-            write_text(out, text)
-        except OSError as e:  # the report draws it again later
-            self._write_failed(e)
-            return None
-        return str(out.resolve())
 
     def report_crash(self, exc: BaseException) -> None:
         """Record a crash of this worker as a finding (the parent restarts the worker)."""
@@ -490,3 +496,60 @@ class _Worker:
             self.send("crash", rec)
 
 
+
+
+def save_finding(state: Path, corpus: str, case: Any, v: Any, meta: dict[str, Any],
+                 rec: dict[str, Any]) -> OSError | None:
+    """Save a failure to the corpus (else a fallback folder) and draw its timeline into the
+    state folder; fills the finding record ``rec`` (signature, corpus, timeline, or what went
+    wrong: ``corpus_error``, ``error``, ``case_text``).  The timeline write's error, if any
+    (the report draws it again later)."""
+    from vmfuzz.corpus import load
+
+    try:
+        saved = _save(state, corpus, case, v, meta)
+        if saved.corpus_error is not None:
+            rec["corpus_error"] = saved.corpus_error
+        if saved.path is None:
+            rec["signature"] = f"{v.check}|{v.label or ''}|unsaved"
+            rec["error"] = "no folder could take the case: its text is in case_text"
+            rec["case_text"] = saved.text
+            return None
+        path = saved.path.resolve()
+        cc = load(path)
+        rec["signature"] = str(cc.metadata.get("signature") or path.stem)
+        rec["corpus"] = str(path)
+        try:
+            rec["timeline"] = draw_timeline(state, cc, path)
+        except OSError as e:
+            return e
+    except Exception as e:  # not reproducible, or the model raised while re-running it
+        rec["signature"] = f"{v.check}|{v.label or ''}|unsaved"
+        rec["error"] = f"{type(e).__name__}: {e}"
+    return None
+
+
+def _save(state: Path, corpus: str, case: Any, v: Any, meta: dict[str, Any]) -> Any:
+    """Save to the corpus (else a fallback folder) under the corpus lock when it can be
+    taken: workers saving one signature at once keep the shorter run."""
+    from vmfuzz._fallback import save_case
+
+    try:
+        with flock(state / "corpus.lock"):
+            return save_case(case, v, Path(corpus), meta)
+    except OSError:  # the lock file cannot be created (a full disk): save without it
+        return save_case(case, v, Path(corpus), meta)
+
+
+def draw_timeline(state: Path, cc: Any, path: Path) -> str:
+    """Draw the saved case's race timeline into ``STATE/timelines/``; its path."""
+    try:
+        from vmfuzz.corpus import attempt
+        from vmfuzz.timeline import render_attempt
+
+        text = render_attempt(cc, attempt(cc), width=120)
+    except Exception as e:
+        text = f"(no timeline: {type(e).__name__}: {e})\n"
+    out = state / "timelines" / f"{path.stem}.txt"
+    write_text(out, text)
+    return str(out.resolve())
