@@ -43,6 +43,11 @@ STRATEGIES = FUZZ_SCHEDULERS  # every --scheduler choice, from the modes table
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", action="store_true", help="only the bare engine benchmark")
+    p.add_argument("--soak", action="append", nargs="?", const="all", default=None,
+                   choices=("all", "pool", "cluster"), metavar="pool|cluster",
+                   help="only the soak's measurements: distinct interleaving pairs in fixed "
+                        "work, pool carried vs cold campaigns; steps per CPU second and per "
+                        "wall second on 1 and 2 Dask workers (vmfuzz.soak._bench)")
     p.add_argument("--quick", action="store_true", help="small budgets (under 2 minutes)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--out", metavar="FILE", help="also write the JSON object to FILE")
@@ -235,6 +240,11 @@ def _table(result: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.soak:
+        from vmfuzz.soak._bench import run_bench
+
+        which = ("pool", "cluster") if "all" in args.soak else tuple(args.soak)
+        return run_bench(args.json, args.quick, which)
     if args.mutants or args.mutant:
         return _bench_mutants.run(args)
     if args.seeds is not None:
