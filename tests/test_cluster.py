@@ -60,7 +60,7 @@ def test_run_identities_never_share_a_seed() -> None:
 def test_two_soaks_with_different_identities_share_no_campaign(tmp_path: Path) -> None:
     keys = []
     for run in ("1", "2"):
-        res = _soak(tmp_path, "--duration", "3s", "--workers", "2", "--seed", run,
+        res = _soak(tmp_path, "--duration", "12s", "--workers", "1", "--seed", run,
                     "--campaign-steps", "2k", "--coverage-every", "0",
                     "--state", f"st{run}", "--corpus", "corpus", "--json")
         assert res.returncode == 0, res.stderr
