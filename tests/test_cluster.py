@@ -74,6 +74,19 @@ def test_two_soaks_with_different_identities_share_no_campaign(tmp_path: Path) -
     assert res.returncode == 2 and "differs from the run's 1" in res.stderr
 
 
+def test_without_dask_the_option_says_which_extra_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vmfuzz.soak import SoakConfig, SoakError, SoakOptions, run_soak
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed fails
+    opts = SoakOptions(state_dir=tmp_path / "st", duration=5.0, workers=1, config=SoakConfig(),
+                       dask="tcp://127.0.0.1:8786")
+    with pytest.raises(SoakError, match=r'pip install "vmfuzz\[cluster\]"'):
+        run_soak(opts)
+    assert not (tmp_path / "st").exists()  # nothing started
+
+
 # ============================================================================ the cluster
 def _dask() -> str:
     pytest.importorskip("distributed", reason='Dask distributed is not installed: '

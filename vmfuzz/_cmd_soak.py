@@ -5,20 +5,38 @@ Examples:
   vmfuzz soak --duration 2m --workers 2 --bug NAME
   vmfuzz soak --resume --duration 1h            continue the run in soak-state/ (no seed repeats)
   vmfuzz soak --plugin ./p.py --bug NAME        every worker loads the plugin (a bug of its own)
+  vmfuzz soak --dask tcp://HOST:8786 --duration 8h   campaigns on a Dask cluster (README)
+  vmfuzz soak --seed 7 --duration 8h            this run's identity is 7 (default: drawn)
   vmfuzz report soak-state                      print the morning summary again
 
+Each run has an identity (--seed, or drawn and kept in STATE/run.json): its campaign seeds are
+its own, so soaks on several machines (different identities) never search the same campaign.
 Each worker process loops over campaigns with seeds no other campaign of the run used, rotating
 schedulers (by default those the schedule modes table marks for soaks: preemptions, pct,
-random) and profiles.  A failure is shrunk, saved to the corpus
+random) and profiles.  A campaign is a number of scheduler steps (--campaign-steps; by default
+a tenth of --duration, 5 s to 60 s, at 17k steps per core second): the same work on any
+machine.  Campaigns that keep a program pool (pct) start from the run's shared pool
+(STATE/pool/, kept across --resume) and add the programs they keep to it; a failure whose
+check and label the run already has is not shrunk again.  A failure is shrunk, saved to the corpus
 (one file per failure signature, however many workers find it) and its timeline written to
 STATE/timelines/ the moment it is found.  A worker that dies is restarted; its death is a
 finding too.  Ctrl-C stops cleanly (a failure being shrunk is shrunk and saved first; Ctrl-C
 again stops at once), kill -9 loses no finding already reported, --resume continues.
 
 STATE/stats.json is rewritten every few seconds: examples, steps, steps/s, findings, counts per
-operation and per yield label, line and branch coverage of the model (vmfuzz.kernel, measured
-on one chunk of examples in ten, merged across workers).  At the end the summary is printed
-and written to STATE/summary.txt, with plots and timelines in STATE/report.html.
+operation and per yield label, distinct interleaving pairs met and the pool's size over time,
+line and branch coverage of the model (vmfuzz.kernel, measured on one chunk of examples in
+ten, merged across local workers).  At the end the summary is printed and written to
+STATE/summary.txt, with plots and timelines in STATE/report.html ('vmfuzz report STATE --watch
+60' rewrites it every minute during the run).  Progress goes to stderr: a self-overwriting line
+on a terminal, else a line every 30 s (--progress-every) and one per event.
+
+--dask ADDRESS: the campaigns are Dask tasks on the cluster whose scheduler is at ADDRESS
+('dask scheduler', 'dask worker ADDRESS --nthreads 1' on each host; pip install
+"vmfuzz[cluster]").  Everything comes back into STATE and the corpus here.  A worker lost
+mid-campaign loses nothing: Dask runs its campaign again elsewhere (the same work, the same
+result).  At the end of --duration nothing more is submitted and the campaigns in flight finish;
+--resume --dask submits again those a killed session had in flight.
 
 Faults.  Before anything runs, the state folder and the corpus must be writable and every
 state file of a --resume sound (else one line naming the folder or file, exit status 2: a

@@ -1,12 +1,23 @@
-"""Soak runs: campaigns on every core, for hours, that survive interruption and lose nothing.
+"""Soak runs: campaigns on every core, or on a Dask cluster, for hours, that survive
+interruption and lose nothing.
 
-:func:`run_soak` starts N worker processes (``spawn``; one per core by default).  Each worker
-loops over campaigns (:func:`vmfuzz.campaign.fuzz`) until the run's deadline.  Campaign ``i``
-of worker slot ``w`` has the seed ``w * SEED_STRIDE + i``, so no two campaigns of a run share a
-seed; the slot's cursor is written to the state directory *before* a campaign starts, so a
-restarted worker or a ``--resume`` never repeats one.  Campaigns rotate through the schedulers
-(preemption lists, PCT, random walk) and the :data:`PROFILES`; a campaign is reproducible from
-its recorded (seed, scheduler, profile): see :func:`rerun_campaign`.
+:func:`run_soak` starts N worker processes (``spawn``; one per core by default), or, with
+``SoakOptions.dask``, submits the campaigns to a Dask cluster (:mod:`vmfuzz.soak._cluster`).
+Each local worker loops over campaigns (:func:`vmfuzz.campaign.fuzz`) until the run's deadline.
+Every run has an identity ``R`` (``--seed``, or drawn; in ``run.json``); campaign ``i`` of
+worker slot ``w`` has the seed ``R * RUN_STRIDE + w * SEED_STRIDE + i``, so no two campaigns of
+a run, and none of two runs with different identities, share a seed; the slot's cursor is
+written to the state directory *before* a campaign starts, so a restarted worker or a
+``--resume`` never repeats one.  A campaign is a step budget (``--campaign-steps``; by default
+its share of the session at a core's rate), so it does the same work on any machine.
+Campaigns rotate through the schedulers (preemption lists, PCT, random walk) and the
+:data:`PROFILES`; a campaign is reproducible from its recorded (seed, scheduler, profile) and
+the pool it started from: see :func:`rerun_campaign`.
+
+The run's pool of programs (``pool/``, :mod:`vmfuzz.soak._pool`) is shared: every campaign that
+keeps a pool starts from its newest programs and adds the ones it kept, across workers,
+machines and sessions.  A failure whose check and label the run has already shrunk is saved
+as Hypothesis shrank it, without the post-Hypothesis shrink.
 
 A failure is shrunk by the campaign in the worker that found it, saved to the corpus with
 :func:`vmfuzz.corpus.save_failure` (atomic; named after the failure's signature, so the same
@@ -17,13 +28,19 @@ finding already reported.  A worker that dies (an exception outside the model, a
 
 One chunk of examples in ``SAMPLE_EVERY`` (a campaign runs its examples in chunks, see
 :func:`vmfuzz.campaign.fuzz`) runs under coverage.py, measuring line and branch coverage of the
-``vmfuzz.kernel`` package; the parent merges the workers' data files now and then.
+``vmfuzz.kernel`` package; the parent merges the workers' data files now and then (local
+workers only).
 
 The state directory::
 
-    run.json              what is fuzzed (bugs, plugins, ops, corpus) and the sessions so far
-    stats.json            totals, per-op / per-label counts, coverage, time series (atomic)
-    workers/slot<N>.json  the slot's seed cursor and its campaign in flight (atomic)
+    run.json              what is fuzzed (bugs, plugins, ops, corpus), the run's identity,
+                          and the sessions so far
+    stats.json            totals, per-op / per-label counts, coverage, time series (atomic):
+                          steps, examples, interleaving pairs, pool size, findings over time
+    pairs.json            the distinct interleaving pairs the run's campaigns met
+    pool/*.json           the run's shared pool: one program each (a case, corpus JSON)
+    workers/slot<N>.json  the slot's seed cursor and its campaign in flight (atomic); slot 256:
+                          the Dask campaigns' cursor and every campaign in flight
     workers/slot<N>.log   one JSON line per finished campaign
     workers/slot<N>.stack the worker's Python stack, each time it gets SIGUSR1
     findings/*.json       one record per finding, written when it is found (atomic)
@@ -34,18 +51,23 @@ The state directory::
 
 The modules, each importing only those above it::
 
-    _plan        seeds, schedulers and profiles of each campaign
+    _plan        run identities; seeds, schedulers and profiles of each campaign
     _files       atomic JSON/text writes (vmfuzz._write), log lines, file locks
     _metrics     worker memory and CPU time from /proc
     _config      SoakConfig, SoakOptions, validate, durations (plugins: vmfuzz.plugins)
     _schema      what each state file must hold; a damaged one is an error naming it
     _findings    finding records, grouped by signature
     _coverage    merging the workers' coverage data
-    _report      summary text and HTML page (what ``vmfuzz report`` writes)
     _svg         the SVG line charts of the HTML page
     _state       run.json, the session lock, stats.json read back, campaigns in flight
-    _worker      the worker process; rerun_campaign
+    _pool        the run's shared pool in the state folder
+    _report      summary text and HTML page (what ``vmfuzz report`` writes); several runs
+    _task        one campaign as plain data in and out (what a Dask worker runs)
+    _worker      the worker process; rerun_campaign; saving a finding
     _supervisor  Soak: the session's parent process; run_soak
+    _cluster     ClusterSoak: the session's parent on a Dask cluster
+    _session     run_soak: a session on local workers or on a cluster
+    _bench       vmfuzz bench --soak: the pool carried vs cold; 1 vs 2 Dask workers
 
 Nothing here knows about a specific kernel path or bug.
 """
@@ -62,8 +84,9 @@ from vmfuzz.soak._config import (
 from vmfuzz.soak._files import read_json, read_jsonl
 from vmfuzz.soak._plan import PROFILES, SCHEDULERS, SEED_STRIDE, Profile, campaign_plan
 from vmfuzz.soak._report import write_reports
+from vmfuzz.soak._session import run_soak
 from vmfuzz.soak._state import FORMAT, read_run
-from vmfuzz.soak._supervisor import Snapshot, run_soak
+from vmfuzz.soak._supervisor import Snapshot
 from vmfuzz.soak._svg import svg_chart
 from vmfuzz.soak._worker import rerun_campaign
 

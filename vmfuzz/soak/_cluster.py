@@ -76,6 +76,8 @@ class ClusterSoak(Soak):
 
     def run(self) -> dict[str, Any]:
         distributed = _distributed()
+        if self.on_event is not None:
+            self.on_event(f"connecting to the Dask scheduler at {self.address}")
         try:
             self.client = distributed.Client(self.address, timeout=CONNECT_TIMEOUT,
                                              set_as_default=False)

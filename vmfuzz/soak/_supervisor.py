@@ -30,7 +30,7 @@ from typing import Any
 
 import attrs
 
-from vmfuzz.soak._config import SoakError, SoakOptions, format_duration
+from vmfuzz.soak._config import SoakOptions, format_duration
 from vmfuzz.soak._coverage import merge_coverage
 from vmfuzz.soak._files import now_iso, write_json
 from vmfuzz.soak._findings import finding_id
@@ -554,26 +554,3 @@ def _death(code: int | None) -> str:
         except ValueError:
             return f"killed by signal {-code}"
     return f"exit status {code}"
-
-
-def run_soak(
-    opts: SoakOptions,
-    *,
-    on_status: StatusHook | None = None,
-    on_event: EventHook | None = None,
-) -> dict[str, Any]:
-    """Run one soak session (a new run, or ``opts.resume``); the summary as JSON data.
-
-    Raises :class:`SoakError` for usage problems (nothing started then).  Workers are started
-    with the ``spawn`` method: a script calling this needs the usual
-    ``if __name__ == "__main__":`` guard.
-    """
-    if opts.workers < 1:
-        raise SoakError("--workers must be >= 1")
-    if opts.duration <= 0:
-        raise SoakError("the duration must be positive")
-    if opts.dask is not None:
-        from vmfuzz.soak._cluster import ClusterSoak
-
-        return ClusterSoak(opts, on_status=on_status, on_event=on_event).run()
-    return Soak(opts, on_status=on_status, on_event=on_event).run()

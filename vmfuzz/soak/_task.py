@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from vmfuzz.soak._config import SoakConfig, validate
-from vmfuzz.soak._plan import profile_named
+from vmfuzz.soak._plan import Profile, profile_named
 from vmfuzz.soak._pool import new_programs, pool_digest, pool_pairs, seed_pool
 
 _ONE_AT_A_TIME = threading.Lock()
@@ -40,6 +40,15 @@ def campaign_spec(
         "profile": profile, "steps": steps, "stop_at": stop_at, "pool": pool or [],
         "known": known or [],
     }
+
+
+def kernel_config(config: SoakConfig, profile: Profile) -> Any:
+    """The ``vmfuzz.kernel.KernelConfig`` of a campaign: the run's bugs at the profile's scale."""
+    from vmfuzz.kernel import KernelConfig
+
+    c = KernelConfig(bugs=frozenset(config.bugs), checks=config.checks,
+                     no_checks=config.no_checks)
+    return c.scaled(profile.scale) if profile.scale != 1 else c
 
 
 def known_test(known: list[list[str | None]]) -> Any:
@@ -83,8 +92,6 @@ def _run(spec: dict[str, Any]) -> dict[str, Any]:
     from vmfuzz.campaign import fuzz
     from vmfuzz.pool import Pool
     from vmfuzz.schedules import guided
-    from vmfuzz.soak._worker import kernel_config
-
     cpu0, t0 = time.thread_time(), time.monotonic()
     config = SoakConfig.from_json(spec["config"])
     validate(config)  # imports the model and loads the run's plugins in this process

@@ -49,21 +49,12 @@ from vmfuzz.soak._pool import (
     seed_pool,
 )
 from vmfuzz.soak._state import read_slot
-from vmfuzz.soak._task import known_test
+from vmfuzz.soak._task import kernel_config, known_test
 
 CRASH_EXIT = 3  # exit status of a worker that reported its own crash
 # A worker is replaced after its campaign when it has grown this much over its size after its
 # first campaign (a long shrink leaves the heap large; a fresh process gives it back).
 RSS_GROWTH_RECYCLE_MB = 150.0
-
-
-def kernel_config(config: SoakConfig, profile: Profile) -> Any:
-    """The ``vmfuzz.kernel.KernelConfig`` of a campaign: the run's bugs at the profile's scale."""
-    from vmfuzz.kernel import KernelConfig
-
-    c = KernelConfig(bugs=frozenset(config.bugs), checks=config.checks,
-                     no_checks=config.no_checks)
-    return c.scaled(profile.scale) if profile.scale != 1 else c
 
 
 def rerun_campaign(
