@@ -198,3 +198,42 @@ def test_soak_on_a_dask_cluster_survives_a_lost_worker(
     records = [json.loads(p.read_text()) for p in (state / "findings").glob("*.json")]
     assert records and all(Path(r["corpus"]).is_file() for r in records)
     assert summary["campaigns"] == len(logged)
+
+
+@pytest.mark.cluster
+def test_resume_on_the_cluster_submits_the_campaigns_a_killed_session_had_in_flight(
+    tmp_path: Path, cluster: tuple[str, list[subprocess.Popen[bytes]]]
+) -> None:
+    address, _ = cluster
+    state = tmp_path / "st"
+    slot = state / "workers" / f"slot{CLUSTER_SLOT}.json"
+    args = [sys.executable, "-m", "vmfuzz", "soak", "--dask", address, "--duration", "300s",
+            "--scheduler", "random", "--campaign-steps", "8k", "--seed", "12",
+            "--state", "st", "--corpus", "corpus"]
+    soak = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        def running() -> bool:
+            try:
+                return len(json.loads(slot.read_text())["in_flight"]) >= 2
+            except (OSError, ValueError):
+                return False
+
+        _wait_for(running, 120, "campaigns in flight")
+    finally:
+        soak.kill()  # kill -9 of the session: its campaigns in flight never come back
+        soak.wait()
+    left = json.loads(slot.read_text())
+    in_flight = {c["seed"] for c in left["in_flight"]}
+    assert len(in_flight) >= 2
+    res = _soak(tmp_path, "--resume", "--dask", address, "--duration", "1s", "--state", "st",
+                "--json")
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["sessions"] == 2 and summary["interrupted"] == []
+    logged = _campaigns(state)
+    assert in_flight <= {c["seed"] for c in logged}  # submitted again, and done
+    cursor = json.loads(slot.read_text())
+    assert cursor["in_flight"] == []
+    assert sorted(c["index"] for c in logged) == list(range(cursor["next"]))
+    assert summary["campaigns"] == len(logged)

@@ -30,7 +30,7 @@ import traceback
 from typing import Any
 
 from vmfuzz.soak._config import SoakError, SoakOptions
-from vmfuzz.soak._files import append_line, now_iso, write_json
+from vmfuzz.soak._files import append_line, now_iso, read_jsonl, write_json
 from vmfuzz.soak._findings import finding_id
 from vmfuzz.soak._plan import CLUSTER_SLOT, campaign_plan
 from vmfuzz.soak._pool import add_programs, load_programs
@@ -97,7 +97,11 @@ class ClusterSoak(Soak):
         data = read_slot(self.slot_file)
         if data is not None:
             self.cursor = int(data["next"])
-            self.resubmit = [c for c in data.get("in_flight") or [] if isinstance(c, dict)]
+            done = {c.get("index") for c in read_jsonl(self.state / "workers" /
+                                                        f"slot{CLUSTER_SLOT}.log")}
+            # (a campaign logged just before a kill is done, whatever the slot file says)
+            self.resubmit = [c for c in data.get("in_flight") or []
+                             if isinstance(c, dict) and c.get("index") not in done]
         self.session["dask"] = self.address
 
     def _write_slot(self) -> None:
