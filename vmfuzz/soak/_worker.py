@@ -65,25 +65,40 @@ def rerun_campaign(
     *,
     budget: float | None = 60.0,
     max_examples: int | None = None,
+    steps: int | None = None,
+    pool: list[dict[str, Any]] | None = None,
 ) -> Any:
     """Run the campaign a soak recorded as (seed, scheduler, profile) again, the same way.
 
     Returns the :class:`vmfuzz.campaign.CampaignResult`.  The examples come in the same order
     (each chunk of examples is seeded from the seed), so a campaign that found a failure finds
-    the same one again.
+    the same one again.  A campaign that kept a pool started from the run's pool programs of
+    the time (its log line: ``pool_in``, ``pool_in_digest``); ``pool`` hands it programs to
+    start from (:func:`vmfuzz.soak._pool.load_programs`), else it starts cold.  ``steps``:
+    the campaign's step budget (the run's ``--campaign-steps``).
     """
     from vmfuzz.campaign import fuzz
+    from vmfuzz.pool import Pool
+    from vmfuzz.schedules import guided
 
     validate(config)
     prof = profile_named(profile)
+    kconfig = kernel_config(config, prof)
+    ops = list(config.ops) if config.ops is not None else None
+    start = None
+    if pool and guided(scheduler):
+        start = Pool(kconfig, ops)
+        seed_pool(start, pool)
     return fuzz(
-        kernel_config(config, prof),
+        kconfig,
         scheduler=scheduler,
         seed_value=seed,
         budget=budget,
         max_examples=max_examples,
+        step_budget=steps,
+        pool=start,
         chunk=prof.chunk,
-        ops=list(config.ops) if config.ops is not None else None,
+        ops=ops,
         base_profile=prof.base_profile,
         collect_labels=True,
     )
