@@ -61,7 +61,7 @@ def test_two_soaks_with_different_identities_share_no_campaign(tmp_path: Path) -
     keys = []
     for run in ("1", "2"):
         res = _soak(tmp_path, "--duration", "12s", "--workers", "1", "--seed", run,
-                    "--campaign-steps", "2k", "--coverage-every", "0",
+                    "--campaign-budget", "2ksteps", "--coverage-every", "0",
                     "--state", f"st{run}", "--corpus", "corpus", "--json")
         assert res.returncode == 0, res.stderr
         assert json.loads((tmp_path / f"st{run}" / "run.json").read_text())["run_id"] == int(run)
@@ -154,7 +154,7 @@ def test_soak_on_a_dask_cluster_survives_a_lost_worker(
     address, workers = cluster
     state = tmp_path / "st"
     args = [sys.executable, "-m", "vmfuzz", "soak", "--dask", address, "--duration", "40s",
-            "--bug", BUG, "--scheduler", "random", "--campaign-steps", "15k", "--seed", "11",
+            "--bug", BUG, "--scheduler", "random", "--campaign-budget", "15ksteps", "--seed", "11",
             "--state", "st", "--corpus", "corpus", "--json"]
     soak = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
@@ -208,7 +208,7 @@ def test_resume_on_the_cluster_submits_the_campaigns_a_killed_session_had_in_fli
     state = tmp_path / "st"
     slot = state / "workers" / f"slot{CLUSTER_SLOT}.json"
     args = [sys.executable, "-m", "vmfuzz", "soak", "--dask", address, "--duration", "300s",
-            "--scheduler", "random", "--campaign-steps", "8k", "--seed", "12",
+            "--scheduler", "random", "--campaign-budget", "8ksteps", "--seed", "12",
             "--state", "st", "--corpus", "corpus"]
     soak = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

@@ -38,7 +38,8 @@ def _state(root: Path, name: str, run_id: int, pairs: list[list[str]], findings:
                        {"t": 100.0, "pairs": len(pairs), "pool": 1, "findings": len(findings)}]
     (st / "stats.json").write_text(json.dumps(stats))
     (st / "pairs.json").write_text(json.dumps({"pairs": pairs}))
-    (st / "pool" / f"000000001000{run_id:04d}-{'ab' * 8}.json").write_text("{}")
+    (st / "pool" / "pool-slot0.json").write_text(json.dumps(  # (the report reads cases only)
+        {"format": "vmfuzz-pool", "version": 1, "entries": [{"case": {"tasks": []}}]}))
     for i, sig in enumerate(findings):
         (st / "findings" / f"00000000{i}000-w0-failure-{i}.json").write_text(json.dumps(
             {"kind": "failure", "signature": sig, "message": f"m {sig}", "elapsed": 10.0 * i,

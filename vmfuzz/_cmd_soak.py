@@ -13,8 +13,8 @@ Each run has an identity (--seed, or drawn and kept in STATE/run.json): its camp
 its own, so soaks on several machines (different identities) never search the same campaign.
 Each worker process loops over campaigns with seeds no other campaign of the run used, rotating
 schedulers (by default those the schedule modes table marks for soaks: preemptions, pct,
-random) and profiles.  A campaign is a number of scheduler steps (--campaign-steps; by default
-a tenth of --duration, 5 s to 60 s, at 17k steps per core second): the same work on any
+random) and profiles.  A campaign is a number of model steps (--campaign-budget; by default
+a tenth of --duration, 5 s to 60 s, at 23.4k steps per CPU second): the same work on any
 machine.  Campaigns that keep a program pool (pct) start from the run's shared pool
 (STATE/pool/, kept across --resume) and add the programs they keep to it; a failure whose
 check and label the run already has is not shrunk again.  A failure is shrunk, saved to the corpus
@@ -97,9 +97,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="run the campaigns on a Dask cluster: the scheduler's address "
                         "(tcp://HOST:8786); --workers is then the cluster's own (needs "
                         'pip install "vmfuzz[cluster]")')
-    p.add_argument("--campaign-steps", default=None, metavar="N",
-                   help="each campaign's work in scheduler steps: 500k, 2M, 1000000 (default: "
-                        "a tenth of --duration, 5 s ... 60 s, at 17k steps per core second)")
+    p.add_argument("--campaign-budget", default=None, metavar="STEPS",
+                   help="each campaign's work in model steps: 500ksteps, 2Msteps (default: a "
+                        "tenth of --duration, 5 s ... 60 s, at a core's 23.4k steps per CPU "
+                        "second): the same work on any machine, and again when resubmitted")
     p.add_argument("--coverage-every", type=int, default=None, metavar="N",
                    help="measure model coverage on one chunk of examples in N (default 10; "
                         "0: do not measure)")
@@ -110,21 +111,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     _check_args.add_arguments(p)
 
 
-def _parse_steps(text: str) -> int | None:
-    """``500k`` -> 500000, ``2M`` -> 2000000, ``1000`` -> 1000 (None if not a step count)."""
-    t = text.strip().lower().removesuffix("steps")
-    scale = {"k": 1_000, "m": 1_000_000}.get(t[-1:], 1)
-    if scale != 1:
-        t = t[:-1]
-    try:
-        n = float(t)
-    except ValueError:
-        return None
-    from vmfuzz._limits import MAX_INT
+def _parse_steps(text: str) -> int | str:
+    """The step budget in ``text`` (``500ksteps``), or the one-line error."""
+    from vmfuzz._budget import BudgetError, parse_budget
 
-    if not (1 <= n * scale <= MAX_INT):
-        return None
-    return int(n * scale)
+    try:
+        budget = parse_budget(text)
+    except BudgetError as e:
+        return f"--campaign-budget: {e}"
+    if budget.steps is None:
+        return (f"--campaign-budget {text}: a soak campaign is a number of model steps "
+                "(500ksteps, 2Msteps), so that it is the same work wherever it runs")
+    return budget.steps
 
 
 def _usage_error(msg: str) -> int:
@@ -234,11 +232,11 @@ def run(args: argparse.Namespace) -> int:
     if args.seed is not None and not 0 <= args.seed <= MAX_RUN_ID:
         return _usage_error(f"--seed must be 0 .. {MAX_RUN_ID}, not {args.seed}")
     steps = None
-    if args.campaign_steps is not None:
-        steps = _parse_steps(args.campaign_steps)
-        if steps is None:
-            return _usage_error(f"--campaign-steps {args.campaign_steps}: a step count is "
-                                "expected (500k, 2M, 1000000)")
+    if args.campaign_budget is not None:
+        parsed = _parse_steps(args.campaign_budget)
+        if isinstance(parsed, str):
+            return _usage_error(parsed)
+        steps = parsed
     opts = SoakOptions(state_dir=state, duration=duration, workers=workers, config=config,
                        resume=args.resume, run_id=args.seed, campaign_steps=steps,
                        dask=args.dask)

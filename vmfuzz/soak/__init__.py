@@ -8,7 +8,7 @@ Every run has an identity ``R`` (``--seed``, or drawn; in ``run.json``); campaig
 worker slot ``w`` has the seed ``R * RUN_STRIDE + w * SEED_STRIDE + i``, so no two campaigns of
 a run, and none of two runs with different identities, share a seed; the slot's cursor is
 written to the state directory *before* a campaign starts, so a restarted worker or a
-``--resume`` never repeats one.  A campaign is a step budget (``--campaign-steps``; by default
+``--resume`` never repeats one.  A campaign is a step budget (``--campaign-budget``; by default
 its share of the session at a core's rate), so it does the same work on any machine.
 Campaigns rotate through the schedulers (preemption lists, PCT, random walk) and the
 :data:`PROFILES`; a campaign is reproducible from its recorded (seed, scheduler, profile) and

@@ -2,8 +2,8 @@
 worker more gives.
 
 ``pool``: the same campaigns (seeds, scheduler, step budget) run twice, cold (each its own
-empty pool, as soaks ran before the shared pool) and carried (each starts from the programs the
-earlier ones added, as a soak's campaigns do now; re-running them counts against its budget).
+empty pool, as soaks ran before the shared pool) and carried (each starts from the entries the
+earlier ones added, as a soak's campaigns do now: adopted as a pool folder hands them over).
 After each campaign: the distinct interleaving pairs the campaigns have met together, and the
 work done (scheduler steps: the same on any machine; CPU seconds).  The two kinds alternate,
 so both see the same load.
@@ -33,10 +33,10 @@ from typing import Any
 
 from vmfuzz.soak._config import SoakConfig
 from vmfuzz.soak._plan import CLUSTER_SLOT, campaign_plan
-from vmfuzz.soak._pool import POOL_SEED, new_programs, seed_pool
 from vmfuzz.soak._task import campaign_spec, run_campaign
 
 Say = Callable[[str], None]
+STORED = 1024  # entries a pool folder's writer keeps (vmfuzz._poolstore.CAPACITY)
 
 
 def bench_pool(*, campaigns: int = 6, steps: int = 100_000, reps: int = 2,
@@ -53,7 +53,7 @@ def bench_pool(*, campaigns: int = 6, steps: int = 100_000, reps: int = 2,
     for rep in range(reps):
         cold: set[Any] = set()
         carried: set[Any] = set()
-        programs: list[dict[str, Any]] = []
+        programs: list[Any] = []
         work = {"cold": [0, 0.0], "carried": [0, 0.0]}  # steps, CPU seconds
         rows = []
         for i in range(campaigns):
@@ -67,20 +67,21 @@ def bench_pool(*, campaigns: int = 6, steps: int = 100_000, reps: int = 2,
             work["cold"][1] += time.process_time() - cpu
             cpu = time.process_time()
             pool = Pool(config)
-            seeded = seed_pool(pool, programs[-POOL_SEED:])
-            added0 = pool.added
+            for e in programs[-STORED:]:  # what the run's pool folder would hand it
+                pool.adopt(e)
+            pool.unsaved = []
             r = fuzz(config, scheduler=scheduler, seed_value=seed, budget=None,
-                     step_budget=max(1, steps - seeded), pool=pool)
-            programs += new_programs(pool, added0)
+                     step_budget=steps, pool=pool)
+            programs += pool.unsaved
             carried |= set(pool.hits)
-            work["carried"][0] += r.steps + seeded
+            work["carried"][0] += r.steps
             work["carried"][1] += time.process_time() - cpu
             row = {"campaign": i + 1, "seed": seed,
                    "cold_pairs": len(cold), "cold_steps": work["cold"][0],
                    "cold_cpu": round(work["cold"][1], 1),
                    "carried_pairs": len(carried), "carried_steps": work["carried"][0],
                    "carried_cpu": round(work["carried"][1], 1),
-                   "pool_programs": len(programs), "seeded_steps": seeded}
+                   "pool_programs": len(programs)}
             rows.append(row)
             if say is not None:
                 say(f"pool rep {rep} campaign {i + 1}: cold {len(cold)} pairs, carried "

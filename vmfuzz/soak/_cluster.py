@@ -33,7 +33,7 @@ from vmfuzz.soak._config import SoakError, SoakOptions
 from vmfuzz.soak._files import append_line, now_iso, read_jsonl, write_json
 from vmfuzz.soak._findings import finding_id
 from vmfuzz.soak._plan import CLUSTER_SLOT, campaign_plan
-from vmfuzz.soak._pool import add_programs, load_programs
+from vmfuzz.soak._pool import add_entries, entries_for
 from vmfuzz.soak._state import read_slot
 from vmfuzz.soak._supervisor import EventHook, Soak, StatusHook, _Slot
 from vmfuzz.soak._task import campaign_spec, run_campaign
@@ -158,7 +158,8 @@ class ClusterSoak(Soak):
         spec = campaign_spec(
             self.o.config, camp["index"], camp["seed"], camp["scheduler"], camp["profile"],
             steps=self.o.campaign_work() or _default_steps(self.o),
-            pool=load_programs(self.state) if guided(camp["scheduler"]) else [],
+            pool=entries_for(self.state, _kernel(self.o.config, camp["profile"]))
+            if guided(camp["scheduler"]) else [],
             known=known,
         )
         self.in_flight[camp["index"]] = camp
@@ -203,8 +204,7 @@ class ClusterSoak(Soak):
             finished["pool_in"] = out["pool_in"]
             finished["pool_in_digest"] = out["pool_in_digest"]
             try:
-                finished["pool_added"] = add_programs(self.state, out["pool_out"],
-                                                      self.elapsed())
+                finished["pool_added"] = add_entries(self.state, "cluster", out["pool_out"])
             except OSError as e:
                 self._write_failed(f"{e.filename}: {e.strerror or e}")
         if out["failure"] is not None:
@@ -344,6 +344,14 @@ class ClusterSoak(Soak):
 
     def _sample_process(self, s: _Slot) -> None:
         return None
+
+
+def _kernel(config: Any, profile: str) -> Any:
+    """The ``KernelConfig`` of a campaign of ``profile``."""
+    from vmfuzz.soak._plan import profile_named
+    from vmfuzz.soak._task import kernel_config
+
+    return kernel_config(config, profile_named(profile))
 
 
 def _default_steps(o: SoakOptions) -> int:

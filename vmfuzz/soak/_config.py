@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 
+from vmfuzz._budget import STEPS_PER_CPU_SECOND
 from vmfuzz._duration import DurationError
 from vmfuzz._duration import parse_duration as _parse_duration
 from vmfuzz.plugins import PluginError, load_plugins
@@ -25,10 +26,9 @@ RSS_RECYCLE_MB = 2048.0  # a worker above this many MB is replaced after its cam
 # ... and after this many campaigns: each campaign's machine class stays referenced by
 # Hypothesis (RuleBasedStateMachine._setup_state_per_class), ~0.1 MB a campaign.
 RECYCLE_CAMPAIGNS = 200
-# A campaign's default work: its share of the session (a tenth, within 5 s ... 60 s) at this
-# many scheduler steps per second of one core (pct, default profile, measured on main: 17-22k
-# steps per CPU second), so a resubmitted campaign does the same work on any machine.
-STEPS_PER_CORE_SECOND = 17_000
+# A campaign's default work: its share of the session (a tenth, within 5 s ... 60 s) at a
+# core's steps per CPU second (vmfuzz._budget), so a resubmitted campaign does the same work.
+STEPS_PER_CORE_SECOND = STEPS_PER_CPU_SECOND
 
 
 class SoakError(Exception):

@@ -1,111 +1,131 @@
 """The run's shared program pool, kept in the state folder: every campaign that keeps a pool
 (:func:`vmfuzz.schedules.guided`) starts from it, and the programs it adds join it.
 
-``STATE/pool/<T>-<digest>.json`` holds one program each, as a case in the corpus's JSON format
-(data only: :func:`vmfuzz.corpus.from_json`), named by the run's elapsed milliseconds when it
-joined and a digest of its content (the same program from two workers is one file).  A
-campaign starts from the newest :data:`POOL_SEED` programs, re-run under their recorded
-schedules and offered to its pool (:func:`seed_pool`), so a program whose run differs under
-today's model enters with today's interleavings, and a damaged file is skipped.  Which programs
-a campaign started from is part of what it did: the campaign log records how many and their
-digest (:func:`pool_digest`).
+``STATE/pool/`` is a pool folder (:mod:`vmfuzz._poolstore`: one file per writer, programs as
+case JSON, data only, a damaged entry skipped with a warning, a program of another model
+re-run rather than trusted).  A local worker slot ``N`` writes ``pool-slotN.json``; a cluster
+session's parent writes ``pool-cluster.json`` with what its campaigns bring back.  A campaign
+starts from what every writer stored (:func:`start_pool`); on a Dask worker, which has no state
+folder, it starts from entries handed to it as data (:func:`entries_for`,
+:func:`loaded_from_entries`), at most :data:`POOL_SEED` of them.  Which entries a campaign
+started from is part of what it did: its log line records how many and their digest.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from vmfuzz.soak._files import write_json
-
 POOL_DIR = "pool"
-POOL_SEED = 512  # newest programs a campaign starts from (a pool's capacity)
+POOL_SEED = 512  # entries handed to a campaign on a Dask worker (a pool's capacity)
 
 
-def _digest(data: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+def open_store(state: Path, writer: str) -> Any:
+    """The run's pool folder as ``writer`` (:class:`vmfuzz._poolstore.PoolStore`)."""
+    from vmfuzz._poolstore import PoolStore
+
+    return PoolStore(state / POOL_DIR, writer=writer)
 
 
-def pool_files(state: Path) -> list[Path]:
-    """The pool's program files, oldest first."""
-    return sorted((state / POOL_DIR).glob("*.json"))
-
-
-def load_programs(state: Path, limit: int = POOL_SEED) -> list[dict[str, Any]]:
-    """The newest ``limit`` programs of the pool (case JSON, oldest first); a file that is not
-    JSON is skipped (:func:`seed_pool` skips one that is not a case)."""
-    out: list[dict[str, Any]] = []
-    for path in pool_files(state)[-limit:] if limit else []:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict):
-            out.append(data)
-    return out
-
-
-def pool_size(state: Path) -> int:
-    """Programs in the pool."""
-    return len(pool_files(state))
-
-
-def add_programs(state: Path, programs: list[dict[str, Any]], elapsed: float) -> int:
-    """Add ``programs`` (case JSON) to the pool; the number that were not in it yet."""
-    known = {p.stem.split("-", 1)[-1] for p in pool_files(state)}
-    added = 0
-    for i, data in enumerate(programs):
-        d = _digest(data)
-        if d in known:
-            continue
-        known.add(d)
-        write_json(state / POOL_DIR / f"{round(elapsed * 1000):012d}{i:04d}-{d}.json", data,
-                   fsync=False)
-        added += 1
-    return added
-
-
-def pool_digest(programs: list[dict[str, Any]]) -> str:
-    """A short digest of the programs a campaign started from (its log line records it)."""
-    h = hashlib.sha256()
-    for data in programs:
-        h.update(_digest(data).encode())
-    return h.hexdigest()[:16]
-
-
-def seed_pool(pool: Any, programs: list[dict[str, Any]]) -> int:
-    """Run each program under its recorded schedule and offer it to ``pool``
-    (:class:`vmfuzz.pool.Pool`); the scheduler steps this took.  A program that is not a
-    valid case (damaged, or of an operation no longer registered) is skipped."""
-    from vmfuzz.corpus import CorpusError, from_json
-
+def start_pool(pool: Any, loaded: Any) -> int:
+    """Put what a store loaded (:class:`vmfuzz._poolstore.Loaded`) into ``pool``: entries of
+    this model are adopted, the others re-run (a violation there is not this campaign's: the
+    program is simply not kept); the steps that took.  From here on ``pool.unsaved`` collects
+    the entries the campaign adds."""
+    for e in loaded.entries:
+        pool.adopt(e)
     steps0 = pool.steps
-    for data in programs:
-        try:
-            cc = from_json(data)
-        except (CorpusError, ValueError, KeyError, TypeError):
-            continue
-        if cc.case.config.bugs != pool.config.bugs:
-            continue
-        try:
-            pool._run_one(cc.case, cc.source(strict=False))
-        except Exception:  # a model change under a stored program: it just does not enter
-            continue
+    if loaded.rerun:
+        pool.rerun(loaded.rerun)
+    pool.unsaved = []
     return int(pool.steps - steps0)
 
 
-def new_programs(pool: Any, added_before: int) -> list[dict[str, Any]]:
-    """The programs ``pool`` added after it had added ``added_before`` (case JSON)."""
+def entries_for(state: Path, config: Any, limit: int = POOL_SEED) -> list[dict[str, Any]]:
+    """The newest ``limit`` entries of the run's pool usable by a campaign of ``config``
+    (a ``KernelConfig``), as pool-file JSON: what a campaign on a Dask worker starts from."""
+    from vmfuzz._poolstore import entry_json
+
+    got = open_store(state, "read").load(config)
+    out = [entry_json(e, state / POOL_DIR) for e in got.entries]
+    out += [_case_entry(c) for c in got.rerun]
+    return out[-limit:] if limit else []
+
+
+def _case_entry(case: Any) -> dict[str, Any]:
+    """A program whose coverage is not trusted, as a pool entry to re-run (no model)."""
     from vmfuzz.corpus import CorpusCase, to_json
 
-    out = []
-    n = len(pool.entries)
-    for k in range(max(added_before, pool.added - n), pool.added):
-        entry = pool.entries[k % n] if n == pool.capacity else pool.entries[k]
-        out.append(to_json(CorpusCase(entry.case, "clean")))
-    return out
+    return {"case": to_json(CorpusCase(case, "clean")), "length": 0, "targets": [],
+            "frames": [], "new": []}
+
+
+def loaded_from_entries(entries: list[dict[str, Any]], config: Any) -> Any:
+    """What a pool folder holding ``entries`` would load for a campaign of ``config``
+    (:class:`vmfuzz._poolstore.Loaded`: the same checks and trust as a folder's)."""
+    from vmfuzz._poolstore import FORMAT, VERSION, PoolStore
+
+    with tempfile.TemporaryDirectory(prefix="vmfuzz-pool-") as tmp:
+        (Path(tmp) / "pool-in.json").write_text(
+            json.dumps({"format": FORMAT, "version": VERSION, "entries": entries}))
+        return PoolStore(tmp, writer="read").load(config)
+
+
+def entries_json(entries: list[Any], folder: Path | None = None) -> list[dict[str, Any]]:
+    """Pool entries (:class:`vmfuzz.pool.Entry`) as pool-file JSON."""
+    from vmfuzz._poolstore import entry_json
+
+    return [entry_json(e, folder) for e in entries]
+
+
+def add_entries(state: Path, writer: str, entries: list[dict[str, Any]]) -> int:
+    """Store pool-file JSON entries (a campaign's, from a Dask worker) in the run's pool as
+    ``writer``; how many were new there (a damaged one is skipped)."""
+    from vmfuzz._poolstore import BadEntry, entry_from_json
+
+    folder = state / POOL_DIR
+    good = []
+    for item in entries:
+        try:
+            good.append(entry_from_json(item, folder)[0])
+        except BadEntry:
+            continue
+    return int(open_store(state, writer).add(good))
+
+
+def pool_keys(state: Path) -> set[str]:
+    """Digests of the programs the run's pool holds (every writer's file; equal cases once)."""
+    keys = set()
+    for f in open_store(state, "read").files():
+        try:
+            data = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        items = data.get("entries") if isinstance(data, dict) else None
+        for item in items if isinstance(items, list) else []:
+            if isinstance(item, dict) and isinstance(item.get("case"), dict):
+                keys.add(_digest(item["case"]))
+    return keys
+
+
+def pool_size(state: Path) -> int:
+    """Programs the run's pool holds."""
+    return len(pool_keys(state))
+
+
+def _digest(case: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(case, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def pool_digest(entries: list[dict[str, Any]]) -> str:
+    """A short digest of the entries a campaign started from (its log line records it)."""
+    h = hashlib.sha256()
+    for item in entries:
+        h.update(_digest(item.get("case") or {}).encode())
+    return h.hexdigest()[:16]
 
 
 def pool_pairs(pool: Any) -> list[list[str]]:

@@ -542,7 +542,7 @@ def merge_runs(state_dirs: list[Path]) -> dict[str, Any]:
     """One summary of several runs' state folders (several machines' soaks): totals summed,
     findings grouped by signature across the runs, interleaving pairs and pool programs
     counted once however many runs met them.  ``runs`` holds each run's own summary."""
-    from vmfuzz.soak._pool import pool_files
+    from vmfuzz.soak._pool import pool_keys
     from vmfuzz.soak._state import read_pairs
 
     runs = [summarize(d) for d in state_dirs]
@@ -554,7 +554,7 @@ def merge_runs(state_dirs: list[Path]) -> dict[str, Any]:
             rec["state"] = str(d)
             records.append(rec)
         pairs |= read_pairs(d)
-        pool |= {p.stem.split("-", 1)[-1] for p in pool_files(d)}
+        pool |= pool_keys(d)
         r["findings_count"] = len(r["findings"])
     records.sort(key=lambda r: (r.get("elapsed", 0.0), r.get("record", "")))
     findings = group_findings(records)

@@ -1,13 +1,12 @@
 """One soak campaign as plain data in and plain data out: what a Dask worker runs.
 
 :func:`run_campaign` takes a spec (the run's configuration, the campaign's seed, scheduler,
-profile and step budget, the pool programs it starts from, the failures the run already has)
-and returns what the campaign did: its counts, the interleaving pairs it met, the pool programs
+profile and step budget, the pool entries it starts from, the failures the run already has)
+and returns what the campaign did: its counts, the interleaving pairs it met, the pool entries
 it added, and its failure as a case in the corpus's JSON format.  Nothing is written where it
 runs: the submitting machine saves everything into the run's state folder.  Given the same spec
 it does the same work (a step budget, seeded chunks, the pool it is handed), so a campaign
-resubmitted after its worker was lost does what the lost one would have done; only the session's
-end (``stop_at``, wall-clock time) may cut one short.
+resubmitted after its worker was lost does what the lost one would have done.
 
 Campaigns of one process run one at a time (a lock): a Dask worker started with more threads
 than one runs them in turn rather than side by side in one interpreter.
@@ -23,21 +22,28 @@ from typing import Any
 
 from vmfuzz.soak._config import SoakConfig, validate
 from vmfuzz.soak._plan import Profile, profile_named
-from vmfuzz.soak._pool import new_programs, pool_digest, pool_pairs, seed_pool
+from vmfuzz.soak._pool import (
+    entries_json,
+    loaded_from_entries,
+    pool_digest,
+    pool_pairs,
+    start_pool,
+)
 
 _ONE_AT_A_TIME = threading.Lock()
 
 
 def campaign_spec(
     config: SoakConfig, index: int, seed: int, scheduler: str, profile: str, *,
-    steps: int, stop_at: float | None = None, pool: list[dict[str, Any]] | None = None,
+    steps: int, pool: list[dict[str, Any]] | None = None,
     known: list[list[str | None]] | None = None,
 ) -> dict[str, Any]:
-    """The spec :func:`run_campaign` takes (JSON data).  ``stop_at`` is the session's end
-    (``time.time()``); ``known``, the (check, label) of the failures the run has shrunk."""
+    """The spec :func:`run_campaign` takes (JSON data): ``pool``, pool-file entries
+    (:func:`vmfuzz.soak._pool.entries_for`); ``known``, the (check, label) of the failures
+    the run has shrunk."""
     return {
         "config": config.to_json(), "index": index, "seed": seed, "scheduler": scheduler,
-        "profile": profile, "steps": steps, "stop_at": stop_at, "pool": pool or [],
+        "profile": profile, "steps": steps, "pool": pool or [],
         "known": known or [],
     }
 
@@ -100,16 +106,11 @@ def _run(spec: dict[str, Any]) -> dict[str, Any]:
     ops = list(config.ops) if config.ops is not None else None
     pool = None
     seeded_steps = 0
-    added0 = 0
     if guided(spec["scheduler"]):
         pool = Pool(kconfig, ops)
-        seeded_steps = seed_pool(pool, spec["pool"])
-        added0 = pool.added
-    budget = None
-    if spec.get("stop_at") is not None:
-        budget = max(0.5, float(spec["stop_at"]) - time.time())
+        seeded_steps = start_pool(pool, loaded_from_entries(spec["pool"], kconfig))
     result = fuzz(
-        kconfig, scheduler=spec["scheduler"], seed_value=int(spec["seed"]), budget=budget,
+        kconfig, scheduler=spec["scheduler"], seed_value=int(spec["seed"]), budget=None,
         step_budget=int(spec["steps"]), chunk=prof.chunk, ops=ops,
         base_profile=prof.base_profile, collect_labels=True, pool=pool,
         known=known_test(spec.get("known") or []),
@@ -127,7 +128,7 @@ def _run(spec: dict[str, Any]) -> dict[str, Any]:
         "seconds": round(time.monotonic() - t0, 3),
         "cpu_seconds": round(time.thread_time() - cpu0, 3),
         "pool_in": len(spec["pool"]), "pool_in_digest": pool_digest(spec["pool"]),
-        "pool_out": new_programs(pool, added0) if pool is not None else [],
+        "pool_out": entries_json(pool.unsaved or []) if pool is not None else [],
         "pairs": pool_pairs(pool) if pool is not None else [],
         "host": socket.gethostname(), "pid": os.getpid(),
         "failure": None,

@@ -41,12 +41,10 @@ from vmfuzz.soak._findings import finding_id, load_findings
 from vmfuzz.soak._metrics import rss_mb
 from vmfuzz.soak._plan import Profile, campaign_plan, profile_named
 from vmfuzz.soak._pool import (
-    add_programs,
-    load_programs,
-    new_programs,
-    pool_digest,
+    loaded_from_entries,
+    open_store,
     pool_pairs,
-    seed_pool,
+    start_pool,
 )
 from vmfuzz.soak._state import read_slot
 from vmfuzz.soak._task import kernel_config, known_test
@@ -73,9 +71,9 @@ def rerun_campaign(
     Returns the :class:`vmfuzz.campaign.CampaignResult`.  The examples come in the same order
     (each chunk of examples is seeded from the seed), so a campaign that found a failure finds
     the same one again.  A campaign that kept a pool started from the run's pool programs of
-    the time (its log line: ``pool_in``, ``pool_in_digest``); ``pool`` hands it programs to
-    start from (:func:`vmfuzz.soak._pool.load_programs`), else it starts cold.  ``steps``:
-    the campaign's step budget (the run's ``--campaign-steps``).
+    the time (its log line: ``pool_in``); ``pool`` hands it pool entries to start from
+    (:func:`vmfuzz.soak._pool.entries_for`), else it starts cold.  ``steps``:
+    the campaign's step budget (the run's ``--campaign-budget``).
     """
     from vmfuzz.campaign import fuzz
     from vmfuzz.pool import Pool
@@ -88,7 +86,7 @@ def rerun_campaign(
     start = None
     if pool and guided(scheduler):
         start = Pool(kconfig, ops)
-        seed_pool(start, pool)
+        start_pool(start, loaded_from_entries(pool, kconfig))
     return fuzz(
         kconfig,
         scheduler=scheduler,
@@ -170,8 +168,8 @@ class _Worker:
         self.sampled_chunks = 0
         self._last: dict[str, Any] = {}
         self.pool: Any = None  # the campaign's pool (a campaign that keeps one)
-        self.pool_in: list[dict[str, Any]] = []  # the run's programs it started from
-        self.pool_added0 = 0
+        self.pool_in = 0  # entries of the run's pool it started from
+        self.store: Any = None  # the run's pool folder, as this slot's writer
         self.write_error: str | None = None  # the first state write that failed
 
     # ---------------------------------------------------------------- messages
@@ -327,12 +325,11 @@ class _Worker:
         kconfig = kernel_config(cfg, profile)
         ops = list(cfg.ops) if cfg.ops is not None else None
         self.pool = None
-        self.pool_in = []
         if guided(scheduler):  # the run's pool: every campaign that keeps one starts from it
-            self.pool_in = load_programs(self.state)
             self.pool = Pool(kconfig, ops)
-            seeded = seed_pool(self.pool, self.pool_in)
-            self.pool_added0 = self.pool.added
+            loaded = open_store(self.state, "read").load(kconfig)
+            self.pool_in = len(loaded.entries) + len(loaded.rerun)
+            seeded = start_pool(self.pool, loaded)
             if seeded:
                 self.send("progress", {"examples": 0, "steps": seeded, "budget_hits": 0,
                                        "ops": {}, "labels": {}})
@@ -365,11 +362,11 @@ class _Worker:
         the interleaving pairs the campaign met, which the log line leaves out)."""
         if self.pool is None:
             return finished
-        finished["pool_in"] = len(self.pool_in)
-        finished["pool_in_digest"] = pool_digest(self.pool_in)
+        finished["pool_in"] = self.pool_in
+        if self.store is None:
+            self.store = open_store(self.state, f"slot{self.a.slot}")
         try:
-            finished["pool_added"] = add_programs(
-                self.state, new_programs(self.pool, self.pool_added0), self.elapsed())
+            finished["pool_added"] = self.store.add(self.pool.unsaved or [])
         except OSError as e:
             self._write_failed(e)
         return dict(finished, pairs=pool_pairs(self.pool))
