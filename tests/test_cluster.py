@@ -237,3 +237,40 @@ def test_resume_on_the_cluster_submits_the_campaigns_a_killed_session_had_in_fli
     assert cursor["in_flight"] == []
     assert sorted(c["index"] for c in logged) == list(range(cursor["next"]))
     assert summary["campaigns"] == len(logged)
+
+
+# ============================================================================ the shared search
+@pytest.mark.long
+def test_a_known_failure_is_not_shrunk_again() -> None:
+    from vmfuzz.campaign import fuzz
+    from vmfuzz.kernel import KernelConfig
+
+    config = KernelConfig(bugs=frozenset({BUG}))
+    seen: list[str] = []
+
+    def known(failure: Any) -> bool:
+        seen.append(failure.violation.check)
+        return True
+
+    args: dict[str, Any] = {"scheduler": "random", "seed_value": 3, "budget": None,
+                            "step_budget": 200_000}
+    fresh = fuzz(config, **args)
+    again = fuzz(config, **args, known=known)
+    assert fresh.found and again.found and seen == [again.failure.violation.check]
+    assert fresh.shrink_passes and not again.shrink_passes  # no post-Hypothesis shrink
+    assert again.case is not None and again.failure.violation.check == fresh.invariant
+
+
+@pytest.mark.long
+def test_a_soak_campaign_starts_from_the_runs_pool(tmp_path: Path) -> None:
+    res = _soak(tmp_path, "--duration", "25s", "--workers", "1", "--scheduler", "pct",
+                "--campaign-budget", "60ksteps", "--seed", "5", "--coverage-every", "0",
+                "--state", "st", "--corpus", "corpus", "--json")
+    assert res.returncode == 0, res.stderr
+    logged = _campaigns(tmp_path / "st")
+    assert len(logged) >= 2, logged
+    assert logged[0]["pool_in"] == 0 and logged[0]["pool_added"] > 0
+    assert logged[1]["pool_in"] >= logged[0]["pool_added"]  # what the first one kept
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["pool"] >= logged[0]["pool_added"] and summary["pairs"] > 0
+    assert list((tmp_path / "st" / "pool").glob("pool-slot0.json"))

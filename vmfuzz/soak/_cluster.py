@@ -87,6 +87,11 @@ class ClusterSoak(Soak):
                             ) from None
         try:
             self._poll_workers()
+            if self.on_event is not None:
+                self.on_event(f"the cluster has {len(self.threads)} workers, "
+                              f"{sum(self.threads.values())} threads"
+                              + ("; campaigns wait for a worker to join" if not self.threads
+                                 else ""))
             return super().run()
         finally:
             with contextlib.suppress(Exception):
@@ -132,7 +137,8 @@ class ClusterSoak(Soak):
         self.threads = threads
         self.processing = processing
         self.o.workers = max(1, sum(threads.values()))
-        self.session["workers"] = self.o.workers
+        # the session's size: the most worker threads it had at once
+        self.session["workers"] = max(self.o.workers, self.session.get("workers") or 0)
 
     def _alive(self) -> int:
         return len(self.threads)

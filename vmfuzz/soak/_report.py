@@ -248,9 +248,11 @@ def summary_text(s: dict[str, Any]) -> str:
     for i, f in enumerate(findings, 1):
         out.append(f"  {i}. {f.get('message')}")
         workers = ", ".join(str(w) for w in f.get("workers", []))
+        who = (f"Dask worker {f['dask_worker']}" if f.get("dask_worker")
+               else f"worker {f.get('worker')}")
         out.append(
-            f"     first after {format_duration(f.get('elapsed', 0))} by worker "
-            f"{f.get('worker')} (seed {f.get('seed')}, {f.get('scheduler')}, "
+            f"     first after {format_duration(f.get('elapsed', 0))} by {who} "
+            f"(seed {f.get('seed')}, {f.get('scheduler')}, "
             f"profile {f.get('profile')}); {f['hits']} hit{'s' if f['hits'] != 1 else ''} "
             f"by worker{'s' if len(f.get('workers', [])) != 1 else ''} {workers}"
         )
