@@ -9,7 +9,7 @@ scan, for the end of a run and for tests.  Families, in the order they run:
 migration       migration_pte_page_locked
 swapcache       swap_cache_unique, swap_map_counts
 freeing         bad_page, use_after_free
-mapcount        mapcount_matches_ptes, refcount_covers_users
+mapcount        mapcount_matches_ptes, refcount_covers_users, page_refs_at_rest
 rmap            rmap_reachable
 vma             vma_list_sane, pte_in_vma
 mlock           reserved_pte_cleared, reserved_page_pinned, mlocked_resident

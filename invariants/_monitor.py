@@ -256,6 +256,7 @@ class Monitor:
             or self.has_pending
             or k.migration_ptes
             or k.reclaim_unmaps
+            or not k.sched.live  # every task finished: the checks of a state at rest
         ):
             return
         self.steps += 1

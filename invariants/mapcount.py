@@ -1,4 +1,5 @@
-"""Page counts: mapcount equals the present ptes mapping the page; refcount covers its users.
+"""Page counts: mapcount equals the present ptes mapping the page; refcount covers its users,
+and with no task running equals them.
 
 ``page.mapcount`` is the kernel's ``page_mapcount()`` (_mapcount + 1) and ``page.count`` its
 ``page_count()``.  Between a pte update and the matching page_add_*_rmap / page_remove_rmap the
@@ -29,6 +30,38 @@ def _negative(page_check: str, m: Monitor, pfn: int) -> Violation | None:
             f"{page_desc(page)} has a negative {what}: an unbalanced "
             f"{'page_remove_rmap' if what == 'mapcount' else 'put_page'}",
             pfn=pfn,
+        )
+    return None
+
+
+def _refs_at_rest(m: Monitor) -> Violation | None:
+    """With no task live no path can hold a reference in a local variable, so each frame's
+    count is exactly its users: the present ptes that map it (the hooks' record, not its
+    mapcount) and the swap-cache slot that holds it.  A
+    count above that is a leaked reference: the frame is never freed, and no free-time check
+    ever sees it."""
+    k = m.k
+    if k.sched.live:
+        return None
+    cached = {page.pfn: e for e, page in sorted(k.swap.cache.items())}
+    for page in k.pages:
+        ptes = len(k.present_ptes.get(page.pfn, ()))
+        # A page that claims a swap-cache slot holds the cache's reference; whether the claim
+        # agrees with the cache is swap_cache_unique's to say.
+        in_cache = page.pfn in cached or PG_swapcache in page.flags
+        users = ptes + in_cache
+        if page.count == users:
+            continue
+        cache = f" + swap cache (entry {cached.get(page.pfn, page.private)})" if in_cache else ""
+        why = ("a reference was taken and never put: the frame is never freed"
+               if page.count > users else "a user's reference was dropped")
+        return Violation(
+            "page_refs_at_rest",
+            f"every task finished, but {page_desc(page)} has {users} user(s), {ptes} present "
+            f"pte(s){cache}: expected count == {users} ({why})",
+            pfn=page.pfn,
+            expected=users,
+            found=page.count,
         )
     return None
 
@@ -94,4 +127,14 @@ register(
     "include/linux/mm.h put_page_testzero(): VM_BUG_ON(page_count(page) == 0); "
     "mm/vmscan.c is_page_cache_freeable()",
     page=_refcount,
+)
+
+register(
+    "page_refs_at_rest",
+    "mapcount",
+    "with no task running, each page's refcount equals its users: present ptes + swap cache",
+    "include/linux/mm.h put_page_testzero(): the last user's put frees the page, so a "
+    "reference never put leaks the frame (no free_pages_check ever sees it; mm selftests "
+    "compare the free page count before and after)",
+    each_step=_refs_at_rest,
 )

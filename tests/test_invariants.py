@@ -406,6 +406,7 @@ def test_refcount_extra_references_and_cache_only_page_accepted() -> None:
     m = Monitor(w.k)
     pages[0].count += 2  # get_user_pages pins
     w.k.touch_page(pages[0])
+    w.k.sched.spawn((yield_ for yield_ in ["gup"]), "pinner")  # their holder is still running
     # pages[1] is swapped out: only the swap cache holds it (count 1, mapcount 0)
     w.add_to_swap_cache(pages[1], 2)
     w.swap_out_pte(vma, 1)

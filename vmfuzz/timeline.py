@@ -153,7 +153,7 @@ def _fold_text(steps: Sequence[TraceStep]) -> str:
 
 
 COUNT_CHECKS = frozenset({"mapcount_matches_ptes", "refcount_covers_users", "bad_page",
-                          "use_after_free"})
+                          "use_after_free", "page_refs_at_rest"})
 LAYOUT_CHECKS = frozenset({"rmap_reachable", "vma_list_sane", "pte_in_vma",
                            "reserved_pte_cleared"})
 
