@@ -19,12 +19,12 @@ import argparse
 import importlib
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from typing import Any
 import attrs
 
 from vmfuzz import _patch
+from vmfuzz._progress import Heartbeat, progress_every
 
 MUTANTS_DIR = Path(__file__).resolve().parent / "_mutants"
 # The import packages of vmfuzz, and where each lives inside a copy (nested, as installed).
@@ -72,7 +73,10 @@ class Mutant:
 
     def witness_check(self) -> str:
         """The check the witness was recorded failing with on the mutant (its ``found``)."""
-        data = json.loads(self.witness.read_text(encoding="utf-8"))
+        try:
+            data = json.loads(self.witness.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise MutantError(f"{self.witness.name}: not a JSON case: {e}") from None
         found = data.get("found") if isinstance(data, dict) else None
         if not isinstance(found, dict) or not isinstance(found.get("check"), str):
             raise MutantError(f"{self.witness.name}: a witness is a finding: it needs "
@@ -176,13 +180,17 @@ def copy_env(copy: Path) -> dict[str, str]:
 
 def _run(cmd: list[str], copy: Path) -> tuple[int, str, str, float]:
     """Run ``cmd`` on the copy; its exit status, stdout, stderr and CPU seconds (user +
-    system).  It runs in the copy's folder: ``python -m``/``-c`` put the current folder first
-    on sys.path, and a checkout's own vmfuzz/ there would shadow the copy."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    p = subprocess.run(cmd, capture_output=True, text=True, env=copy_env(copy), cwd=copy)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return p.returncode, p.stdout, p.stderr, cpu
+    system, of that process alone: campaigns may run side by side).  It runs in the copy's
+    folder: ``python -m``/``-c`` put the current folder first on sys.path, and a checkout's
+    own vmfuzz/ there would shadow the copy."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        p = subprocess.Popen(cmd, stdout=out, stderr=err, env=copy_env(copy), cwd=copy)
+        _, status, usage = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return (p.returncode, out.read().decode("utf-8", "replace"),
+                err.read().decode("utf-8", "replace"), usage.ru_utime + usage.ru_stime)
 
 
 # A replay of a case in the copy's process, with the code it ran.
@@ -223,10 +231,14 @@ def replay_in_copy(copy: Path, case: Path) -> dict[str, Any]:
 
 
 def replay_fixed(case: Path) -> dict[str, Any]:
-    """The witness on the fixed model, in this process."""
+    """The witness on the fixed model, in this process (MutantError if it cannot be read)."""
     from vmfuzz import corpus
 
-    return corpus.replay(corpus.load(case), check_fix=False).to_json()
+    try:
+        cc = corpus.load(case)
+    except corpus.CorpusError as e:
+        raise MutantError(str(e)) from None
+    return corpus.replay(cc, check_fix=False).to_json()
 
 
 def witness_verdicts(mutant: Mutant, copy: Path) -> dict[str, Any]:
@@ -310,34 +322,60 @@ def campaign(copy: Path, seed: int, budget: list[str]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- the benchmark
-def bench(selected: list[Mutant], seeds: list[int], budget: list[str],
-          progress: bool) -> dict[str, Any]:
-    """Every selected mutant: its witness on both models, then a campaign per seed."""
+def bench(selected: list[Mutant], seeds: list[int], budget: list[str], workers: int = 1,
+          beat: Heartbeat | None = None) -> dict[str, Any]:
+    """Every selected mutant: its witness on both models, then a campaign per seed (up to
+    ``workers`` campaigns at once; each is deterministic, so the result does not depend on
+    it).  ``beat``: where progress lines go."""
+    def say(text: str) -> None:
+        if beat is not None:
+            beat.line(text)
+
+    n = len(selected)
     rows: list[dict[str, Any]] = []
-    for n, mutant in enumerate(selected, 1):
-        row: dict[str, Any] = {
-            "mutant": mutant.name, "subsystem": mutant.subsystem,
-            "concurrency_only": mutant.concurrency_only, "mimics": mutant.mimics,
-            "files": [fp.path for fp in mutant.patch.files], "runs": []}
-        try:
-            with mutated(mutant) as copy:
+    with tempfile.TemporaryDirectory(prefix="vmfuzz-mutants-") as tmp:
+        copies: dict[int, Path] = {}
+        for i, mutant in enumerate(selected):
+            row: dict[str, Any] = {
+                "mutant": mutant.name, "subsystem": mutant.subsystem,
+                "concurrency_only": mutant.concurrency_only, "mimics": mutant.mimics,
+                "files": [fp.path for fp in mutant.patch.files], "runs": []}
+            rows.append(row)
+            try:
+                dest = Path(tmp) / mutant.name
+                dest.mkdir()
+                copy = build_copy(mutant, dest)
                 row["witness"] = witness_verdicts(mutant, copy)
-                if progress:
-                    w = row["witness"]
-                    state = "observable" if w["observable"] else f"NOT observable: {w['why_not']}"
-                    sys.stderr.write(f"[{n}/{len(selected)}] {mutant.name}: witness {state}\n")
-                if row["witness"]["observable"]:
-                    for seed in seeds:
-                        r = campaign(copy, seed, budget)
-                        row["runs"].append(r)
-                        if progress:
-                            sys.stderr.write(f"[{n}/{len(selected)}] {mutant.name} seed {seed}: "
-                                             f"{_run_words(r)}\n")
-        except MutantError as e:
-            row["witness"] = {"observable": False, "why_not": str(e)}
-            if progress:
-                sys.stderr.write(f"[{n}/{len(selected)}] {mutant.name}: {e}\n")
-        rows.append(row)
+            except MutantError as e:
+                row["witness"] = {"observable": False, "why_not": str(e)}
+            w = row["witness"]
+            if w["observable"]:
+                copies[i] = copy
+                say(f"[{i + 1}/{n}] {mutant.name}: witness fails with {w['check']} on the "
+                    "mutant, clean on the fixed model")
+            else:
+                say(f"[{i + 1}/{n}] {mutant.name}: NOT observable: {w['why_not']}")
+        jobs = [(i, seed) for i in copies for seed in seeds]
+        done = 0
+        running: set[str] = set()
+        if beat is not None:
+            beat.status = lambda: (f"{done} of {len(jobs)} campaigns done; running: "
+                                   + ", ".join(sorted(running)))
+
+        def one(job: tuple[int, int]) -> dict[str, Any]:
+            i, seed = job
+            tag = f"{selected[i].name} seed {seed}"
+            running.add(tag)
+            try:
+                return campaign(copies[i], seed, budget)
+            finally:
+                running.discard(tag)
+
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            for (i, seed), r in zip(jobs, pool.map(one, jobs), strict=True):
+                rows[i]["runs"].append(r)
+                done += 1
+                say(f"[{done}/{len(jobs)}] {selected[i].name} seed {seed}: {_run_words(r)}")
     return {"mutants": rows, "summary": summarize(rows, seeds)}
 
 
@@ -417,7 +455,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the mutation benchmark: each mutant of vmfuzz/_mutants/ applied to a "
                    "temporary copy, its witness replayed, one campaign per seed (--seeds K or "
                    "a list 0,3,5-7; default 2) with a work budget (--budget 300ex or "
-                   f"1Msteps; default {DEFAULT_BUDGET}); reports the kill rate")
+                   f"1Msteps; default {DEFAULT_BUDGET}), --workers campaigns at once "
+                   "(default 1); reports the kill rate")
     p.add_argument("--mutant", action="append", default=[], metavar="NAME",
                    help="only this mutant (implies --mutants; repeatable; default all)")
 
@@ -442,11 +481,20 @@ def run(args: argparse.Namespace) -> int:
         return usage(str(e))
     if not selected:
         return usage(f"no mutants in {MUTANTS_DIR}")
+    try:
+        every = progress_every()
+    except ValueError as e:
+        return usage(str(e))
+    workers = args.workers or 1
+    if not 1 <= workers <= 64:
+        return usage("--workers must be from 1 to 64")
     sys.stderr.write(f"mutation benchmark: {len(selected)} mutants x {len(seeds)} seeds, "
-                     f"fuzz {' '.join(budget)} each\n")
-    result = bench(selected, seeds, budget, progress=True)
+                     f"fuzz {' '.join(budget)} each, {workers} at a time\n")
+    with Heartbeat(lambda: "replaying the witnesses", every=every) as beat:
+        result = bench(selected, seeds, budget, workers, beat)
+        beat.clear()
     result["settings"] = {"seeds": seeds, "budget": args.budget or DEFAULT_BUDGET,
-                          "fuzz_options": budget}
+                          "fuzz_options": budget, "workers": workers}
     if getattr(args, "out", None):
         from vmfuzz._write import write_text
 
