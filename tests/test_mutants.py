@@ -86,8 +86,12 @@ def test_malformed_patches_are_refused() -> None:
 
 def test_work_budgets_and_seed_lists() -> None:
     assert bm.parse_budget("300ex") == ["--max-examples", "300"]
-    assert bm.parse_budget("1Msteps") == ["--budget", "1Msteps"]
-    with pytest.raises(ValueError, match="not a work budget"):
-        bm.parse_budget("60s")
+    assert bm.parse_budget("1.5Msteps") == ["--budget", "1.5Msteps"]
+    assert bm.parse_budget("60cpu") == ["--budget", "60cpu"]
+    for wall in ("60s", "2m"):
+        with pytest.raises(ValueError, match="wall time"):
+            bm.parse_budget(wall)
+    with pytest.raises(ValueError, match="a work budget"):
+        bm.parse_budget("lots")
     assert bm.parse_seeds("2") == [0, 1]
     assert bm.parse_seeds("3,5-6") == [3, 5, 6]

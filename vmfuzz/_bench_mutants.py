@@ -42,7 +42,7 @@ PACKAGES = ("vmfuzz", "vmfuzz.strategies", "vmfuzz.invariants")
 REPO_DIRS = {"vmfuzz": "vmfuzz", "vmfuzz.strategies": "strategies",
              "vmfuzz.invariants": "invariants"}
 REQUIRED_FIELDS = ("mimics", "subsystem", "concurrency-only")
-DEFAULT_BUDGET = "300ex"
+DEFAULT_BUDGET = "1.5Msteps"  # vmfuzz._budget.STANDARD_STEPS: a 60-second campaign's work
 
 
 class MutantError(ValueError):
@@ -262,17 +262,26 @@ def witness_verdicts(mutant: Mutant, copy: Path) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- campaigns
 def parse_budget(text: str) -> list[str]:
-    """A work budget as ``vmfuzz fuzz`` options: ``300ex`` / ``300examples`` ->
-    ``--max-examples 300``; ``1Msteps`` / ``200ksteps`` -> ``--budget`` (a step budget).
-    ValueError for anything else (wall time is not a work budget)."""
+    """A work budget as ``vmfuzz fuzz`` options: model steps (``1.5Msteps``, the same search
+    on any machine) or CPU time (``60cpu``) -> ``--budget``; examples (``300ex``) ->
+    ``--max-examples``.  ValueError for anything else (wall time is not a work budget)."""
+    from vmfuzz._budget import BudgetError
+    from vmfuzz._budget import parse_budget as campaign_budget
+
     t = text.strip().lower().replace(" ", "")
     for suffix in ("examples", "ex"):
-        if t.endswith(suffix) and t[: -len(suffix)].isdigit() and int(t[: -len(suffix)]) > 0:
-            return ["--max-examples", str(int(t[: -len(suffix)]))]
-    if t.endswith("steps") and t[:-5]:
-        return ["--budget", text.strip()]
-    raise ValueError(f"{text!r} is not a work budget: give examples (300ex) or model steps "
-                     "(1Msteps)")
+        n = t[: -len(suffix)]
+        if t.endswith(suffix) and n.isdigit() and 0 < int(n) <= 10**9:
+            return ["--max-examples", str(int(n))]
+    try:
+        kind = campaign_budget(text).kind
+    except BudgetError as e:
+        raise ValueError(f"{e} (a work budget: steps such as 1.5Msteps, CPU time such as "
+                         "60cpu, or examples such as 300ex)") from None
+    if kind == "wall":
+        raise ValueError(f"{text!r} is wall time, which moves with the machine's load: give "
+                         "model steps (1.5Msteps), CPU time (60cpu) or examples (300ex)")
+    return ["--budget", text.strip()]
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -313,7 +322,9 @@ def campaign(copy: Path, seed: int, budget: list[str]) -> dict[str, Any]:
         "check": data.get("invariant"),
         "examples": data.get("examples"),
         "examples_to_find": data.get("first_failure_examples") if data.get("found") else None,
+        "steps_to_find": data.get("first_failure_steps") if data.get("found") else None,
         "steps": data.get("steps"),
+        "campaign_cpu_seconds": data.get("cpu_seconds"),
         "shrunk": None if shrunk is None else {
             "tasks": shrunk.get("tasks"), "ops": shrunk.get("ops"),
             "preemptions": shrunk.get("preemptions")},
@@ -385,7 +396,8 @@ def _run_words(r: dict[str, Any]) -> str:
     if not r["killed"]:
         return f"survived {r['examples']} examples ({r['cpu_seconds']:.1f} s CPU)"
     s = r["shrunk"] or {}
-    return (f"killed by {r['check']} after {r['examples_to_find']} examples "
+    return (f"killed by {r['check']} after {r['steps_to_find']} steps, "
+            f"{r['examples_to_find']} examples "
             f"({r['cpu_seconds']:.1f} s CPU; shrunk to {s.get('tasks')} tasks, "
             f"{s.get('ops')} ops, {s.get('preemptions')} preemptions)")
 
@@ -425,7 +437,9 @@ def table(result: dict[str, Any]) -> str:
                 cells.append(f"s{run['seed']}: error")
             elif run["killed"]:
                 s = run["shrunk"] or {}
-                cells.append(f"s{run['seed']}: {run['check']} @{run['examples_to_find']}ex "
+                steps = run.get("steps_to_find")
+                at = f"{steps / 1000:.0f}k steps, " if isinstance(steps, int) else ""
+                cells.append(f"s{run['seed']}: {run['check']} @{at}{run['examples_to_find']}ex "
                              f"({s.get('tasks')}t/{s.get('ops')}op/{s.get('preemptions')}p)")
             else:
                 cells.append(f"s{run['seed']}: survived")
@@ -454,8 +468,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mutants", action="store_true",
                    help="the mutation benchmark: each mutant of vmfuzz/_mutants/ applied to a "
                    "temporary copy, its witness replayed, one campaign per seed (--seeds K or "
-                   "a list 0,3,5-7; default 2) with a work budget (--budget 300ex or "
-                   f"1Msteps; default {DEFAULT_BUDGET}), --workers campaigns at once "
+                   "a list 0,3,5-7; default 2) with a work budget (--budget model steps, "
+                   f"CPU time or examples: 1.5Msteps, 60cpu, 300ex; default {DEFAULT_BUDGET}), "
+                   "--workers campaigns at once "
                    "(default 1); reports the kill rate")
     p.add_argument("--mutant", action="append", default=[], metavar="NAME",
                    help="only this mutant (implies --mutants; repeatable; default all)")
