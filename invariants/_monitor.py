@@ -116,6 +116,7 @@ class Monitor:
                     self.pending[(c.name, scope)] = {}
                     self.hooks[scope].append((c.name, fn, self.pending[(c.name, scope)]))
         self.step_hooks = [(c.name, c.each_step) for c in self.checks if c.each_step]
+        self.rest_hooks = [(c.name, c.at_rest) for c in self.checks if c.at_rest]
         # A user check's each_step hook runs after every step, even one that touched nothing
         # the model tracks (it may read what the dirty sets do not cover: locks, counters).
         self.every_step = any(c.user and c.each_step for c in self.checks)
@@ -256,7 +257,7 @@ class Monitor:
             or self.has_pending
             or k.migration_ptes
             or k.reclaim_unmaps
-            or not k.sched.live  # every task finished: the checks of a state at rest
+            or (self.rest_hooks and not k.sched.live)
         ):
             return
         self.steps += 1
@@ -286,8 +287,17 @@ class Monitor:
                             self.has_pending = True
                         else:
                             raise r
+            if not k.sched.live:
+                self._at_rest()
         finally:
             self._finish()
+
+    def _at_rest(self) -> None:
+        """The checks of a state with no task live (after every per-object hook)."""
+        for _name, fn in self.rest_hooks:
+            r = fn(self)
+            if r is not None and not isinstance(r, _Defer):
+                raise r
 
     def on_step(self, _sched: object) -> None:
         """The scheduler checker (``sched.checkers`` entry)."""
@@ -380,6 +390,8 @@ class Monitor:
                     r = fn(self, key)
                     if r is not None and r is not DEFER:
                         raise r
+        if not k.sched.live:
+            self._at_rest()
 
 
 def layout_signature(k: Kernel, mm: MmStruct) -> tuple[Any, ...]:

@@ -82,6 +82,8 @@ class Check:
     # module imported twice (pytest's import of a test file, then a plugin import of the same
     # file) registers it once instead of failing, and a case says which file to load.
     origin: tuple[Origin | None, ...] | None = attrs.field(default=None, eq=False)
+    # Run once no task is live (nothing held in flight), after every per-object hook.
+    at_rest: StepHook | None = None
 
     @property
     def user(self) -> bool:
@@ -91,12 +93,13 @@ class Check:
     @property
     def per_step(self) -> bool:
         """True for model invariants run by the monitor; False for engine checks."""
-        return any(h is not None for h in (self.page, self.entry, self.mm, self.each_step))
+        return any(h is not None
+                   for h in (self.page, self.entry, self.mm, self.each_step, self.at_rest))
 
     @property
     def scopes(self) -> tuple[str, ...]:
         out = []
-        for scope in ("page", "entry", "mm", "each_step"):
+        for scope in ("page", "entry", "mm", "each_step", "at_rest"):
             if getattr(self, scope) is not None:
                 out.append(scope)
         return tuple(out) if out else ("engine",)
@@ -124,15 +127,18 @@ def register(
     entry: KeyHook | None = None,
     mm: KeyHook | None = None,
     each_step: StepHook | None = None,
+    at_rest: StepHook | None = None,
 ) -> Check:
-    """Add a check to :data:`CHECKS` (names are unique and stable: corpus files refer to them)."""
+    """Add a check to :data:`CHECKS` (names are unique and stable: corpus files refer to them).
+
+    ``at_rest`` runs after a step that leaves no task live, after every other hook."""
     if name in CHECKS:
         raise ValueError(_twice(name))
     if family not in FAMILIES:
         raise ValueError(f"check {name}: unknown family {family!r}")
     if "\n" in doc:
         raise ValueError(f"check {name}: the doc must be one line")
-    check = Check(name, family, doc, mirrors, page, entry, mm, each_step)
+    check = Check(name, family, doc, mirrors, page, entry, mm, each_step, at_rest=at_rest)
     CHECKS[name] = check
     return check
 

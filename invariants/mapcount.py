@@ -41,8 +41,6 @@ def _refs_at_rest(m: Monitor) -> Violation | None:
     count above that is a leaked reference: the frame is never freed, and no free-time check
     ever sees it."""
     k = m.k
-    if k.sched.live:
-        return None
     cached = {page.pfn: e for e, page in sorted(k.swap.cache.items())}
     for page in k.pages:
         ptes = len(k.present_ptes.get(page.pfn, ()))
@@ -136,5 +134,5 @@ register(
     "include/linux/mm.h put_page_testzero(): the last user's put frees the page, so a "
     "reference never put leaks the frame (no free_pages_check ever sees it; mm selftests "
     "compare the free page count before and after)",
-    each_step=_refs_at_rest,
+    at_rest=_refs_at_rest,
 )
