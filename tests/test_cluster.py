@@ -262,15 +262,39 @@ def test_a_known_failure_is_not_shrunk_again() -> None:
 
 
 @pytest.mark.long
-def test_a_soak_campaign_starts_from_the_runs_pool(tmp_path: Path) -> None:
-    res = _soak(tmp_path, "--duration", "25s", "--workers", "1", "--scheduler", "pct",
-                "--campaign-budget", "60ksteps", "--seed", "5", "--coverage-every", "0",
-                "--state", "st", "--corpus", "corpus", "--json")
-    assert res.returncode == 0, res.stderr
-    logged = _campaigns(tmp_path / "st")
-    assert len(logged) >= 2, logged
-    assert logged[0]["pool_in"] == 0 and logged[0]["pool_added"] > 0
-    assert logged[1]["pool_in"] >= logged[0]["pool_added"]  # what the first one kept
-    summary = json.loads(res.stdout.strip().splitlines()[-1])
-    assert summary["pool"] >= logged[0]["pool_added"] and summary["pairs"] > 0
-    assert list((tmp_path / "st" / "pool").glob("pool-slot0.json"))
+def test_campaigns_share_the_runs_pool_through_the_state_folder(tmp_path: Path) -> None:
+    """What a soak worker does around each campaign that keeps a pool (and a cluster session
+    around each task): load the run's pool, start from it, store what the campaign added."""
+    from vmfuzz.campaign import fuzz
+    from vmfuzz.kernel import KernelConfig
+    from vmfuzz.pool import Pool
+    from vmfuzz.soak._pool import (
+        add_entries,
+        entries_for,
+        entries_json,
+        loaded_from_entries,
+        open_store,
+        pool_size,
+        start_pool,
+    )
+
+    config = KernelConfig()
+    first = Pool(config)
+    start_pool(first, open_store(tmp_path, "read").load(config))  # nothing stored yet
+    assert not first.entries
+    fuzz(config, scheduler="pct", seed_value=0, budget=None, step_budget=100_000, pool=first)
+    assert first.unsaved
+    stored = open_store(tmp_path, "slot0").add(first.unsaved)  # equal programs once
+    assert 0 < stored <= len(first.unsaved) and pool_size(tmp_path) == stored
+    # The next campaign, here or on a Dask worker (entries as data), starts from them.
+    local = Pool(config)
+    assert start_pool(local, open_store(tmp_path, "read").load(config)) == 0  # adopted
+    handed = entries_for(tmp_path, config)
+    assert len(handed) == stored
+    remote = Pool(config)
+    start_pool(remote, loaded_from_entries(handed, config))
+    assert local.entries and len(local.entries) == len(remote.entries)
+    assert set(local.hits) == set(remote.hits) and set(local.hits) <= set(first.hits)
+    fuzz(config, scheduler="pct", seed_value=2, budget=None, step_budget=20_000, pool=remote)
+    added = add_entries(tmp_path, "cluster", entries_json(remote.unsaved or []))
+    assert added and stored < pool_size(tmp_path) <= stored + added  # (equal programs once)
