@@ -63,10 +63,13 @@ def run(args: argparse.Namespace) -> int:
     from vmfuzz.plugins import PluginError, load_plugins
     from vmfuzz.soak import SoakError, read_run
 
-    states = [Path(x) for x in args.state]
-    if args.watch is not None and (len(states) > 1 or args.watch <= 0):
+    # (a Namespace built by a caller may hold one folder, and neither --watch nor --html)
+    given = [args.state] if isinstance(args.state, str) else args.state
+    states = [Path(x) for x in given]
+    watch, html = getattr(args, "watch", None), getattr(args, "html", None)
+    if watch is not None and (len(states) > 1 or watch <= 0):
         return _error("--watch takes one state directory and a number of seconds > 0")
-    if args.html is not None and len(states) == 1:
+    if html is not None and len(states) == 1:
         return _error("--html is for several state directories (one writes STATE/report.html)")
     for state in states:
         try:
@@ -80,9 +83,9 @@ def run(args: argparse.Namespace) -> int:
         except PluginError as e:
             sys.stderr.write(f"vmfuzz report: warning: {e}\n")
     if len(states) > 1:
-        return _merged(states, args)
-    if args.watch is not None:
-        return _watch(states[0], args.watch)
+        return _merged(states, html, args.json)
+    if watch is not None:
+        return _watch(states[0], watch)
     return _one(states[0], args.json)
 
 
@@ -129,7 +132,7 @@ def _watch(state: Path, every: float) -> int:
         return _one(state, False)
 
 
-def _merged(states: list[Path], args: argparse.Namespace) -> int:
+def _merged(states: list[Path], html: str | None, as_json: bool) -> int:
     from vmfuzz.soak import SoakError
     from vmfuzz.soak._files import write_text
     from vmfuzz.soak._report import merge_runs, merged_text, render_merged_html
@@ -138,13 +141,13 @@ def _merged(states: list[Path], args: argparse.Namespace) -> int:
         merged = merge_runs(states)
     except SoakError as e:
         return _error(str(e))
-    out = Path(args.html or "vmfuzz-report.html")
+    out = Path(html or "vmfuzz-report.html")
     try:
         write_text(out, render_merged_html(merged))
     except OSError as e:
         return _error(f"cannot write {out}: {e.strerror or e}")
     merged["report"] = str(out)
-    if args.json:
+    if as_json:
         print(json.dumps(merged))
     else:
         sys.stdout.write(merged_text(merged) + f"report: {out}\n")

@@ -19,6 +19,7 @@ something on idle cores).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -190,7 +191,23 @@ def pool_table(res: dict[str, Any]) -> str:
                          f"{r['cold_steps']:>10,} {r['cold_cpu']:>7} {r['carried_pairs']:>8} "
                          f"{r['carried_steps']:>10,} {r['carried_cpu']:>7} "
                          f"{r['pool_programs']:>5}")
+    for rep, rows in enumerate(res["reps"]):
+        steps, cold, carried = at_equal_work(rows)
+        lines.append(f"rep {rep}, at the cold run's {steps:,} steps: cold {cold} pairs, "
+                     f"carried {carried:g} ({100 * (carried - cold) / max(1, cold):+.1f}%)")
     return "\n".join(lines) + "\n"
+
+
+def at_equal_work(rows: list[dict[str, Any]]) -> tuple[int, int, float]:
+    """(steps, cold pairs, carried pairs) at the cold campaigns' total work: a campaign runs
+    past its step budget by its last pool round, and a carried pool's rounds are longer, so
+    the carried run's pairs are read off its curve (linear between campaigns) at that work."""
+    steps, cold = rows[-1]["cold_steps"], rows[-1]["cold_pairs"]
+    pts = [(0, 0)] + [(r["carried_steps"], r["carried_pairs"]) for r in rows]
+    for (s0, p0), (s1, p1) in itertools.pairwise(pts):
+        if s0 <= steps <= s1:
+            return steps, cold, round(p0 + (p1 - p0) * (steps - s0) / max(1, s1 - s0), 1)
+    return steps, cold, float(pts[-1][1])
 
 
 def cluster_table(res: dict[str, Any]) -> str:
