@@ -392,12 +392,10 @@ def _campaign(config: KernelConfig, args: argparse.Namespace, budget: CampaignBu
     from vmfuzz.campaign import fuzz
 
     pool = getattr(args, "pool", None)
-    limits: dict[str, Any] = {}
+    limits: dict[str, Any] = {"budget": None}
     if budget is not None:
         limits = {"budget": budget.wall_seconds, "step_budget": budget.steps,
                   "cpu_budget": budget.cpu_seconds}
-    else:
-        limits = {"budget": None}
     if args.workers == 1:
         return fuzz(config, scheduler=args.scheduler, seed_value=args.seed,
                     max_examples=args.max_examples, progress=progress, mutants=args.mutants,
