@@ -45,7 +45,7 @@ def test_budgets_as_typed(text: str, kind: str, amount: float) -> None:
 @pytest.mark.parametrize("bad", [
     "", "steps", "0steps", "0.0001steps", "1e6steps", "-5steps", "5ksteps2", "5xsteps",
     "5kcpu", "0cpu", "cpu", "nan", "inf", "-5", "0", "400d", "1" + "0" * 13 + "steps",
-    "9" * 400 + "steps",
+    "9" * 400 + "steps", "1,5Msteps", "1,000steps",
 ])
 def test_bad_budgets_are_one_line(bad: str) -> None:
     with pytest.raises(BudgetError) as info:

@@ -97,7 +97,8 @@ def parse_budget(text: str) -> CampaignBudget:
     seconds) or a duration (:func:`vmfuzz._duration.parse_duration`, wall seconds).  Raises
     :class:`BudgetError` (one line) for anything else, for zero and for absurd sizes."""
     shown = text if len(text) <= 40 else f"{text[:20]}... ({len(text)} characters)"
-    s = text.strip().lower().replace(" ", "").replace("_", "").replace(",", "")
+    # No commas: "1,5Msteps" must not be read as 15M.
+    s = text.strip().lower().replace(" ", "").replace("_", "")
     m = _STEPS.fullmatch(s)
     if m is not None:
         if len(m.group(1)) > 16:  # beyond MAX_STEPS in any unit (and a float's precision)
