@@ -27,7 +27,14 @@ from vmfuzz.failure import Failure
 from vmfuzz.kernel import Kernel, KernelConfig
 from vmfuzz.lockdep import LockDep
 from vmfuzz.pool import RETRY_SCHEDULES
-from vmfuzz.program import aim_frame, frames_at, retarget, takes_frame, target_of
+from vmfuzz.program import (
+    aim_frame,
+    frames_at,
+    objects_of,
+    retarget,
+    takes_frame,
+    target_of,
+)
 from vmfuzz.schedules import (
     FUZZ_SCHEDULERS,
     MIXED_PICKS,
@@ -197,9 +204,11 @@ class KernelMachine(RuleBasedStateMachine):
             self._run(None)
             pool = self.ctx.pool
             if pool is not None and not self.stopped and self.threads:
-                pool.offer(self.case(), self.sched.trace, self.sched.step_no, self.targets,
-                                self.boot_frames + frames_at(self.k, self.targets),
-                                self.k.pte_aba)
+                touched, pages = objects_of(self.k.history)
+                targets = self.targets + touched
+                pool.offer(self.case(), self.sched.trace, self.sched.step_no, targets,
+                           self.boot_frames + frames_at(self.k, targets) + pages,
+                           self.k.pte_aba, self.k.history)
             # No target() here: Hypothesis' target phase (hill-climbing on distinct labels)
             # was measured to cost ~30% of the examples per second and to find fewer of the
             # bugs in the zoo (A/B over 4 bugs x 3 seeds: 3/12 with it, 5/12 without).

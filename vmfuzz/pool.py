@@ -36,6 +36,7 @@ from typing import Any
 
 import attrs
 
+from vmfuzz._alias import alias_pairs
 from vmfuzz._scheduler import Scheduler, ScheduleSource
 from vmfuzz.case import Case, OpCall, Run, Schedule, TaskSpec, execute
 from vmfuzz.failure import Failure
@@ -46,6 +47,7 @@ from vmfuzz.program import (
     frames_at,
     kind_bounds,
     kind_hot,
+    objects_of,
     retarget,
     takes_frame,
     target_of,
@@ -67,6 +69,9 @@ STALL_STEPS = 8
 # at most ABA_QUEUE (:meth:`Pool._probe_aba`): they must not starve the mutants.
 ABA_SHARE = 0.5
 ABA_QUEUE = 256
+# Alias pairs (two tasks' kernel paths met on one object) count as coverage next to the
+# label pairs (:func:`interleavings`).
+OBJECT_PAIRS = True
 
 
 def colliders(case: Case, sched: Scheduler) -> Case | None:
@@ -83,12 +88,14 @@ def colliders(case: Case, sched: Scheduler) -> Case | None:
     return _program(case, [list(t.ops) for t in keep], [t.start for t in keep], case.config)
 
 
-def interleavings(trace: Iterable[Any]) -> set[Pair]:
+def interleavings(trace: Sequence[Any], events: Iterable[Any] = ()) -> set[Pair]:
     """The coverage of one run: ``("", label)`` for every step, and ``(stood, label)`` for
     every step and every other live task, ``stood`` being the label that task last stopped
-    at (it stands there while this step runs)."""
+    at (it stands there while this step runs); with OBJECT_PAIRS, also the alias pairs of
+    the run's data events ``events`` (``Kernel.history``) and lock requests
+    (:func:`vmfuzz._alias.alias_pairs`): two tasks' paths that met on one object."""
     last: dict[str, str] = {}
-    out: set[Pair] = set()
+    out: set[Pair] = alias_pairs(trace, events) if OBJECT_PAIRS else set()
     add = out.add
     for s in trace:
         label = s.label
@@ -200,17 +207,18 @@ class Pool:
     def offer(
         self, case: Case, trace: Sequence[Any], length: int,
         targets: Iterable[tuple[int, int | None]] = (), frames: Iterable[int] = (),
-        aba: Iterable[tuple[int, int, int, int, int]] = (),
+        aba: Iterable[tuple[int, int, int, int, int]] = (), events: Sequence[Any] = (),
     ) -> bool:
-        """Count the interleaving pairs of ``case``'s run (``trace``); keep ``case`` if one
-        of them was never met before (and it is no bigger than a mutant may grow).  A pte
+        """Count the interleaving pairs of ``case``'s run (``trace``, and its data events
+        ``events``: ``Kernel.history``); keep ``case`` if one of them was never met before
+        (and it is no bigger than a mutant may grow).  A pte
         ABA of the run (``aba``: ``Kernel.pte_aba``) may queue an ABA probe (:meth:`probe`),
         whether the case is kept or not (:meth:`_note_aba`)."""
         if aba:
             self._note_aba(case, trace, aba)
         hits = self.hits
         new = []
-        for pair in interleavings(trace):
+        for pair in interleavings(trace, events):
             n = hits.get(pair, 0)
             if not n:
                 new.append(pair)
@@ -275,7 +283,7 @@ class Pool:
                 self.steps += run.outcome.steps
                 if run.outcome.kind != "clean":
                     continue
-                if new <= interleavings(run.sched.trace):
+                if new <= interleavings(run.sched.trace, run.kernel.history):
                     tasks, case, length = trial, cand, run.outcome.steps
         return case, length
 
@@ -526,11 +534,12 @@ class Pool:
         if offer and run.outcome.kind == "clean":
             k = run.kernel
             targets = [t for t in (target_of(c) for ts in case.tasks for c in ts.ops) if t]
-            targets = list(k.boot_targets) + targets
+            touched, pages = objects_of(k.history)
+            targets = list(k.boot_targets) + targets + touched
             recorded = Schedule("decisions", decisions=tuple(run.sched.decisions))
             self.offer(attrs.evolve(case, schedule=recorded), run.sched.trace,
                        run.outcome.steps, targets, self.boot_frames(case.config) +
-                       frames_at(k, targets), k.pte_aba)
+                       frames_at(k, targets) + pages, k.pte_aba, k.history)
         return None
 
 

@@ -7,6 +7,7 @@ shrinker varies arguments with them.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from vmfuzz.case import OpCall
 from vmfuzz.kernel import OPS, Kernel, KernelConfig
@@ -59,6 +60,26 @@ def frames_at(k: Kernel, targets: Iterable[tuple[int, int | None]]) -> list[int]
         if isinstance(pte, PresentPte):
             out[pte.pfn] = None
     return list(out)
+
+
+def objects_of(events: Iterable[Any]) -> tuple[list[tuple[int, int | None]], list[int]]:
+    """The objects a run's tasks worked on, from its data events (``Kernel.history``), in
+    order of first touch, each once: the (mm, addr) of every pte set or cleared (the owners
+    of a frame being migrated or reclaimed, the pages an mlock populates, the child a fork
+    fills, the ptes of a swap entry) with (mm, None) for every mm whose vmas changed; and the
+    frame of every page whose counts changed.  What an operation may be aimed at next to
+    the operations in flight, not only at the pages the program named."""
+    targets: dict[tuple[int, int | None], None] = {}
+    frames: dict[int, None] = {}
+    for e in events:
+        kind = e[3]
+        if kind in ("set_pte", "pte_clear"):
+            targets[e[4]] = None
+        elif kind == "mm":
+            targets[(e[4], None)] = None
+        elif kind == "page":
+            frames[e[4]] = None
+    return list(targets), list(frames)
 
 
 def takes_frame(call: OpCall) -> bool:
