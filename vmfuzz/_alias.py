@@ -59,3 +59,32 @@ def alias_pairs(trace: Sequence[Any], events: Iterable[Any]) -> set[tuple[str, s
                     access(("lock", name), "lock", s.task, label, "_read" not in label)
                     break
     return out
+
+
+def reused(events: Sequence[Any], aba: Iterable[tuple[int, int, int, int, int]]) -> list[bool]:
+    """For each pte ABA of a run (``Kernel.pte_aba``: step, mm, addr, kind, since), whether the
+    frame or swap slot its restored value names was freed between ``since`` and ``step``: the
+    classic ABA, a value that came back because its object was freed and reused, where the
+    common one (a swap-cache page mapped and unmapped again) never let go of it."""
+    aba = list(aba)
+    if not aba:
+        return []
+    put: dict[tuple[int, Any], Any] = {}  # (step, (mm, addr)) -> value set then
+    freed: dict[tuple[str, Any], list[int]] = {}  # (class, id) -> steps it was freed at
+    for e in events:
+        kind = e[3]
+        if kind == "set_pte":
+            put[(e[0], e[4])] = e[5][1]
+        elif kind == "page" and e[5][0] == 0:
+            freed.setdefault(("page", e[4]), []).append(e[0])
+        elif kind == "entry" and not e[5][0]:
+            freed.setdefault(("entry", e[4]), []).append(e[0])
+    out = []
+    for step, mm, addr, _kind, since in aba:
+        value = put.get((step, (mm, addr)))
+        if value is None:
+            out.append(False)
+            continue
+        obj = ("entry" if value[0] == 1 else "page", value[1])
+        out.append(any(since <= at <= step for at in freed.get(obj, ())))
+    return out

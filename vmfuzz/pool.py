@@ -36,7 +36,7 @@ from typing import Any
 
 import attrs
 
-from vmfuzz._alias import alias_pairs
+from vmfuzz._alias import alias_pairs, reused
 from vmfuzz._scheduler import Scheduler, ScheduleSource
 from vmfuzz.case import Case, OpCall, Run, Schedule, TaskSpec, execute
 from vmfuzz.failure import Failure
@@ -72,6 +72,10 @@ ABA_QUEUE = 256
 # Alias pairs (two tasks' kernel paths met on one object) count as coverage next to the
 # label pairs (:func:`interleavings`).
 OBJECT_PAIRS = True
+# A partner probe's run (:meth:`Pool.probe`) whose pte got back a value may queue an ABA probe,
+# as an offered run's does: a teardown between a fault and a reclaim frees the slot or frame
+# the restored value names, the ABA a sleeping reader's pte_same() cannot see.
+PARTNER_ABA = True
 
 
 def colliders(case: Case, sched: Scheduler) -> Case | None:
@@ -163,8 +167,8 @@ class Pool:
     _retried: bool = False  # a run of the current mutant went round a retry loop
     _pair: Case | None = None  # the first such run's colliding tasks alone (:func:`colliders`)
     _unprobed: list[Entry] = attrs.field(factory=list)  # entries added since the last probes
-    # pte ABAs met per (world, mm, addr, pte kind): the 1st, 4th, 16th ... are probed
-    aba_hits: dict[tuple[frozenset[str], int, int, int], int] = attrs.field(factory=dict)
+    # pte ABAs met per (world, mm, addr, pte kind, reused): the 1st, 4th, 16th ... are probed
+    aba_hits: dict[tuple[frozenset[str], int, int, int, bool], int] = attrs.field(factory=dict)
     _aba: list[AbaProbe] = attrs.field(factory=list)  # queued ABA probes
     aba_steps: int = 0  # steps of ABA probes (part of ``steps``)
     unsaved: list[Entry] | None = None  # entries added, not yet stored (None: not kept)
@@ -215,7 +219,7 @@ class Pool:
         ABA of the run (``aba``: ``Kernel.pte_aba``) may queue an ABA probe (:meth:`probe`),
         whether the case is kept or not (:meth:`_note_aba`)."""
         if aba:
-            self._note_aba(case, trace, aba)
+            self._note_aba(case, trace, aba, events)
         hits = self.hits
         new = []
         for pair in interleavings(trace, events):
@@ -238,9 +242,12 @@ class Pool:
         return True
 
     def _note_aba(self, case: Case, trace: Sequence[Any],
-                  aba: Iterable[tuple[int, int, int, int, int]]) -> None:
-        """Queue an ABA probe of ``case`` for a pte ABA whose (world, mm, page, pte kind)
-        is met for the 1st, 4th, 16th, 64th ... time: every kind of ABA is probed, a common
+                  aba: Iterable[tuple[int, int, int, int, int]],
+                  events: Sequence[Any] = ()) -> None:
+        """Queue an ABA probe of ``case`` for a pte ABA whose (world, mm, page, pte kind,
+        whether the value's frame or slot was freed and reused meanwhile: :func:`reused`,
+        from the run's data ``events``) is met for the 1st, 4th, 16th, 64th ... time: every
+        kind of ABA is probed, a common
         one about log4(times met) times, on different programs (the same ABA at another page
         may be the one a reader can race).  The reader may be one task more than a pool
         program has room for: most ABAs of a world come from Hypothesis' examples, which
@@ -248,10 +255,11 @@ class Pool:
         the failure is shrunk anyway."""
         world = case.config.world
         hits = self.aba_hits
-        for step, mm, addr, kind, since in aba:
+        aba = list(aba)
+        for (step, mm, addr, kind, since), reuse in zip(aba, reused(events, aba), strict=False):
             if not 0 <= step < len(trace):
                 continue
-            key = (world, mm, addr, kind)
+            key = (world, mm, addr, kind, reuse)
             n = hits.get(key, 0) + 1
             hits[key] = n
             if n & (n - 1) == 0 and n.bit_length() % 2 and len(self._aba) < ABA_QUEUE:
@@ -349,7 +357,7 @@ class Pool:
                 continue
             for src in (PCT(rng.getrandbits(32), rng.randint(2, 4), max(2, parent.length)),
                         Echo(RandomWalk(rng.getrandbits(32)))):
-                found = self._run_one(case, src, offer=False)
+                found = self._run_one(case, src, offer=False, aba=PARTNER_ABA)
                 if found is not None:
                     return found
         return None
@@ -500,8 +508,11 @@ class Pool:
         hits = self.hits
         return min((hits.get(p, 0) for p in e.new), default=0), e.size
 
-    def _run_one(self, case: Case, src: ScheduleSource, offer: bool = True) -> Failure | None:
-
+    def _run_one(self, case: Case, src: ScheduleSource, offer: bool = True,
+                 aba: bool = False) -> Failure | None:
+        """Run ``case`` under ``src``; the failure, or None.  A clean run is offered to the
+        pool (``offer``), or, with ``aba`` alone, only its pte ABAs are noted
+        (:meth:`_note_aba`)."""
         from vmfuzz.corpus import _Watch  # keeps the scheduler: a crash still has decisions
 
         rec = _Watch(src)
@@ -540,6 +551,10 @@ class Pool:
             self.offer(attrs.evolve(case, schedule=recorded), run.sched.trace,
                        run.outcome.steps, targets, self.boot_frames(case.config) +
                        frames_at(k, targets) + pages, k.pte_aba, k.history)
+        elif aba and run.outcome.kind == "clean" and run.kernel.pte_aba:
+            recorded = Schedule("decisions", decisions=tuple(run.sched.decisions))
+            self._note_aba(attrs.evolve(case, schedule=recorded), run.sched.trace,
+                           run.kernel.pte_aba, run.kernel.history)
         return None
 
 
