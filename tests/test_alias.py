@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
-from vmfuzz._alias import PREFIX, alias_pairs
+import random
+
+from vmfuzz._alias import PREFIX, alias_pairs, reused
 from vmfuzz._scheduler import TraceStep
 from vmfuzz.case import Case, OpCall, Schedule, TaskSpec, execute
 from vmfuzz.kernel import KernelConfig
-from vmfuzz.pool import interleavings
+from vmfuzz.pool import Pool, interleavings
 from vmfuzz.program import objects_of
-from vmfuzz.schedules import RandomWalk
+from vmfuzz.schedules import PCT, RandomWalk
 
 
 def _two(mm1: int) -> Case:
@@ -75,3 +77,41 @@ def test_objects_of_a_fork_include_the_child_it_fills() -> None:
     assert (child, 0) in targets and (child, None) in targets  # its ptes, its vmas
     assert frames  # the pages the copy shares
     assert targets == list(dict.fromkeys(targets))  # each once, in order of first touch
+
+
+def test_an_aba_whose_slot_was_freed_and_reused_is_told_from_a_swap_cache_one() -> None:
+    """In a world of swapped pages shared with a forked child: a read swaps page 3 in (the
+    page stays in the swap cache) and swap_out puts back the same entry, never freed; a write
+    copies it, the child's exit frees the entry, and swap_out gives that slot to the copy."""
+    world = KernelConfig(world=frozenset({"swapped", "forked"}))
+
+    def aba(*ops: OpCall) -> list[bool]:
+        run = execute(Case(world, (TaskSpec("T0", ops),), Schedule("none")))
+        assert run.kernel.pte_aba
+        return reused(run.kernel.history, run.kernel.pte_aba)
+
+    swap_out = OpCall("swap_out", {"count": 1})
+    assert aba(OpCall("read", {"mm": 0, "addr": 3}), swap_out) == [False]
+    assert aba(OpCall("write", {"mm": 0, "addr": 3}), OpCall("exit", {"mm": 3}),
+               swap_out) == [True]
+
+
+def test_a_partner_probe_that_frees_a_slot_between_swapin_and_swap_out_gets_an_aba_probe() -> None:
+    """4969c1192d15's race, one partner and one stalled reader away: a pool entry swaps in
+    page 3 (shared with the forked child) by writing it and runs swap_out; its partner's
+    teardown of the child, landing between the two, frees the slot and swap_out gives it to
+    the copy (an ABA whose slot was reused); the ABA probe of that partner run stalls a reader
+    in the window and pte_same() is fooled."""
+    config = KernelConfig(bugs=frozenset({"swapin_no_swapcache_recheck"}),
+                          world=frozenset({"swapped", "forked"}))
+    entry = Case(config, (TaskSpec("T0", (OpCall("write", {"mm": 0, "addr": 3}),
+                                          OpCall("swap_out", {"count": 1}))),),
+                 Schedule("none"))
+    pool = Pool(config)
+    assert pool._run_one(entry, PCT(0, 2, 10)) is None and pool.entries
+    pool._unprobed = []
+    found = pool.probe(random.Random(3), float("inf"), parents=list(pool.entries))
+    assert found is None and pool._aba  # the partner run made the ABA: a probe is queued
+    assert next(iter(pool.aba_hits))[-1]  # its slot was reused
+    found = pool.probe(random.Random(3), float("inf"), parents=[])
+    assert found is not None and found.violation.check == "data_integrity"
