@@ -63,28 +63,39 @@ def alias_pairs(trace: Sequence[Any], events: Iterable[Any]) -> set[tuple[str, s
 
 def reused(events: Sequence[Any], aba: Iterable[tuple[int, int, int, int, int]]) -> list[bool]:
     """For each pte ABA of a run (``Kernel.pte_aba``: step, mm, addr, kind, since), whether the
-    frame or swap slot its restored value names was freed between ``since`` and ``step``: the
-    classic ABA, a value that came back because its object was freed and reused, where the
-    common one (a swap-cache page mapped and unmapped again) never let go of it."""
+    object its restored value names was freed and reused between ``since`` and ``step``: a
+    frame freed (the same pfn, other data), or a swap slot freed and given to another page (its
+    swap-cache page then differs from the one it had at ``since``).  That is the classic ABA,
+    a value that came back naming other data; in the common one a swap-cache page is mapped
+    and unmapped again, or a slot freed is given back to the same page."""
     aba = list(aba)
     if not aba:
         return []
     put: dict[tuple[int, Any], Any] = {}  # (step, (mm, addr)) -> value set then
     freed: dict[tuple[str, Any], list[int]] = {}  # (class, id) -> steps it was freed at
+    cached: dict[Any, list[tuple[int, Any]]] = {}  # entry -> (step, swap-cache pfn) changes
     for e in events:
         kind = e[3]
         if kind == "set_pte":
             put[(e[0], e[4])] = e[5][1]
         elif kind == "page" and e[5][0] == 0:
             freed.setdefault(("page", e[4]), []).append(e[0])
-        elif kind == "entry" and not e[5][0]:
-            freed.setdefault(("entry", e[4]), []).append(e[0])
+        elif kind == "entry":
+            cached.setdefault(e[4], []).append((e[0], e[5][1]))
+            if not e[5][0]:
+                freed.setdefault(("entry", e[4]), []).append(e[0])
+
+    def cache_at(entry: Any, step: int) -> Any:
+        return next((pfn for at, pfn in reversed(cached.get(entry, ())) if at <= step), None)
+
     out = []
     for step, mm, addr, _kind, since in aba:
         value = put.get((step, (mm, addr)))
         if value is None:
             out.append(False)
             continue
-        obj = ("entry" if value[0] == 1 else "page", value[1])
-        out.append(any(since <= at <= step for at in freed.get(obj, ())))
+        swap = value[0] == 1
+        obj = ("entry" if swap else "page", value[1])
+        gone = any(since <= at <= step for at in freed.get(obj, ()))
+        out.append(gone and (not swap or cache_at(value[1], since) != cache_at(value[1], step)))
     return out

@@ -374,7 +374,9 @@ class Pool:
         reader runs a few steps, is stalled while the program replays the run that made
         the ABA, then goes on (:class:`vmfuzz.schedules.Stall`, after 1 to STALL_STEPS of
         its steps), starting at step 0 and again at the step the restored value was
-        replaced at (the pte may have held other values before).  Random walks and PCT
+        replaced at and the one before it (the pte may have held other values before; the
+        task that replaced it held its locks a step ahead), every task that joins later
+        delayed by the reader's steps (:func:`_delayed`).  Random walks and PCT
         rarely hit that window: on the ABA programs of a 40 s campaign that had any, 0 of
         20 walks did, and a stall after 5, 6 or 7 steps did.
 
@@ -396,7 +398,8 @@ class Pool:
 
     def _stall_probe(self, probe: AbaProbe) -> Failure | None:
         """One ABA probe (:meth:`_probe_aba`): each reader of the page, stalled after 1 ..
-        STALL_STEPS of its steps from step 0 and from the step the value was replaced at.
+        STALL_STEPS of its steps from step 0 and from the step the value was replaced at
+        (and the one before).
 
         The reader is first put next to the probe's writers alone, their operations in one
         task (:meth:`_writers_alone`), when that task makes the ABA by itself: a shorter run,
@@ -416,7 +419,8 @@ class Pool:
         decisions = (
             [order[d] for d in case.schedule.decisions] if case.schedule.kind == "decisions" else []
         )
-        hit = self._stalls(case, mm, addr, decisions, {0, max(probe.since, 0)})
+        hit = self._stalls(case, mm, addr, decisions,
+                           {0, max(probe.since - 1, 0), max(probe.since, 0)})
         if hit is None:
             return None
         prog, found = hit
@@ -447,7 +451,8 @@ class Pool:
         """Each reader of the page next to one-task program ``writer`` (:meth:`_stalls`,
         from step 0 and from each of ``sinces``); the first failure (with check ``check``,
         if given), or None."""
-        hit = self._stalls(writer, mm, addr, [], {0, *sinces}, check)
+        hit = self._stalls(writer, mm, addr, [], {0, *sinces, *(s - 1 for s in sinces if s)},
+                           check)
         return hit[1] if hit is not None else None
 
     def _stalls(
@@ -463,9 +468,10 @@ class Pool:
             for at in sorted(ats):
                 for k in range(1, STALL_STEPS + 1):
                     stall = Stall(reader, decisions, at, k)
-                    found = self._run_one(prog, stall, offer=False)
+                    run = _delayed(prog, at, k)
+                    found = self._run_one(run, stall, offer=False)
                     if found is not None and (check is None or found.violation.check == check):
-                        return prog, found
+                        return run, found
                     if stall.ran < k:  # the reader ended (or slept) before its k-th step
                         break
         return None
@@ -697,6 +703,18 @@ def aba_readers(case: Case, mm: int, addr: int, pool: Pool) -> list[Case]:
         out.append(_program(case, [*tasks, [OpCall(name, {a: mm, b: addr})]], [*starts, 0],
                             case.config))
     return out
+
+
+def _delayed(prog: Case, at: int, k: int) -> Case:
+    """ABA probe ``prog`` (its last task the stalled reader) for a reader run ``k`` steps from
+    step ``at``: every other task that starts after ``at`` starts ``k`` steps later, so the
+    others' run is the recorded one with the reader's steps put in (a task joins at a step
+    number, and the reader's steps would otherwise move it ``k`` steps earlier in their run)."""
+    *others, reader = prog.tasks
+    if not any(t.start > at for t in others):
+        return prog
+    return attrs.evolve(prog, tasks=(
+        *(attrs.evolve(t, start=t.start + k) if t.start > at else t for t in others), reader))
 
 
 def _ender(name: str, mm: int, config: KernelConfig) -> OpCall:
