@@ -23,7 +23,8 @@ write, lock_not_held at an unlocked detach, lockdep at the first wrong lock orde
 then runs with those checks off (--no-check) and a seed counts only if the failure is the
 outcome the seed mail describes (e.g. seed 002: migration_pte_page_locked), shrunk to the
 mail's size.  The checks and the reason, per bug: 'vmfuzz bugs' (CONSEQUENCES in
-vmfuzz/kernel/bugs.py); a bug with no early check is judged on its default campaigns.
+vmfuzz/kernel/bugs.py); a bug with no early check is judged on its default campaigns.  Under
+a row whose consequence column is below the bar, a line says what was measured and why.
 
 Budgets (--budget, each campaign's): model steps by default, 1.5Msteps (STANDARD_STEPS: about
 the work a 60-second campaign does on one idle core), so the same command gives the same table
