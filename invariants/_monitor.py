@@ -29,7 +29,8 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from vmfuzz.invariants._registry import CHECKS, DEFER, Check, _Defer
+import attrs
+from vmfuzz.invariants._registry import CHECKS, DEFER, RESCAN_GATED, Check, _Defer
 from vmfuzz.invariants._view import MAX_VMAS, freed, freed_desc
 
 from vmfuzz.kernel.mm_types import PG_swapcache
@@ -97,29 +98,84 @@ class CheckView:
         return self._monitor.mm_writer(mm)
 
 
+@attrs.frozen
+class _Plan:
+    """What a monitor runs, worked out once per registry, selection and config choice."""
+
+    registry: tuple[Check, ...]  # the registry it was made for (kept: its ids are the key)
+    checks: tuple[Check, ...]
+    names: frozenset[str]
+    hooks: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]  # scope -> (name, hook)s
+    step_hooks: list[tuple[str, Any]]
+    rest_hooks: list[tuple[str, Any]]
+    gated_fns: frozenset[Any]
+    every_step: bool
+
+
+_PLANS: dict[tuple[Any, ...], _Plan] = {}
+
+
+def _plan(k: Kernel, names: Iterable[str] | None, full: bool) -> _Plan:
+    """The checks and hooks of a monitor of ``k``: cached, as every run of a campaign asks for
+    the same ones (keyed by the registry's contents, so a check registered later counts)."""
+    wanted = None if names is None else tuple(names)
+    cfg = k.config
+    registry = tuple(CHECKS.values())
+    key = (tuple(map(id, registry)), wanted, cfg.checks, cfg.no_checks, full)
+    plan = _PLANS.get(key)
+    if plan is not None:
+        return plan
+    # The run's own choice (KernelConfig.checks / no_checks) narrows ``names`` further.
+    checks = tuple(c for c in resolve(wanted) if cfg.check_on(c.name))
+    hooks = tuple(
+        (scope, tuple((c.name, getattr(c, scope)) for c in checks
+                      if getattr(c, scope) is not None))
+        for scope in SCOPES
+    )
+    plan = _Plan(
+        registry,
+        checks,
+        frozenset(c.name for c in checks),
+        hooks,
+        [(c.name, c.each_step) for c in checks if c.each_step],
+        [(c.name, c.at_rest) for c in checks if c.at_rest],
+        frozenset() if full else frozenset(
+            c.mm for c in checks if c.mm is not None and getattr(c.mm, RESCAN_GATED, False)
+        ),
+        # A user check's each_step hook runs after every step, even one that touched nothing
+        # the model tracks (it may read what the dirty sets do not cover: locks, counters).
+        any(c.user and c.each_step for c in checks),
+    )
+    if len(_PLANS) >= 64:
+        _PLANS.pop(next(iter(_PLANS)))
+    _PLANS[key] = plan
+    return plan
+
+
 class Monitor:
     """Incremental checker for one kernel; ``full=True`` makes every hook a full scan."""
 
     def __init__(self, k: Kernel, names: Iterable[str] | None = None, *, full: bool = False):
         self.k = k
         self.full = full
-        # The run's own choice (KernelConfig.checks / no_checks) narrows ``names`` further.
-        self.checks = [c for c in resolve(names) if k.config.check_on(c.name)]
-        self.names = frozenset(c.name for c in self.checks)
+        plan = _plan(k, names, full)
+        self.checks = list(plan.checks)
+        self.names = plan.names
+        # scope -> [(check name, hook, its pending keys)]; (check, scope) -> its pending keys
         self.pending: dict[tuple[str, str], dict[int, None]] = {}
-        # scope -> [(check name, hook, its pending keys)]
-        self.hooks: dict[str, list[tuple[str, Any, dict[int, None]]]] = {s: [] for s in SCOPES}
-        for c in self.checks:
-            for scope in SCOPES:
-                fn = getattr(c, scope)
-                if fn is not None:
-                    self.pending[(c.name, scope)] = {}
-                    self.hooks[scope].append((c.name, fn, self.pending[(c.name, scope)]))
-        self.step_hooks = [(c.name, c.each_step) for c in self.checks if c.each_step]
-        self.rest_hooks = [(c.name, c.at_rest) for c in self.checks if c.at_rest]
+        self.hooks: dict[str, list[tuple[str, Any, dict[int, None]]]] = {}
+        for scope, scope_hooks in plan.hooks:
+            lst = self.hooks[scope] = []
+            for name, fn in scope_hooks:
+                pend = self.pending[(name, scope)] = {}
+                lst.append((name, fn, pend))
+        self.step_hooks = list(plan.step_hooks)
+        self.rest_hooks = list(plan.rest_hooks)
+        # mm hooks that answer None unless rescan() (a full scan has no such shortcut).
+        self.gated_fns = plan.gated_fns
         # A user check's each_step hook runs after every step, even one that touched nothing
         # the model tracks (it may read what the dirty sets do not cover: locks, counters).
-        self.every_step = any(c.user and c.each_step for c in self.checks)
+        self.every_step = plan.every_step
         self.view = CheckView(self)
         # task id -> (scope, key)s it touched inside its current spinlock section (atomic()).
         self.atomic_touch: dict[int, set[tuple[str, int]]] = {}
@@ -261,32 +317,18 @@ class Monitor:
         ):
             return
         self.steps += 1
-        keys = self._prepare()
+        pages, entries, mms = self._prepare()
         try:
             for _name, fn in self.step_hooks:
                 r = fn(self)
                 if r is not None and not isinstance(r, _Defer):  # (DEFER: _Defer's one instance)
                     raise r
-            for scope in SCOPES:
-                touched = keys[scope]
-                ordered = sorted(touched)
-                for _name, fn, pending in self.hooks[scope]:
-                    if pending:
-                        todo = sorted(touched | pending.keys())
-                    elif ordered:
-                        todo = ordered
-                    else:
-                        continue
-                    for key in todo:
-                        r = fn(self, key)
-                        if r is None:
-                            if pending:
-                                pending.pop(key, None)
-                        elif r is DEFER:
-                            pending[key] = None
-                            self.has_pending = True
-                        else:
-                            raise r
+            hooks = self.hooks
+            self._run_scope(hooks["page"], pages)
+            self._run_scope(hooks["entry"], entries)
+            # A hook that looks at an mm only when rescan() says so is given the mms whose
+            # layout changed (and its pending ones): on any other it would answer None.
+            self._run_scope(hooks["mm"], mms, self.layout_changed)
             if not k.sched.live:
                 self._at_rest()
         finally:
@@ -299,63 +341,131 @@ class Monitor:
             if r is not None and not isinstance(r, _Defer):
                 raise r
 
+    def _run_scope(
+        self,
+        hooks: list[tuple[str, Any, dict[int, None]]],
+        touched: set[int],
+        gated: set[int] | None = None,
+    ) -> None:
+        """Run ``hooks`` on ``touched`` and on their pending keys, in key order (a
+        :func:`rescan_gated` hook on ``gated`` instead of ``touched`` when given); raise the
+        first violation."""
+        ordered: list[int] | None = None
+        ordered_gated: list[int] | None = None
+        gated_fns = self.gated_fns
+        for _name, fn, pending in hooks:
+            keys = touched
+            if gated is not None and fn in gated_fns:
+                keys = gated
+            if pending:
+                todo = sorted(keys | pending.keys()) if keys else sorted(pending)
+            elif not keys:
+                continue
+            elif keys is touched:
+                if ordered is None:
+                    ordered = sorted(touched)
+                todo = ordered
+            else:
+                if ordered_gated is None:
+                    ordered_gated = sorted(keys)
+                todo = ordered_gated
+            for key in todo:
+                r = fn(self, key)
+                if r is None:
+                    if pending:
+                        pending.pop(key, None)
+                elif r is DEFER:
+                    pending[key] = None
+                    self.has_pending = True
+                else:
+                    raise r
+
     def on_step(self, _sched: object) -> None:
         """The scheduler checker (``sched.checkers`` entry)."""
         self.step()
 
-    def _prepare(self) -> dict[str, set[int]]:
+    def _prepare(self) -> tuple[set[int], set[int], set[int]]:
+        """Refresh the shadows for the touched objects; returns the (pages, entries, mms)
+        to check (the touched ones and those whose swap-cache claims or slots moved)."""
         k = self.k
-        nr_frames = len(k.pages)
-        nr_swap = len(k.swap.swap_map)
         pages = set(k.dirty_pfns)
         entries = set(k.dirty_entries)
         mms = set(k.dirty_mms)
-        for pfn in sorted(pages):
-            if not 0 <= pfn < nr_frames:
-                raise Violation(
-                    "bad_page",
-                    f"a pte or a touch names pfn {pfn}, outside mem_map [0, {nr_frames})",
-                    pfn=pfn,
-                )
-            old, new = self._claim(pfn)
-            if old != new:
-                entries.update(e for e in (old, new) if e is not None)
-            entries.update(self.cache_of.get(pfn, ()))
+        if pages:
+            nr_frames = len(k.pages)
+            for pfn in sorted(pages):
+                if not 0 <= pfn < nr_frames:
+                    raise Violation(
+                        "bad_page",
+                        f"a pte or a touch names pfn {pfn}, outside mem_map [0, {nr_frames})",
+                        pfn=pfn,
+                    )
+            kpages = k.pages
+            claim_of = self.claim_of
+            cache_of = self.cache_of
+            for pfn in pages:
+                page = kpages[pfn]
+                new = page.private if PG_swapcache in page.flags else None
+                old = claim_of.get(pfn)
+                if old != new:
+                    self._claim(pfn)
+                    entries.update(e for e in (old, new) if e is not None)
+                slots = cache_of.get(pfn)
+                if slots:
+                    entries.update(slots)
         self.new_swap_ptes = {}
-        for e in sorted(entries):
-            if not isinstance(e, int) or not 0 <= e < nr_swap:
-                raise Violation(
-                    "swap_map_counts",
-                    f"swap entry {e} is outside the swap device [0, {nr_swap})",
-                    entry=e,
-                )
-            old_pfn, new_pfn = self._cache_slot(e)
-            pages.update(p for p in (old_pfn, new_pfn) if p is not None)
-            cur = k.swap_ptes.get(e)
-            prev = self.swap_pos.get(e, _EMPTY)
-            if cur:
-                if len(cur) != len(prev) or not cur <= prev:
-                    new_ptes = cur - prev
-                    if new_ptes:
-                        self.new_swap_ptes[e] = sorted(new_ptes)
-                    self.swap_pos[e] = frozenset(cur)
-            elif prev:
-                del self.swap_pos[e]
-        self.layout_changed = set()
-        for mm_id in sorted(mms):
-            mm = k.mms.get(mm_id)
-            if mm is None:
-                continue
-            sig = layout_signature(k, mm)
-            if sig != self.sigs.get(mm_id):
-                self.sigs[mm_id] = sig
-                self.layout_changed.add(mm_id)
+        if entries:
+            nr_swap = len(k.swap.swap_map)
+            for e in sorted(entries):
+                if not isinstance(e, int) or not 0 <= e < nr_swap:
+                    raise Violation(
+                        "swap_map_counts",
+                        f"swap entry {e} is outside the swap device [0, {nr_swap})",
+                        entry=e,
+                    )
+            cache = k.swap.cache
+            cache_pfn = self.cache_pfn
+            swap_ptes = k.swap_ptes
+            swap_pos = self.swap_pos
+            for e in sorted(entries):
+                cached = cache.get(e)
+                new_pfn = None if cached is None else cached.pfn
+                old_pfn = cache_pfn.get(e)
+                if old_pfn != new_pfn:
+                    self._cache_slot(e)
+                    if old_pfn is not None:
+                        pages.add(old_pfn)
+                    if new_pfn is not None:
+                        pages.add(new_pfn)
+                cur = swap_ptes.get(e)
+                prev = swap_pos.get(e, _EMPTY)
+                if cur:
+                    if len(cur) != len(prev) or not cur <= prev:
+                        new_ptes = cur - prev
+                        if new_ptes:
+                            self.new_swap_ptes[e] = sorted(new_ptes)
+                        swap_pos[e] = frozenset(cur)
+                elif prev:
+                    del swap_pos[e]
+        changed: set[int] = set()
+        self.layout_changed = changed
+        if mms:
+            sigs = self.sigs
+            kmms = k.mms
+            for mm_id in mms:
+                mm = kmms.get(mm_id)
+                if mm is None:
+                    continue
+                sig = layout_signature(k, mm)
+                if sig != sigs.get(mm_id):
+                    sigs[mm_id] = sig
+                    changed.add(mm_id)
         cur_task = k.sched.current
         if cur_task is not None and cur_task.holds_spinlock() is not None:
             touched = self.atomic_touch.setdefault(cur_task.tid, set())
             for scope, ks in (("page", pages), ("entry", entries), ("mm", mms)):
                 touched.update((scope, key) for key in ks)
-        return {"page": pages, "entry": entries, "mm": mms}
+        return pages, entries, mms
 
     def _finish(self) -> None:
         k = self.k

@@ -116,6 +116,15 @@ class Check:
 
 CHECKS: dict[str, Check] = {}
 
+RESCAN_GATED = "rescan_gated"
+
+
+def rescan_gated(fn: KeyHook) -> KeyHook:
+    """Mark an ``mm`` hook that answers None for an mm unless ``m.rescan(name, mm_id)``: the
+    monitor then calls it only for the mms whose layout changed and its pending ones."""
+    setattr(fn, RESCAN_GATED, True)
+    return fn
+
 
 def register(
     name: str,

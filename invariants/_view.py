@@ -18,9 +18,13 @@ if TYPE_CHECKING:
 MAX_VMAS = 1 << 16
 
 
+_FREED = frozenset({FreedVma, FreedAnonVma})
+
+
 def freed(obj: Any) -> bool:
-    """True for a poisoned (kmem_cache_free'd) vma or anon_vma."""
-    return isinstance(obj, (FreedVma, FreedAnonVma))
+    """True for a poisoned (kmem_cache_free'd) vma or anon_vma (poison() sets exactly one of
+    these classes; no class derives from them)."""
+    return type(obj) in _FREED
 
 
 def freed_desc(obj: Any) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from vmfuzz.invariants._registry import DEFER, _Defer, register
+from vmfuzz.invariants._registry import DEFER, _Defer, register, rescan_gated
 from vmfuzz.invariants._view import page_desc, user_visible, vma_at, where
 
 from vmfuzz.kernel.mm_types import PresentPte
@@ -63,6 +63,7 @@ def _page(m: Monitor, pfn: int) -> Violation | _Defer | None:
     return DEFER if defer else None
 
 
+@rescan_gated
 def _mm(m: Monitor, mm_id: int) -> Violation | _Defer | None:
     mm = m.k.mms.get(mm_id)
     if mm is None or not m.rescan(CHECK, mm_id):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from vmfuzz.invariants._registry import DEFER, _Defer, register
+from vmfuzz.invariants._registry import DEFER, _Defer, register, rescan_gated
 from vmfuzz.invariants._view import (
     MAX_VMAS,
     av_desc,
@@ -123,6 +123,7 @@ def _page(m: Monitor, pfn: int) -> Violation | _Defer | None:
     return None
 
 
+@rescan_gated
 def _mm(m: Monitor, mm_id: int) -> Violation | _Defer | None:
     k = m.k
     mm = k.mms.get(mm_id)

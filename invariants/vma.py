@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from vmfuzz.invariants._registry import DEFER, _Defer, register
+from vmfuzz.invariants._registry import DEFER, _Defer, register, rescan_gated
 from vmfuzz.invariants._view import (
     MAX_VMAS,
     freed,
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from vmfuzz.kernel.mm_types import MmStruct, VmAreaStruct
 
 
+@rescan_gated
 def _list(m: Monitor, mm_id: int) -> Violation | _Defer | None:
     mm = m.k.mms.get(mm_id)
     if mm is None or not user_visible(mm) or not m.rescan("vma_list_sane", mm_id):
@@ -131,6 +132,7 @@ def _pte_entry(m: Monitor, e: int) -> Violation | _Defer | None:
     return DEFER if defer else None
 
 
+@rescan_gated
 def _pte_mm(m: Monitor, mm_id: int) -> Violation | _Defer | None:
     mm = m.k.mms.get(mm_id)
     if mm is None or not m.rescan("pte_in_vma", mm_id) or not user_visible(mm):

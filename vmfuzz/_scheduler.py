@@ -379,7 +379,7 @@ class Scheduler:
             return False
         if self.step_no >= self.max_steps:
             raise StepBudgetExceeded(f"step budget of {self.max_steps} used up")
-        runnable = self.runnable()
+        runnable = [t for t in self.live if t.blocked is None or self._can_wake(t)]
         if not runnable:
             raise self._annotate(self._deadlock_all(), self.live[0])
         cur = self.current
@@ -438,7 +438,7 @@ class Scheduler:
             self.trace.append(
                 TraceStep(
                     self.step_no, task.name, task.label, "; ".join(self._events),
-                    task.held_names(),
+                    tuple([lock.name for lock, _ in task.held]),
                 )
             )
         self.step_no += 1
@@ -655,8 +655,5 @@ class Scheduler:
 
     # -------------------------------------------------------------- output
     def trace_sha256(self) -> str:
-        h = hashlib.sha256()
-        for s in self.trace:
-            h.update(s.line().encode())
-            h.update(b"\n")
-        return h.hexdigest()
+        text = "".join([f"{s.line()}\n" for s in self.trace])
+        return hashlib.sha256(text.encode()).hexdigest()
