@@ -121,14 +121,14 @@ def _capturing(out: list[Case]) -> Iterator[None]:
             if self.threads:
                 out.append(self.case())
 
-    case_mod.execute = execute  # type: ignore[assignment]
-    pool_mod.execute = execute  # type: ignore[assignment]
+    case_mod.execute = execute
+    pool_mod.execute = execute
     KernelMachine.teardown = teardown  # type: ignore[method-assign]
     try:
         yield
     finally:
-        case_mod.execute = real_execute  # type: ignore[assignment]
-        pool_mod.execute = real_execute  # type: ignore[assignment]
+        case_mod.execute = real_execute
+        pool_mod.execute = real_execute
         KernelMachine.teardown = real_teardown  # type: ignore[method-assign]
 
 

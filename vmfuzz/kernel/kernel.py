@@ -64,13 +64,14 @@ class Kernel:
     #: ids of the mms whose ``expected`` view is not authoritative yet (data_integrity skips
     #: them); the model sets none today, tests do
     expected_unsettled: Collection[int] = ()
+    #: bumped by every write the invariants are told about (set in __init__)
+    version: int
 
     def __init__(self, config: KernelConfig | None = None, sched: Scheduler | None = None) -> None:
         self.config = config or KernelConfig()
         self.sched = sched or Scheduler()
         c = self.config
         self.sched.checks_only, self.sched.checks_off = c.checks, c.no_checks
-        self.sched.state_version = lambda: self.version
         booted = _BOOTED.get(c)
         if booted is not None and booted[0]:
             # The world of this config was built before: restore a fresh copy of it, its
@@ -81,6 +82,7 @@ class Kernel:
             state["boot_history"] = booted[1]
             state["seen"] = {kind: dict(d) for kind, d in booted[2].items()}
             self.__dict__ = state
+            self.sched.state_version = lambda: self.version
             return
         # Frames: struct page array, free list (lowest pfn first), zone LRU lists.
         self.pages: list[Page] = [Page(pfn) for pfn in range(c.nr_frames)]
@@ -153,6 +155,7 @@ class Kernel:
                 _BOOTED.pop(next(iter(_BOOTED)))
             _BOOTED[c] = (self._snapshot(), self.boot_history,
                           {kind: dict(d) for kind, d in self.seen.items()})
+        self.sched.state_version = lambda: self.version
 
     def _snapshot(self) -> bytes:
         """The booted state, all but the scheduler, as an in-memory image that restores a
