@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from conftest import Ahead
 
 
-QUICK = ("bench", "--quick", "--json", "--bug", "detach_vmas_outside_ptl", "--strategy", "mixed",
+QUICK = ("bench", "--quick", "--reps", "1", "--json", "--bug", "detach_vmas_outside_ptl",
+         "--strategy", "mixed",
          "--workers", "1")
 
 
@@ -24,19 +25,31 @@ def test_bench_quick_emits_json(ahead: Ahead) -> None:
     res = ahead.result(*QUICK)
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
-    assert out["engine"]["steps_per_second"] > 0
+    for key in ("bare_generators", "bare_scheduler", "fuzzer_scheduler",
+                "plain_machine_examples"):
+        rate = out["limits"][key]
+        assert 0 < rate["min"] <= rate["median"] <= rate["max"], key
     model = out["model"]
-    assert set(model) == {
-        "steps_per_second_checks_on", "steps_per_second_checks_off", "overhead_ratio",
-    }
+    assert model["drifted_runs"] == 0  # the recorded workload replays as recorded
+    assert model["checks_on"]["units"] == model["checks_off"]["units"] > 0
     assert [s["factor"] for s in out["scaling"]] == [1, 4, 16]
-    assert out["fuzz"]["examples"] > 0
+    assert out["fuzz"]["examples"]["units"] > 0
     (row,) = out["bugs"]
     assert row["bug"] == "detach_vmas_outside_ptl" and row["scheduler"] == "mixed"
     assert row["seeds"] == 1 and 0 <= row["found_rate"] <= 1
+    (worker,) = out["rss"]
+    assert worker["peak_mb"] > 0
 
 
 def test_bench_rejects_unknown_bug(vmfuzz_cli: Callable[..., CompletedProcess[str]]) -> None:
     res = vmfuzz_cli("bench", "--bug", "nope", timeout=120)
     assert res.returncode == 2
     assert "unknown bug nope" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_bench_rejects_a_budget_that_is_not_work(
+    vmfuzz_cli: Callable[..., CompletedProcess[str]],
+) -> None:
+    res = vmfuzz_cli("bench", "--budget", "lots", timeout=120)
+    assert res.returncode == 2
+    assert "--budget" in res.stderr and "Traceback" not in res.stderr
