@@ -52,7 +52,7 @@ from vmfuzz.schedules import FUZZ_SCHEDULERS, RandomWalk
 
 STRATEGIES = FUZZ_SCHEDULERS  # every --scheduler choice, from the modes table
 DEFAULT_BUDGET = "200ksteps"
-QUICK_BUDGET = "20ksteps"
+QUICK_BUDGET = "5ksteps"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -277,7 +277,7 @@ def bench_fuzz(quick: bool, reps: int, say: Callable[[str], None]) -> dict[str, 
     from vmfuzz.campaign import fuzz
     from vmfuzz.kernel import KernelConfig
 
-    n = 40 if quick else 300
+    n = 100 if quick else 300
     steps: list[tuple[int, float, float]] = []
     examples: list[tuple[int, float, float]] = []
     for i in range(reps):
@@ -292,9 +292,9 @@ def bench_fuzz(quick: bool, reps: int, say: Callable[[str], None]) -> dict[str, 
 
 
 # --------------------------------------------------------------------------- bugs
-def _one_bug_run(job: tuple[str, str, int, str, str]) -> dict[str, Any]:
-    bug, scheduler, seed, kind, amount = job
-    from vmfuzz.campaign import fuzz
+def _one_bug_run(job: tuple[str, str, int, str, str, bool]) -> dict[str, Any]:
+    bug, scheduler, seed, kind, amount, quick = job
+    from vmfuzz.campaign import HYPOTHESIS_SHRINK_RUNS, POST_SHRINK_RUNS, fuzz
     from vmfuzz.kernel import KernelConfig
 
     c0 = time.process_time()
@@ -306,6 +306,10 @@ def _one_bug_run(job: tuple[str, str, int, str, str]) -> dict[str, Any]:
         step_budget=int(amount) if kind == "steps" else None,
         cpu_budget=float(amount) if kind == "cpu" else None,
         verify_minimal=False,
+        # --quick: a short shrink (its sizes are rougher), as a found bug's shrink may take
+        # most of a minute of CPU.
+        shrink_runs=100 if quick else HYPOTHESIS_SHRINK_RUNS,
+        post_shrink_runs=300 if quick else POST_SHRINK_RUNS,
     )
     stats = r.stats
     return {
@@ -325,10 +329,10 @@ def _one_bug_run(job: tuple[str, str, int, str, str]) -> dict[str, Any]:
 
 def bench_bugs(
     bugs: list[str], strategies: list[str], seeds: int, budget: tuple[str, str], workers: int,
-    say: Callable[[str], None],
+    say: Callable[[str], None], quick: bool = False,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Rows per bug and strategy, and the RSS of each worker (first and last job, peak)."""
-    jobs = [(b, s, k, *budget) for b in bugs for s in strategies for k in range(seeds)]
+    jobs = [(b, s, k, *budget, quick) for b in bugs for s in strategies for k in range(seeds)]
     results: list[dict[str, Any]] = []
     from vmfuzz.plugins import load_plugins, loaded_specs
 
@@ -502,7 +506,7 @@ def run(args: argparse.Namespace) -> int:
             say(f"bug finding: {len(bugs)} bugs x {len(strategies)} strategies x {seeds} "
                 f"seeds, {budget_text} each, {args.workers} workers")
             result["bugs"], result["rss"] = bench_bugs(
-                bugs, strategies, seeds, budget, args.workers, say)
+                bugs, strategies, seeds, budget, args.workers, say, args.quick)
     result["seconds"] = {"cpu_this_process": round(time.process_time(), 1),
                          "wall": round(time.perf_counter() - started, 1)}
     if args.out:
