@@ -14,6 +14,8 @@ rmap            rmap_reachable
 vma             vma_list_sane, pte_in_vma
 mlock           reserved_pte_cleared, reserved_page_pinned, mlocked_resident
 integrity       data_integrity
+promises        mprotect_promise, munmap_promise, mlock_promise, fork_promise,
+                swapoff_promise (what a returned call promises user space: promises.py)
 user            checks registered with ``vmfuzz.check`` (none by default; docs/api.md)
 engine          deadlock, lock_order_inversion, sleep_in_atomic, unlock_not_held,
                 lock_not_held, lock_held_at_exit, livelock (raised by the engine itself)
@@ -49,6 +51,7 @@ from vmfuzz.invariants import (  # noqa: F401  (imported to register their check
     mapcount,
     migration,
     mlock,
+    promises,
     rmap,
     swapcache,
     vma,

@@ -314,6 +314,7 @@ class Monitor:
             or k.migration_ptes
             or k.reclaim_unmaps
             or (self.rest_hooks and not k.sched.live)
+            or k.calls_new
         ):
             return
         self.steps += 1
@@ -472,6 +473,7 @@ class Monitor:
         if self.has_pending:
             self.has_pending = any(self.pending.values())
         k.clear_dirty()
+        k.calls_new = False
         if k.reclaim_unmaps:
             k.reclaim_unmaps.clear()
         if self.atomic_touch:

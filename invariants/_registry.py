@@ -54,6 +54,7 @@ FAMILIES = (
     "vma",
     "mlock",
     "integrity",
+    "promises",
     "user",  # checks registered with vmfuzz.check: after the built-in ones
     "engine",
 )

@@ -64,7 +64,9 @@ def _thread_body(k: Kernel, ops: list[OpCall]) -> Any:
     while i < len(ops):
         call = ops[i]
         i += 1
-        yield from OPS[call.op].fn(k, **call.args)
+        k.call_begin(call.op, call.args)
+        ret = yield from OPS[call.op].fn(k, **call.args)
+        k.call_return(call.op, call.args, ret)
         k.sched.note_progress()
 
 

@@ -110,7 +110,9 @@ def thread(k: Kernel, ops: Iterable[OpCall]) -> Generator[Any, None, None]:
     """A task body: run each operation in order (one syscall after another)."""
     for call in ops:
         spec = OPS[call.op]
-        yield from spec.fn(k, **call.args)
+        k.call_begin(call.op, call.args)
+        ret = yield from spec.fn(k, **call.args)
+        k.call_return(call.op, call.args, ret)
         k.sched.note_progress()
 
 

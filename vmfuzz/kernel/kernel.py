@@ -66,6 +66,12 @@ class Kernel:
     expected_unsettled: Collection[int] = ()
     #: bumped by every write the invariants are told about (set in __init__)
     version: int
+    #: every system call of the run so far, in order, as the task bodies (``case.thread``) make
+    #: them: (task id, operation, arguments, None) when one begins and (..., its return value)
+    #: when it returns; what the checks of a call's promise to user space read
+    calls: list[tuple[int, str, dict[str, int], int | None]] | None = None
+    #: a call began or returned since the invariant monitor last ran (it clears it)
+    calls_new = False
 
     def __init__(self, config: KernelConfig | None = None, sched: Scheduler | None = None) -> None:
         self.config = config or KernelConfig()
@@ -132,6 +138,9 @@ class Kernel:
         self.pte_seen: dict[tuple[int, int], dict[tuple[int, int, bool], int]] = {}
         self.pte_aba: list[tuple[int, int, int, int, int]] = []
         self.boot_targets: list[tuple[int, int]] = []  # (mm, addr) the world populated
+        # task id -> the token of its last user load and store (what the "hardware" moved)
+        self.loaded: dict[int, int] = {}
+        self.stored: dict[int, int] = {}
         # zone->pages_min: an allocation that finds this many free frames or fewer first
         # reclaims in the allocating task (direct reclaim); 0: only when none is free.  Set by
         # the "shortage" world feature.
@@ -256,6 +265,25 @@ class Kernel:
     def note_write(self, mm: MmStruct, addr: int, token: int, pfn: int) -> None:
         """A user store of ``token`` at ``addr`` of ``mm`` into frame ``pfn``."""
         self.note(WRITE, (mm.id, addr), (token, pfn))
+        cur = self.sched.current
+        if cur is not None:
+            self.stored[cur.tid] = token
+
+    def call_begin(self, op: str, args: dict[str, int]) -> None:
+        """The running task begins system call ``op`` (recorded in ``calls``)."""
+        self._call(op, args, None)
+
+    def call_return(self, op: str, args: dict[str, int], ret: int) -> None:
+        """The running task's system call ``op`` returns ``ret`` (recorded in ``calls``)."""
+        self._call(op, args, ret)
+
+    def _call(self, op: str, args: dict[str, int], ret: int | None) -> None:
+        cur = self.sched.current
+        log = self.calls
+        if log is None:
+            log = self.calls = []
+        log.append((-1 if cur is None else cur.tid, op, args, ret))
+        self.calls_new = True
 
     # ------------------------------------------------------------------ page tables
     def _index_for(self, pte: Pte) -> tuple[dict[int, set[tuple[int, int]]], int]:
@@ -352,6 +380,9 @@ class Kernel:
     def check_read(self, mm: MmStruct, addr: int, found: int, pfn: int | None = None) -> None:
         """Data integrity: a user read of ``addr`` in ``mm`` (of frame ``pfn``) must return the
         expected token."""
+        cur = self.sched.current
+        if cur is not None:
+            self.loaded[cur.tid] = found
         want = self.expected.get(mm.id, {}).get(addr, 0)
         if found != want:
             raise Violation(

@@ -1,0 +1,379 @@
+"""What each system call promises to user space, checked from a record of the calls.
+
+The other families compare the kernel's state with itself (a count with the ptes, a pte with
+its vma).  A mistake that keeps the state self-consistent but breaks a call's contract (mprotect
+returns and a page stays writable, munmap returns 0 and leaves the range mapped, fork's child
+reads a zero page) is invisible to them, and so is one in code that also keeps the expected
+values (``copy_page_range`` would fail to copy the expected view it fails to copy).  Here the
+expectations come only from the calls the tasks made and what they returned (``k.calls``, kept
+by the task bodies) and from what user loads and stores moved (``k.loaded``, ``k.stored``):
+
+* ``mprotect_promise``: after mprotect(PROT_READ) returns 0, no pte of the range is writable
+  (present or migration entry) and a store there faults; after mprotect(PROT_READ|PROT_WRITE)
+  or mmap returns, a store there does not fault (SIGSEGV);
+* ``munmap_promise``: after munmap returns 0, no pte of the range exists and a load or store
+  there faults;
+* ``mlock_promise``: after mlock returns 0, each page of the range (but a VM_RESERVED mapping's,
+  which mlock leaves alone) is resident (a present pte, or a migration entry while the page
+  moves) until a munlock, munmap, mmap, mprotect or exit of it begins;
+* ``fork_promise``: the child reads, at each address, what the parent had stored there (or
+  mmap's zeroes) when fork began, unless the parent stored there during the fork; later stores
+  of either side stay private (a child's store makes the address its own);
+* ``swapoff_promise``: after swapoff returns 0, until swapon begins, no pte and no swap-cache
+  page refers to the swap area.
+
+A promise starts when its call returns and ends when a call that may change the same address
+begins: calls in flight at the same time are the user's race, not a broken promise.  The spec is
+partial: what no call of the run established (the world's boot pages) promises nothing.  Cost:
+each step reads the calls begun or returned in it, and checks the watched addresses of the mms
+it touched and the swap entries it touched (after a swapoff).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import attrs
+from vmfuzz.invariants._registry import register
+
+from vmfuzz.kernel.mm_types import MigrationPte, PresentPte
+from vmfuzz.violation import Violation
+
+if TYPE_CHECKING:
+    from vmfuzz.invariants._monitor import Monitor
+
+EFAULT = -14
+Addr = tuple[int, int]  # (mm id, virtual page)
+CHECKS = ("mprotect_promise", "munmap_promise", "mlock_promise", "fork_promise",
+          "swapoff_promise")
+_MAPS = frozenset({"mmap", "mmap_reserved", "mmap_driver"})  # MAP_FIXED: replace the range
+
+
+@attrs.define
+class Spec:
+    """What the calls returned so far promise, per (mm, page)."""
+
+    seen: int = 0  # calls of ``k.calls`` read
+    step: int = -1  # the monitor step ``found`` belongs to
+    found: list[Violation] = attrs.Factory(list)
+    # (mm, addr) -> begun calls that may change its contents / its mapping or protection
+    content: dict[Addr, int] = attrs.Factory(dict)
+    mapping: dict[Addr, int] = attrs.Factory(dict)
+    stored: dict[Addr, int] = attrs.Factory(dict)  # what a load reads (last store, mmap: 0)
+    inherited: dict[Addr, int] = attrs.Factory(dict)  # a fork child's stored, from its parent
+    writable: dict[Addr, bool] = attrs.Factory(dict)
+    unmapped: set[Addr] = attrs.Factory(set)
+    locked: set[Addr] = attrs.Factory(set)
+    reserved: set[Addr] = attrs.Factory(set)  # mapped by mmap_reserved: mlock leaves it
+    # task id -> (op, args, {addr: (content, mapping) counts when it began}, extra)
+    begun: dict[int, tuple[str, dict[str, int], dict[Addr, tuple[int, int]], object]] = (
+        attrs.Factory(dict))
+    swap_off: bool = False
+    swapons: int = 0  # swapon calls begun
+    watched: dict[int, set[int]] = attrs.Factory(dict)  # mm id -> addrs under a state promise
+
+
+def _range(m: Monitor, mm: int, addr: int, npages: int) -> list[Addr]:
+    top = m.k.config.pages_per_mm
+    return [(mm, a) for a in range(max(addr, 0), min(addr + npages, top))]
+
+
+def _span(m: Monitor, op: str, args: dict[str, int]) -> list[Addr]:
+    """The addresses a call may change or depends on."""
+    if "npages" in args:
+        return _range(m, args["mm"], args["addr"], args["npages"])
+    if op in ("read", "write"):
+        return [(args["mm"], args["addr"])]
+    if op in ("exit", "fork"):
+        return _range(m, args["mm"], 0, m.k.config.pages_per_mm)
+    return []
+
+
+def _bump(d: dict[Addr, int], a: Addr) -> None:
+    d[a] = d.get(a, 0) + 1
+
+
+_CONTENT = _MAPS | {"munmap", "exit", "write"}  # calls that may change what a load reads
+_MAPPING = _MAPS | {"munmap", "exit", "mprotect", "munlock"}  # ... its mapping or protection
+
+
+def _busy(spec: Spec, tid: int, a: Addr, kinds: frozenset[str]) -> bool:
+    """Another task's call of ``kinds`` that may change ``a`` is in flight (it may have begun
+    before the returning call did, so the counts cannot tell)."""
+    return any(other != tid and op in kinds and a in counts
+               for other, (op, _args, counts, _extra) in spec.begun.items())
+
+
+def _begin(m: Monitor, spec: Spec, tid: int, op: str, args: dict[str, int]) -> None:
+    span = _span(m, op, args)
+    extra: object = None
+    if op in ("read", "write") and span:
+        a = span[0]
+        extra = (a in spec.unmapped, spec.writable.get(a), spec.inherited.get(a))
+    elif op == "fork":
+        parent = args["mm"]
+        extra = {a: t for a, t in spec.stored.items() if a[0] == parent}, {
+            a for a in spec.reserved if a[0] == parent}
+    if op in _MAPS or op in ("munmap", "exit"):
+        for a in span:
+            _bump(spec.content, a)
+            _bump(spec.mapping, a)
+            spec.stored.pop(a, None)
+            spec.inherited.pop(a, None)
+            spec.writable.pop(a, None)
+            spec.unmapped.discard(a)
+            spec.locked.discard(a)
+            spec.reserved.discard(a)
+    elif op == "write":
+        for a in span:
+            _bump(spec.content, a)
+            spec.stored.pop(a, None)
+            spec.inherited.pop(a, None)
+    elif op in ("mprotect", "munlock"):
+        for a in span:
+            _bump(spec.mapping, a)
+            spec.locked.discard(a)
+            if op == "mprotect":
+                spec.writable.pop(a, None)
+    elif op == "swapon":
+        spec.swap_off = False
+        spec.swapons += 1
+    elif op == "swapoff":
+        busy = any(o == "swapon" for o, _a, _c, _e in spec.begun.values())
+        extra = -1 if busy else spec.swapons
+    # An address another call may be changing right now promises nothing to this one.
+    counts = {a: (-1, -1) if _busy(spec, tid, a, _CONTENT | _MAPPING)
+              else (spec.content.get(a, 0), spec.mapping.get(a, 0)) for a in span}
+    spec.begun[tid] = (op, args, counts, extra)
+
+
+def _same(spec: Spec, counts: dict[Addr, tuple[int, int]], a: Addr, what: int) -> bool:
+    """Nothing that may change ``a``'s contents (what 0) / mapping (1) began since."""
+    now = spec.content.get(a, 0) if what == 0 else spec.mapping.get(a, 0)
+    then = counts.get(a)
+    return then is not None and then[what] == now
+
+
+def _watch(spec: Spec, a: Addr) -> None:
+    spec.watched.setdefault(a[0], set()).add(a[1])
+
+
+def _v(check: str, a: Addr, msg: str, **objects: object) -> Violation:
+    return Violation(check, msg, mm=f"mm{a[0]}", addr=a[1], **objects)
+
+
+def _return(m: Monitor, spec: Spec, tid: int, ret: int) -> Violation | None:
+    begun = spec.begun.pop(tid, None)
+    if begun is None:
+        return None
+
+    op, args, counts, extra = begun
+    k = m.k
+    if op in ("read", "write"):
+        a = (args["mm"], args["addr"])
+        assert isinstance(extra, tuple)
+        was_unmapped, was_writable, want = extra
+        mapped_same = _same(spec, counts, a, 1)
+        where = f"mm{a[0]} page {a[1]}"
+        if op == "write" and ret == 0 and _same(spec, counts, a, 0) and not _busy(
+                spec, tid, a, _CONTENT):
+            spec.stored[a] = k.stored.get(tid, 0)
+        if ret == 0 and mapped_same and was_unmapped:
+            return _v("munmap_promise", a, f"a {'store to' if op == 'write' else 'load of'} "
+                      f"{where} succeeded after munmap of it returned 0: expected it to fault "
+                      "(SIGSEGV)")
+        if op == "write" and mapped_same and ret == 0 and was_writable is False:
+            return _v("mprotect_promise", a, f"a store to {where} succeeded after "
+                      "mprotect(PROT_READ) of it returned 0: expected it to fault (SIGSEGV)")
+        if op == "write" and mapped_same and ret == EFAULT and was_writable is True:
+            return _v("mprotect_promise", a, f"a store to {where} faulted (SIGSEGV) though a "
+                      "call that returned mapped it writable and none changed it since")
+        if op == "read" and ret == 0 and want is not None and _same(spec, counts, a, 0):
+            got = k.loaded.get(tid)
+            if got != want:
+                return _v("fork_promise", a, f"mm{a[0]} reads token {got} at page {a[1]}, but "
+                          f"its parent had token {want} there when fork began and neither side "
+                          "stored there since: expected the child to read what the parent had",
+                          expected=want, found=got)
+        return None
+    if op in _MAPS and ret == args["addr"]:
+        for a in _range(m, args["mm"], args["addr"], args["npages"]):
+            if _same(spec, counts, a, 1) and not _busy(spec, tid, a, _MAPPING | _CONTENT):
+                spec.stored[a] = 0
+                if op != "mmap_driver":
+                    spec.writable[a] = True
+                if op == "mmap_reserved":
+                    spec.reserved.add(a)
+    elif op in ("munmap", "mprotect", "mlock") and ret == 0:
+        for a in _range(m, args["mm"], args["addr"], args["npages"]):
+            if not _same(spec, counts, a, 1) or _busy(spec, tid, a, _MAPPING):
+                continue
+            if op == "munmap":
+                spec.unmapped.add(a)
+            elif op == "mprotect":
+                spec.writable[a] = bool(args["flag"])
+            elif a not in spec.reserved:
+                spec.locked.add(a)
+            _watch(spec, a)
+        return _state_mm(m, spec, args["mm"])
+    elif op == "fork" and ret >= 0:
+        assert isinstance(extra, tuple)
+        snap, reserved = extra
+        for a, token in snap.items():
+            if _same(spec, counts, a, 0) and not _busy(spec, tid, a, _CONTENT):
+                spec.inherited[(ret, a[1])] = token
+        for a in reserved:
+            if _same(spec, counts, a, 1):
+                spec.reserved.add((ret, a[1]))
+    elif op == "swapoff" and ret == 0 and extra == spec.swapons:
+        spec.swap_off = True
+        for e in range(len(k.swap.swap_map)):
+            v = _swap_entry(m, e)
+            if v is not None:
+                return v
+    return None
+
+
+def _step(m: Monitor) -> list[Violation]:
+    """This step's broken promises (computed once a step, whichever check asks first)."""
+    k = m.k
+    spec: Spec | None = getattr(m, "promise_spec", None)
+    if spec is None:
+        spec = Spec()
+        m.promise_spec = spec  # type: ignore[attr-defined]
+    step = m.steps  # the monitor's count of steps it ran
+    if spec.step == step:
+        return spec.found
+    spec.step = step
+    found: list[Violation] = []
+    calls = k.calls
+    if calls is not None and not m.full:
+        n = len(calls)
+        while spec.seen < n:
+            tid, op, args, ret = calls[spec.seen]
+            spec.seen += 1
+            if ret is None:
+                _begin(m, spec, tid, op, args)
+            else:
+                v = _return(m, spec, tid, ret)
+                if v is not None:
+                    found.append(v)
+    if spec.watched:
+        for mm_id in sorted(k.dirty_mms & spec.watched.keys()):
+            v = _state_mm(m, spec, mm_id)
+            if v is not None:
+                found.append(v)
+    spec.found = found
+    return found
+
+
+# --------------------------------------------------------------------------- state checks
+def _state_mm(m: Monitor, spec: Spec, mm_id: int) -> Violation | None:
+    """The watched addresses of ``mm_id``: resident if locked, no pte if unmapped, no writable
+    pte if read-only."""
+    addrs = spec.watched.get(mm_id)
+    mm = m.k.mms.get(mm_id)
+    if not addrs or mm is None:
+        return None
+    pgd = mm.pgd
+    for addr in sorted(addrs):
+        a = (mm_id, addr)
+        pte = pgd.get(addr)
+        present = isinstance(pte, PresentPte | MigrationPte)
+        if a in spec.locked and not present:
+            return _v("mlock_promise", a, f"mm{mm_id} page {addr} is not resident "
+                      f"({'no pte' if pte is None else repr(pte)}) though mlock of it returned "
+                      "0 and no munlock, munmap, mmap, mprotect or exit of it began since: "
+                      "expected a present pte (or a migration entry) until munlock")
+        if a in spec.unmapped and pte is not None:
+            return _v("munmap_promise", a, f"mm{mm_id} page {addr} has the pte {pte!r} though "
+                      "munmap of it returned 0 and no mmap of it began since: expected nothing "
+                      "mapped there")
+        if spec.writable.get(a) is False and present and pte.write:  # type: ignore[union-attr]
+            return _v("mprotect_promise", a, f"mm{mm_id} page {addr} has the writable pte "
+                      f"{pte!r} though mprotect(PROT_READ) of it returned 0 and no call changed "
+                      "it since: expected a read-only pte")
+    for addr in [x for x in addrs if not _watched(spec, (mm_id, x))]:
+        addrs.discard(addr)
+    if not addrs:
+        del spec.watched[mm_id]
+    return None
+
+
+def _watched(spec: Spec, a: Addr) -> bool:
+    return a in spec.locked or a in spec.unmapped or spec.writable.get(a) is False
+
+
+def _swap_entry(m: Monitor, e: int) -> Violation | None:
+    k = m.k
+    users = k.swap_ptes.get(e)
+    cached = k.swap.cache.get(e)
+    if not users and cached is None:
+        return None
+    if users:
+        what = "the pte at " + ", ".join(f"mm{u[0]} page {u[1]}" for u in sorted(users))
+    else:
+        what = f"the swap-cache page pfn {cached.pfn if cached is not None else '?'}"
+    return Violation(
+        "swapoff_promise",
+        f"swap entry {e} is still referenced by {what} though swapoff returned 0 and no swapon "
+        "began since: expected every swapped page brought back in",
+        entry=e,
+    )
+
+
+def _hook(name: str) -> Callable[[Monitor], Violation | None]:
+    def each_step(m: Monitor) -> Violation | None:
+        for v in _step(m):
+            if v.check == name:
+                return v
+        return None
+
+    each_step.__qualname__ = f"{name}.each_step"
+    return each_step
+
+
+def _swap_entry_hook(m: Monitor, e: int) -> Violation | None:
+    spec: Spec | None = getattr(m, "promise_spec", None)
+    if spec is None or not spec.swap_off:
+        return None
+    return _swap_entry(m, e)
+
+
+_DOCS = {
+    "mprotect_promise": (
+        "after mprotect(PROT_READ) returns, no pte of the range is writable and stores fault; "
+        "after mprotect(PROT_WRITE) or mmap, stores do not",
+        "mprotect(2): 'changes the access protections for the calling process's memory pages'; "
+        "mm/mprotect.c change_protection()",
+    ),
+    "munmap_promise": (
+        "after munmap returns 0, nothing is mapped in the range and loads and stores fault",
+        "munmap(2): 'further references to addresses within the range generate invalid "
+        "memory references'",
+    ),
+    "mlock_promise": (
+        "after mlock returns 0, each page of the range stays resident until munlock (or "
+        "munmap, mmap, mprotect, exit) begins",
+        "mlock(2): 'pages ... are guaranteed to be resident in RAM when the call returns "
+        "successfully; ... will stay in RAM until later unlocked'",
+    ),
+    "fork_promise": (
+        "fork's child reads what the parent had stored when fork began; later stores stay "
+        "private",
+        "fork(2): 'the child process and the parent process run in separate memory spaces ... "
+        "at the time of fork() both memory spaces have the same content'",
+    ),
+    "swapoff_promise": (
+        "after swapoff returns 0, no pte and no swap-cache page refers to the swap area",
+        "swapoff(2); mm/swapfile.c try_to_unuse(): every entry unused before swapoff returns",
+    ),
+}
+
+for _name in CHECKS:
+    _doc, _mirrors = _DOCS[_name]
+    register(
+        _name, "promises", _doc, _mirrors, each_step=_hook(_name),
+        entry=_swap_entry_hook if _name == "swapoff_promise" else None,
+    )
