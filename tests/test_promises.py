@@ -85,7 +85,8 @@ def test_fork_promise_fires_when_the_child_reads_other_data() -> None:
     k = run.kernel
     args = {"mm": 3, "addr": 1}
     k.call_begin("read", args)
-    k.loaded[-1] = 0  # the child reads a zero page instead of the parent's token
+    assert k.calls is not None
+    k.loaded[k.calls[-1][0]] = 0  # the child reads a zero page, not the parent's token
     k.call_return("read", args, 0)
     v = _fires(monitor, "fork_promise")
     assert "its parent had token" in v.message
