@@ -462,7 +462,11 @@ class Monitor:
                     sigs[mm_id] = sig
                     changed.add(mm_id)
         cur_task = k.sched.current
-        if cur_task is not None and cur_task.holds_spinlock() is not None:
+        if k.call_returns:  # an excuse never outlives the call that made it
+            for tid in k.call_returns:
+                self.atomic_touch.pop(tid, None)
+        if cur_task is not None and cur_task.holds_spinlock() is not None and not (
+                k.call_returns and cur_task.tid in k.call_returns):
             touched = self.atomic_touch.setdefault(cur_task.tid, set())
             for scope, ks in (("page", pages), ("entry", entries), ("mm", mms)):
                 touched.update((scope, key) for key in ks)
@@ -474,6 +478,8 @@ class Monitor:
             self.has_pending = any(self.pending.values())
         k.clear_dirty()
         k.calls_new = False
+        if k.call_returns:
+            k.call_returns.clear()
         if k.reclaim_unmaps:
             k.reclaim_unmaps.clear()
         if self.atomic_touch:

@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from vmfuzz.invariants._registry import DEFER, _Defer, register
-from vmfuzz.invariants._view import page_desc, pte_users, users_desc
+from vmfuzz.invariants._view import page_desc, pte_users, users_desc, where
 
-from vmfuzz.kernel.mm_types import PG_swapcache
+from vmfuzz.kernel.mm_types import PG_swapcache, PresentPte
 from vmfuzz.violation import Violation
 
 if TYPE_CHECKING:
@@ -109,6 +109,26 @@ def _refcount(m: Monitor, pfn: int) -> Violation | _Defer | None:
     )
 
 
+def _rw_exclusive(m: Monitor, pfn: int) -> Violation | None:
+    """An anon page mapped by more than one present pte is mapped read-only by all of them
+    (COW): O(present ptes of pfn)."""
+    k = m.k
+    users = k.present_ptes.get(pfn)
+    if users is None or len(users) < 2:
+        return None
+    for mm_id, addr in sorted(users):
+        pte = k.mms[mm_id].pgd.get(addr)
+        if isinstance(pte, PresentPte) and pte.write:
+            return Violation(
+                "anon_rw_exclusive",
+                f"{page_desc(k.pages[pfn])} is mapped writable at {where(k, mm_id, addr)} "
+                f"and by {len(users) - 1} other pte(s) ({users_desc(k, pte_users(k, pfn))}): "
+                "expected an anon page mapped more than once to be read-only everywhere (COW)",
+                pfn=pfn, mm=f"mm{mm_id}", addr=addr,
+            )
+    return None
+
+
 register(
     "mapcount_matches_ptes",
     "mapcount",
@@ -135,4 +155,13 @@ register(
     "reference never put leaks the frame (no free_pages_check ever sees it; mm selftests "
     "compare the free page count before and after)",
     at_rest=_refs_at_rest,
+)
+
+register(
+    "anon_rw_exclusive",
+    "mapcount",
+    "an anon page mapped by more than one present pte is writable through none of them",
+    "mm/page_table_check.c page_table_check_set(): "
+    "BUG_ON(atomic_inc_return(&ptc->anon_map_count) > 1 && rw) (CONFIG_PAGE_TABLE_CHECK)",
+    page=_rw_exclusive,
 )

@@ -72,6 +72,9 @@ class Kernel:
     calls: list[tuple[int, str, dict[str, int], int | None]] | None = None
     #: a call began or returned since the invariant monitor last ran (it clears it)
     calls_new = False
+    #: ids of the tasks that returned from a call since the monitor last ran (it empties it):
+    #: their critical sections are over, whatever lock the next call takes in the same step
+    call_returns: set[int] | None = None
 
     def __init__(self, config: KernelConfig | None = None, sched: Scheduler | None = None) -> None:
         self.config = config or KernelConfig()
@@ -284,6 +287,21 @@ class Kernel:
             log = self.calls = []
         log.append((-1 if cur is None else cur.tid, op, args, ret))
         self.calls_new = True
+        if ret is None or cur is None:
+            return
+        # Back to user space: no lock held (lockdep's debug_check_no_locks_held() on return
+        # to user), and what the call touched inside its critical sections is done.
+        held = [lock for lock, _ in cur.held if lock is not self.sched.bkl]
+        if held and self.sched.check_on("lock_held_at_exit"):
+            raise Violation(
+                "lock_held_at_exit",
+                f"{cur.name} returned from {op} holding "
+                f"{', '.join(lock.name for lock in held)}",
+            )
+        returned = self.call_returns
+        if returned is None:
+            returned = self.call_returns = set()
+        returned.add(cur.tid)
 
     # ------------------------------------------------------------------ page tables
     def _index_for(self, pte: Pte) -> tuple[dict[int, set[tuple[int, int]]], int]:

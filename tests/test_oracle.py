@@ -1,0 +1,83 @@
+"""Kernel debug facilities mirrored by the checks (docs/oracle.md): page_table_check's
+exclusive writable anon mapping, lockdep's no lock held on return to user space, and an excused
+half-done state re-checked when the call that excused it returns."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+from vmfuzz.invariants import check_all, install
+
+from vmfuzz import Violation
+from vmfuzz.case import Case, OpCall, TaskSpec, execute
+from vmfuzz.kernel import Kernel, KernelConfig
+from vmfuzz.kernel.mm_types import PresentPte
+
+
+def _forked() -> Kernel:
+    """mm0 wrote page 1 and forked: the page is shared read-only with mm3."""
+    ops = (OpCall("mmap", {"mm": 0, "addr": 0, "npages": 4}), OpCall("write", {"mm": 0, "addr": 1}),
+           OpCall("fork", {"mm": 0}))
+    run = execute(Case(KernelConfig(), (TaskSpec("T", ops),)))
+    assert run.outcome.kind == "clean", run.outcome
+    return run.kernel
+
+
+def test_anon_rw_exclusive_fires_on_a_shared_writable_pte() -> None:
+    k = _forked()
+    check_all(k)  # the COW-shared page: read-only on both sides
+    pte = k.mms[0].pgd[1]
+    assert isinstance(pte, PresentPte)
+    k.set_pte_at(k.mms[0], 1, PresentPte(pte.pfn, True))
+    with pytest.raises(Violation) as info:
+        check_all(k, ["anon_rw_exclusive"])
+    assert info.value.check == "anon_rw_exclusive"
+    assert "mapped writable at" in info.value.message
+
+
+def _two_calls(k: Kernel, second_takes_lock: bool) -> Generator[Any, None, None]:
+    """A call that breaks a page's mapcount inside lru_lock and returns without mending it;
+    the next call, in the same step, takes lru_lock again."""
+    k.call_begin("first", {})
+    yield k.sched.spin_lock(k.lru_lock)
+    page = k.pages[0]
+    page.count, page.mapcount = 1, 1  # no pte maps it
+    k.touch_page(page)
+    yield "first:broken"
+    k.sched.spin_unlock(k.lru_lock)
+    k.call_return("first", {}, 0)
+    k.call_begin("second", {})
+    if second_takes_lock:
+        yield k.sched.spin_lock(k.lru_lock)
+        yield "second:inside"
+        k.sched.spin_unlock(k.lru_lock)
+    k.call_return("second", {}, 0)
+
+
+def test_an_excuse_ends_when_its_call_returns() -> None:
+    k = Kernel(KernelConfig())
+    install(k, ["mapcount_matches_ptes"])
+    k.sched.spawn(_two_calls(k, True), "T")
+    with pytest.raises(Violation) as info:
+        k.sched.run()
+    v = info.value
+    assert v.check == "mapcount_matches_ptes"
+    # reported at the step that returned from the first call, not after the second's section
+    assert v.step == 2, v
+
+
+def test_lock_held_on_return_to_user_space() -> None:
+    k = Kernel(KernelConfig())
+
+    def leaky() -> Generator[Any, None, None]:
+        k.call_begin("leaky", {})
+        yield k.sched.spin_lock(k.lru_lock)
+        k.call_return("leaky", {}, 0)
+
+    k.sched.spawn(leaky(), "T")
+    with pytest.raises(Violation) as info:
+        k.sched.run()
+    assert info.value.check == "lock_held_at_exit"
+    assert "returned from leaky holding" in info.value.message
