@@ -129,27 +129,6 @@ def _rw_exclusive(m: Monitor, pfn: int) -> Violation | None:
     return None
 
 
-def _rss(m: Monitor, mm_id: int) -> Violation | _Defer | None:
-    """An mm's rss counter equals its present ptes (O(ptes of the mm))."""
-    mm = m.k.mms.get(mm_id)
-    if mm is None:
-        return None
-    n = sum(1 for pte in mm.pgd.values() if isinstance(pte, PresentPte))
-    if mm.rss == n:
-        return None
-    if m.atomic("mm", mm_id):
-        return DEFER
-    return Violation(
-        "rss_counter",
-        f"{mm.name} has rss {mm.rss} but {n} present pte(s)"
-        + (" after its teardown" if mm.dead else "")
-        + f"; expected rss == {n} (an add_mm_counter without its pte, or the reverse)",
-        mm=mm.name,
-        expected=n,
-        found=mm.rss,
-    )
-
-
 register(
     "mapcount_matches_ptes",
     "mapcount",
@@ -185,13 +164,4 @@ register(
     "mm/page_table_check.c page_table_check_set(): "
     "BUG_ON(atomic_inc_return(&ptc->anon_map_count) > 1 && rw) (CONFIG_PAGE_TABLE_CHECK)",
     page=_rw_exclusive,
-)
-
-register(
-    "rss_counter",
-    "mapcount",
-    "each mm's rss counter equals its present ptes (zero once it is torn down)",
-    "kernel/fork.c check_mm(): 'BUG: Bad rss-counter state' when the mm is freed "
-    "(MM_ANONPAGES; checked here at every step, not only at the end)",
-    mm=_rss,
 )

@@ -223,6 +223,7 @@ def _return(m: Monitor, spec: Spec, tid: int, ret: int) -> Violation | None:
         for a, token in snap.items():
             if _same(spec, counts, a, 0) and not _busy(spec, tid, a, _CONTENT):
                 spec.inherited[(ret, a[1])] = token
+                spec.stored[(ret, a[1])] = token  # what a fork of the child passes on
         for a in reserved:
             if _same(spec, counts, a, 1):
                 spec.reserved.add((ret, a[1]))

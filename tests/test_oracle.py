@@ -81,13 +81,3 @@ def test_lock_held_on_return_to_user_space() -> None:
         k.sched.run()
     assert info.value.check == "lock_held_at_exit"
     assert "returned from leaky holding" in info.value.message
-
-
-def test_rss_counter_fires_on_a_counter_without_its_pte() -> None:
-    k = _forked()
-    check_all(k, ["rss_counter"])  # parent and child: one present pte and rss 1 each
-    k.mms[3].rss += 1
-    with pytest.raises(Violation) as info:
-        check_all(k, ["rss_counter"])
-    assert info.value.check == "rss_counter"
-    assert "mm3 has rss 2 but 1 present pte(s)" in info.value.message
