@@ -65,7 +65,9 @@ class Spec:
     writable: dict[Addr, bool] = attrs.Factory(dict)
     unmapped: set[Addr] = attrs.Factory(set)
     locked: set[Addr] = attrs.Factory(set)
-    reserved: set[Addr] = attrs.Factory(set)  # mapped by mmap_reserved: mlock leaves it
+    # may be mapped by mmap_reserved (mlock leaves it alone): kept from the moment one begins
+    # until a call that returned surely replaced it
+    reserved: set[Addr] = attrs.Factory(set)
     # task id -> (op, args, {addr: (content, mapping) counts when it began}, extra)
     begun: dict[int, tuple[str, dict[str, int], dict[Addr, tuple[int, int]], object]] = (
         attrs.Factory(dict))
@@ -124,7 +126,8 @@ def _begin(m: Monitor, spec: Spec, tid: int, op: str, args: dict[str, int]) -> N
             spec.writable.pop(a, None)
             spec.unmapped.discard(a)
             spec.locked.discard(a)
-            spec.reserved.discard(a)
+        if op == "mmap_reserved":  # may be VM_RESERVED from now on, whoever wins
+            spec.reserved.update(span)
     elif op == "write":
         for a in span:
             _bump(spec.content, a)
@@ -203,14 +206,15 @@ def _return(m: Monitor, spec: Spec, tid: int, ret: int) -> Violation | None:
                 spec.stored[a] = 0
                 if op != "mmap_driver":
                     spec.writable[a] = True
-                if op == "mmap_reserved":
-                    spec.reserved.add(a)
+                if op != "mmap_reserved":
+                    spec.reserved.discard(a)
     elif op in ("munmap", "mprotect", "mlock") and ret == 0:
         for a in _range(m, args["mm"], args["addr"], args["npages"]):
             if not _same(spec, counts, a, 1) or _busy(spec, tid, a, _MAPPING):
                 continue
             if op == "munmap":
                 spec.unmapped.add(a)
+                spec.reserved.discard(a)
             elif op == "mprotect":
                 spec.writable[a] = bool(args["flag"])
             elif a not in spec.reserved:
@@ -224,9 +228,8 @@ def _return(m: Monitor, spec: Spec, tid: int, ret: int) -> Violation | None:
             if _same(spec, counts, a, 0) and not _busy(spec, tid, a, _CONTENT):
                 spec.inherited[(ret, a[1])] = token
                 spec.stored[(ret, a[1])] = token  # what a fork of the child passes on
-        for a in reserved:
-            if _same(spec, counts, a, 1):
-                spec.reserved.add((ret, a[1]))
+        for a in reserved | {a for a in spec.reserved if a[0] == args["mm"]}:
+            spec.reserved.add((ret, a[1]))  # whatever may be VM_RESERVED in the parent
     elif op == "swapoff" and ret == 0 and extra == spec.swapons:
         spec.swap_off = True
         for e in range(len(k.swap.swap_map)):
