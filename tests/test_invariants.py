@@ -155,6 +155,10 @@ class World:
             page.data = self.k.new_token() if token is None else token
         else:
             page.count += 1
+            # a second mapping of an anon page is a COW share: read-only everywhere
+            for mm_id, a in sorted(self.k.present_ptes.get(page.pfn, ())):
+                self.k.set_pte_at(self.k.mms[mm_id], a, PresentPte(page.pfn, False))
+            write = False
         if rmap:
             page.mapcount += 1
         self.k.set_pte_at(mm, addr, PresentPte(page.pfn, write))
@@ -359,8 +363,9 @@ def test_mapcount_inside_page_table_lock_deferred() -> None:
         w = fresh()
         vma, pages = base(w, mapped=1)
         child = w.fork_vma(vma, w.mm(1))
-        install(w.k)
         page = pages[0]
+        w.k.set_pte_at(w.mm(0), 0, PresentPte(page.pfn, False))  # COW-shared: read-only
+        install(w.k)
 
         def share(
             k: Kernel, page: Page = page, forget: bool = forget, w: World = w
