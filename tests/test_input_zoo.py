@@ -364,7 +364,7 @@ def test_absurd_numbers_on_the_command_line_are_refused_with_one_line(
 
     # A cap that went missing fails here at once instead of starting a run that never ends.
     for owner, name in ((vmfuzz.campaign, "fuzz"), (vmfuzz._workers, "fuzz_workers"),
-                        (vmfuzz.soak, "run_soak"), (vmfuzz._cmd_bench, "bench_engine"),
+                        (vmfuzz.soak, "run_soak"), (vmfuzz._cmd_bench, "bench_limits"),
                         (vmfuzz.verify, "verify"),
                         (subprocess, "Popen")):
         monkeypatch.setattr(owner, name, started)
