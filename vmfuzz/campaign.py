@@ -384,6 +384,10 @@ def _run_pool(
     rng = random.Random(rng_seed)
     runs0, probes0, steps0 = pool.runs, pool.probe_runs, pool.steps
     deadline = t0 + budget if budget is not None else float("inf")
+    pool.step_limit = (
+        pool.steps + max(0, ctx.step_budget - ctx.stats.steps)
+        if ctx.step_budget is not None and ctx.stats.first_failure_at is None else None
+    )
     found = pool.run(mutants, rng, deadline)
     ctx.stats.mutant_runs += pool.runs - runs0
     ctx.stats.probe_runs += pool.probe_runs - probes0

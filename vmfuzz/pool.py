@@ -174,6 +174,9 @@ class Pool:
     aba_hits: dict[tuple[frozenset[str], int, int, int, bool], int] = attrs.field(factory=dict)
     _aba: list[AbaProbe] = attrs.field(factory=list)  # queued ABA probes
     aba_steps: int = 0  # steps of ABA probes (part of ``steps``)
+    # ``steps`` at which a round stops, as at its deadline (a campaign's step budget: counted,
+    # so the round ends at the same run on any machine); None: no limit
+    step_limit: int | None = None
     unsaved: list[Entry] | None = None  # entries added, not yet stored (None: not kept)
 
     def adopt(self, entry: Entry) -> bool:
@@ -353,7 +356,7 @@ class Pool:
         if parents is None:
             parents, self._unprobed = self._unprobed, []
         for i, parent in enumerate(parents):
-            if i % 16 == 0 and time.monotonic() >= deadline:
+            if self._spent(deadline, i):
                 return None
             case = partner(parent, self, rng)
             if case is None:
@@ -387,7 +390,7 @@ class Pool:
         campaign stays deterministic): probes left over wait in the queue (the oldest
         first, at most ABA_QUEUE of them) for the mutants to catch up."""
         while self._aba:
-            if time.monotonic() >= deadline:
+            if self._spent(deadline):
                 return None
             if self.aba_steps > ABA_SHARE * self.steps:
                 del self._aba[ABA_QUEUE:]
@@ -492,13 +495,20 @@ class Pool:
                 return small
         return found
 
+    def _spent(self, deadline: float, i: int = 0) -> bool:
+        """The round must stop: its step limit is reached (looked at every time), or the
+        wall-clock ``deadline`` has passed (looked at every 16th ``i``, the clock being dear)."""
+        if self.step_limit is not None and self.steps >= self.step_limit:
+            return True
+        return i % 16 == 0 and time.monotonic() >= deadline
+
     def _parents(self, n: int, rng: random.Random, deadline: float) -> Iterator[Entry]:
         """Up to ``n`` parents, each the lowest-energy of 3 entries drawn (a tournament),
         until ``deadline`` (looked at every 16th); none from an empty pool."""
         if not self.entries:
             return
         for i in range(n):
-            if i % 16 == 0 and time.monotonic() >= deadline:
+            if self._spent(deadline, i):
                 return
             yield min((rng.choice(self.entries) for _ in range(3)), key=self._energy)
 
