@@ -392,6 +392,12 @@ def _run_pool(
     ctx.stats.mutant_runs += pool.runs - runs0
     ctx.stats.probe_runs += pool.probe_runs - probes0
     ctx.stats.steps += pool.steps - steps0
+    return _pool_failure(ctx, found)
+
+
+def _pool_failure(ctx: CampaignContext, found: Failure | None) -> bool:
+    """Record a failure a pool run met as the campaign's (its first failure, if it is);
+    True if there was one."""
     if found is None:
         return False
     if ctx.stats.first_failure_at is None:
@@ -428,14 +434,7 @@ def _rerun_stored(ctx: CampaignContext, cases: list[Case]) -> bool:
     found = pool.rerun(cases)
     ctx.stats.mutant_runs += pool.runs - runs0
     ctx.stats.steps += pool.steps - steps0
-    if found is None:
-        return False
-    if ctx.stats.first_failure_at is None:
-        ctx.stats.first_failure_example = ctx.stats.examples
-        ctx.stats.first_failure_steps = ctx.stats.steps
-        ctx.stats.first_failure_at = time.monotonic()
-    ctx.failure = found
-    return True
+    return _pool_failure(ctx, found)
 
 
 def _sync_store(ctx: CampaignContext, store: PoolStore, result: CampaignResult, *,
