@@ -19,6 +19,7 @@ QUICK = ("bench", "--quick", "--reps", "1", "--json", "--bug", "detach_vmas_outs
          "--workers", "1")
 
 
+@pytest.mark.long  # the whole of bench --quick: 15-20 s
 @pytest.mark.run_ahead(*QUICK)
 def test_bench_quick_emits_json(ahead: Ahead) -> None:
     """Started ahead at low priority (tests/conftest.py): nothing here depends on its speed."""

@@ -85,6 +85,7 @@ def _stream(w: int) -> tuple[str, ...]:
             "--mutants", str(MUTANTS), "--json", "--no-save")
 
 
+@pytest.mark.long  # 20 s: two whole campaigns without a failure
 @pytest.mark.run_ahead(*_stream(0))
 @pytest.mark.run_ahead(*_stream(1))
 def test_a_campaign_without_failure_counts_every_streams_work(ahead: Ahead) -> None:
