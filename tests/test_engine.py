@@ -458,6 +458,7 @@ def test_no_cycle_when_the_state_changes_between_rounds() -> None:
     assert out.kind == "budget", out
 
 
+@pytest.mark.long  # 7-10 s of CPU: out of the default run
 def test_echo_repeats_a_retry_round() -> None:
     """A random walk alone rarely keeps the two back-off loops colliding; Echo, which repeats
     the interleaving of the last round once a task has retried twice, finds the livelock in

@@ -219,6 +219,7 @@ def test_campaigns_leave_nothing_behind_in_the_process() -> None:
     assert [c for c in per_class if issubclass(c, KernelMachine)] in ([], [KernelMachine])
 
 
+@pytest.mark.long  # 7-10 s of CPU: out of the default run
 def test_a_campaign_depends_on_its_seed_not_on_what_was_imported() -> None:
     """Same seed, same campaign, whichever of our modules the caller imported first (the CLI
     imports more of them than the Python API, pytest more again): Hypothesis would otherwise

@@ -179,6 +179,7 @@ def test_the_pool_reaches_a_race_one_operation_away() -> None:
     assert found >= 2
 
 
+@pytest.mark.long  # 7-10 s of CPU: out of the default run
 def test_a_campaign_runs_its_pool_between_chunks_deterministically() -> None:
     from vmfuzz.campaign import fuzz
 
@@ -283,6 +284,7 @@ def _same_program_pool(case: Case, monkeypatch: pytest.MonkeyPatch) -> Pool:
     return pool
 
 
+@pytest.mark.long  # 7-10 s of CPU: out of the default run
 @pytest.mark.parametrize("boost", [True, False])
 def test_a_program_that_went_round_a_retry_loop_gets_echoed_walks(
     boost: bool, monkeypatch: pytest.MonkeyPatch

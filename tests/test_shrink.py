@@ -482,6 +482,7 @@ def test_the_passes_are_named_ordered_and_shared_as_documented() -> None:
     assert -1 not in where and where == sorted(where), dict(zip(names, where, strict=True))
 
 
+@pytest.mark.long  # 7-10 s of CPU: out of the default run
 def test_pass_statistics_add_up_to_the_budget_spent() -> None:
     """On a saved failure (4 tasks, 13 switches): every run the shrink charged to its budget is
     one pass's, a pass keeps no more candidates than it tried and tries no more than it ran,
