@@ -230,6 +230,42 @@ def test_saved_finding_replays_and_campaign_reruns(
     assert again.name == Path(f["corpus"]).name  # the same failure, from seed + scheduler
 
 
+def test_unshrunk_hit_of_a_saved_finding_is_counted_under_it(
+    plugin: Path, bug_run: tuple[Path, Any, Any], tmp_path: Path
+) -> None:
+    """A campaign that met a failure the run had shrunk already keeps it unshrunk: the hit
+    goes under the saved finding, its case to STATE/hits/, and the corpus gains no file."""
+    from vmfuzz.case import execute
+    from vmfuzz.corpus import load
+    from vmfuzz.soak._findings import group_findings, known_like
+    from vmfuzz.soak._worker import save_finding
+
+    _, _, summary = bug_run
+    f = summary["findings"][0]
+    load_plugins([str(plugin)])
+    cc = load(f["corpus"])
+    v = execute(cc.case, cc.source()).outcome.violation
+    assert v is not None
+    state, corpus = tmp_path / "st", tmp_path / "corpus"
+    (state / "findings").mkdir(parents=True)
+    first: dict[str, Any] = {"kind": "failure", "worker": 0, "check": v.check,
+                             "label": v.label}
+    save_finding(state, str(corpus), cc.case, v, {}, first)
+    like = known_like([first], v.check, v.label)
+    assert like is first
+    hit: dict[str, Any] = {"kind": "failure", "worker": 1,
+                           "shrunk": {"steps": 1}}  # smaller than the saved one: not shown
+    assert save_finding(state, str(corpus), cc.case, v, {}, hit, like) is None
+    assert hit["signature"] == first["signature"] and hit["corpus"] == first["corpus"]
+    assert len(list(corpus.glob("*.json"))) == 1
+    assert Path(hit["hit_case"]).parent == (state / "hits").resolve()
+    assert load(hit["hit_case"]).case == cc.case  # the hit's case is kept, as data
+    first["shrunk"] = {"steps": 6}
+    (g,) = group_findings([first, hit])
+    assert g["hits"] == 2 and g["workers"] == [0, 1] and g["shrunk"] == {"steps": 6}
+    assert known_like([first], v.check, "elsewhere") is None
+
+
 def test_report_prints_the_summary_again(bug_run: tuple[Path, Any, Any]) -> None:
     d, _, summary = bug_run
     timeline = Path(summary["findings"][0]["timeline"])

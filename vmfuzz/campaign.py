@@ -89,6 +89,8 @@ class CampaignResult:
     # The budget that ended a search that found nothing: "steps", "cpu", "wall" (seconds) or
     # "examples"; None when a failure ended it.
     ran_out: str | None = None
+    # The failure is like one found and shrunk before (``known``): kept as Hypothesis shrank it.
+    known_hit: bool = False
 
     @property
     def invariant(self) -> str | None:
@@ -281,6 +283,7 @@ def fuzz(
         result.failure = ctx.failure
         result.case = ctx.failure.case
         result.preemptions = ctx.failure.preemptions
+        result.known_hit = True
     elif result.found and ctx.failure is not None:
         net = time.process_time() + post_shrink_seconds
         shrunk = shrink(ctx.failure, Budget(post_shrink_runs, net),

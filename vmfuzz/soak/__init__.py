@@ -45,6 +45,8 @@ The state directory::
     workers/slot<N>.stack the worker's Python stack, each time it gets SIGUSR1
     findings/*.json       one record per finding, written when it is found (atomic)
     timelines/*.txt       the race timeline of each saved finding
+    hits/*.json           unshrunk cases of failures the run had already shrunk and saved
+                          (counted as hits of that finding, kept out of the corpus)
     coverage/             coverage.py data of the sampled chunks, one file per process
     coverage.json         the merged coverage (coverage.py's JSON report)
     summary.txt           the morning summary;  report.html: the same with plots

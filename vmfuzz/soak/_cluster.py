@@ -31,7 +31,7 @@ from typing import Any
 
 from vmfuzz.soak._config import SoakError, SoakOptions
 from vmfuzz.soak._files import append_line, now_iso, read_jsonl, write_json
-from vmfuzz.soak._findings import finding_id
+from vmfuzz.soak._findings import finding_id, known_like
 from vmfuzz.soak._plan import CLUSTER_SLOT, campaign_plan
 from vmfuzz.soak._pool import add_entries, entries_for
 from vmfuzz.soak._state import read_slot
@@ -257,7 +257,9 @@ class ClusterSoak(Soak):
             rec["signature"] = f"{data['check']}|{data['label'] or ''}|unsaved"
             rec["error"] = f"{type(e).__name__}: {e}"
         else:
-            error = save_finding(self.state, self.o.config.corpus, cc.case, v, meta, rec)
+            like = (known_like(self.records, v.check, v.label) if data.get("known")
+                    else None)
+            error = save_finding(self.state, self.o.config.corpus, cc.case, v, meta, rec, like)
             if error is not None:
                 self._write_failed(f"{error.filename}: {error.strerror or error}")
             if rec.get("corpus_error"):

@@ -42,6 +42,8 @@ def group_findings(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if rec.get("corpus"):
             g["corpus"] = rec["corpus"]
             g["timeline"] = rec.get("timeline") or g.get("timeline")
+        if rec.get("known"):  # an unshrunk hit of a finding saved before: not its size
+            continue
         # The corpus keeps the shortest run of a signature: show that one's size.
         steps = (rec.get("shrunk") or {}).get("steps")
         best = (g.get("shrunk") or {}).get("steps")
@@ -50,6 +52,16 @@ def group_findings(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             g["minimal_preemptions"] = rec.get("minimal_preemptions")
             g["message"] = rec.get("message")
     return list(groups.values())
+
+
+def known_like(records: list[dict[str, Any]], check: str,
+               label: str | None) -> dict[str, Any] | None:
+    """The first saved failure record with this check and label (what ``known`` matched)."""
+    for rec in records:
+        if (rec.get("kind") == "failure" and rec.get("corpus") and rec.get("check") == check
+                and rec.get("label") == label):
+            return rec
+    return None
 
 
 def finding_id(elapsed: float, slot: int, seed: int, kind: str) -> str:

@@ -85,6 +85,7 @@ def failure_data(result: Any) -> dict[str, Any]:
         "minimal_preemptions": result.minimal_preemptions,
         "shrink_passes": [p.to_json() for p in getattr(result, "shrink_passes", [])],
         "clock_hit": list(getattr(result, "clock_hit", [])),
+        "known": bool(getattr(result, "known_hit", False)),
     }
 
 

@@ -37,7 +37,7 @@ from vmfuzz.plugins import load_plugins
 from vmfuzz.soak._config import SoakConfig, validate
 from vmfuzz.soak._coverage import COV_WARNINGS, COVERED_PACKAGE
 from vmfuzz.soak._files import append_line, flock, now_iso, write_json, write_text
-from vmfuzz.soak._findings import finding_id, load_findings
+from vmfuzz.soak._findings import finding_id, known_like, load_findings
 from vmfuzz.soak._metrics import rss_mb
 from vmfuzz.soak._plan import Profile, campaign_plan, profile_named
 from vmfuzz.soak._pool import (
@@ -450,7 +450,8 @@ class _Worker:
             "corpus": None,
             "timeline": None,
         }
-        saved_error = save_finding(self.state, self.a.config.corpus, r.case, v, meta, rec)
+        like = known_like(load_findings(self.state), v.check, v.label) if r.known_hit else None
+        saved_error = save_finding(self.state, self.a.config.corpus, r.case, v, meta, rec, like)
         if rec.get("corpus_error"):
             self.stopping = True  # the corpus is unwritable: stop after this campaign
             self.send("disk", {"slot": self.a.slot, "error": rec["corpus_error"]})
@@ -502,13 +503,32 @@ class _Worker:
 
 
 def save_finding(state: Path, corpus: str, case: Any, v: Any, meta: dict[str, Any],
-                 rec: dict[str, Any]) -> OSError | None:
+                 rec: dict[str, Any], like: dict[str, Any] | None = None) -> OSError | None:
     """Save a failure to the corpus (else a fallback folder) and draw its timeline into the
     state folder; fills the finding record ``rec`` (signature, corpus, timeline, or what went
     wrong: ``corpus_error``, ``error``, ``case_text``).  The timeline write's error, if any
-    (the report draws it again later)."""
+    (the report draws it again later).
+
+    ``like``: the record of a finding with the same check and label that the run shrank and
+    saved before, when the campaign left this one unshrunk for that reason.  The hit is then
+    counted under that finding and its case kept in ``STATE/hits/``, not in the corpus: an
+    unshrunk case would be a second corpus file (another signature) for one failure."""
     from vmfuzz.corpus import load
 
+    if like is not None and like.get("corpus"):
+        rec["signature"] = like["signature"]
+        rec["known"] = True
+        rec["corpus"] = like["corpus"]
+        rec["timeline"] = like.get("timeline")
+        try:
+            saved = _save(state, str(state / "hits"), case, v, meta)
+            if saved.path is not None:
+                rec["hit_case"] = str(saved.path.resolve())
+            else:
+                rec["case_text"] = saved.text
+        except Exception as e:  # the finding itself is saved already
+            rec["hit_error"] = f"{type(e).__name__}: {e}"
+        return None
     try:
         saved = _save(state, corpus, case, v, meta)
         if saved.corpus_error is not None:
