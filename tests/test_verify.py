@@ -20,13 +20,22 @@ from vmfuzz.cli import main
 from vmfuzz.corpus import CorpusError, from_json, load, replay, to_json
 from vmfuzz.kernel import BUGS
 from vmfuzz.kernel.bugs import CONSEQUENCES
-from vmfuzz.verify import verify
+from vmfuzz.verify import case_bound, verify
 
 ROOT = Path(__file__).resolve().parent.parent
 VMA_ADJUST = ROOT / "corpus/bugs/vma_adjust_no_anon_vma_lock.json"
 DETACH = ROOT / "corpus/bugs/detach_vmas_outside_ptl.json"
 MAIL_002 = ROOT / "corpus/mail/seed002_rmap_walk_vs_vma_adjust.json"
 MAIL_004 = ROOT / "corpus/mail/seed004_mmap_cache_holds_detached_vma.json"
+
+
+def test_default_bound_is_the_recorded_schedules_preemptions_when_more_than_two() -> None:
+    """A lock-step livelock needs a switch at every step of its round: verified at two
+    preemptions it would read as a bug that never shows.  Both its recorded form (decisions)
+    and the mail's explicit steps give their own count; a one-switch race stays at two."""
+    assert case_bound(load(ROOT / "corpus/bugs/anon_vma_trylock_retry.json")) == 7
+    assert case_bound(load(ROOT / "corpus/mail/seed003_trylock_retry_livelock.json")) == 7
+    assert case_bound(load(VMA_ADJUST)) == 2 and case_bound(load(MAIL_004)) == 2
 
 
 def test_verify_counts_the_bug_kernel_and_the_fixed_kernel() -> None:

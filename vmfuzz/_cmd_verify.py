@@ -3,8 +3,9 @@
 PATH is a case file or a folder (every *.json below it, in name order).  The case's tasks
 (its program) run under every schedule with at most --bound preemptions (a switch away from a
 task that could go on; switching when it blocked or ended is free), by bounded exhaustive
-search.  For a case with bug switches on, once on that kernel and once with every switch off
-(the fixed kernel):
+search.  The default bound is 2, or the preemptions of the case's own recorded schedule when it
+has more (a livelock in lock step needs a switch at every step of its round).  For a case
+with bug switches on, once on that kernel and once with every switch off (the fixed kernel):
 
   <= 2 preemptions: violation on 6 of 17 schedules (rmap_reachable 6); fixed kernel clean on
   all 17 schedules
@@ -23,12 +24,12 @@ clean on every schedule; its first failing schedule is saved as a case of its sw
 --check NAME / --no-check NAME (repeatable) choose the checks, on top of the case's own choice
 (its config "checks").  Examples:
 
-  vmfuzz verify corpus/bugs                     every committed bug case, <= 2 preemptions
+  vmfuzz verify corpus/bugs                     every committed bug case (seconds to minutes)
   vmfuzz verify CASE --bound 3 --limit 100000
   vmfuzz verify corpus/mail/seed002_rmap_walk_vs_vma_adjust.json --no-check rmap_reachable
   vmfuzz verify CASE --plugin patch.py --bug my_patch
 
-Work: --limit bounds the schedules per kernel (default 20000); a search cut short says so and
+Work: --limit bounds the schedules per kernel (default 100000); a search cut short says so and
 never reads as clean.  Each line gives the schedules run and the scheduler steps they took.
 Progress goes to stderr (a line redrawn on a terminal, a plain line about every 10 s
 otherwise; VMFUZZ_PROGRESS_EVERY=SECONDS).
@@ -67,8 +68,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from vmfuzz.verify import DEFAULT_BOUND, DEFAULT_LIMIT
 
     p.add_argument("paths", nargs="+", metavar="PATH", help="case files or folders of cases")
-    p.add_argument("--bound", type=int, default=DEFAULT_BOUND, metavar="N",
-                   help=f"at most N preemptions per schedule (default {DEFAULT_BOUND})")
+    p.add_argument("--bound", type=int, default=None, metavar="N",
+                   help=f"at most N preemptions per schedule (default {DEFAULT_BOUND}, or "
+                   "the preemptions of the case's recorded schedule when it has more)")
     p.add_argument("--limit", type=int, default=DEFAULT_LIMIT, metavar="SCHEDULES",
                    help=f"at most this many schedules per kernel (default {DEFAULT_LIMIT})")
     p.add_argument("--bug", action="append", default=[], metavar="NAME",
@@ -93,9 +95,9 @@ def run(args: argparse.Namespace) -> int:
     from vmfuzz.corpus import CorpusError, case_files, load
     from vmfuzz.kernel import KernelConfig
     from vmfuzz.kernel.bugs import unknown_bugs
-    from vmfuzz.verify import verify
+    from vmfuzz.verify import case_bound, verify
 
-    if args.bound < 0:
+    if args.bound is not None and args.bound < 0:
         return _usage_error("--bound must be >= 0")
     if args.limit < 1:
         return _usage_error("--limit must be >= 1")
@@ -146,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
             config = _check_args.apply(config, args)
             case = attrs.evolve(cc.case, config=config)
             now["case"] = path.name
-            verdict = verify(case, args.bound, args.limit, tick, patch=bool(args.bug))
+            bound = case_bound(cc) if args.bound is None else args.bound
+            verdict = verify(case, bound, args.limit, tick, patch=bool(args.bug))
             saved = None if args.no_save else _save(verdict, cc, args)
             if verdict.ok:
                 good += 1
@@ -171,11 +174,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _human(path: Path, cc: CorpusCase, verdict: Verdict, saved: Path | None) -> str:
+    from vmfuzz.verify import case_bound
+
     steps = verdict.main.steps + (verdict.fixed.steps if verdict.fixed is not None else 0)
     lines = [f"{'ok  ' if verdict.ok else 'FAIL'}  {path}: {verdict.line()} ({steps} steps)"]
     if verdict.fixed is not None and verdict.main.violations == 0 and verdict.main.complete:
-        recorded = _recorded_preemptions(cc)
-        if recorded is not None and recorded > verdict.bound:
+        recorded = case_bound(cc)
+        if recorded > verdict.bound:
             lines.append(f"      the recorded schedule has {recorded} preemptions: try "
                          f"--bound {recorded}")
     failing = verdict.failing
@@ -186,15 +191,6 @@ def _human(path: Path, cc: CorpusCase, verdict: Verdict, saved: Path | None) -> 
         if saved is not None:
             lines.append(f"      saved: {saved} (vmfuzz show {saved})")
     return "\n".join(lines)
-
-
-def _recorded_preemptions(cc: CorpusCase) -> int | None:
-    """Preemptions in the case's own recorded schedule (None for another schedule form)."""
-    if cc.explicit is not None or cc.case.schedule.kind != "decisions":
-        return None
-    from vmfuzz.shrink._schedules import to_preemptions
-
-    return len(to_preemptions(cc.case, cc.case.schedule.decisions))
 
 
 def _save(verdict: Verdict, cc: CorpusCase, args: argparse.Namespace) -> Path | None:

@@ -33,7 +33,7 @@ MAX_WORKERS = 256  # processes of one command (--workers, zoo's -j): each holds 
 MAX_SEEDS = 10_000  # seeds of one zoo or bench run (--seeds)
 MAX_EXAMPLES = 10**9  # fuzz --max-examples
 MAX_MUTANTS = 10**6  # fuzz --mutants
-MAX_VERIFY_SCHEDULES = 10**7  # verify --limit (the default 20,000 takes seconds to minutes)
+MAX_VERIFY_SCHEDULES = 10**7  # verify --limit (the default 100,000 takes seconds to minutes)
 
 # (field, cap) as docs/corpus.md lists them, in that order.
 CAPS: tuple[tuple[str, str], ...] = (

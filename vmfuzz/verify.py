@@ -26,7 +26,7 @@ from vmfuzz.corpus import outcome_label
 from vmfuzz.schedules import Replay, explore
 
 DEFAULT_BOUND = 2
-DEFAULT_LIMIT = 20_000  # schedules per kernel
+DEFAULT_LIMIT = 100_000  # schedules per kernel
 
 
 @attrs.define
@@ -193,3 +193,19 @@ def verify(
     main = search(case, "bug", bound, limit, tick)
     fixed_case = attrs.evolve(case, config=attrs.evolve(case.config, bugs=frozenset()))
     return Verdict(bound, main, search(fixed_case, "fixed", bound, limit, tick))
+
+
+def case_bound(cc: Any) -> int:
+    """The bound a case is verified at by default: ``DEFAULT_BOUND``, or the preemptions of
+    the case's own recorded schedule when it has more (a lock-step livelock needs a switch at
+    every step of its round: no schedule with two preemptions can show it)."""
+    from vmfuzz.shrink._schedules import to_preemptions
+
+    if cc.explicit is None and cc.case.schedule.kind == "decisions":
+        decisions = tuple(cc.case.schedule.decisions)
+    else:  # explicit steps (a mail's race) or another form: its decisions, from one run
+        try:
+            decisions = tuple(execute(cc.case, cc.source()).decisions)
+        except Exception:  # a case that no longer runs: verify reports it as it stands
+            return DEFAULT_BOUND
+    return max(DEFAULT_BOUND, len(to_preemptions(cc.case, decisions)))
