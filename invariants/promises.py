@@ -23,8 +23,10 @@ by the task bodies) and from what user loads and stores moved (``k.loaded``, ``k
   page refers to the swap area.
 
 A promise starts when its call returns and ends when a call that may change the same address
-begins: calls in flight at the same time are the user's race, not a broken promise.  The spec is
-partial: what no call of the run established (the world's boot pages) promises nothing.  Cost:
+begins: calls in flight at the same time are the user's race, not a broken promise.  The world a
+run starts from was built by system calls too (``k.boot_calls``: the boot vmas' mmaps, the
+stores, the fork, the munmap of a hole), one after another before the run: the spec starts from
+what they promise, so a fork's child must read the pages the world swapped out.  Cost:
 each step reads the calls begun or returned in it, and checks the watched addresses of the mms
 it touched and the swap entries it touched (after a swapoff).
 """
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
 
 EFAULT = -14
 Addr = tuple[int, int]  # (mm id, virtual page)
+BOOT_TID = -1  # the task id the world's calls are replayed as
 CHECKS = ("mprotect_promise", "munmap_promise", "mlock_promise", "fork_promise",
           "swapoff_promise")
 _MAPS = frozenset({"mmap", "mmap_reserved", "mmap_driver"})  # MAP_FIXED: replace the range
@@ -166,7 +169,9 @@ def _v(check: str, a: Addr, msg: str, **objects: object) -> Violation:
     return Violation(check, msg, mm=f"mm{a[0]}", addr=a[1], **objects)
 
 
-def _return(m: Monitor, spec: Spec, tid: int, ret: int) -> Violation | None:
+def _return(m: Monitor, spec: Spec, tid: int, ret: int,
+            token: int | None = None) -> Violation | None:
+    """Call ``tid`` returned ``ret`` (``token``: what a store stored, if not ``k.stored``'s)."""
     begun = spec.begun.pop(tid, None)
     if begun is None:
         return None
@@ -181,7 +186,7 @@ def _return(m: Monitor, spec: Spec, tid: int, ret: int) -> Violation | None:
         where = f"mm{a[0]} page {a[1]}"
         if op == "write" and ret == 0 and _same(spec, counts, a, 0) and not _busy(
                 spec, tid, a, _CONTENT):
-            spec.stored[a] = k.stored.get(tid, 0)
+            spec.stored[a] = k.stored.get(tid, 0) if token is None else token
         if ret == 0 and mapped_same and was_unmapped:
             return _v("munmap_promise", a, f"a {'store to' if op == 'write' else 'load of'} "
                       f"{where} succeeded after munmap of it returned 0: expected it to fault "
@@ -244,8 +249,7 @@ def _step(m: Monitor) -> list[Violation]:
     k = m.k
     spec: Spec | None = getattr(m, "promise_spec", None)
     if spec is None:
-        spec = Spec()
-        m.promise_spec = spec  # type: ignore[attr-defined]
+        spec = m.promise_spec = _world_spec(m)  # type: ignore[attr-defined]
     step = m.steps  # the monitor's count of steps it ran
     if spec.step == step:
         return spec.found
@@ -270,6 +274,17 @@ def _step(m: Monitor) -> list[Violation]:
                 found.append(v)
     spec.found = found
     return found
+
+
+def _world_spec(m: Monitor) -> Spec:
+    """The spec the run starts from: what the world's calls, run one after another before
+    it, promised.  A return's own look at the state is not taken: the state is the built
+    world's, not the one that call returned to; the run's steps check the promises."""
+    spec = Spec()
+    for op, args, ret, token in m.k.boot_calls:
+        _begin(m, spec, BOOT_TID, op, args)
+        _return(m, spec, BOOT_TID, ret, token)
+    return spec
 
 
 # --------------------------------------------------------------------------- state checks

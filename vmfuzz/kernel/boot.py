@@ -78,9 +78,7 @@ class Boot:
 
     def op(self, name: str, **args: int) -> None:
         """Run operation ``name`` (``vmfuzz.kernel.ops.OPS``) with ``args`` to completion."""
-        from vmfuzz.kernel.ops import OPS
-
-        self.run(OPS[name].fn(self.k, **args))
+        self.run(_call(self.k, name, args))
 
     def target(self, mm: int, addr: int) -> None:
         """Note a page the feature populated: the fuzzer aims some operations at it."""
@@ -176,12 +174,23 @@ SWAPPED_PAGES = (3, 4)
 SPLIT_HOLE = 2
 
 
+def _call(k: Kernel, name: str, args: dict[str, int]) -> Generator[Any, None, None]:
+    """Operation ``name`` as the world's system call: run, then kept in ``k.boot_calls`` with
+    its return value and, for a store, the token it stored (what the checks of a call's
+    promise to user space start the run from)."""
+    from vmfuzz.kernel.ops import OPS
+
+    ret = yield from OPS[name].fn(k, **args)
+    cur = k.sched.current
+    token = k.stored.get(cur.tid) if name == "write" and cur is not None else None
+    k.boot_calls.append((name, dict(args), ret, token))
+
+
 def boot(k: Kernel) -> None:
     """Map each initial process's boot vma, then build the world features of ``k.config``.
 
     ``k.boot_targets`` lists the (mm, addr) pages the features populated, in build order: the
     fuzzer aims some operations at them (memory the system actually uses)."""
-    from vmfuzz.kernel.ops import OPS
     from vmfuzz.kernel.vmscan import shrink_list
 
     n = k.config.boot_pages
@@ -193,7 +202,7 @@ def boot(k: Kernel) -> None:
         k.sched.run()
 
     def op(name: str, **args: int) -> None:
-        run(OPS[name].fn(k, **args))
+        run(_call(k, name, args))
 
     main, k.sched = k.sched, Scheduler()
     k.sched.checks_only, k.sched.checks_off = main.checks_only, main.checks_off

@@ -141,6 +141,9 @@ class Kernel:
         self.pte_seen: dict[tuple[int, int], dict[tuple[int, int, bool], int]] = {}
         self.pte_aba: list[tuple[int, int, int, int, int]] = []
         self.boot_targets: list[tuple[int, int]] = []  # (mm, addr) the world populated
+        # The world's system calls, in order: (operation, arguments, return value, token a
+        # store stored): what they promise user space holds in the run too
+        self.boot_calls: list[tuple[str, dict[str, int], Any, int | None]] = []
         # task id -> the token of its last user load and store (what the "hardware" moved)
         self.loaded: dict[int, int] = {}
         self.stored: dict[int, int] = {}
