@@ -230,7 +230,11 @@ def boot(k: Kernel) -> None:
             child = k._next_id["mm"]
             op("fork", mm=initial[0])
             op("write", mm=child, addr=0)
-            k.boot_targets += [(child, a) for a in sorted(k.mms[child].pgd)]
+            # The child's pages are its parent's (fork's promise) and the one it wrote: named
+            # from what the world did, not from the child's page table, where a kernel that
+            # lost a page in fork would hide it from the fuzzer.
+            parent = {a for mm_id, a in k.boot_targets if mm_id == initial[0]}
+            k.boot_targets += [(child, a) for a in sorted(parent | {0})]
         if "split" in world and SPLIT_HOLE < n:
             for mm_id in initial:
                 op("munmap", mm=mm_id, addr=SPLIT_HOLE, npages=1)
