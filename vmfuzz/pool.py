@@ -75,6 +75,10 @@ ABA_QUEUE = 256
 # (examples 400 and 200) and 1 of 2 without (400); unuse_process_no_mmap_sem and
 # anon_vma_trylock_retry at neither.  They cost about 4% of an offered run's CPU.
 OBJECT_PAIRS = True
+# Window probes (:meth:`Pool._probe_windows`) may take at most this share of the pool's steps,
+# the rest waiting in a queue of at most WINDOW_QUEUE.
+WINDOW_SHARE = 0.15
+WINDOW_QUEUE = 256
 # A partner probe's run (:meth:`Pool.probe`) whose pte got back a value may queue an ABA probe,
 # as an offered run's does: a teardown between a fault and a reclaim frees the slot or frame
 # the restored value names, the ABA a sleeping reader's pte_same() cannot see.
@@ -146,6 +150,43 @@ class AbaProbe:
     writers: tuple[str, ...]  # the tasks that replaced the value, then restored it
 
 
+@attrs.frozen
+class WindowProbe:
+    """A queued window probe (:meth:`Pool._probe_windows`): in a run of ``case``, task ``task``
+    changed the object (``mm``, ``addr``) at step ``at`` (a pte; with ``addr`` None, the mm's
+    vmas) and again later: between the two, the object was half-changed."""
+
+    case: Case
+    mm: int
+    addr: int | None
+    at: int
+    task: str
+
+
+def windows(events: Iterable[Any]) -> list[tuple[tuple[int, int | None], int, str, str]]:
+    """The objects one task of a run held half-changed, from its data events
+    (``Kernel.history``): each pte (mm, addr), and each mm's vmas (mm, None), that a task
+    changed at one step and again at a later one, once per task and object:
+    (object, the step of the first change, the task, "FIRST>SECOND" the two kernel paths)."""
+    first: dict[tuple[str, Any], tuple[int, str]] = {}
+    out: dict[tuple[str, Any], tuple[tuple[int, int | None], int, str, str]] = {}
+    for e in events:
+        kind = e[3]
+        if kind in ("set_pte", "pte_clear"):
+            obj = e[4]
+        elif kind == "mm":
+            obj = (e[4], None)
+        else:
+            continue
+        key = (e[1], obj)
+        seen = first.get(key)
+        if seen is None:
+            first[key] = (e[0], e[2][0])
+        elif e[0] > seen[0] and key not in out:
+            out[key] = (obj, seen[0], e[1], f"{seen[1]}>{e[2][0]}")
+    return list(out.values())
+
+
 @attrs.define
 class Pool:
     """The programs that met new interleaving pairs (at most ``capacity``, oldest out).
@@ -174,6 +215,10 @@ class Pool:
     aba_hits: dict[tuple[frozenset[str], int, int, int, bool], int] = attrs.field(factory=dict)
     _aba: list[AbaProbe] = attrs.field(factory=list)  # queued ABA probes
     aba_steps: int = 0  # steps of ABA probes (part of ``steps``)
+    # half-changed objects met per (world, object class, the two paths): probed as ABAs are
+    window_hits: dict[tuple[frozenset[str], bool, str], int] = attrs.field(factory=dict)
+    _windows: list[WindowProbe] = attrs.field(factory=list)  # queued window probes
+    window_steps: int = 0  # steps of window probes (part of ``steps``)
     # ``steps`` at which a round stops, as at its deadline (a campaign's step budget: counted,
     # so the round ends at the same run on any machine); None: no limit
     step_limit: int | None = None
@@ -226,6 +271,8 @@ class Pool:
         whether the case is kept or not (:meth:`_note_aba`)."""
         if aba:
             self._note_aba(case, trace, aba, events)
+        if events:
+            self._note_windows(case, events)
         hits = self.hits
         new = []
         for pair in interleavings(trace, events):
@@ -272,6 +319,19 @@ class Pool:
                 # the tasks that replaced the value, then restored it
                 writers = [trace[i].task for i in (since, step) if 0 <= i < len(trace)]
                 self._aba.append(AbaProbe(case, mm, addr, since, tuple(dict.fromkeys(writers))))
+
+    def _note_windows(self, case: Case, events: Sequence[Any]) -> None:
+        """Queue a window probe of ``case`` for each object a task of its run held
+        half-changed (:func:`windows`) whose (world, object class, two paths) is met for the
+        1st, 4th, 16th, 64th ... time, as :meth:`_note_aba` does for ABAs."""
+        world = case.config.world
+        hits = self.window_hits
+        for (mm, addr), at, task, paths in windows(events):
+            key = (world, addr is None, paths)
+            n = hits.get(key, 0) + 1
+            hits[key] = n
+            if n & (n - 1) == 0 and n.bit_length() % 2 and len(self._windows) < WINDOW_QUEUE:
+                self._windows.append(WindowProbe(case, mm, addr, at, task))
 
     def _minimize(self, case: Case, length: int, new: set[Pair]) -> tuple[Case, int]:
         """Delete operations one at a time (last first) while the program, replayed on its
@@ -350,7 +410,7 @@ class Pool:
         (parents, mutations, schedules) are exactly those of a pool without probes.  (Probes
         that also replaced one operation by another on the same object were measured: no
         campaign found more with those, 0 of 9 on the same-page swapin race.)"""
-        found = self._probe_aba(deadline)
+        found = self._probe_aba(deadline) or self._probe_windows(rng, deadline)
         if found is not None:
             return found
         if parents is None:
@@ -398,6 +458,41 @@ class Pool:
             before = self.steps
             found = self._stall_probe(self._aba.pop(0))
             self.aba_steps += self.steps - before
+            if found is not None:
+                return found
+        return None
+
+    def _probe_windows(self, rng: random.Random, deadline: float) -> Failure | None:
+        """Run the queued window probes (:func:`intruders`); the first violation found, or
+        None.
+
+        Where two subsystems meet, the race is often one operation aimed at the object
+        another operation is working on, while it is working on it: an mprotect of the page
+        a migration holds as a migration entry, a munmap of the range an mlock populates.  A
+        mutant aims at the objects of a whole run, at a random start; a probe aims at the
+        object a task of a recorded run held half-changed (:func:`windows`), and runs the
+        new task from the step after the first change, ahead of the others (which replay
+        their recorded decisions) whenever it can run.  Window probes get at most
+        WINDOW_SHARE of the pool's steps, as ABA probes get ABA_SHARE."""
+        while self._windows:
+            if self._spent(deadline):
+                return None
+            if self.window_steps > WINDOW_SHARE * self.steps:
+                del self._windows[WINDOW_QUEUE:]
+                return None
+            before = self.steps
+            probe = self._windows.pop(0)
+            found = None
+            case = probe.case
+            order = [t.name for t in sorted(case.tasks, key=lambda t: t.start)]
+            decisions = [order[d] for d in case.schedule.decisions if 0 <= d < len(order)] \
+                if case.schedule.kind == "decisions" else []
+            for prog in intruders(case, probe, self, rng):
+                stall = Stall(prog.tasks[-1].name, decisions, probe.at + 1, case.max_steps)
+                found = self._run_one(prog, stall, offer=False)
+                if found is not None:
+                    break
+            self.window_steps += self.steps - before
             if found is not None:
                 return found
         return None
@@ -715,6 +810,24 @@ def aba_readers(case: Case, mm: int, addr: int, pool: Pool) -> list[Case]:
         (a, _), (b, _) = OPS[name].params
         out.append(_program(case, [*tasks, [OpCall(name, {a: mm, b: addr})]], [*starts, 0],
                             case.config))
+    return out
+
+
+def intruders(case: Case, probe: WindowProbe, pool: Pool, rng: random.Random) -> list[Case]:
+    """``case`` with one more task, started the step after ``probe``'s first change, that
+    runs one operation aimed at the probe's object (its mm and, for a pte, its page; the
+    other arguments drawn as a mutant's): one program per operation that takes an mm, for
+    :meth:`Pool._probe_windows`."""
+    tasks = [list(t.ops) for t in case.tasks]
+    starts = [t.start for t in case.tasks]
+    out = []
+    for name in sorted(OPS) if pool.ops is None else sorted(pool.ops):
+        params = OPS[name].params
+        if not params or params[0][1] != "mm":
+            continue
+        call = OpCall(name, {a: _value(kind, case.config, rng) for a, kind in params})
+        call = retarget(call, (probe.mm, probe.addr))
+        out.append(_program(case, [*tasks, [call]], [*starts, probe.at + 1], case.config))
     return out
 
 
