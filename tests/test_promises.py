@@ -109,3 +109,24 @@ def test_swapoff_promise_ends_at_swapon() -> None:
     run, _ = _run(MMAP, WRITE1, ("swapoff", {}), ("swapon", {"flag": 0}),
                         ("kswapd", {"count": 1}))
     assert run.kernel.swap_ptes
+
+
+def test_the_worlds_calls_start_the_spec() -> None:
+    """The world a run starts from was built by calls: the forked world's child must read what
+    its parent had stored on the pages the world swapped out before the fork."""
+    config = KernelConfig(world=frozenset({"swapped", "forked"}), checks=frozenset(PROMISES))
+    case = Case(config, (TaskSpec("T", (OpCall("read", {"mm": 3, "addr": 3}),)),))
+    run = execute(case)
+    assert run.outcome.kind == "clean", run.outcome
+    monitor = run.sched.checkers[0].__self__  # type: ignore[attr-defined]
+    assert isinstance(monitor, Monitor)
+    monitor.step()
+    k = run.kernel
+    assert [op for op, *_ in k.boot_calls].count("fork") == 1
+    assert isinstance(k.mms[3].pgd[4], SwapPte)
+    k.call_begin("read", {"mm": 3, "addr": 4})
+    cur = k.sched.current
+    k.loaded[-1 if cur is None else cur.tid] = 0  # a zero page: the parent's data is lost
+    k.call_return("read", {"mm": 3, "addr": 4}, 0)
+    v = _fires(monitor, "fork_promise")
+    assert "mm3 reads token 0 at page 4" in v.message
