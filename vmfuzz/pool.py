@@ -77,7 +77,7 @@ ABA_QUEUE = 256
 OBJECT_PAIRS = True
 # Window probes (:meth:`Pool._probe_windows`) may take at most this share of the pool's steps,
 # the rest waiting in a queue of at most WINDOW_QUEUE.
-WINDOW_SHARE = 0.15
+WINDOW_SHARE = 0.1
 WINDOW_QUEUE = 256
 # A partner probe's run (:meth:`Pool.probe`) whose pte got back a value may queue an ABA probe,
 # as an offered run's does: a teardown between a fault and a reclaim frees the slot or frame
@@ -410,7 +410,7 @@ class Pool:
         (parents, mutations, schedules) are exactly those of a pool without probes.  (Probes
         that also replaced one operation by another on the same object were measured: no
         campaign found more with those, 0 of 9 on the same-page swapin race.)"""
-        found = self._probe_aba(deadline) or self._probe_windows(rng, deadline)
+        found = self._probe_aba(deadline) or self._probe_windows(deadline)
         if found is not None:
             return found
         if parents is None:
@@ -462,7 +462,7 @@ class Pool:
                 return found
         return None
 
-    def _probe_windows(self, rng: random.Random, deadline: float) -> Failure | None:
+    def _probe_windows(self, deadline: float) -> Failure | None:
         """Run the queued window probes (:func:`intruders`); the first violation found, or
         None.
 
@@ -473,7 +473,9 @@ class Pool:
         object a task of a recorded run held half-changed (:func:`windows`), and runs the
         new task from the step after the first change, ahead of the others (which replay
         their recorded decisions) whenever it can run.  Window probes get at most
-        WINDOW_SHARE of the pool's steps, as ABA probes get ABA_SHARE."""
+        WINDOW_SHARE of the pool's steps, as ABA probes get ABA_SHARE, and draw from a
+        stream of their own (seeded by the probe), so the partner probes draw as without
+        them."""
         while self._windows:
             if self._spent(deadline):
                 return None
@@ -487,6 +489,7 @@ class Pool:
             order = [t.name for t in sorted(case.tasks, key=lambda t: t.start)]
             decisions = [order[d] for d in case.schedule.decisions if 0 <= d < len(order)] \
                 if case.schedule.kind == "decisions" else []
+            rng = random.Random(f"{probe.mm} {probe.addr} {probe.at} {self.window_steps}")
             for prog in intruders(case, probe, self, rng):
                 stall = Stall(prog.tasks[-1].name, decisions, probe.at + 1, case.max_steps)
                 found = self._run_one(prog, stall, offer=False)
