@@ -21,9 +21,9 @@ no Hypothesis draws, and each changes one thing in a program already known to in
 After each round, partner probes (:meth:`Pool.probe`) put the teardown of every mm an entry
 aims at next to each entry the round added, on a random stream of their own; and a run (an
 example's or a mutant's, kept or not) whose pte got back a value it had held before (an ABA,
-which pte_same() cannot see) is probed with one more task that loads or stores that page; and a run whose task held an
-object half-changed (a pte it changed twice) is probed with one more task aimed at that object
-in between (:meth:`Pool._probe_windows`).
+which pte_same() cannot see) is probed with one more task that loads or stores that page; and a
+run whose task held an object half-changed (a pte it changed twice) is probed with one more
+task aimed at that object in between (:meth:`Pool._probe_windows`).
 The first violation becomes the campaign's failure (schedule = the recorded decisions), and
 the campaign's own shrinker takes it from there.  Everything is seeded: no set or hash order
 reaches a choice.  Nothing here knows about any kernel path.
