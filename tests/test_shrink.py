@@ -28,9 +28,11 @@ from vmfuzz.shrink import (
     serialized,
     shrink,
     smaller_programs,
+    split_programs,
     to_preemptions,
     without,
 )
+from vmfuzz.shrink._passes import Shrinking
 
 ROOT = Path(__file__).resolve().parent.parent
 BUGS = ROOT / "corpus" / "bugs"
@@ -465,14 +467,83 @@ def test_two_tasks_merged_with_a_sibling_reclaim_leave_two_in_flight() -> None:
     _replays(result, "data_integrity")
 
 
+def _setup_in_the_munmapping_task() -> Case:
+    """seed 004's consequence (the reader under page_table_lock stores the vma munmap
+    detached into mmap_cache; lock_not_held off) as campaigns find it: the setup mmaps and
+    write in the same task as the munmap, the swap_out scan in the other."""
+    cc = load(ROOT / "corpus" / "mail" / "seed004_mmap_cache_holds_detached_vma.json")
+    setup, scan, unmapper = cc.case.tasks
+    ops = (setup.ops[0], *setup.ops[2:], *unmapper.ops)
+    return attrs.evolve(cc.case, tasks=(TaskSpec("T0", ops), TaskSpec("T1", scan.ops)))
+
+
+def test_split_programs_put_a_task_prefix_first_as_a_setup_task() -> None:
+    """Each split: a prefix of one task's operations as a new task first in the list, from
+    the first start, under a name no task has; the rest of the task in its place or after
+    the others; shortest prefix first; no operation lost or added."""
+    base = _setup_in_the_munmapping_task()
+    t0, t1 = attrs.evolve(base.tasks[0], start=3), base.tasks[1]
+    case = attrs.evolve(base, tasks=(t0, t1))
+    progs = split_programs(case)
+    assert len(progs) == 2 * (len(t0.ops) - 1)
+    calls = sorted(c.describe() for t in case.tasks for c in t.ops)
+    for m, (in_place, after) in enumerate(zip(progs[::2], progs[1::2], strict=True), start=1):
+        assert [t.name for t in in_place.tasks] == ["T2", "T0", "T1"]
+        assert [t.name for t in after.tasks] == ["T2", "T1", "T0"]
+        for p in (in_place, after):
+            setup = p.tasks[0]
+            assert setup.ops == t0.ops[:m] and setup.start == 0
+            rest = next(t for t in p.tasks if t.name == "T0")
+            assert rest.ops == t0.ops[m:] and rest.start == 3
+            assert sorted(c.describe() for t in p.tasks for c in t.ops) == calls
+    assert split_programs(attrs.evolve(case, tasks=(t1,))) == []  # one operation: no split
+
+
+def test_a_setup_split_off_the_racing_task_saves_a_switch() -> None:
+    """With its setup in the munmapping task, the race needs 2 switches (none of the
+    schedules with at most 1 fails): the scan must run between the mmaps and the munmap.
+    Split off into a task that runs first, the rest of the program starts from the set-up
+    world and the mail's 1 switch does; the setup task ends before the race, so 2 tasks are
+    in flight, as in the mail."""
+    case = _setup_in_the_munmapping_task()
+    failure = _result(case, _failing(case, "use_after_free", 2, 2))
+    assert failure.preemptions == 2
+    assert search(case, "use_after_free", 1, 3000) == (None, True)
+    split = next(p for p in PASSES if p.name == "split_setup")
+    s = Shrinking(failure, "use_after_free")
+    assert split.applies(s)
+    found = split.run(s, Budget(2000, time.process_time() + DEADLINE), PassStats(split.name))
+    assert found is not None
+    c, run = found
+    assert run.outcome.check == "use_after_free"
+    assert (concurrent_tasks(run.sched.trace), run.sched.preemptions) == (2, 1)
+    assert len(c.tasks) == 3 and c.tasks[0].ops == case.tasks[0].ops[:3]  # the mmaps, the write
+    first = run.sched.trace[0].task
+    setup_steps = [i for i, st in enumerate(run.sched.trace) if st.task == first]
+    assert setup_steps == list(range(len(setup_steps)))  # it ran first, to completion
+    assert run.sched.trace[setup_steps[-1]].label == "exit"
+
+
+@pytest.mark.long  # ~4 s of CPU
+def test_the_shrink_takes_a_setup_in_the_racing_task_to_the_mails_size() -> None:
+    """The whole shrink of that failure ends at the mail's 2 tasks in flight / 1 switch."""
+    case = _setup_in_the_munmapping_task()
+    result = _shrink(_result(case, _failing(case, "use_after_free", 2, 2)))
+    shrunk = _size(result.failure)
+    assert (shrunk["tasks"], shrunk["preemptions"]) == (2, 1), shrunk
+    assert next(p for p in result.passes if p.name == "split_setup").kept >= 1
+    _replays(result, "use_after_free")
+
+
 def test_the_passes_are_named_ordered_and_shared_as_documented() -> None:
     """The pass list is the README's, in its order; each pass says in one line what it tries;
     the budget splits are the shrinker's (a share of what is left when the pass starts)."""
     names = [p.name for p in PASSES]
     assert names == ["ddmin_switches", "pairs", "same_switches", "fewer_switches", "sampled",
-                     "smaller_searched", "grown", "minimal_preemptions"]
+                     "smaller_searched", "split_setup", "grown", "minimal_preemptions"]
     assert {p.name: p.share for p in PASSES if p.share is not None} == {
-        "pairs": (1, 3), "sampled": (1, 4), "smaller_searched": (2, 3), "grown": (1, 2),
+        "pairs": (1, 3), "sampled": (1, 4), "smaller_searched": (2, 3), "split_setup": (1, 3),
+        "grown": (1, 2),
     }
     for p in PASSES:
         assert p.doc and "\n" not in p.doc, p.name

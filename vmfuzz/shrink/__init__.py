@@ -11,7 +11,12 @@ operations and scheduler decisions.
 
 from vmfuzz.shrink._budget import Budget
 from vmfuzz.shrink._passes import PASSES, Pass, PassStats
-from vmfuzz.shrink._programs import grown_programs, serialized, smaller_programs
+from vmfuzz.shrink._programs import (
+    grown_programs,
+    serialized,
+    smaller_programs,
+    split_programs,
+)
 from vmfuzz.shrink._schedules import (
     Anchored,
     anchors_of,
@@ -36,6 +41,7 @@ __all__ = [
     "serialized",
     "shrink",
     "smaller_programs",
+    "split_programs",
     "to_preemptions",
     "without",
 ]

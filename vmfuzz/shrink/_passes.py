@@ -28,6 +28,7 @@ from vmfuzz.shrink._programs import (
     pair_programs,
     regrouped_programs,
     smaller_programs,
+    split_programs,
 )
 from vmfuzz.shrink._schedules import (
     Anchor,
@@ -42,6 +43,8 @@ from vmfuzz.shrink._schedules import (
 from vmfuzz.shrink._size import Prog, Size, adopted, failure_size, prog, size_of
 
 PER_CANDIDATE = 300  # delay-bounded search runs per program (fewer_switches, smaller_searched)
+SPLIT_PER_CANDIDATE = 24  # delay-bounded runs per split program and bound (split_setup)
+SPLIT_DEPARTURES = 2  # split_setup: departures searched at most (a free one and a switch)
 SAMPLED_PER_CANDIDATE = 64  # sampled schedules per smaller program (sampled)
 VERIFY_RUNS = 3000  # minimal_preemptions: runs per bound, and its budget's runs
 VERIFY_SECONDS = 300.0  # minimal_preemptions: its budget's CPU-time safety net
@@ -340,6 +343,32 @@ def _smaller_searched(s: Shrinking, budget: Budget, stats: PassStats) -> Found:
     return None
 
 
+def _split_setup(s: Shrinking, budget: Budget, stats: PassStats) -> Found:
+    """The first program with a task's leading operations split off into a setup task
+    (:func:`split_programs`) that fails with fewer tasks in flight or fewer switches: under
+    the default policy first, then with free departures and switches where the failure
+    preempted, one departure more at a time up to its count or SPLIT_DEPARTURES (a setup
+    split off a mail-sized race leaves one switch and at most one free departure: which
+    task runs after the setup)."""
+    better = s.round.better
+    prefer = s.round.labels
+    cap = better[:2]
+    candidates = split_programs(s.failure.case)
+    for departures in range(min(s.failure.preemptions, SPLIT_DEPARTURES) + 1):
+        for c in candidates:
+            if budget.spent:
+                return None
+            used = budget.used
+            run = reproduce(
+                c, s.check, better, departures, budget, prefer=prefer,
+                only_preferred=departures > 0, limit=SPLIT_PER_CANDIDATE if departures else 1,
+            )
+            stats.tried += budget.used > used
+            if run is not None and size_of(c, run)[:2] < cap:
+                return c, run
+    return None
+
+
 def _grown_applies(s: Shrinking) -> bool:
     return s.failure.preemptions > 0 or concurrent_tasks(s.failure.trace) > 1
 
@@ -413,6 +442,10 @@ ROUND_PASSES: tuple[Pass, ...] = (
     Pass("smaller_searched",
          "the smaller and regrouped programs by delay-bounded search",
          (2, 3), _always, _smaller_searched),
+    Pass("split_setup",
+         "a task's leading operations split off into a setup task run first, when that "
+         "saves a task or a switch",
+         (1, 3), _grown_applies, _split_setup),
     Pass("grown",
          "near and grown programs (a feature, a sibling, an argument, an operation more) "
          "that save a task or a switch",

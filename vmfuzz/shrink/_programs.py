@@ -168,6 +168,43 @@ def smaller_programs(case: Case) -> list[Case]:
     return out
 
 
+def _fresh_name(tasks: Sequence[TaskSpec]) -> str:
+    """The first of T0, T1 ... that no task of ``tasks`` is named (a neutral name: later
+    passes may merge more into the task, setup or not)."""
+    names = {t.name for t in tasks}
+    return next(f"T{k}" for k in itertools.count() if f"T{k}" not in names)
+
+
+def split_programs(case: Case) -> list[Case]:
+    """Programs with a prefix of one task's operations split off into a setup task that runs
+    first, to completion, under the default policy (first in the list, from the first
+    start): the rest of that task and the others start from the world it set up.  A race
+    whose setup (an mmap, a write) sits in the same task as its racing operation needs the
+    other task switched in after the setup and out again; the mails do not draw setup as
+    part of the race, and split, the race needs one switch fewer.  The rest of the task
+    stays in its place, or goes after the others (then they run before it under the default
+    policy: what a free departure would choose).  Shortest setup first; the same operations,
+    one task more, so the shrink keeps one only when it saves a task in flight or a switch."""
+    tasks = case.tasks
+    first = min((t.start for t in tasks), default=0)
+    name = _fresh_name(tasks)
+    out: list[Case] = []
+    longest = max((len(t.ops) for t in tasks), default=0)
+    for m in range(1, longest):
+        for i, t in enumerate(tasks):
+            if len(t.ops) <= m:
+                continue
+            setup = TaskSpec(name, t.ops[:m], first)
+            rest = attrs.evolve(t, ops=t.ops[m:])
+            others = [*tasks[:i], *tasks[i + 1 :]]
+            orders = [[*tasks[:i], rest, *tasks[i + 1 :]]]
+            if i < len(tasks) - 1:
+                orders.append([*others, rest])
+            for ts in orders:
+                out.append(attrs.evolve(case, tasks=(setup, *ts)))
+    return out
+
+
 def _smallest_call(op: str, mm: int, addr: int, config: KernelConfig) -> OpCall:
     """``op`` aimed at (``mm``, ``addr``) with every other argument at its smallest."""
     args = {}
