@@ -594,3 +594,20 @@ def test_fuzz_json_carries_the_pass_statistics() -> None:
     assert out["shrink"] == {"passes": [
         {"name": p.name, "tried": 3, "kept": 1, "runs": 7, "seconds": 0.123} for p in PASSES
     ]}
+
+
+def test_pairs_spends_at_most_its_runs_over_a_whole_shrink(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``pairs`` starts again whenever the world or the calls change; over a whole shrink its
+    searches together stop at PAIRS_RUNS runs (the passes after it get the rest)."""
+    import vmfuzz.shrink._passes as passes
+
+    monkeypatch.setattr(passes, "PAIRS_RUNS", 40)
+    case = load(DATA / "unuse_process_three_tasks_15_switches.json").case
+    s = Shrinking(_result(case, execute(case, Replay(case.schedule.decisions))), "use_after_free")
+    pairs = next(p for p in PASSES if p.name == "pairs")
+    assert pairs.applies(s)
+    budget = Budget(1000, time.process_time() + DEADLINE)
+    assert pairs.run(s, budget, PassStats(pairs.name)) is None
+    assert s.pairs_runs == budget.used == 40
+    s.pairs_done.clear()  # as if the calls had changed: still spent
+    assert not pairs.applies(s)

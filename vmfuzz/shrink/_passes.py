@@ -45,6 +45,7 @@ from vmfuzz.shrink._size import Prog, Size, adopted, failure_size, prog, size_of
 PER_CANDIDATE = 300  # delay-bounded search runs per program (fewer_switches, smaller_searched)
 SPLIT_PER_CANDIDATE = 24  # delay-bounded runs per split program and bound (split_setup)
 SPLIT_DEPARTURES = 2  # split_setup: departures searched at most (a free one and a switch)
+PAIRS_RUNS = 5000  # pairs: runs over a whole shrink, all its searches together
 SAMPLED_PER_CANDIDATE = 64  # sampled schedules per smaller program (sampled)
 VERIFY_RUNS = 3000  # minimal_preemptions: runs per bound, and its budget's runs
 VERIFY_SECONDS = 300.0  # minimal_preemptions: its budget's CPU-time safety net
@@ -120,13 +121,15 @@ class Shrinking:
     with as many: the bound never grows and the bar only rises).  ``dd_done``: the failure
     ddmin last ran on (it runs again only on one it has not seen).  ``pairs_done``: the
     two-operation searches so far (world, calls, departures): a program with fewer operations
-    has no pair one of them did not try.  ``minimal``: what ``minimal_preemptions`` found."""
+    has no pair one of them did not try; ``pairs_runs``: the runs they spent.  ``minimal``:
+    what ``minimal_preemptions`` found."""
 
     failure: Failure
     check: str
     searched: dict[Prog, int] = attrs.Factory(dict)
     dd_done: Size | None = None
     pairs_done: list[PairSig] = attrs.Factory(list)
+    pairs_runs: int = 0
     minimal: bool | None = None
     _round: _Round | None = None
 
@@ -209,7 +212,7 @@ def _pair_sig(s: Shrinking) -> PairSig:
 def _pairs_apply(s: Shrinking) -> bool:
     better = s.round.better
     world, calls, departures = _pair_sig(s)
-    return (better[0] > 2 or better[1] > 2) and not any(
+    return s.pairs_runs < PAIRS_RUNS and (better[0] > 2 or better[1] > 2) and not any(
         world == w and calls <= c and departures <= d for w, c, d in s.pairs_done
     )
 
@@ -220,8 +223,13 @@ def _pairs(s: Shrinking, budget: Budget, stats: PassStats) -> Found:
     with a variation with up to 1; among as many departures, those where the failure
     preempted first.  In vain, not again for a subset of these calls: a search cut short by
     its share would start again from its first pairs (and take a third of what is left each
-    round)."""
-    found = _pair(s, budget, stats)
+    round).  At most PAIRS_RUNS runs over the whole shrink: a failure with many switches
+    changes its world or calls often, and each change started a search of a third of what
+    was left, until the budget was gone before the passes after it had their turn."""
+    sub = Budget(min(budget.runs - budget.used, PAIRS_RUNS - s.pairs_runs), budget.deadline)
+    found = _pair(s, sub, stats)
+    budget.absorb(sub)
+    s.pairs_runs += sub.used
     if found is None:
         s.pairs_done.append(_pair_sig(s))
     return found
