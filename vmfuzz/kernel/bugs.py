@@ -122,13 +122,15 @@ CONSEQUENCES: dict[str, Consequence] = {
         "find_vma) storing the vma it found into mm->mmap_cache after the detach killed the "
         "cache: do_munmap frees it, and the next find_vma of the mm reads the freed vma",
         measured=(
-            "at 1000 examples 2 of 3 seeds (0-2) found it, neither at the mail's size; "
-            "each found program runs the munmapping task first, so the reader is switched "
-            "in and out: 2 switches, and none of those "
-            "programs shows it with 1 (vmfuzz verify --bound 1).  One switch needs the "
-            "reader to run first (corpus/mail/seed004_mmap_cache_holds_detached_vma.json: 1 "
-            "of 172 schedules with <= 1 preemption); the shrinker has no pass that reorders "
-            "tasks or starts one later")),
+            "at 1.5Msteps (the zoo's budget) 6 of 10 seeds (0-9) found it, 3 at the mail's "
+            "size (0, 3, 8: the reader runs first and is switched out once, at find_vma); 1, "
+            "2 and 6 shrink to 2 tasks / 2 switches: their munmap is the one inside an mmap "
+            "over a mapped range, whose own continuation reads the freed vma, and its "
+            "vma_adjust must run before the reader's find_vma and its detach after: two "
+            "switches whichever runs first (seed 1's program, vmfuzz verify --bound 1: clean "
+            "on all 22 schedules).  One switch needs a plain munmap and a later access, as in "
+            "the mail: two moves from those programs (a sibling, an operation more), which a "
+            "shrink of one smaller step at a time does not take")),
 }
 
 
