@@ -130,7 +130,8 @@ CONSEQUENCES: dict[str, Consequence] = {
             "switches whichever runs first (seed 1's program, vmfuzz verify --bound 1: clean "
             "on all 22 schedules).  One switch needs a plain munmap and a later access, as in "
             "the mail: two moves from those programs (a sibling, an operation more), which a "
-            "shrink of one smaller step at a time does not take")),
+            "shrink of one smaller step at a time does not take (measured before the "
+            "pool's window probes)")),
 }
 
 
