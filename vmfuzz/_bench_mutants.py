@@ -43,6 +43,10 @@ REPO_DIRS = {"vmfuzz": "vmfuzz", "vmfuzz.strategies": "strategies",
              "vmfuzz.invariants": "invariants"}
 REQUIRED_FIELDS = ("mimics", "subsystem", "concurrency-only")
 DEFAULT_BUDGET = "1.5Msteps"  # vmfuzz._budget.STANDARD_STEPS: a 60-second campaign's work
+# A campaign process is stopped at this much CPU (RLIMIT_CPU): a mutant can make a model step
+# that never returns (a retry loop that no longer makes progress, the kernel's soft lockup),
+# which no step budget sees.  A 1.5Msteps campaign takes 20-80 CPU-s, its shrink up to 15 min.
+CAMPAIGN_CPU_LIMIT = 1800
 
 
 class MutantError(ValueError):
@@ -178,13 +182,21 @@ def copy_env(copy: Path) -> dict[str, str]:
     return env
 
 
+def _cpu_limit() -> None:
+    """In the child: stop it (SIGXCPU) after CAMPAIGN_CPU_LIMIT seconds of CPU."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_CPU, (CAMPAIGN_CPU_LIMIT, CAMPAIGN_CPU_LIMIT + 10))
+
+
 def _run(cmd: list[str], copy: Path) -> tuple[int, str, str, float]:
     """Run ``cmd`` on the copy; its exit status, stdout, stderr and CPU seconds (user +
     system, of that process alone: campaigns may run side by side).  It runs in the copy's
     folder: ``python -m``/``-c`` put the current folder first on sys.path, and a checkout's
     own vmfuzz/ there would shadow the copy."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        p = subprocess.Popen(cmd, stdout=out, stderr=err, env=copy_env(copy), cwd=copy)
+        p = subprocess.Popen(cmd, stdout=out, stderr=err, env=copy_env(copy), cwd=copy,
+                             preexec_fn=_cpu_limit)
         _, status, usage = os.wait4(p.pid, 0)
         p.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
@@ -306,6 +318,11 @@ def campaign(copy: Path, seed: int, budget: list[str]) -> dict[str, Any]:
     rc, out, err, cpu = _run(cmd, copy)
     run: dict[str, Any] = {"seed": seed, "cpu_seconds": round(cpu, 2)}
     if rc not in (0, 1):
+        import signal
+
+        if rc in (-signal.SIGXCPU, -signal.SIGKILL) and cpu >= CAMPAIGN_CPU_LIMIT:
+            return {**run, "error": f"stopped at the CPU limit of {CAMPAIGN_CPU_LIMIT} s: "
+                    "a model step that never returns? (vmfuzz show the mutant's witness)"}
         tail = (err.strip().splitlines() or [f"exit status {rc}"])[-1]
         return {**run, "error": tail}
     try:
