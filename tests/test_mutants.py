@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import json
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +96,16 @@ def test_work_budgets_and_seed_lists() -> None:
         bm.parse_budget("lots")
     assert bm.parse_seeds("2") == [0, 1]
     assert bm.parse_seeds("3,5-6") == [3, 5, 6]
+
+
+def test_a_campaign_that_never_returns_is_stopped_at_the_cpu_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mutant can make one model step spin forever (no step budget sees it): the benchmark's
+    campaign process is stopped at CAMPAIGN_CPU_LIMIT seconds of CPU, and says so."""
+    import signal
+    import sys
+
+    monkeypatch.setattr(bm, "CAMPAIGN_CPU_LIMIT", 1)
+    rc, _, _, cpu = bm._run([sys.executable, "-c", "while True: pass"], tmp_path)
+    assert rc == -signal.SIGXCPU and cpu >= 0.5

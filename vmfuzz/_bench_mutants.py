@@ -320,7 +320,7 @@ def campaign(copy: Path, seed: int, budget: list[str]) -> dict[str, Any]:
     if rc not in (0, 1):
         import signal
 
-        if rc in (-signal.SIGXCPU, -signal.SIGKILL) and cpu >= CAMPAIGN_CPU_LIMIT:
+        if rc == -signal.SIGXCPU or (rc == -signal.SIGKILL and cpu >= CAMPAIGN_CPU_LIMIT):
             return {**run, "error": f"stopped at the CPU limit of {CAMPAIGN_CPU_LIMIT} s: "
                     "a model step that never returns? (vmfuzz show the mutant's witness)"}
         tail = (err.strip().splitlines() or [f"exit status {rc}"])[-1]
