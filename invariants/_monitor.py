@@ -30,7 +30,7 @@ from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
-from vmfuzz.invariants._registry import CHECKS, DEFER, RESCAN_GATED, Check, _Defer
+from vmfuzz.invariants._registry import CHECKS, DEFER, RESCAN_GATED, STEP_GUARD, Check, _Defer
 from vmfuzz.invariants._view import MAX_VMAS, freed, freed_desc
 
 from vmfuzz.kernel.mm_types import PG_swapcache
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from vmfuzz.kernel.mm_types import MmStruct
 
 SCOPES = ("page", "entry", "mm")
+_SCOPE_INDEX = {scope: i for i, scope in enumerate(SCOPES)}
 _EMPTY: frozenset[tuple[int, int]] = frozenset()
 
 
@@ -106,7 +107,7 @@ class _Plan:
     checks: tuple[Check, ...]
     names: frozenset[str]
     hooks: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]  # scope -> (name, hook)s
-    step_hooks: list[tuple[str, Any]]
+    step_hooks: list[tuple[str, Any, Any]]  # (name, hook, its step guard or None)
     rest_hooks: list[tuple[str, Any]]
     gated_fns: frozenset[Any]
     every_step: bool
@@ -137,7 +138,8 @@ def _plan(k: Kernel, names: Iterable[str] | None, full: bool) -> _Plan:
         checks,
         frozenset(c.name for c in checks),
         hooks,
-        [(c.name, c.each_step) for c in checks if c.each_step],
+        [(c.name, c.each_step, None if full else getattr(c.each_step, STEP_GUARD, None))
+         for c in checks if c.each_step],
         [(c.name, c.at_rest) for c in checks if c.at_rest],
         frozenset() if full else frozenset(
             c.mm for c in checks if c.mm is not None and getattr(c.mm, RESCAN_GATED, False)
@@ -177,8 +179,9 @@ class Monitor:
         # the model tracks (it may read what the dirty sets do not cover: locks, counters).
         self.every_step = plan.every_step
         self.view = CheckView(self)
-        # task id -> (scope, key)s it touched inside its current spinlock section (atomic()).
-        self.atomic_touch: dict[int, set[tuple[str, int]]] = {}
+        # task id -> the pfns, entries and mm ids (SCOPES order) it touched inside its current
+        # spinlock section (atomic()).
+        self.atomic_touch: dict[int, tuple[set[int], set[int], set[int]]] = {}
         # Shadows.
         self.claim_of: dict[int, int] = {}  # pfn -> entry its PG_swapcache/private claim
         self.claims: dict[int, set[int]] = {}  # entry -> pfns claiming it
@@ -255,9 +258,11 @@ class Monitor:
             return any(t.holds_spinlock() is not None for t in sched.live)
         if not self.atomic_touch:
             return False
-        sk = (scope, key)
+        i = _SCOPE_INDEX.get(scope)
+        if i is None:
+            return False
         return any(
-            sk in keys and sched.tasks[tid].holds_spinlock() is not None
+            key in keys[i] and sched.tasks[tid].holds_spinlock() is not None
             for tid, keys in self.atomic_touch.items()
         )
 
@@ -320,7 +325,14 @@ class Monitor:
         self.steps += 1
         pages, entries, mms = self._prepare()
         try:
-            for _name, fn in self.step_hooks:
+            last_guard: Any = None
+            active = True
+            for _name, fn, guard in self.step_hooks:
+                if guard is not None:
+                    if guard is not last_guard:
+                        last_guard, active = guard, guard(self)
+                    if not active:
+                        continue
                 r = fn(self)
                 if r is not None and not isinstance(r, _Defer):  # (DEFER: _Defer's one instance)
                     raise r
@@ -387,53 +399,71 @@ class Monitor:
 
     def _prepare(self) -> tuple[set[int], set[int], set[int]]:
         """Refresh the shadows for the touched objects; returns the (pages, entries, mms)
-        to check (the touched ones and those whose swap-cache claims or slots moved)."""
+        to check (the touched ones and those whose swap-cache claims or slots moved).
+
+        The kernel's dirty sets are returned as they are unless something must be added to
+        them (then a copy): the hooks only read them, and ``_finish`` empties the kernel's."""
         k = self.k
-        pages = set(k.dirty_pfns)
-        entries = set(k.dirty_entries)
-        mms = set(k.dirty_mms)
+        pages = k.dirty_pfns
+        entries = k.dirty_entries
+        mms = k.dirty_mms
         if pages:
             nr_frames = len(k.pages)
-            for pfn in sorted(pages):
-                if not 0 <= pfn < nr_frames:
-                    raise Violation(
-                        "bad_page",
-                        f"a pte or a touch names pfn {pfn}, outside mem_map [0, {nr_frames})",
-                        pfn=pfn,
-                    )
+            if min(pages) < 0 or max(pages) >= nr_frames:
+                for pfn in sorted(pages):
+                    if not 0 <= pfn < nr_frames:
+                        raise Violation(
+                            "bad_page",
+                            f"a pte or a touch names pfn {pfn}, outside mem_map [0, {nr_frames})",
+                            pfn=pfn,
+                        )
             kpages = k.pages
             claim_of = self.claim_of
             cache_of = self.cache_of
+            copied = False
             for pfn in pages:
                 page = kpages[pfn]
                 new = page.private if PG_swapcache in page.flags else None
                 old = claim_of.get(pfn)
                 if old != new:
                     self._claim(pfn)
-                    entries.update(e for e in (old, new) if e is not None)
+                    if not copied:
+                        entries, copied = set(entries), True
+                    if old is not None:
+                        entries.add(old)
+                    if new is not None:
+                        entries.add(new)
                 slots = cache_of.get(pfn)
                 if slots:
+                    if not copied:
+                        entries, copied = set(entries), True
                     entries.update(slots)
-        self.new_swap_ptes = {}
+        if self.new_swap_ptes:
+            self.new_swap_ptes = {}
         if entries:
             nr_swap = len(k.swap.swap_map)
-            for e in sorted(entries):
-                if not isinstance(e, int) or not 0 <= e < nr_swap:
-                    raise Violation(
-                        "swap_map_counts",
-                        f"swap entry {e} is outside the swap device [0, {nr_swap})",
-                        entry=e,
-                    )
+            for e in entries:
+                if type(e) is not int or not 0 <= e < nr_swap:
+                    for e in sorted(entries):
+                        if not isinstance(e, int) or not 0 <= e < nr_swap:
+                            raise Violation(
+                                "swap_map_counts",
+                                f"swap entry {e} is outside the swap device [0, {nr_swap})",
+                                entry=e,
+                            )
+                    break
             cache = k.swap.cache
             cache_pfn = self.cache_pfn
             swap_ptes = k.swap_ptes
             swap_pos = self.swap_pos
-            for e in sorted(entries):
+            for e in sorted(entries) if len(entries) > 1 else entries:
                 cached = cache.get(e)
                 new_pfn = None if cached is None else cached.pfn
                 old_pfn = cache_pfn.get(e)
                 if old_pfn != new_pfn:
                     self._cache_slot(e)
+                    if pages is k.dirty_pfns:
+                        pages = set(pages)
                     if old_pfn is not None:
                         pages.add(old_pfn)
                     if new_pfn is not None:
@@ -448,9 +478,8 @@ class Monitor:
                         swap_pos[e] = frozenset(cur)
                 elif prev:
                     del swap_pos[e]
-        changed: set[int] = set()
-        self.layout_changed = changed
         if mms:
+            changed: set[int] = set()
             sigs = self.sigs
             kmms = k.mms
             for mm_id in mms:
@@ -461,22 +490,32 @@ class Monitor:
                 if sig != sigs.get(mm_id):
                     sigs[mm_id] = sig
                     changed.add(mm_id)
+            self.layout_changed = changed
+        elif self.layout_changed:
+            self.layout_changed = set()
+        call_returns = k.call_returns
+        atomic_touch = self.atomic_touch
+        if call_returns and atomic_touch:  # an excuse never outlives the call that made it
+            for tid in call_returns:
+                atomic_touch.pop(tid, None)
         cur_task = k.sched.current
-        if k.call_returns:  # an excuse never outlives the call that made it
-            for tid in k.call_returns:
-                self.atomic_touch.pop(tid, None)
         if cur_task is not None and cur_task.holds_spinlock() is not None and not (
-                k.call_returns and cur_task.tid in k.call_returns):
-            touched = self.atomic_touch.setdefault(cur_task.tid, set())
-            for scope, ks in (("page", pages), ("entry", entries), ("mm", mms)):
-                touched.update((scope, key) for key in ks)
+                call_returns and cur_task.tid in call_returns):
+            touched = atomic_touch.get(cur_task.tid)
+            if touched is None:
+                touched = atomic_touch[cur_task.tid] = (set(), set(), set())
+            touched[0].update(pages)
+            touched[1].update(entries)
+            touched[2].update(mms)
         return pages, entries, mms
 
     def _finish(self) -> None:
         k = self.k
         if self.has_pending:
             self.has_pending = any(self.pending.values())
-        k.clear_dirty()
+        k.dirty_pfns.clear()
+        k.dirty_mms.clear()
+        k.dirty_entries.clear()
         k.calls_new = False
         if k.call_returns:
             k.call_returns.clear()
@@ -498,7 +537,7 @@ class Monitor:
             "entry": range(len(k.swap.swap_map)),
             "mm": sorted(k.mms),
         }
-        for _name, fn in self.step_hooks:
+        for _name, fn, _guard in self.step_hooks:
             r = fn(self)
             if r is not None and not isinstance(r, _Defer):
                 raise r

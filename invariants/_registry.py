@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import attrs
 
@@ -118,6 +118,22 @@ class Check:
 CHECKS: dict[str, Check] = {}
 
 RESCAN_GATED = "rescan_gated"
+
+
+STEP_GUARD = "step_guard"
+_F = TypeVar("_F", bound=Callable[..., object])
+
+
+def step_guard(guard: Callable[[Monitor], bool]) -> Callable[[_F], _F]:
+    """Mark an ``each_step`` hook that answers None whenever ``guard(m)`` is False: the monitor
+    then calls it only after a step where the guard holds (hooks sharing one guard, one call
+    of it per step)."""
+
+    def mark(fn: _F) -> _F:
+        setattr(fn, STEP_GUARD, guard)
+        return fn
+
+    return mark
 
 
 def rescan_gated(fn: KeyHook) -> KeyHook:

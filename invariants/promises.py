@@ -37,7 +37,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import attrs
-from vmfuzz.invariants._registry import register
+from vmfuzz.invariants._registry import register, step_guard
 
 from vmfuzz.kernel.mm_types import MigrationPte, PresentPte
 from vmfuzz.violation import Violation
@@ -342,7 +342,21 @@ def _swap_entry(m: Monitor, e: int) -> Violation | None:
     )
 
 
+def _active(m: Monitor) -> bool:
+    """Whether ``_step`` may find a broken promise this step: a call began or returned since
+    it last read them, or the step touched an mm with watched addresses."""
+    k = m.k
+    calls = k.calls
+    spec: Spec | None = getattr(m, "promise_spec", None)
+    if spec is None:
+        return bool(calls)
+    if calls is not None and spec.seen < len(calls):
+        return True
+    return bool(spec.watched) and not k.dirty_mms.isdisjoint(spec.watched)
+
+
 def _hook(name: str) -> Callable[[Monitor], Violation | None]:
+    @step_guard(_active)
     def each_step(m: Monitor) -> Violation | None:
         for v in _step(m):
             if v.check == name:
