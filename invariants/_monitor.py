@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 from vmfuzz.invariants._registry import CHECKS, DEFER, RESCAN_GATED, STEP_GUARD, Check, _Defer
-from vmfuzz.invariants._view import MAX_VMAS, freed, freed_desc
+from vmfuzz.invariants._view import _FREED, MAX_VMAS, freed_desc
 
 from vmfuzz.kernel.mm_types import PG_swapcache
 from vmfuzz.violation import Violation
@@ -307,8 +307,10 @@ class Monitor:
         return self.k.expected_unsettled
 
     # ------------------------------------------------------------------ running
-    def step(self) -> None:
-        """Run every enabled check on what the last step touched; raise the first violation."""
+    def step(self, _sched: object = None) -> None:
+        """Run every enabled check on what the last step touched; raise the first violation.
+
+        Also the scheduler's checker (``sched.checkers`` entry, given the scheduler)."""
         k = self.k
         if not (
             self.every_step
@@ -393,9 +395,7 @@ class Monitor:
                 else:
                     raise r
 
-    def on_step(self, _sched: object) -> None:
-        """The scheduler checker (``sched.checkers`` entry)."""
-        self.step()
+    on_step = step  # the scheduler checker (``sched.checkers`` entry)
 
     def _prepare(self) -> tuple[set[int], set[int], set[int]]:
         """Refresh the shadows for the touched objects; returns the (pages, entries, mms)
@@ -556,18 +556,19 @@ def layout_signature(k: Kernel, mm: MmStruct) -> tuple[Any, ...]:
     out: list[Any] = [mm.map_count, mm.dead, mm.users > 0, mm.id in k.expected_unsettled]
     vma = mm.mmap
     n = 0
+    freed_types = _FREED  # freed(x) is ``type(x) in _FREED``, inlined: this runs every step
     while vma is not None and n < MAX_VMAS:
-        if freed(vma):
+        if type(vma) in freed_types:
             out.append(("freed", freed_desc(vma)))
             break
         chain: list[tuple[object, object]] = []
         for avc in vma.anon_vma_chain:
             av = avc.anon_vma
-            if freed(av):
+            if type(av) in freed_types:
                 chain.append(("freed", freed_desc(av)))
             else:
                 root = av.root
-                chain.append((av.id, -1 if freed(root) else root.id))
+                chain.append((av.id, -1 if type(root) in freed_types else root.id))
         anon = vma.anon_vma
         out.append(
             (
@@ -577,7 +578,7 @@ def layout_signature(k: Kernel, mm: MmStruct) -> tuple[Any, ...]:
                 vma.vm_end,
                 vma.vm_pgoff,
                 vma.vm_flags,
-                None if anon is None else (-1 if freed(anon) else anon.id),
+                None if anon is None else (-1 if type(anon) in freed_types else anon.id),
                 tuple(chain),
             )
         )

@@ -91,8 +91,14 @@ def page_desc(page: Page) -> str:
 
 def pte_users(k: Kernel, pfn: int) -> list[tuple[int, int, str]]:
     """Every (mm id, addr, kind) whose pte maps ``pfn``: kind is "present" or "migration"."""
-    out = [(mm, addr, "present") for mm, addr in k.present_ptes.get(pfn, ())]
-    out += [(mm, addr, "migration") for mm, addr in k.migration_ptes.get(pfn, ())]
+    present = k.present_ptes.get(pfn)
+    migration = k.migration_ptes.get(pfn)
+    if not migration:
+        if not present:
+            return []
+        return [(mm, addr, "present") for mm, addr in sorted(present)]
+    out = [(mm, addr, "present") for mm, addr in present or ()]
+    out += [(mm, addr, "migration") for mm, addr in migration]
     out.sort()
     return out
 

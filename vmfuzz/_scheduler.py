@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import sys
 from collections.abc import Callable, Generator, Iterable, Sequence
+from types import CodeType
 from typing import Any, Protocol
 
 import attrs
@@ -38,14 +39,25 @@ def kernel_function(depth: int) -> str:
     there that is not a helper (``__add_to_swap_cache`` is a kernel name).  A helper called
     from another module (an operation's own body) keeps its name."""
     f = sys._getframe(depth + 1)
-    while _helper(f.f_code.co_name) and f.f_back is not None \
-            and f.f_back.f_globals is f.f_globals:
-        f = f.f_back
-    return f.f_code.co_name
+    helper = _HELPER_CODE
+    while True:
+        code = f.f_code
+        h = helper.get(code)
+        if h is None:
+            h = helper[code] = _helper(code.co_name)
+        back = f.f_back
+        if not h or back is None or back.f_globals is not f.f_globals:
+            return code.co_name
+        f = back
 
 
 def _helper(name: str) -> bool:
     return name.startswith("_") and not name.startswith("__")
+
+
+# code object -> whether its function is a Python helper (``_helper`` of its name), so that a
+# label's frame walk reads one dict per frame.
+_HELPER_CODE: dict[CodeType, bool] = {}
 
 
 class StepBudgetExceeded(Exception):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pickle
 import sys
 from collections.abc import Callable, Collection, Iterable
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any
 
 from vmfuzz._locks import Spinlock
@@ -247,12 +247,22 @@ class Kernel:
         function: (the innermost generator, a path that may sleep; the function that called
         the hook, maybe a plain helper of it), each a kernel function: the model's own Python
         helpers (``_name``; ``__name`` is the kernel's) are skipped; ``where_text`` words it."""
+        kinds = _CODE_KIND
         f: FrameType | None = sys._getframe(2)
-        while f is not None and _python_helper(f.f_code.co_name):
+        while f is not None:
+            what = kinds.get(f.f_code)
+            if what is None:
+                what = _code_kind(f.f_code)
+            if what != _HELPER:
+                break
             f = f.f_back
         helper = f.f_code.co_name if f is not None else "-"
-        while f is not None and (not f.f_code.co_flags & _CO_GENERATOR
-                                 or _python_helper(f.f_code.co_name)):
+        while f is not None:
+            what = kinds.get(f.f_code)
+            if what is None:
+                what = _code_kind(f.f_code)
+            if what == _PATH:
+                break
             f = f.f_back
         cur = self.sched.current
         self.history.append((
@@ -452,6 +462,22 @@ WRITE = "write"  # (mm id, addr); (token, pfn)
 Event = tuple[int, str, tuple[str, str], str, Any, Any]
 BOOT_STEP = -1  # the step of an event of the world's building
 _CO_GENERATOR = 0x20  # inspect.CO_GENERATOR
+
+
+# What a frame's function is to ``note``'s walk, cached per code object (one dict read a frame).
+_HELPER, _PATH, _OTHER = 0, 1, 2  # a Python helper; a kernel generator (a path); anything else
+_CODE_KIND: dict[CodeType, int] = {}
+
+
+def _code_kind(code: CodeType) -> int:
+    if _python_helper(code.co_name):
+        kind = _HELPER
+    elif code.co_flags & _CO_GENERATOR:
+        kind = _PATH
+    else:
+        kind = _OTHER
+    _CODE_KIND[code] = kind
+    return kind
 
 
 def _python_helper(name: str) -> bool:
