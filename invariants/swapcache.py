@@ -66,7 +66,10 @@ def _cache_page(m: Monitor, pfn: int) -> Violation | _Defer | None:
             pfn=pfn,
             entry=e,
         )
-    slots = sorted(e for e in m.cache_of.get(pfn, ()) if cache.get(e) is page)
+    held = m.cache_of.get(pfn)
+    if not held:
+        return None
+    slots = sorted(e for e in held if cache.get(e) is page)
     if not slots:
         return None
     if _excused(m, slots[0], (pfn,)):
