@@ -196,9 +196,9 @@ def verify(
 
 
 def case_bound(cc: Any) -> int:
-    """The bound a case is verified at by default: ``DEFAULT_BOUND``, or the preemptions of
-    the case's own recorded schedule when it has more (a lock-step livelock needs a switch at
-    every step of its round: no schedule with two preemptions can show it)."""
+    """``DEFAULT_BOUND``, or the preemptions of the case's own recorded schedule when it has
+    more: the bound ``vmfuzz verify`` tries next for a bug that no schedule with two
+    preemptions shows (a lock-step livelock needs a switch at every step of its round)."""
     from vmfuzz.shrink._schedules import to_preemptions
 
     if cc.explicit is None and cc.case.schedule.kind == "decisions":
