@@ -42,9 +42,10 @@ def kernel_function(depth: int) -> str:
     helper = _HELPER_CODE
     while True:
         code = f.f_code
-        h = helper.get(code)
+        h = helper.get(id(code))
         if h is None:
-            h = helper[code] = _helper(code.co_name)
+            h = helper[id(code)] = _helper(code.co_name)
+            _CODES.append(code)
         back = f.f_back
         if not h or back is None or back.f_globals is not f.f_globals:
             return code.co_name
@@ -55,9 +56,11 @@ def _helper(name: str) -> bool:
     return name.startswith("_") and not name.startswith("__")
 
 
-# code object -> whether its function is a Python helper (``_helper`` of its name), so that a
-# label's frame walk reads one dict per frame.
-_HELPER_CODE: dict[CodeType, bool] = {}
+# id of a code object -> whether its function is a Python helper (``_helper`` of its name), so
+# that a label's frame walk reads one dict per frame (keyed by id: a code object's own hash
+# reads its whole contents; the code objects are kept in _CODES, so an id is never reused).
+_HELPER_CODE: dict[int, bool] = {}
+_CODES: list[CodeType] = []
 
 
 class StepBudgetExceeded(Exception):

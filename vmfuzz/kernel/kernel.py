@@ -250,7 +250,7 @@ class Kernel:
         kinds = _CODE_KIND
         f: FrameType | None = sys._getframe(2)
         while f is not None:
-            what = kinds.get(f.f_code)
+            what = kinds.get(id(f.f_code))
             if what is None:
                 what = _code_kind(f.f_code)
             if what != _HELPER:
@@ -258,7 +258,7 @@ class Kernel:
             f = f.f_back
         helper = f.f_code.co_name if f is not None else "-"
         while f is not None:
-            what = kinds.get(f.f_code)
+            what = kinds.get(id(f.f_code))
             if what is None:
                 what = _code_kind(f.f_code)
             if what == _PATH:
@@ -464,9 +464,12 @@ BOOT_STEP = -1  # the step of an event of the world's building
 _CO_GENERATOR = 0x20  # inspect.CO_GENERATOR
 
 
-# What a frame's function is to ``note``'s walk, cached per code object (one dict read a frame).
+# What a frame's function is to ``note``'s walk, cached per code object (one dict read a frame),
+# keyed by id (a code object's own hash reads its whole contents); the code objects are kept in
+# _CODES, so an id is never reused by another while it is a key.
 _HELPER, _PATH, _OTHER = 0, 1, 2  # a Python helper; a kernel generator (a path); anything else
-_CODE_KIND: dict[CodeType, int] = {}
+_CODE_KIND: dict[int, int] = {}
+_CODES: list[CodeType] = []
 
 
 def _code_kind(code: CodeType) -> int:
@@ -476,7 +479,8 @@ def _code_kind(code: CodeType) -> int:
         kind = _PATH
     else:
         kind = _OTHER
-    _CODE_KIND[code] = kind
+    _CODES.append(code)
+    _CODE_KIND[id(code)] = kind
     return kind
 
 
