@@ -82,6 +82,10 @@ _HALF_UPDATED_VMA = (
     "(one task, no context switch); the mail's outcome is remove_migration_ptes missing the "
     "pte and leaving a migration pte after the page is unlocked"
 )
+ZOO_BUDGET_SEEDS = (
+    "vmfuzz zoo --consequence-only at the zoo's budget (1.5Msteps; measured before the pool's "
+    "window probes), seeds 0-6: "
+)
 # Per bug: the consequence its seed mail (or fixing commit) describes; a bug left out is
 # required to show its registered ``invariant`` with nothing turned off (the check *is* the
 # outcome: a use after free, two cached pages for one entry, a livelock ...).
@@ -89,32 +93,40 @@ CONSEQUENCES: dict[str, Consequence] = {
     "vma_adjust_no_anon_vma_lock": Consequence(
         "migration_pte_page_locked", ("rmap_reachable",), _HALF_UPDATED_VMA,
         measured=_RARE_MIGRATION_WINDOW.format(child="", verify="2 of 150", pct3=7, walk=58)
-        + "0 of 5 seeds (seed 2 found it but shrank it only to 2 tasks / 13 switches)"),
+        + "0 of 5 seeds (seed 2 found it but shrank it only to 2 tasks / 13 switches); "
+        + ZOO_BUDGET_SEEDS + "none found"),
     "anon_vma_lock_not_root": Consequence(
         "migration_pte_page_locked", ("rmap_reachable",), _HALF_UPDATED_VMA,
         measured=_RARE_MIGRATION_WINDOW.format(child=" (the forked child's)",
                                                verify="2 of 111", pct3=3, walk=94)
-        + "0 of 6 seeds"),
+        + "0 of 6 seeds; " + ZOO_BUDGET_SEEDS + "none found"),
     "swapout_holds_vmlist_lock": Consequence(
         "deadlock", ("lock_order_inversion",),
         "lockdep reports the ABBA as soon as both orders have been taken, by one task after "
         "the other; the mail's outcome is the hang itself, both tasks blocked",
         measured=(
-            "at 1000 examples, seeds 0-5 all found the hang at 2 tasks / 1 switch; after the "
-            "find_vma:mmap_cache point seed 0 again, seed 1 found it but its shrink, cut by a "
-            "wall-clock safety net at a load of 20, stopped at 4 tasks / 45 switches")),
+            ZOO_BUDGET_SEEDS + "all 7 found the hang (after 2,671 to 436,542 steps), each "
+            "shrunk to the mail's 2 tasks / 1 switch")),
     "vm_swap_full_delete_race": Consequence(
         "data_integrity", ("rmap_reachable", "swap_map_counts"),
         _STALE_PAGE + "; swap_map_counts sees the reused entry's count first",
         measured=(
             "the committed case with both checks off loses the write on 36 of 412 schedules "
-            "(vmfuzz verify); one campaign ran (seed 0, 1000 examples) and stopped at "
-            "swap_free's 'Unused swap offset entry', then raised whatever the choice (swap_free "
-            "now goes on, as the kernel's printk did); the column is not measured since")),
+            "(vmfuzz verify); " + ZOO_BUDGET_SEEDS + "found at 3 (seeds 1, 4, 6), 2 of them "
+            "at the mail's size (seed 1's shrink stopped at 2 tasks / 2 switches): the lost "
+            "write shows only when a later load reads the page the reused entry brought back")),
     "swapin_no_swapcache_recheck": Consequence(
-        "data_integrity", ("rmap_reachable",), _STALE_PAGE),
+        "data_integrity", ("rmap_reachable",), _STALE_PAGE,
+        measured=(
+            ZOO_BUDGET_SEEDS + "none found; the bug is outside the zoo's bar in its default "
+            "column too (its shortest forms need three operations in a forked, swapped world "
+            "and the COW copy getting back the entry the child's exit freed)")),
     "swapin_skip_swapcache_race": Consequence(
-        "data_integrity", ("rmap_reachable",), _STALE_PAGE),
+        "data_integrity", ("rmap_reachable",), _STALE_PAGE,
+        measured=(
+            ZOO_BUDGET_SEEDS + "found at 2 (seeds 0, 1), 1 at the mail's size (seed 0's "
+            "shrink stopped at 3 tasks / 1 switch): with rmap_reachable off the failure needs "
+            "a load of the page after the stale map, in the same program")),
     "detach_vmas_outside_ptl": Consequence(
         "use_after_free", ("lock_not_held",),
         "lock_not_held fires at the first detach outside page_table_lock (one task); the "
