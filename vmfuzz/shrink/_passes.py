@@ -358,18 +358,28 @@ def _split_setup(s: Shrinking, budget: Budget, stats: PassStats) -> Found:
     preempted, one departure more at a time up to its count or SPLIT_DEPARTURES (a setup
     split off a mail-sized race leaves one switch and at most one free departure: which
     task runs after the setup)."""
+    return _fewer_in_flight(s, split_programs(s.failure.case),
+                            min(s.failure.preemptions, SPLIT_DEPARTURES), SPLIT_PER_CANDIDATE,
+                            budget, stats)
+
+
+def _fewer_in_flight(s: Shrinking, candidates: list[Case], max_departures: int,
+                     per_candidate: int, budget: Budget, stats: PassStats) -> Found:
+    """The first of ``candidates`` that fails with fewer tasks in flight or fewer switches:
+    each under the default policy first, then with free departures and switches where the
+    failure preempted, one departure more at a time up to ``max_departures`` (at most
+    ``per_candidate`` runs each)."""
     better = s.round.better
     prefer = s.round.labels
     cap = better[:2]
-    candidates = split_programs(s.failure.case)
-    for departures in range(min(s.failure.preemptions, SPLIT_DEPARTURES) + 1):
+    for departures in range(max_departures + 1):
         for c in candidates:
             if budget.spent:
                 return None
             used = budget.used
             run = reproduce(
                 c, s.check, better, departures, budget, prefer=prefer,
-                only_preferred=departures > 0, limit=SPLIT_PER_CANDIDATE if departures else 1,
+                only_preferred=departures > 0, limit=per_candidate if departures else 1,
             )
             stats.tried += budget.used > used
             if run is not None and size_of(c, run)[:2] < cap:
@@ -386,22 +396,10 @@ def _grown(s: Shrinking, budget: Budget, stats: PassStats) -> Found:
     in flight or fewer switches: under the default policy first, then with one switch where
     the failure preempted, and so on up to its count; the few near ones through every bound
     first."""
-    better = s.round.better
-    prefer = s.round.labels
-    cap = better[:2]
     for group in grown_programs(s.failure.case):
-        for departures in range(s.failure.preemptions + 1):
-            for c in group:
-                if budget.spent:
-                    return None
-                used = budget.used
-                run = reproduce(
-                    c, s.check, better, departures, budget, prefer=prefer,
-                    only_preferred=departures > 0, limit=24 if departures else 1,
-                )
-                stats.tried += budget.used > used
-                if run is not None and size_of(c, run)[:2] < cap:
-                    return c, run
+        found = _fewer_in_flight(s, group, s.failure.preemptions, 24, budget, stats)
+        if found is not None or budget.spent:
+            return found
     return None
 
 
