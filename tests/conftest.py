@@ -27,10 +27,12 @@ Fixtures:
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -45,11 +47,39 @@ ROOT = Path(__file__).resolve().parent.parent
 
 Completed = subprocess.CompletedProcess
 
+#: errors of the spawn itself (fork or exec of this interpreter), not of the run: seen once on a
+#: loaded CI machine as EFAULT from execve in the child.  A spawn is tried three times.
+_SPAWN_RETRY = (errno.EFAULT, errno.EAGAIN, errno.ENOMEM)
+
+
+def _spawn(argv: list[str], **kw: Any) -> subprocess.Popen[str]:
+    """:class:`subprocess.Popen` tried again (three times in all) when the spawn itself fails
+    with a transient error of the machine; any other error, or the third, is raised."""
+    for attempt in range(3):
+        try:
+            return subprocess.Popen(argv, **kw)
+        except OSError as e:
+            if e.errno not in _SPAWN_RETRY or attempt == 2:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
 
 def vmfuzz_cli(*args: str, timeout: float = 300, **kw: Any) -> Completed[str]:
-    """``python -m vmfuzz ARGS`` in a fresh process; ``kw`` goes to :func:`subprocess.run`."""
-    return subprocess.run([sys.executable, "-m", "vmfuzz", *args], capture_output=True,
-                          text=True, timeout=timeout, **kw)
+    """``python -m vmfuzz ARGS`` in a fresh process, as :func:`subprocess.run` with output
+    captured as text; ``kw`` (``env``, ``cwd``, ``input`` ...) goes to the process."""
+    data = kw.pop("input", None)
+    if data is not None:
+        kw["stdin"] = subprocess.PIPE
+    with _spawn([sys.executable, "-m", "vmfuzz", *args], stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True, **kw) as proc:
+        try:
+            out, err = proc.communicate(data, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 @pytest.fixture(name="vmfuzz_cli", scope="session")
@@ -115,8 +145,7 @@ class Ahead:
             if (args, nice) in self._lost:  # lost its race before it started
                 self._lost.discard((args, nice))
                 return subprocess.CompletedProcess(argv, -9, "", "")
-            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    text=True)
+            proc = _spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             self._procs[args, nice] = proc
         if nice and hasattr(os, "setpriority"):  # (no preexec_fn: this is a threaded parent)
             with contextlib.suppress(OSError):  # it may have exited already
