@@ -2,9 +2,9 @@
 
 The choice is part of the kernel config (``KernelConfig.checks`` / ``no_checks``), so a case
 saved from such a run records it and replays under the same checks.  A check turned off is
-not run by the monitor and not raised by the engine.  Two engine checks always stay on:
-``deadlock`` and ``livelock`` end a run whose tasks can no longer make progress, and without
-them such a run would never end.  The model's own BUG_ONs at a faulting access (touching a
+not run by the monitor and not raised by the engine.  Three engine checks always stay on:
+``deadlock``, ``livelock`` and ``soft_lockup`` end a run whose tasks can no longer make
+progress, and without them such a run would never end.  The model's own BUG_ONs at a faulting access (touching a
 poisoned vma: ``use_after_free``; freeing a busy page: ``bad_page``) stop the run where the
 kernel would crash whatever is chosen: turning such a check off turns off its per-step scan.
 """
@@ -18,7 +18,7 @@ from vmfuzz.invariants._registry import CHECKS
 
 from vmfuzz.kernel.config import KernelConfig
 
-ALWAYS_ON = ("deadlock", "livelock")
+ALWAYS_ON = ("deadlock", "livelock", "soft_lockup")
 
 
 def choice_error(only: Iterable[str] | None, off: Iterable[str]) -> str | None:

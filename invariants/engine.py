@@ -53,6 +53,12 @@ register(
     "kernel/lockdep.c debug_check_no_locks_held(): 'lock held when returning to user space'",
 )
 register(
+    "soft_lockup",
+    FAMILY,
+    "every step reaches a scheduling point: no loop spins inside one step (CPU-time watchdog)",
+    "the soft-lockup watchdog (kernel/watchdog.c): 'BUG: soft lockup - CPU#N stuck for 22s!'",
+)
+register(
     "livelock",
     FAMILY,
     "step budget without progress: two or more tasks may not all spin in retry loops forever",

@@ -11,13 +11,14 @@ real lock state.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 
 import attrs
 import pytest
 from vmfuzz.invariants import CHECKS, Monitor, check_all, install, names
 
-from vmfuzz import LockDep, Mutex, Scheduler, Spinlock, Violation
+from vmfuzz import LockDep, Mutex, Scheduler, Spinlock, Violation, _watchdog
 from vmfuzz.cli import main
 from vmfuzz.kernel import Kernel, KernelConfig
 from vmfuzz.kernel.mm_types import (
@@ -927,7 +928,7 @@ def _prog(sched: Scheduler, *steps: object) -> Iterator[object]:
             yield s
 
 
-def test_engine_checks_raise_their_registered_names() -> None:
+def test_engine_checks_raise_their_registered_names(monkeypatch: pytest.MonkeyPatch) -> None:
     seen = set()
     # sleep_in_atomic
     s = Scheduler()
@@ -976,6 +977,19 @@ def test_engine_checks_raise_their_registered_names() -> None:
                 yield s.retry("retry:top")
 
         s.spawn(spin())
+    seen.add(s.run_to_outcome().check)
+    # soft_lockup: a step whose loop never reaches a scheduling point
+    monkeypatch.setattr(_watchdog, "SOFT_LOCKUP_CPU", 0.2)
+    monkeypatch.setattr(_watchdog, "SOFT_LOCKUP_CPU_AGAIN", 0.2)
+    s = Scheduler()
+
+    def stuck(s: Scheduler = s) -> Iterator[object]:
+        yield s.retry("stuck:top")
+        t0 = time.process_time()
+        while time.process_time() - t0 < 20:
+            pass
+
+    s.spawn(stuck())
     seen.add(s.run_to_outcome().check)
     engine = set(names("engine"))
     assert seen == engine, (seen, engine)

@@ -7,8 +7,8 @@ import argparse
 from vmfuzz.kernel.config import KernelConfig
 
 HELP_CHECK = (
-    "run only this check (repeatable; 'vmfuzz invariants' lists them; deadlock and livelock "
-    "always run); a case saved from the run records the choice and replays under it"
+    "run only this check (repeatable; 'vmfuzz invariants' lists them; deadlock, livelock "
+    "and soft_lockup always run); a case saved from the run records the choice and replays under it"
 )
 HELP_NO_CHECK = (
     "turn this check off (repeatable), e.g. --no-check rmap_reachable to see what a race "

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import attrs
 
 from vmfuzz._locks import READ, WRITE, BigKernelLock, Lock, RWSemaphore, Spinlock
+from vmfuzz._watchdog import SoftLockup, watch
 from vmfuzz.lockdep import LockDep
 from vmfuzz.violation import Violation
 
@@ -236,6 +237,9 @@ class Scheduler:
         self.collided: tuple[str, ...] = ()  # the first round's task, then the holders it met
         self.bkl = BigKernelLock()
         self._events: list[str] = []
+        self.sends = 0  # steps begun: the soft-lockup watchdog's view (vmfuzz._watchdog)
+        self.in_send = False
+        watch(self)
         # Livelock as a cycle: the shared state's version (the kernel bumps it on every write;
         # None = unknown, then only the retry count decides) and, per task, the state seen at
         # its last retry (see _check_cycle).
@@ -411,17 +415,29 @@ class Scheduler:
             self.switches += 1 if cur is not None else 0
         self.current = task
         self._events.clear()
+        self.sends += 1
+        self.in_send = True
         try:
             if task.blocked is not None:
                 self._wake(task)
             req = task.gen.send(None)
+            self.in_send = False
             self._handle(task, req)
         except StopIteration as stop:
+            self.in_send = False
             task.result = stop.value
             self._exit(task)
         except Violation as v:
+            self.in_send = False
             self._record(task)
             raise self._annotate(v, task) from None
+        except SoftLockup:
+            self.in_send = False
+            self._record(task)
+            raise self._annotate(self._soft_lockup(task), task) from None
+        except BaseException:
+            self.in_send = False
+            raise
         self._record(task)
         try:
             for check in self.checkers:
@@ -605,6 +621,14 @@ class Scheduler:
             names.append(f"{t.name} (waits for {what} at {t.label})")
         names.append(start.name)
         return names
+
+    def _soft_lockup(self, task: Task) -> Violation:
+        return Violation(
+            "soft_lockup",
+            f"{task.name} spun in one step past the watchdog's threshold without reaching a "
+            f"scheduling point (a loop that never yields), from {task.label}",
+            task=task.name,
+        )
 
     def _deadlock_all(self) -> Violation:
         lines = []
