@@ -4,9 +4,10 @@ The choice is part of the kernel config (``KernelConfig.checks`` / ``no_checks``
 saved from such a run records it and replays under the same checks.  A check turned off is
 not run by the monitor and not raised by the engine.  Three engine checks always stay on:
 ``deadlock``, ``livelock`` and ``soft_lockup`` end a run whose tasks can no longer make
-progress, and without them such a run would never end.  The model's own BUG_ONs at a faulting access (touching a
-poisoned vma: ``use_after_free``; freeing a busy page: ``bad_page``) stop the run where the
-kernel would crash whatever is chosen: turning such a check off turns off its per-step scan.
+progress, and without them such a run would never end.  The model's own BUG_ONs at a
+faulting access (touching a poisoned vma: ``use_after_free``; freeing a busy page:
+``bad_page``) stop the run where the kernel would crash whatever is chosen: turning such a
+check off turns off its per-step scan.
 """
 
 from __future__ import annotations
