@@ -50,6 +50,9 @@ Completed = subprocess.CompletedProcess
 #: errors of the spawn itself (fork or exec of this interpreter), not of the run: seen once on a
 #: loaded CI machine as EFAULT from execve in the child.  A spawn is tried three times.
 _SPAWN_RETRY = (errno.EFAULT, errno.EAGAIN, errno.ENOMEM)
+#: the real Popen, taken at import: a test may replace ``subprocess.Popen`` for a while (to see
+#: that a command starts no work), and the run-ahead threads spawn meanwhile
+_POPEN = subprocess.Popen
 
 
 def _spawn(argv: list[str], **kw: Any) -> subprocess.Popen[str]:
@@ -57,7 +60,7 @@ def _spawn(argv: list[str], **kw: Any) -> subprocess.Popen[str]:
     with a transient error of the machine; any other error, or the third, is raised."""
     for attempt in range(3):
         try:
-            return subprocess.Popen(argv, **kw)
+            return _POPEN(argv, **kw)
         except OSError as e:
             if e.errno not in _SPAWN_RETRY or attempt == 2:
                 raise
