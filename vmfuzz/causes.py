@@ -24,6 +24,7 @@ from vmfuzz.kernel.kernel import (
     PAGE,
     PTE_CLEAR,
     SET_PTE,
+    SLOT,
     WRITE,
     Event,
     Kernel,
@@ -118,6 +119,8 @@ def event_keys(e: Event) -> tuple[Key, ...]:
         return (("obj", key),)
     if kind == WRITE:
         return (("pte", *key), ("page", detail[1]))
+    if kind == SLOT:
+        return (("entry", key), ("page", detail[1]))
     return ()
 
 
@@ -150,6 +153,8 @@ def event_text(e: Event, prev: Any = None) -> str:
         return f"frees {key}"
     if kind == WRITE:
         return f"stores token {detail[0]} at mm{key[0]} page {key[1]} (pfn {detail[1]})"
+    if kind == SLOT:
+        return f"writes token {detail[0]} (pfn {detail[1]}) to swap slot {key}"
     if kind == PAGE:
         count = detail[0]
         if count == 0 and (prev is None or prev[0] != 0):
@@ -281,7 +286,12 @@ def explain(v: Violation, k: Kernel, trace: Sequence[TraceStep]) -> list[Cause]:
                     p.add(i, "count changed by")
         elif key[0] == "entry":
             e = key[1]
-            if v.check == "swap_cache_unique":
+            if v.check == "data_integrity":
+                for i in p.last(SLOT, e):
+                    p.add(i, "slot written by")
+                for i in p.last(ENTRY, e, _cache_changed):
+                    p.add(i, "swap cache changed by")
+            elif v.check == "swap_cache_unique":
                 for i in p.last(ENTRY, e, _cache_changed, 2):
                     p.add(i, "swap cache changed by")
             else:
@@ -348,7 +358,7 @@ def _explain_data(p: _Picker, k: Kernel, o: dict[str, Any], keys: list[Key]) -> 
                 p.add(i, "stale data from")
                 break
     for i in p.last((SET_PTE,), (mm, addr)):
-        p.add(i, "mapped by")
+        p.add(i, "swapped out by" if p.history[i][5][1][0] == 1 else "mapped by")
     pfn = o.get("pfn")
     if isinstance(pfn, int):
         for i in p.last(PAGE, pfn, _data_changed):

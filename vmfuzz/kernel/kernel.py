@@ -278,6 +278,10 @@ class Kernel:
         """An object freed (poisoned): ``desc`` is how its use after free names it."""
         self.note(FREE, desc, None)
 
+    def note_slot(self, entry: int, token: int, pfn: int) -> None:
+        """swap_writepage wrote ``token``, frame ``pfn``'s data, to the device slot ``entry``."""
+        self.note(SLOT, entry, (token, pfn))
+
     def note_write(self, mm: MmStruct, addr: int, token: int, pfn: int) -> None:
         """A user store of ``token`` at ``addr`` of ``mm`` into frame ``pfn``."""
         self.note(WRITE, (mm.id, addr), (token, pfn))
@@ -459,6 +463,7 @@ ENTRY = "entry"  # swap entry; (swap_map count, pfn of its swap-cache page or No
 MM = "mm"  # mm id; its vmas (``vma_layout``) after the change
 FREE = "free"  # the freed object's description (as its use-after-free names it); None
 WRITE = "write"  # (mm id, addr); (token, pfn)
+SLOT = "slot"  # swap entry; (token written to its device slot, pfn it came from)
 Event = tuple[int, str, tuple[str, str], str, Any, Any]
 BOOT_STEP = -1  # the step of an event of the world's building
 _CO_GENERATOR = 0x20  # inspect.CO_GENERATOR

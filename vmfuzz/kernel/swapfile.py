@@ -327,10 +327,13 @@ def swap_readpage(k: Kernel, e: int) -> int:
 
 
 def swap_writepage(k: Kernel, page: Page) -> None:
-    """swap_writepage(): write a swap-cache page's data to its slot on the device."""
+    """swap_writepage(): write a swap-cache page's data to its slot on the device (the entry
+    is touched: what a swapin of its swap ptes reads may have changed)."""
     e = page.private
     assert e is not None
     swap_info(k).bdev.data[e] = page.data
+    k.touch_entry(e)
+    k.note_slot(e, page.data, page.pfn)
 
 
 # --------------------------------------------------------------------------- cache helpers
