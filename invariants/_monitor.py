@@ -365,6 +365,8 @@ class Monitor:
         """Run ``hooks`` on ``touched`` and on their pending keys, in key order (a
         :func:`rescan_gated` hook on ``gated`` instead of ``touched`` when given); raise the
         first violation."""
+        if not touched and not self.has_pending:
+            return  # nothing touched in this scope, nothing pending anywhere
         ordered: list[int] | None = None
         ordered_gated: list[int] | None = None
         gated_fns = self.gated_fns

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from vmfuzz.invariants._registry import register
+from vmfuzz.invariants._registry import register, step_guard
 from vmfuzz.invariants._view import page_desc, where
 
 from vmfuzz.violation import Violation
@@ -19,6 +19,12 @@ if TYPE_CHECKING:
     from vmfuzz.invariants._monitor import Monitor
 
 
+def _migrating(m: Monitor) -> bool:
+    """Some pte is a migration entry (otherwise there is nothing to check)."""
+    return bool(m.k.migration_ptes)
+
+
+@step_guard(_migrating)
 def _each_step(m: Monitor) -> Violation | None:
     """Every page named by a migration pte is PG_locked (O(pages under migration) per step)."""
     k = m.k

@@ -101,6 +101,8 @@ def _bump(d: dict[Addr, int], a: Addr) -> None:
 
 _CONTENT = _MAPS | {"munmap", "exit", "write"}  # calls that may change what a load reads
 _MAPPING = _MAPS | {"munmap", "exit", "mprotect", "munlock"}  # ... its mapping or protection
+_ANY = _CONTENT | _MAPPING
+_NONE: frozenset[Addr] = frozenset()
 
 
 def _busy(spec: Spec, tid: int, a: Addr, kinds: frozenset[str]) -> bool:
@@ -108,6 +110,16 @@ def _busy(spec: Spec, tid: int, a: Addr, kinds: frozenset[str]) -> bool:
     before the returning call did, so the counts cannot tell)."""
     return any(other != tid and op in kinds and a in counts
                for other, (op, _args, counts, _extra) in spec.begun.items())
+
+
+def _busy_set(spec: Spec, tid: int, kinds: frozenset[str]) -> set[Addr]:
+    """Every address ``_busy`` holds for (one pass over the calls in flight, for a call whose
+    span is many addresses: fork and exit span the whole mm)."""
+    out: set[Addr] = set()
+    for other, (op, _args, counts, _extra) in spec.begun.items():
+        if other != tid and op in kinds:
+            out.update(counts)
+    return out
 
 
 def _begin(m: Monitor, spec: Spec, tid: int, op: str, args: dict[str, int]) -> None:
@@ -149,8 +161,10 @@ def _begin(m: Monitor, spec: Spec, tid: int, op: str, args: dict[str, int]) -> N
         busy = any(o == "swapon" for o, _a, _c, _e in spec.begun.values())
         extra = -1 if busy else spec.swapons
     # An address another call may be changing right now promises nothing to this one.
-    counts = {a: (-1, -1) if _busy(spec, tid, a, _CONTENT | _MAPPING)
-              else (spec.content.get(a, 0), spec.mapping.get(a, 0)) for a in span}
+    in_flight = _busy_set(spec, tid, _ANY) if spec.begun else _NONE
+    content, mapping = spec.content, spec.mapping
+    counts = {a: (-1, -1) if a in in_flight else (content.get(a, 0), mapping.get(a, 0))
+              for a in span}
     spec.begun[tid] = (op, args, counts, extra)
 
 
@@ -206,16 +220,18 @@ def _return(m: Monitor, spec: Spec, tid: int, ret: int,
                           expected=want, found=got)
         return None
     if op in _MAPS and ret == args["addr"]:
+        busy = _busy_set(spec, tid, _ANY)
         for a in _range(m, args["mm"], args["addr"], args["npages"]):
-            if _same(spec, counts, a, 1) and not _busy(spec, tid, a, _MAPPING | _CONTENT):
+            if _same(spec, counts, a, 1) and a not in busy:
                 spec.stored[a] = 0
                 if op != "mmap_driver":
                     spec.writable[a] = True
                 if op != "mmap_reserved":
                     spec.reserved.discard(a)
     elif op in ("munmap", "mprotect", "mlock") and ret == 0:
+        busy = _busy_set(spec, tid, _MAPPING)
         for a in _range(m, args["mm"], args["addr"], args["npages"]):
-            if not _same(spec, counts, a, 1) or _busy(spec, tid, a, _MAPPING):
+            if not _same(spec, counts, a, 1) or a in busy:
                 continue
             if op == "munmap":
                 spec.unmapped.add(a)
@@ -229,8 +245,9 @@ def _return(m: Monitor, spec: Spec, tid: int, ret: int,
     elif op == "fork" and ret >= 0:
         assert isinstance(extra, tuple)
         snap, reserved = extra
+        busy = _busy_set(spec, tid, _CONTENT)
         for a, token in snap.items():
-            if _same(spec, counts, a, 0) and not _busy(spec, tid, a, _CONTENT):
+            if _same(spec, counts, a, 0) and a not in busy:
                 spec.inherited[(ret, a[1])] = token
                 spec.stored[(ret, a[1])] = token  # what a fork of the child passes on
         for a in reserved | {a for a in spec.reserved if a[0] == args["mm"]}:
@@ -279,12 +296,42 @@ def _step(m: Monitor) -> list[Violation]:
 def _world_spec(m: Monitor) -> Spec:
     """The spec the run starts from: what the world's calls, run one after another before
     it, promised.  A return's own look at the state is not taken: the state is the built
-    world's, not the one that call returned to; the run's steps check the promises."""
-    spec = Spec()
-    for op, args, ret, token in m.k.boot_calls:
-        _begin(m, spec, BOOT_TID, op, args)
-        _return(m, spec, BOOT_TID, ret, token)
-    return spec
+    world's, not the one that call returned to; the run's steps check the promises.
+
+    It depends on the world's calls and sizes only, so it is worked out once per world and
+    copied for each run (every run of a campaign starts from the same few worlds)."""
+    k = m.k
+    key = (k.config.pages_per_mm, len(k.swap.swap_map),
+           tuple((op, tuple(args.items()), ret, token) for op, args, ret, token in k.boot_calls))
+    spec = _WORLD_SPECS.get(key)
+    if spec is None:
+        spec = Spec()
+        for op, args, ret, token in k.boot_calls:
+            _begin(m, spec, BOOT_TID, op, args)
+            _return(m, spec, BOOT_TID, ret, token)
+        # Only addresses under a promise stay watched (a return's look at the state may have
+        # stopped at a violation before dropping the others; they never fire one).
+        for mm_id in list(spec.watched):
+            addrs = {a for a in spec.watched[mm_id] if _watched(spec, (mm_id, a))}
+            if addrs:
+                spec.watched[mm_id] = addrs
+            else:
+                del spec.watched[mm_id]
+        if len(_WORLD_SPECS) >= 64:
+            _WORLD_SPECS.pop(next(iter(_WORLD_SPECS)))
+        _WORLD_SPECS[key] = spec
+    return attrs.evolve(
+        spec, found=list(spec.found), content=dict(spec.content), mapping=dict(spec.mapping),
+        stored=dict(spec.stored), inherited=dict(spec.inherited), writable=dict(spec.writable),
+        unmapped=set(spec.unmapped), locked=set(spec.locked), reserved=set(spec.reserved),
+        begun=dict(spec.begun),
+        watched={mm_id: set(addrs) for mm_id, addrs in spec.watched.items()},
+    )
+
+
+# (pages per mm, swap slots, the world's calls) -> the spec they promise (never handed out:
+# each run gets a copy)
+_WORLD_SPECS: dict[tuple[object, ...], Spec] = {}
 
 
 # --------------------------------------------------------------------------- state checks
