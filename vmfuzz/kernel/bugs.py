@@ -86,6 +86,10 @@ ZOO_BUDGET_SEEDS = (
     "vmfuzz zoo --consequence-only at the zoo's budget (1.5Msteps; measured before the pool's "
     "window probes), seeds 0-6: "
 )
+SWAP_HALF = (
+    "; with data_integrity reading every swap pte too (what a swapin would read: the swap-cache "
+    "page, else the slot), the same command with the window probes, before and after it, "
+)
 # Per bug: the consequence its seed mail (or fixing commit) describes; a bug left out is
 # required to show its registered ``invariant`` with nothing turned off (the check *is* the
 # outcome: a use after free, two cached pages for one entry, a livelock ...).
@@ -114,19 +118,25 @@ CONSEQUENCES: dict[str, Consequence] = {
             "the committed case with both checks off loses the write on 36 of 412 schedules "
             "(vmfuzz verify); " + ZOO_BUDGET_SEEDS + "found at 3 (seeds 1, 4, 6), 2 of them "
             "at the mail's size (seed 1's shrink stopped at 2 tasks / 2 switches): the lost "
-            "write shows only when a later load reads the page the reused entry brought back")),
+            "write shows only when a later load reads the page the reused entry brought back"
+            + SWAP_HALF + "seed 0: nothing found either way, and the committed case still "
+            "loses the write on 36 of 412 schedules: the campaigns that miss never reach the "
+            "race")),
     "swapin_no_swapcache_recheck": Consequence(
         "data_integrity", ("rmap_reachable",), _STALE_PAGE,
         measured=(
             ZOO_BUDGET_SEEDS + "none found; the bug is outside the zoo's bar in its default "
             "column too (its shortest forms need three operations in a forked, swapped world "
-            "and the COW copy getting back the entry the child's exit freed)")),
+            "and the COW copy getting back the entry the child's exit freed)" + SWAP_HALF
+            + "seeds 0 and 1: nothing found either way")),
     "swapin_skip_swapcache_race": Consequence(
         "data_integrity", ("rmap_reachable",), _STALE_PAGE,
         measured=(
             ZOO_BUDGET_SEEDS + "found at 2 (seeds 0, 1), 1 at the mail's size (seed 0's "
             "shrink stopped at 3 tasks / 1 switch): with rmap_reachable off the failure needs "
-            "a load of the page after the stale map, in the same program")),
+            "a load of the page after the stale map, in the same program" + SWAP_HALF
+            + "seed 0: found after 1,111,212 steps either way, shrunk to 3 tasks / 1 switch "
+            "(the same campaign: the swap-pte half changed no first failure)")),
     "detach_vmas_outside_ptl": Consequence(
         "use_after_free", ("lock_not_held",),
         "lock_not_held fires at the first detach outside page_table_lock (one task); the "
