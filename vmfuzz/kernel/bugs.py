@@ -135,8 +135,9 @@ CONSEQUENCES: dict[str, Consequence] = {
             ZOO_BUDGET_SEEDS + "found at 2 (seeds 0, 1), 1 at the mail's size (seed 0's "
             "shrink stopped at 3 tasks / 1 switch): with rmap_reachable off the failure needs "
             "a load of the page after the stale map, in the same program" + SWAP_HALF
-            + "seed 0: found after 1,111,212 steps either way, shrunk to 3 tasks / 1 switch "
-            "(the same campaign: the swap-pte half changed no first failure)")),
+            + "seeds 0 and 1: the same campaigns either way (found after 1,111,212 steps, "
+            "shrunk to 3 tasks / 1 switch; after 1,383,980, at the mail's 2 / 1): the swap-pte "
+            "half changed no first failure")),
     "detach_vmas_outside_ptl": Consequence(
         "use_after_free", ("lock_not_held",),
         "lock_not_held fires at the first detach outside page_table_lock (one task); the "
