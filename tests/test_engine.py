@@ -179,6 +179,21 @@ def test_stall_replays_the_other_tasks_decisions_by_name() -> None:
                                              "T2"]
 
 
+def test_stall_pauses_the_held_task_inside_its_own_steps() -> None:
+    """A pause is a second preemption in the held task's own path: T2 runs from step 0, is
+    held again from step 1 for 3 steps (T0 and T1 follow their names meanwhile), then runs
+    ahead of them to its end; with no length it waits until nobody else can run."""
+    def order(pause: tuple[int, int | None]) -> list[str]:
+        sched = Scheduler(Stall("T2", ["T1", "T0", "T1"], 0, 99, pause))
+        for name in ("a", "b", "c"):
+            sched.spawn(steps(name, 3))
+        assert sched.run_to_outcome().kind == "clean"
+        return [s.task for s in sched.trace]
+
+    assert order((1, 3)) == ["T2", "T1", "T0", "T1", "T2", "T2", "T0", "T0", "T1"]
+    assert order((1, None)) == ["T2", "T1", "T0", "T1", "T1", "T0", "T0", "T2", "T2"]
+
+
 def test_lost_update_exhaustive_bounds() -> None:
     def run_one(src: object) -> str:
         return make_lost_update(src)[0].run_to_outcome().kind

@@ -9,6 +9,7 @@ from pathlib import Path
 import attrs
 import pytest
 
+import vmfuzz.pool as pool_mod
 from vmfuzz._scheduler import ScheduleSource, TraceStep
 from vmfuzz.case import Case, OpCall, Schedule, TaskSpec, execute
 from vmfuzz.corpus import load
@@ -636,6 +637,44 @@ def test_a_window_probe_finds_a_teardown_of_a_page_in_migration() -> None:
         assert again.outcome.kind == "violation"
         assert again.outcome.violation is not None
         assert again.outcome.violation.check == "use_after_free"
+
+
+def test_a_window_probe_pauses_its_intruder_inside_its_own_half_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Quality: with rmap_reachable off, vma_adjust_no_anon_vma_lock shows only when both
+    sides are half-done (seed 002): a migration holds page 3 as a migration entry, an
+    mprotect splitting its vma has moved vm_start and not yet vm_pgoff, and the migration's
+    rmap walk resumes, misses the pte and unlocks the page with the migration pte left.  The
+    window probe of the migration's run reaches it by pausing the intruder right after its
+    own first change; the single stall (the intruder's change done before the migration
+    resumes) cannot, and the fixed kernel shows nothing.  Nothing in the probe knows the bug:
+    the pause point comes from the intruder's data events."""
+    mail = load(Path(__file__).resolve().parent.parent
+                / "corpus/mail/seed002_rmap_walk_vs_vma_adjust.json").case
+    setup, migration = (attrs.evolve(t, start=0) for t in mail.tasks[:2])
+    outcome = {}
+    for bugs, points in ((mail.config.bugs, pool_mod.NESTED_POINTS), (mail.config.bugs, 0),
+                         (frozenset(), pool_mod.NESTED_POINTS)):
+        monkeypatch.setattr(pool_mod, "NESTED_POINTS", points)
+        config = attrs.evolve(mail.config, bugs=bugs, no_checks=frozenset({"rmap_reachable"}))
+        case = Case(config, (setup, migration))
+        run = execute(case)
+        recorded = attrs.evolve(case, schedule=Schedule(
+            "decisions", decisions=tuple(run.sched.decisions)))
+        pool = Pool(config, ops=["mprotect"])
+        pool.offer(recorded, run.sched.trace, run.outcome.steps, (), (), (), run.kernel.history)
+        pool.steps = 10**6  # the mutants' steps: the probes are within their share
+        hit = pool.probe(random.Random(0), float("inf"), [])
+        assert pool._windows == [] and pool.probe_runs > 1
+        outcome[bool(bugs), points] = hit and hit.violation.check
+        if hit is not None:
+            assert [t.ops[-1].op for t in hit.case.tasks] == ["write", "migrate", "mprotect"]
+            again = execute(hit.case)
+            assert again.outcome.violation is not None
+            assert again.outcome.violation.check == "migration_pte_page_locked"
+    assert outcome == {(True, pool_mod.NESTED_POINTS): "migration_pte_page_locked",
+                       (True, 0): None, (False, pool_mod.NESTED_POINTS): None}
 
 
 def test_window_probes_wait_when_they_have_had_their_share_of_the_steps() -> None:

@@ -83,6 +83,11 @@ OBJECT_PAIRS = True
 # both seeds with 0.15 (1.21M and 1.44M steps) and at neither with 0.1.
 WINDOW_SHARE = 0.15
 WINDOW_QUEUE = 256
+# A window probe's new task is also paused inside its own half-change (:meth:`Pool._nested`):
+# right after its first change of each of the first NESTED_POINTS objects it changes again
+# later, for each length (in steps) of NESTED_HOLDS, None being as long as another task can run.
+NESTED_POINTS = 2
+NESTED_HOLDS: tuple[int | None, ...] = (None,)
 # A partner probe's run (:meth:`Pool.probe`) whose pte got back a value may queue an ABA probe,
 # as an offered run's does: a teardown between a fault and a reclaim frees the slot or frame
 # the restored value names, the ABA a sleeping reader's pte_same() cannot see.
@@ -223,6 +228,8 @@ class Pool:
     window_hits: dict[tuple[frozenset[str], bool, str], int] = attrs.field(factory=dict)
     _windows: list[WindowProbe] = attrs.field(factory=list)  # queued window probes
     window_steps: int = 0  # steps of window probes (part of ``steps``)
+    # the data events of the last clean run of :meth:`_run_one`
+    _last_events: Sequence[Any] = attrs.field(default=(), init=False, repr=False)
     # ``steps`` at which a round stops, as at its deadline (a campaign's step budget: counted,
     # so the round ends at the same run on any machine); None: no limit
     step_limit: int | None = None
@@ -497,11 +504,37 @@ class Pool:
             for prog in intruders(case, probe, self, rng):
                 stall = Stall(prog.tasks[-1].name, decisions, probe.at + 1, case.max_steps)
                 found = self._run_one(prog, stall, offer=False)
+                if found is None:
+                    found = self._nested(prog, decisions, probe.at + 1, self._last_events)
                 if found is not None:
                     break
             self.window_steps += self.steps - before
             if found is not None:
                 return found
+        return None
+
+    def _nested(self, prog: Case, decisions: list[str], at: int,
+                events: Sequence[Any]) -> Failure | None:
+        """Window probe ``prog`` (its last task the intruder, run from step ``at``) again with
+        a second preemption: the intruder paused right after its own first change of an object
+        it changed again later in the probe's clean run (``events``, its data events:
+        :func:`windows`), while the recorded tasks go on (:class:`vmfuzz.schedules.Stall`'s
+        pause), then resumed.  The first failure, or None.
+
+        The single stall lets the intruder finish its change before the recorded task
+        resumes; a race that needs both sides half-done (a migration holding a page as
+        migration entries resumes its rmap walk while an mprotect has moved the vma's
+        vm_start and not yet its vm_pgoff) needs this second stall, which PCT of depth 2
+        and a single stall can never make.  It works from the run's data events alone: the
+        same events :func:`windows` reads."""
+        name = prog.tasks[-1].name
+        points = sorted({first for _, first, task, _ in windows(events) if task == name})
+        for first in points[:NESTED_POINTS]:
+            for hold in NESTED_HOLDS:
+                stall = Stall(name, decisions, at, prog.max_steps, (first + 1, hold))
+                found = self._run_one(prog, stall, offer=False)
+                if found is not None:
+                    return found
         return None
 
     def _stall_probe(self, probe: AbaProbe) -> Failure | None:
@@ -649,6 +682,7 @@ class Pool:
                 list(sched.trace) if sched else [],
             )
         self.steps += run.outcome.steps
+        self._last_events = run.kernel.history if run.outcome.kind == "clean" else ()
         if not offer:
             self.probe_runs += 1
         else:

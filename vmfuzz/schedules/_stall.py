@@ -6,6 +6,14 @@ reader is known to make that ABA under some recorded decisions, the adversary is
 preemption: let the reader run ``steps`` of its steps (from scheduler step ``at``), stall it
 there while the other tasks replay their recorded decisions, and let it go only when none of
 them can run.  A random or PCT schedule has to hit that one window by chance.
+
+A *pause* is the second preemption, inside the stalled task's own path: from scheduler step
+``pause[0]`` it is held again, for ``pause[1]`` steps (None: as long as another task can run),
+and then goes on ahead of the others.  A window probe places it right after the stalled task's
+first change of an object it changes again later, so that both sides are half-done: the
+recorded task that was preempted inside its change resumes and reads the stalled task's object
+half-changed (a migration's rmap walk over a vma whose vm_start an mprotect has moved and whose
+vm_pgoff it has not).
 """
 
 from __future__ import annotations
@@ -18,17 +26,24 @@ if TYPE_CHECKING:
 
 
 class Stall:
-    """Run task ``name`` for ``steps`` steps from step ``at``, then hold it while the other
-    tasks follow ``decisions`` (the task *names* their run chose at each of its decision
-    points) and, past them, the default policy."""
+    """Run task ``name`` for ``steps`` steps from step ``at`` (none during ``pause``), then hold
+    it while the other tasks follow ``decisions`` (the task *names* their run chose at each of
+    their decision points) and, past them, the default policy."""
 
-    def __init__(self, name: str, decisions: Sequence[str], at: int = 0, steps: int = 1) -> None:
+    def __init__(self, name: str, decisions: Sequence[str], at: int = 0, steps: int = 1,
+                 pause: tuple[int, int | None] | None = None) -> None:
         self.name = name
         self.decisions = list(decisions)
         self.at = at
         self.steps = steps
+        self.pause = pause
         self.ran = 0
         self.pos = 0
+
+    def _paused(self, step: int) -> bool:
+        pause = self.pause
+        return pause is not None and pause[0] <= step and (
+            pause[1] is None or step < pause[0] + pause[1])
 
     def choose(self, runnable: list[Task], default: int, sched: Scheduler) -> int:
         others = [i for i, t in enumerate(runnable) if t.name != self.name]
@@ -36,7 +51,9 @@ class Stall:
             stalled = None
         else:
             stalled = next(i for i, t in enumerate(runnable) if t.name == self.name)
-        if stalled is not None and self.ran < self.steps and sched.step_no >= self.at:
+        if stalled is not None and self.ran < self.steps and sched.step_no >= self.at and (
+            not self._paused(sched.step_no)
+        ):
             self.ran += 1
             return stalled
         if len(others) == 1:
