@@ -182,7 +182,8 @@ def test_stall_replays_the_other_tasks_decisions_by_name() -> None:
 def test_stall_pauses_the_held_task_inside_its_own_steps() -> None:
     """A pause is a second preemption in the held task's own path: T2 runs from step 0, is
     held again from step 1 for 3 steps (T0 and T1 follow their names meanwhile), then runs
-    ahead of them to its end; with no length it waits until nobody else can run."""
+    ahead of them to its end; with no length it waits until nobody else can run (past
+    the names, the default policy keeps T1, then T0, to its end)."""
     def order(pause: tuple[int, int | None]) -> list[str]:
         sched = Scheduler(Stall("T2", ["T1", "T0", "T1"], 0, 99, pause))
         for name in ("a", "b", "c"):

@@ -23,7 +23,8 @@ aims at next to each entry the round added, on a random stream of their own; and
 example's or a mutant's, kept or not) whose pte got back a value it had held before (an ABA,
 which pte_same() cannot see) is probed with one more task that loads or stores that page; and a
 run whose task held an object half-changed (a pte it changed twice) is probed with one more
-task aimed at that object in between (:meth:`Pool._probe_windows`).
+task aimed at that object in between (:meth:`Pool._probe_windows`), and once more paused
+inside its own half-change, if it makes one, while the others go on (:meth:`Pool._nested`).
 The first violation becomes the campaign's failure (schedule = the recorded decisions), and
 the campaign's own shrinker takes it from there.  Everything is seeded: no set or hash order
 reaches a choice.  Nothing here knows about any kernel path.
@@ -483,7 +484,9 @@ class Pool:
         mutant aims at the objects of a whole run, at a random start; a probe aims at the
         object a task of a recorded run held half-changed (:func:`windows`), and runs the
         new task from the step after the first change, ahead of the others (which replay
-        their recorded decisions) whenever it can run.  Window probes get at most
+        their recorded decisions) whenever it can run; a new task that itself held an
+        object half-changed in that run is run again, paused inside its change
+        (:meth:`_nested`).  Window probes get at most
         WINDOW_SHARE of the pool's steps, as ABA probes get ABA_SHARE, and draw from a
         stream of their own (seeded by the probe), so the partner probes draw as without
         them."""
