@@ -74,8 +74,10 @@ _RARE_MIGRATION_WINDOW = (
     "labels: on the mail's program {verify} schedules with <= 2 preemptions leave the pte "
     "(vmfuzz verify --no-check rmap_reachable), and of 2000 single schedules PCT depth 2 "
     "none, depth 3 {pct3}, the echoing random walk {walk} (tests/schedule_rates.py); PCT of "
-    "depth 2 has one change point and never can.  The model shows it; the search rarely "
-    "draws the program aimed at the vma the migration works on.  Measured at 1000 examples: "
+    "depth 2 has one change point and never can.  The pool's window probes make both "
+    "preemptions from a recorded run of the migration: a new task aimed at the page held as "
+    "a migration entry, paused right after its own first change of the vmas.  vmfuzz zoo "
+    "--consequence-only at the zoo's budget (1.5Msteps), "
 )
 _HALF_UPDATED_VMA = (
     "rmap_reachable fires at vma_adjust's first write of vm_start/vm_pgoff without the lock "
@@ -96,14 +98,16 @@ SWAP_HALF = (
 CONSEQUENCES: dict[str, Consequence] = {
     "vma_adjust_no_anon_vma_lock": Consequence(
         "migration_pte_page_locked", ("rmap_reachable",), _HALF_UPDATED_VMA,
-        measured=_RARE_MIGRATION_WINDOW.format(child="", verify="2 of 150", pct3=7, walk=58)
-        + "0 of 5 seeds (seed 2 found it but shrank it only to 2 tasks / 13 switches); "
-        + ZOO_BUDGET_SEEDS + "none found"),
+        measured=_RARE_MIGRATION_WINDOW.format(child="", verify="2 of 492", pct3=7, walk=58)
+        + "seeds 0, 1 and 5: found at all 3 (after 208,305 to 248,863 steps), each shrunk to "
+        "the mail's 2 tasks / 2 switches; with single-stall window probes, seeds 0-3: none"),
     "anon_vma_lock_not_root": Consequence(
         "migration_pte_page_locked", ("rmap_reachable",), _HALF_UPDATED_VMA,
         measured=_RARE_MIGRATION_WINDOW.format(child=" (the forked child's)",
-                                               verify="2 of 111", pct3=3, walk=94)
-        + "0 of 6 seeds; " + ZOO_BUDGET_SEEDS + "none found"),
+                                               verify="2 of 1016", pct3=3, walk=94)
+        + "seeds 0-2, 5 and 6: found at 1 (seed 0, after 249,826 steps, shrunk to the mail's "
+        "2 tasks / 2 switches); with single-stall window probes, seeds 0-4: none.  The "
+        "program must also fork, and migrate the page the child maps"),
     "swapout_holds_vmlist_lock": Consequence(
         "deadlock", ("lock_order_inversion",),
         "lockdep reports the ABBA as soon as both orders have been taken, by one task after "
