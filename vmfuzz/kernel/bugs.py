@@ -99,8 +99,9 @@ CONSEQUENCES: dict[str, Consequence] = {
     "vma_adjust_no_anon_vma_lock": Consequence(
         "migration_pte_page_locked", ("rmap_reachable",), _HALF_UPDATED_VMA,
         measured=_RARE_MIGRATION_WINDOW.format(child="", verify="2 of 492", pct3=7, walk=58)
-        + "seeds 0, 1 and 5: found at all 3 (after 208,305 to 248,863 steps), each shrunk to "
-        "the mail's 2 tasks / 2 switches; with single-stall window probes, seeds 0-3: none"),
+        + "seeds 0-2, 5 and 6: found at 4 (0, 1, 5, 6, after 184,056 to 248,863 steps), each "
+        "shrunk to the mail's 2 tasks / 2 switches; with single-stall window probes, seeds "
+        "0-4: none"),
     "anon_vma_lock_not_root": Consequence(
         "migration_pte_page_locked", ("rmap_reachable",), _HALF_UPDATED_VMA,
         measured=_RARE_MIGRATION_WINDOW.format(child=" (the forked child's)",
