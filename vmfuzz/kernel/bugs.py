@@ -99,15 +99,15 @@ CONSEQUENCES: dict[str, Consequence] = {
     "vma_adjust_no_anon_vma_lock": Consequence(
         "migration_pte_page_locked", ("rmap_reachable",), _HALF_UPDATED_VMA,
         measured=_RARE_MIGRATION_WINDOW.format(child="", verify="2 of 492", pct3=7, walk=58)
-        + "seeds 0-2, 5 and 6: found at 4 (0, 1, 5, 6, after 184,056 to 248,863 steps), each "
+        + "seeds 0-3 and 5-7: found at 6 (all but 2, after 184,056 to 298,627 steps), each "
         "shrunk to the mail's 2 tasks / 2 switches; with single-stall window probes, seeds "
-        "0-4: none"),
+        "0-5: none"),
     "anon_vma_lock_not_root": Consequence(
         "migration_pte_page_locked", ("rmap_reachable",), _HALF_UPDATED_VMA,
         measured=_RARE_MIGRATION_WINDOW.format(child=" (the forked child's)",
                                                verify="2 of 1016", pct3=3, walk=94)
-        + "seeds 0-2, 5 and 6: found at 1 (seed 0, after 249,826 steps, shrunk to the mail's "
-        "2 tasks / 2 switches); with single-stall window probes, seeds 0-4: none.  The "
+        + "seeds 0-3 and 5-7: found at 1 (seed 0, after 249,826 steps, shrunk to the mail's "
+        "2 tasks / 2 switches); with single-stall window probes, seeds 0-5: none.  The "
         "program must also fork, and migrate the page the child maps"),
     "swapout_holds_vmlist_lock": Consequence(
         "deadlock", ("lock_order_inversion",),
