@@ -124,25 +124,26 @@ CONSEQUENCES: dict[str, Consequence] = {
             "(vmfuzz verify); " + ZOO_BUDGET_SEEDS + "found at 3 (seeds 1, 4, 6), 2 of them "
             "at the mail's size (seed 1's shrink stopped at 2 tasks / 2 switches): the lost "
             "write shows only when a later load reads the page the reused entry brought back"
-            + SWAP_HALF + "seed 0: nothing found either way, and the committed case still "
-            "loses the write on 36 of 412 schedules: the campaigns that miss never reach the "
-            "race")),
+            + SWAP_HALF + "seeds 0-2: the same campaigns either way (seed 1 found it after "
+            "1,334,332 steps, shrunk to 2 tasks / 2 switches; seeds 0 and 2 nothing), and the "
+            "committed case still loses the write on 36 of 412 schedules: the campaigns that "
+            "miss never reach the race")),
     "swapin_no_swapcache_recheck": Consequence(
         "data_integrity", ("rmap_reachable",), _STALE_PAGE,
         measured=(
             ZOO_BUDGET_SEEDS + "none found; the bug is outside the zoo's bar in its default "
             "column too (its shortest forms need three operations in a forked, swapped world "
             "and the COW copy getting back the entry the child's exit freed)" + SWAP_HALF
-            + "seeds 0 and 1: nothing found either way")),
+            + "seeds 0-2: nothing found either way")),
     "swapin_skip_swapcache_race": Consequence(
         "data_integrity", ("rmap_reachable",), _STALE_PAGE,
         measured=(
             ZOO_BUDGET_SEEDS + "found at 2 (seeds 0, 1), 1 at the mail's size (seed 0's "
             "shrink stopped at 3 tasks / 1 switch): with rmap_reachable off the failure needs "
             "a load of the page after the stale map, in the same program" + SWAP_HALF
-            + "seeds 0 and 1: the same campaigns either way (found after 1,111,212 steps, "
-            "shrunk to 3 tasks / 1 switch; after 1,383,980, at the mail's 2 / 1): the swap-pte "
-            "half changed no first failure")),
+            + "seeds 0-2: the same campaigns either way (found after 1,111,212 steps, "
+            "shrunk to 3 tasks / 1 switch; after 1,383,980 and 1,377,220, at the mail's 2 / 1): "
+            "the swap-pte half changed no first failure")),
     "detach_vmas_outside_ptl": Consequence(
         "use_after_free", ("lock_not_held",),
         "lock_not_held fires at the first detach outside page_table_lock (one task); the "
