@@ -418,26 +418,22 @@ class Scheduler:
         self.sends += 1
         self.in_send = True
         try:
-            if task.blocked is not None:
-                self._wake(task)
-            req = task.gen.send(None)
-            self.in_send = False
+            try:
+                if task.blocked is not None:
+                    self._wake(task)
+                req = task.gen.send(None)
+            finally:
+                self.in_send = False
             self._handle(task, req)
         except StopIteration as stop:
-            self.in_send = False
             task.result = stop.value
             self._exit(task)
         except Violation as v:
-            self.in_send = False
             self._record(task)
             raise self._annotate(v, task) from None
         except SoftLockup:
-            self.in_send = False
             self._record(task)
             raise self._annotate(self._soft_lockup(task), task) from None
-        except BaseException:
-            self.in_send = False
-            raise
         self._record(task)
         try:
             for check in self.checkers:
