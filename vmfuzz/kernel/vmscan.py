@@ -239,7 +239,7 @@ def try_to_swap_out(k: Kernel, mm: MmStruct, vma: VmAreaStruct, addr: int, io: b
     vm_flags under the vmlist lock.  The model's mlock is 2.6's, under mmap_sem alone, so the
     flags can change while this path waits for swap_lock or tree_lock: the recheck is 2.6
     try_to_unmap_one's, under the pte lock.)"""
-    from vmfuzz.kernel.page_alloc import put_page
+    from vmfuzz.kernel.page_alloc import page_evictable, put_page
     from vmfuzz.kernel.rmap import page_remove_rmap
 
     pte = mm.pgd.get(addr)
@@ -247,6 +247,13 @@ def try_to_swap_out(k: Kernel, mm: MmStruct, vma: VmAreaStruct, addr: int, io: b
         return 0
     page = k.pages[pte.pfn]
     if PG_reserved in page.flags:
+        return 0
+    if not page_evictable(page):
+        # 2.4 needed no page test: its mlock_fixup_* changed vm_flags and the vma list under
+        # the vmlist lock this scan holds.  The model's mlock is 2.6's (mmap_sem alone), so a
+        # vma merge in flight (vma_adjust writes vm_end before mlock_fixup sets VM_LOCKED) can
+        # show a page of a returned mlock inside a vma without VM_LOCKED: ask the page, as
+        # 2.6.28+ reclaim does (shrink_page_list: !page_evictable -> cull_mlocked).
         return 0
     driver = vma.vm_ops is not None
     if driver and not io:
