@@ -39,7 +39,7 @@ from typing import Any
 
 import attrs
 
-from vmfuzz._alias import alias_pairs, reused
+from vmfuzz._alias import alias_pairs, reused, reuses
 from vmfuzz._scheduler import Scheduler, ScheduleSource
 from vmfuzz.case import Case, OpCall, Run, Schedule, TaskSpec, execute
 from vmfuzz.failure import Failure
@@ -98,6 +98,11 @@ NESTED_SHARE = 0.05
 # as an offered run's does: a teardown between a fault and a reclaim frees the slot or frame
 # the restored value names, the ABA a sleeping reader's pte_same() cannot see.
 PARTNER_ABA = True
+# A run whose pte dropped a frame or swap slot that was then freed and given to another user
+# (:func:`vmfuzz._alias.reuses`) may queue an ABA probe too (:meth:`Pool._note_reuses`), on the
+# ABA probes' share: the reader that read the old value and sleeps on its object wakes up to
+# another page's data even when the pte never gets the value back.
+REUSE_PROBES = True
 
 
 def colliders(case: Case, sched: Scheduler) -> Case | None:
@@ -163,6 +168,7 @@ class AbaProbe:
     addr: int
     since: int
     writers: tuple[str, ...]  # the tasks that replaced the value, then restored it
+    reuse: bool = False  # the value's object was reused, the value not restored (:func:`reuses`)
 
 
 @attrs.frozen
@@ -230,6 +236,8 @@ class Pool:
     aba_hits: dict[tuple[frozenset[str], int, int, int, bool], int] = attrs.field(factory=dict)
     _aba: list[AbaProbe] = attrs.field(factory=list)  # queued ABA probes
     aba_steps: int = 0  # steps of ABA probes (part of ``steps``)
+    # reused objects met per (world, mm, addr, pte kind): probed as ABAs are
+    reuse_hits: dict[tuple[frozenset[str], int, int, int], int] = attrs.field(factory=dict)
     # half-changed objects met per (world, object class, the two paths): probed as ABAs are
     window_hits: dict[tuple[frozenset[str], bool, str], int] = attrs.field(factory=dict)
     _windows: list[WindowProbe] = attrs.field(factory=list)  # queued window probes
@@ -291,6 +299,8 @@ class Pool:
             self._note_aba(case, trace, aba, events)
         if events:
             self._note_windows(case, events)
+            if REUSE_PROBES:
+                self._note_reuses(case, trace, aba, events)
         hits = self.hits
         new = []
         for pair in interleavings(trace, events):
@@ -337,6 +347,27 @@ class Pool:
                 # the tasks that replaced the value, then restored it
                 writers = [trace[i].task for i in (since, step) if 0 <= i < len(trace)]
                 self._aba.append(AbaProbe(case, mm, addr, since, tuple(dict.fromkeys(writers))))
+
+    def _note_reuses(self, case: Case, trace: Sequence[Any],
+                     aba: Iterable[tuple[int, int, int, int, int]],
+                     events: Sequence[Any]) -> None:
+        """Queue an ABA probe of ``case`` for each object a pte of its run dropped that was
+        then freed and reused (:func:`reuses`), unless the pte got the value back (an ABA:
+        :meth:`_note_aba`), when its (world, mm, page, kind) is met for the 1st, 4th, 16th
+        ... time, as :meth:`_note_aba` counts ABAs."""
+        world = case.config.world
+        hits = self.reuse_hits
+        restored = {(mm, addr, since) for _, mm, addr, _, since in aba}
+        for step, mm, addr, kind, since in reuses(events):
+            if (mm, addr, since) in restored or not 0 <= since <= step < len(trace):
+                continue
+            key = (world, mm, addr, kind)
+            n = hits.get(key, 0) + 1
+            hits[key] = n
+            if n & (n - 1) == 0 and n.bit_length() % 2 and len(self._aba) < ABA_QUEUE:
+                writers = [trace[i].task for i in (since, step)]
+                self._aba.append(AbaProbe(case, mm, addr, since, tuple(dict.fromkeys(writers)),
+                                          reuse=True))
 
     def _note_windows(self, case: Case, events: Sequence[Any]) -> None:
         """Queue a window probe of ``case`` for each object a task of its run held
@@ -564,7 +595,7 @@ class Pool:
         of its tasks alone (:meth:`_reduce_aba`)."""
         case, mm, addr = probe.case, probe.mm, probe.addr
         if len(case.tasks) > 1:
-            alone = self._writers_alone(case, probe.writers, mm, addr)
+            alone = self._writers_alone(case, probe.writers, mm, addr, probe.reuse)
             if alone is not None:
                 found = self._stall_pair(*alone, mm, addr)
                 if found is not None:
@@ -578,14 +609,15 @@ class Pool:
         if hit is None:
             return None
         prog, found = hit
-        return self._reduce_aba(prog, mm, addr, found)
+        return self._reduce_aba(prog, mm, addr, found, probe.reuse)
 
     def _writers_alone(
-        self, case: Case, names: Sequence[str], mm: int, addr: int
+        self, case: Case, names: Sequence[str], mm: int, addr: int, reuse: bool = False
     ) -> tuple[Case, list[int]] | None:
         """The operations of ``case``'s tasks ``names``, in that order, as one task; with
         the steps at which its run replaced a value the pte at (``mm``, ``addr``) got back
-        later, or None when the run makes no such ABA (or does not end clean)."""
+        later (``reuse``: whose object was freed and reused, :func:`reuses`), or None when
+        the run makes no such ABA (or does not end clean)."""
         by_name = {t.name: t for t in case.tasks}
         ops = [c for n in names if n in by_name for c in by_name[n].ops]
         if not ops:
@@ -594,7 +626,9 @@ class Pool:
         run = execute(one)
         self.probe_runs += 1
         self.steps += run.outcome.steps
-        sinces = [s for _, m, a, _, s in run.kernel.pte_aba if (m, a) == (mm, addr)]
+        sinces = [s for _, m, a, _, s in
+                  (reuses(run.kernel.history) if reuse else run.kernel.pte_aba)
+                  if (m, a) == (mm, addr)]
         if run.outcome.kind != "clean" or not sinces:
             return None
         return one, sinces
@@ -630,14 +664,15 @@ class Pool:
                         break
         return None
 
-    def _reduce_aba(self, prog: Case, mm: int, addr: int, found: Failure) -> Failure:
+    def _reduce_aba(self, prog: Case, mm: int, addr: int, found: Failure,
+                    reuse: bool = False) -> Failure:
         """``found`` (a failure of ABA probe ``prog``, whose last task is the reader), or the
         same violation met by a reader next to one other task of ``prog`` alone, when that
         task makes the ABA by itself."""
         if len(prog.tasks) <= 2:
             return found
         for task in prog.tasks[:-1]:
-            alone = self._writers_alone(prog, [task.name], mm, addr)
+            alone = self._writers_alone(prog, [task.name], mm, addr, reuse)
             small = alone and self._stall_pair(*alone, mm, addr, found.violation.check)
             if small:
                 return small
@@ -719,10 +754,14 @@ class Pool:
             self.offer(attrs.evolve(case, schedule=recorded), run.sched.trace,
                        run.outcome.steps, targets, self.boot_frames(case.config) +
                        frames_at(k, targets) + pages, k.pte_aba, k.history)
-        elif aba and run.outcome.kind == "clean" and run.kernel.pte_aba:
-            recorded = Schedule("decisions", decisions=tuple(run.sched.decisions))
-            self._note_aba(attrs.evolve(case, schedule=recorded), run.sched.trace,
-                           run.kernel.pte_aba, run.kernel.history)
+        elif aba and run.outcome.kind == "clean":
+            k = run.kernel
+            recorded = attrs.evolve(
+                case, schedule=Schedule("decisions", decisions=tuple(run.sched.decisions)))
+            if k.pte_aba:
+                self._note_aba(recorded, run.sched.trace, k.pte_aba, k.history)
+            if REUSE_PROBES and k.history:
+                self._note_reuses(recorded, run.sched.trace, k.pte_aba, k.history)
         return None
 
 
