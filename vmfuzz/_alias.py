@@ -113,7 +113,7 @@ def reuses(events: Sequence[Any]) -> list[tuple[int, int, int, int, int]]:
     value (when it does, ``Kernel.pte_aba`` has it too)."""
     # (class, id) -> [(mm, addr, kind, step dropped, freed yet)] waiting for a free and a reuse
     waiting: dict[tuple[str, Any], list[list[Any]]] = {}
-    out = []
+    out: list[tuple[int, int, int, int, int]] = []
     for e in events:
         kind = e[3]
         if kind in ("set_pte", "pte_clear"):

@@ -756,12 +756,12 @@ class Pool:
                        frames_at(k, targets) + pages, k.pte_aba, k.history)
         elif aba and run.outcome.kind == "clean":
             k = run.kernel
-            recorded = attrs.evolve(
+            ran = attrs.evolve(
                 case, schedule=Schedule("decisions", decisions=tuple(run.sched.decisions)))
             if k.pte_aba:
-                self._note_aba(recorded, run.sched.trace, k.pte_aba, k.history)
+                self._note_aba(ran, run.sched.trace, k.pte_aba, k.history)
             if REUSE_PROBES and k.history:
-                self._note_reuses(recorded, run.sched.trace, k.pte_aba, k.history)
+                self._note_reuses(ran, run.sched.trace, k.pte_aba, k.history)
         return None
 
 
