@@ -45,6 +45,7 @@ from vmfuzz.case import Case, OpCall, Run, Schedule, TaskSpec, execute
 from vmfuzz.failure import Failure
 from vmfuzz.kernel import OPS, Kernel, KernelConfig
 from vmfuzz.kernel.boot import WORLD_FEATURES
+from vmfuzz.kernel.kernel import pte_value
 from vmfuzz.program import (
     aim_frame,
     frames_at,
@@ -103,6 +104,12 @@ PARTNER_ABA = True
 # ABA probes' share: the reader that read the old value and sleeps on its object wakes up to
 # another page's data even when the pte never gets the value back.
 REUSE_PROBES = True
+# A window probe of a pte also sends its intruders at the other ptes that held the object the
+# pte named when it was first changed (:func:`holders`: a forked child's copy of a swap entry,
+# another mapping of the frame), at most HOLDERS of them, other mms first: the object is freed
+# only when its other users let it go, while the recorded task still holds it half-changed.
+# Those runs may queue ABA and reuse probes, as a partner probe's do.
+HOLDERS = 1
 
 
 def colliders(case: Case, sched: Scheduler) -> Case | None:
@@ -182,6 +189,31 @@ class WindowProbe:
     addr: int | None
     at: int
     task: str
+    holders: tuple[tuple[int, int], ...] = ()  # other ptes naming the object (:func:`holders`)
+    until: int = -1  # the step of the task's second change of the object
+
+
+def holders(boot: dict[tuple[int, int], tuple[int, int, bool]], events: Iterable[Any],
+            mm: int, addr: int, at: int) -> list[tuple[int, int]]:
+    """The other ptes that named the object (swap entry, or frame) the pte at (``mm``,
+    ``addr``) named just before step ``at``: ``boot`` is the world's ptes (pte values by (mm,
+    addr)), ``events`` the run's data events (``Kernel.history``).  Ptes of other mms first
+    (a forked child's copy), then of ``mm``, each in (mm, addr) order."""
+    ptes = dict(boot)
+    for e in events:
+        if e[0] >= at:
+            break
+        if e[3] == "set_pte":
+            ptes[e[4]] = e[5][1]
+        elif e[3] == "pte_clear":
+            ptes.pop(e[4], None)
+    v = ptes.get((mm, addr))
+    if v is None:
+        return []
+    obj = (v[0] == 1, v[1])
+    out = sorted(key for key, w in ptes.items()
+                 if key != (mm, addr) and (w[0] == 1, w[1]) == obj)
+    return sorted(out, key=lambda key: key[0] == mm)
 
 
 def windows(events: Iterable[Any]) -> list[tuple[tuple[int, int | None], int, str, str]]:
@@ -229,6 +261,7 @@ class Pool:
     probe_runs: int = 0  # runs of partner probes (:meth:`probe`), not counted in ``runs``
     steps: int = 0  # steps of those runs (and of the probes')
     _boot_frames: dict[KernelConfig, list[int]] = attrs.field(factory=dict)
+    _boot_ptes: dict[KernelConfig, dict[tuple[int, int], Any]] = attrs.field(factory=dict)
     _retried: bool = False  # a run of the current mutant went round a retry loop
     _pair: Case | None = None  # the first such run's colliding tasks alone (:func:`colliders`)
     _unprobed: list[Entry] = attrs.field(factory=list)  # entries added since the last probes
@@ -380,7 +413,11 @@ class Pool:
             n = hits.get(key, 0) + 1
             hits[key] = n
             if n & (n - 1) == 0 and n.bit_length() % 2 and len(self._windows) < WINDOW_QUEUE:
-                self._windows.append(WindowProbe(case, mm, addr, at, task))
+                held = () if addr is None or not HOLDERS else tuple(
+                    holders(self.boot_ptes(case.config), events, mm, addr, at)[:HOLDERS])
+                until = next((e[0] for e in events if e[0] > at and e[1] == task
+                              and e[3] in ("set_pte", "pte_clear") and e[4] == (mm, addr)), -1)
+                self._windows.append(WindowProbe(case, mm, addr, at, task, held, until))
 
     def _minimize(self, case: Case, length: int, new: set[Pair]) -> tuple[Case, int]:
         """Delete operations one at a time (last first) while the program, replayed on its
@@ -543,11 +580,14 @@ class Pool:
             decisions = [order[d] for d in case.schedule.decisions if 0 <= d < len(order)] \
                 if case.schedule.kind == "decisions" else []
             rng = random.Random(f"{probe.mm} {probe.addr} {probe.at} {self.window_steps}")
-            for prog in intruders(case, probe, self, rng):
-                stall = Stall(prog.tasks[-1].name, decisions, probe.at + 1, case.max_steps)
-                found = self._run_one(prog, stall, offer=False)
+            progs = intruders(case, probe, self, rng)
+            own = len(progs) // (1 + len(probe.holders))  # the rest aim at its holders
+            for i, prog in enumerate(progs):
+                start = prog.tasks[-1].start
+                stall = Stall(prog.tasks[-1].name, decisions, start, case.max_steps)
+                found = self._run_one(prog, stall, offer=False, aba=i >= own)
                 if found is None and self.nested_steps <= NESTED_SHARE * self.steps:
-                    found = self._nested(prog, decisions, probe.at + 1, self._last_events)
+                    found = self._nested(prog, decisions, start, self._last_events)
                 if found is not None:
                     break
             self.window_steps += self.steps - before - (self.nested_steps - nested)
@@ -701,6 +741,15 @@ class Pool:
         if got is None:
             k = Kernel(config)
             got = self._boot_frames[config] = frames_at(k, k.boot_targets)
+        return got
+
+    def boot_ptes(self, config: KernelConfig) -> dict[tuple[int, int], Any]:
+        """The world of ``config``'s ptes, as pte values by (mm, addr) (one boot per world)."""
+        got = self._boot_ptes.get(config)
+        if got is None:
+            k = Kernel(config)
+            got = self._boot_ptes[config] = {
+                (mm.id, a): pte_value(p) for mm in k.mms.values() for a, p in mm.pgd.items()}
         return got
 
     def _energy(self, e: Entry) -> tuple[int, int]:
@@ -910,17 +959,20 @@ def intruders(case: Case, probe: WindowProbe, pool: Pool, rng: random.Random) ->
     """``case`` with one more task, started the step after ``probe``'s first change, that
     runs one operation aimed at the probe's object (its mm and, for a pte, its page; the
     other arguments drawn as a mutant's): one program per operation that takes an mm, for
-    :meth:`Pool._probe_windows`."""
+    :meth:`Pool._probe_windows`; then as many aimed at each of the probe's ``holders``,
+    started the step after the task's second change of the object (``until``)."""
     tasks = [list(t.ops) for t in case.tasks]
     starts = [t.start for t in case.tasks]
     out = []
-    for name in sorted(OPS) if pool.ops is None else sorted(pool.ops):
-        params = OPS[name].params
-        if not params or params[0][1] != "mm":
-            continue
-        call = OpCall(name, {a: _value(kind, case.config, rng) for a, kind in params})
-        call = retarget(call, (probe.mm, probe.addr))
-        out.append(_program(case, [*tasks, [call]], [*starts, probe.at + 1], case.config))
+    for target in ((probe.mm, probe.addr), *probe.holders):
+        start = probe.at + 1 if target == (probe.mm, probe.addr) else probe.until + 1
+        for name in sorted(OPS) if pool.ops is None else sorted(pool.ops):
+            params = OPS[name].params
+            if not params or params[0][1] != "mm":
+                continue
+            call = OpCall(name, {a: _value(kind, case.config, rng) for a, kind in params})
+            call = retarget(call, target)
+            out.append(_program(case, [*tasks, [call]], [*starts, start], case.config))
     return out
 
 
