@@ -25,6 +25,7 @@ from vmfuzz.pool import (
     WindowProbe,
     aba_readers,
     colliders,
+    holders,
     interleavings,
     intruders,
     mutate,
@@ -691,6 +692,57 @@ def test_a_window_probe_finds_a_teardown_of_a_page_in_migration() -> None:
         assert again.outcome.kind == "violation"
         assert again.outcome.violation is not None
         assert again.outcome.violation.check == "use_after_free"
+
+
+FORKED_SWAPPED = frozenset({"forked", "swapped"})  # mm0's pages 3, 4 swapped, shared with mm3
+COW_RECLAIM = (OpCall("write", {"mm": 0, "addr": 3}), OpCall("swap_out", {"count": 1}))
+
+
+def test_holders_name_the_other_ptes_of_the_object_first_other_mms() -> None:
+    config = KernelConfig(world=FORKED_SWAPPED)
+    pool = Pool(config)
+    boot = pool.boot_ptes(config)
+    assert holders(boot, (), 0, 3, 0) == [(3, 3)]  # the child's copy of the swap entry
+    assert holders(boot, (), 0, 5, 0) == []  # nothing mapped there
+    run = execute(Case(config, (TaskSpec("T0", COW_RECLAIM),)))
+    [(obj, at, _, _)] = windows(run.kernel.history)
+    assert obj == (0, 3) and holders(boot, run.kernel.history, 0, 3, at) == [(3, 3)]
+    # After the fault the parent's pte names a frame the child does not map.
+    assert holders(boot, run.kernel.history, 0, 3, run.outcome.steps) == []
+
+
+def test_a_window_probe_frees_the_object_through_its_other_holder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Quality: a store to a page swapped before a fork (a COW copy), then reclaim, is two
+    operations short of 4969c1192d15's race: the child's exit must free the entry between the
+    copy and the reclaim that gives the entry to the copy, while a reader of the parent's page
+    sleeps on the old page's lock.  The window probe's intruders aimed at the child's copy of
+    the entry (its other holder) make that ABA, and the ABA probe it queues finds the stale
+    page; without holders nothing is found, nor in the fixed kernel."""
+    monkeypatch.setattr(pool_mod, "ABA_SHARE", float("inf"))
+    monkeypatch.setattr(pool_mod, "WINDOW_SHARE", float("inf"))
+    for bugs, held in ((frozenset({"swapin_no_swapcache_recheck"}), 1),
+                       (frozenset({"swapin_no_swapcache_recheck"}), 0), (frozenset(), 1)):
+        monkeypatch.setattr(pool_mod, "HOLDERS", held)
+        config = KernelConfig(bugs=bugs, world=FORKED_SWAPPED,
+                              no_checks=frozenset({"rmap_reachable"}))
+        case = Case(config, (TaskSpec("T0", COW_RECLAIM),))
+        run = execute(case)
+        pool = Pool(config)
+        pool.offer(case, run.sched.trace, run.outcome.steps, (), (), run.kernel.pte_aba,
+                   run.kernel.history)
+        hit = None
+        for _ in range(3):
+            hit = hit or pool.probe(random.Random(0), float("inf"), [])
+        if not (bugs and held):
+            assert hit is None
+            continue
+        assert hit is not None and hit.violation.check == "data_integrity"
+        assert ["exit(mm=3)"] in [[c.describe() for c in t.ops] for t in hit.case.tasks]
+        again = execute(hit.case)
+        assert again.outcome.violation is not None
+        assert again.outcome.violation.check == "data_integrity"
 
 
 def test_a_window_probe_pauses_its_intruder_inside_its_own_half_change(
