@@ -616,7 +616,7 @@ def test_a_reuse_probe_finds_the_vm_swap_full_race_one_reader_away(
     of page 1 makes no ABA, so only the reuse probe stalls a reader across the free and the
     reuse of its entry: with the bug on it maps page 0's data at page 1 (2 tasks, the reader
     let in and stalled); the fixed kernel is clean, and so is the bug without reuse probes."""
-    monkeypatch.setattr(pool_mod, "ABA_SHARE", float("inf"))  # every queued probe runs
+    monkeypatch.setattr(pool_mod, "REUSE_SHARE", float("inf"))  # every queued probe runs
     for bugs, probes in ((frozenset({"vm_swap_full_delete_race"}), True),
                          (frozenset({"vm_swap_full_delete_race"}), False), (frozenset(), True)):
         monkeypatch.setattr(pool_mod, "REUSE_PROBES", probes)
@@ -625,7 +625,8 @@ def test_a_reuse_probe_finds_the_vm_swap_full_race_one_reader_away(
         pool = Pool(case.config)
         pool.offer(case, run.sched.trace, run.outcome.steps, (), (), run.kernel.pte_aba,
                    run.kernel.history)
-        hit = pool._probe_aba(float("inf"))
+        assert pool._probe_aba(float("inf")) is None  # no ABA probe finds it
+        hit = pool._probe_reuse(float("inf"))
         if not (bugs and probes):
             assert hit is None
             continue
@@ -722,6 +723,7 @@ def test_a_window_probe_frees_the_object_through_its_other_holder(
     page; without holders nothing is found, nor in the fixed kernel."""
     monkeypatch.setattr(pool_mod, "ABA_SHARE", float("inf"))
     monkeypatch.setattr(pool_mod, "WINDOW_SHARE", float("inf"))
+    monkeypatch.setattr(pool_mod, "HOLDER_SHARE", float("inf"))
     for bugs, held in ((frozenset({"swapin_no_swapcache_recheck"}), 1),
                        (frozenset({"swapin_no_swapcache_recheck"}), 0), (frozenset(), 1)):
         monkeypatch.setattr(pool_mod, "HOLDERS", held)

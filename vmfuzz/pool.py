@@ -100,16 +100,21 @@ NESTED_SHARE = 0.05
 # the restored value names, the ABA a sleeping reader's pte_same() cannot see.
 PARTNER_ABA = True
 # A run whose pte dropped a frame or swap slot that was then freed and given to another user
-# (:func:`vmfuzz._alias.reuses`) may queue an ABA probe too (:meth:`Pool._note_reuses`), on the
-# ABA probes' share: the reader that read the old value and sleeps on its object wakes up to
-# another page's data even when the pte never gets the value back.
+# (:func:`vmfuzz._alias.reuses`) may queue a reuse probe (:meth:`Pool._note_reuses`), run as an
+# ABA probe is: the reader that read the old value and sleeps on its object wakes up to
+# another page's data even when the pte never gets the value back.  Reuse probes wait in a
+# queue of their own (at most ABA_QUEUE) and take at most REUSE_SHARE of the pool's steps,
+# so that the ABA probes run as without them.
 REUSE_PROBES = True
+REUSE_SHARE = 0.05
 # A window probe of a pte also sends its intruders at the other ptes that held the object the
 # pte named when it was first changed (:func:`holders`: a forked child's copy of a swap entry,
 # another mapping of the frame), at most HOLDERS of them, other mms first: the object is freed
 # only when its other users let it go, while the recorded task still holds it half-changed.
-# Those runs may queue ABA and reuse probes, as a partner probe's do.
+# Those runs may queue ABA and reuse probes, as a partner probe's do, and take at most
+# HOLDER_SHARE of the pool's steps, so that the window probes run as without them.
 HOLDERS = 1
+HOLDER_SHARE = 0.05
 
 
 def colliders(case: Case, sched: Scheduler) -> Case | None:
@@ -269,8 +274,11 @@ class Pool:
     aba_hits: dict[tuple[frozenset[str], int, int, int, bool], int] = attrs.field(factory=dict)
     _aba: list[AbaProbe] = attrs.field(factory=list)  # queued ABA probes
     aba_steps: int = 0  # steps of ABA probes (part of ``steps``)
-    # reused objects met per (world, mm, addr, pte kind): probed as ABAs are
-    reuse_hits: dict[tuple[frozenset[str], int, int, int], int] = attrs.field(factory=dict)
+    # reused objects met per (world, pte kind, the kernel paths that dropped and took it)
+    reuse_hits: dict[tuple[frozenset[str], int, str], int] = attrs.field(factory=dict)
+    _reuse: list[AbaProbe] = attrs.field(factory=list)  # queued reuse probes
+    reuse_steps: int = 0  # steps of reuse probes (part of ``steps``)
+    holder_steps: int = 0  # steps of window probes aimed at holders (part of ``steps``)
     # half-changed objects met per (world, object class, the two paths): probed as ABAs are
     window_hits: dict[tuple[frozenset[str], bool, str], int] = attrs.field(factory=dict)
     _windows: list[WindowProbe] = attrs.field(factory=list)  # queued window probes
@@ -384,23 +392,27 @@ class Pool:
     def _note_reuses(self, case: Case, trace: Sequence[Any],
                      aba: Iterable[tuple[int, int, int, int, int]],
                      events: Sequence[Any]) -> None:
-        """Queue an ABA probe of ``case`` for each object a pte of its run dropped that was
+        """Queue a reuse probe of ``case`` for each object a pte of its run dropped that was
         then freed and reused (:func:`reuses`), unless the pte got the value back (an ABA:
-        :meth:`_note_aba`), when its (world, mm, page, kind) is met for the 1st, 4th, 16th
-        ... time, as :meth:`_note_aba` counts ABAs."""
+        :meth:`_note_aba`), when its (world, pte kind, the kernel paths that dropped it and
+        took it again) is met for the 1st, 4th, 16th ... time (far more objects are reused
+        than ptes restored: the paths, not the page, say what is new)."""
         world = case.config.world
         hits = self.reuse_hits
         restored = {(mm, addr, since) for _, mm, addr, _, since in aba}
+        paths: dict[int, str] = {}
+        for e in events:
+            paths.setdefault(e[0], e[2][0])
         for step, mm, addr, kind, since in reuses(events):
             if (mm, addr, since) in restored or not 0 <= since <= step < len(trace):
                 continue
-            key = (world, mm, addr, kind)
+            key = (world, kind, f"{paths.get(since, '')}>{paths.get(step, '')}")
             n = hits.get(key, 0) + 1
             hits[key] = n
-            if n & (n - 1) == 0 and n.bit_length() % 2 and len(self._aba) < ABA_QUEUE:
+            if n & (n - 1) == 0 and n.bit_length() % 2 and len(self._reuse) < ABA_QUEUE:
                 writers = [trace[i].task for i in (since, step)]
-                self._aba.append(AbaProbe(case, mm, addr, since, tuple(dict.fromkeys(writers)),
-                                          reuse=True))
+                self._reuse.append(AbaProbe(case, mm, addr, since,
+                                            tuple(dict.fromkeys(writers)), reuse=True))
 
     def _note_windows(self, case: Case, events: Sequence[Any]) -> None:
         """Queue a window probe of ``case`` for each object a task of its run held
@@ -496,7 +508,8 @@ class Pool:
         (parents, mutations, schedules) are exactly those of a pool without probes.  (Probes
         that also replaced one operation by another on the same object were measured: no
         campaign found more with those, 0 of 9 on the same-page swapin race.)"""
-        found = self._probe_aba(deadline) or self._probe_windows(deadline)
+        found = (self._probe_aba(deadline) or self._probe_windows(deadline)
+                 or self._probe_reuse(deadline))
         if found is not None:
             return found
         if parents is None:
@@ -548,6 +561,22 @@ class Pool:
                 return found
         return None
 
+    def _probe_reuse(self, deadline: float) -> Failure | None:
+        """Run the queued reuse probes (:meth:`_note_reuses`), each as an ABA probe, within
+        REUSE_SHARE of the pool's steps; the first violation found, or None."""
+        while self._reuse:
+            if self._spent(deadline):
+                return None
+            if self.reuse_steps > REUSE_SHARE * self.steps:
+                del self._reuse[ABA_QUEUE:]
+                return None
+            before = self.steps
+            found = self._stall_probe(self._reuse.pop(0))
+            self.reuse_steps += self.steps - before
+            if found is not None:
+                return found
+        return None
+
     def _probe_windows(self, deadline: float) -> Failure | None:
         """Run the queued window probes (:func:`intruders`); the first violation found, or
         None.
@@ -582,15 +611,24 @@ class Pool:
             rng = random.Random(f"{probe.mm} {probe.addr} {probe.at} {self.window_steps}")
             progs = intruders(case, probe, self, rng)
             own = len(progs) // (1 + len(probe.holders))  # the rest aim at its holders
+            held = self.holder_steps
             for i, prog in enumerate(progs):
                 start = prog.tasks[-1].start
                 stall = Stall(prog.tasks[-1].name, decisions, start, case.max_steps)
-                found = self._run_one(prog, stall, offer=False, aba=i >= own)
-                if found is None and self.nested_steps <= NESTED_SHARE * self.steps:
-                    found = self._nested(prog, decisions, start, self._last_events)
+                if i >= own:
+                    if self.holder_steps > HOLDER_SHARE * self.steps:
+                        break
+                    at = self.steps
+                    found = self._run_one(prog, stall, offer=False, aba=True)
+                    self.holder_steps += self.steps - at
+                else:
+                    found = self._run_one(prog, stall, offer=False)
+                    if found is None and self.nested_steps <= NESTED_SHARE * self.steps:
+                        found = self._nested(prog, decisions, start, self._last_events)
                 if found is not None:
                     break
-            self.window_steps += self.steps - before - (self.nested_steps - nested)
+            self.window_steps += (self.steps - before - (self.nested_steps - nested)
+                                  - (self.holder_steps - held))
             if found is not None:
                 return found
         return None
