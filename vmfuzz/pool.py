@@ -21,9 +21,12 @@ no Hypothesis draws, and each changes one thing in a program already known to in
 After each round, partner probes (:meth:`Pool.probe`) put the teardown of every mm an entry
 aims at next to each entry the round added, on a random stream of their own; and a run (an
 example's or a mutant's, kept or not) whose pte got back a value it had held before (an ABA,
-which pte_same() cannot see) is probed with one more task that loads or stores that page; and a
+which pte_same() cannot see) is probed with one more task that loads or stores that page, as
+is a run whose pte dropped a frame or swap slot that was then freed and given to another page
+(a reuse probe); and a
 run whose task held an object half-changed (a pte it changed twice) is probed with one more
-task aimed at that object in between (:meth:`Pool._probe_windows`), and once more paused
+task aimed at that object in between (:meth:`Pool._probe_windows`), or at the object's other
+holder (a forked child's copy of the entry), and once more paused
 inside its own half-change, if it makes one, while the others go on (:meth:`Pool._nested`).
 The first violation becomes the campaign's failure (schedule = the recorded decisions), and
 the campaign's own shrinker takes it from there.  Everything is seeded: no set or hash order
