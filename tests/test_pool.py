@@ -10,7 +10,6 @@ import attrs
 import pytest
 
 import vmfuzz.pool as pool_mod
-from vmfuzz._alias import reuses
 from vmfuzz._scheduler import ScheduleSource, TraceStep
 from vmfuzz.case import Case, OpCall, Schedule, TaskSpec, execute
 from vmfuzz.corpus import load
@@ -581,60 +580,6 @@ def test_aba_probes_wait_when_they_have_had_their_share_of_the_steps() -> None:
     pool.steps += int(pool.aba_steps / ABA_SHARE)  # the mutants catch up
     assert pool.probe(random.Random(0), float("inf"), []) is None
     assert pool._aba == []
-
-
-# ------------------------------------------------------------------ reuse probes
-# Seed 001's writers in one task: page 1 swapped out to entry 1, faulted back in by a store
-# (vm_swap_full deletes it from the swap cache: entry 1 is freed), then reclaim gives entry 1
-# to page 0 and entry 2 to page 1: the pte of page 1 never gets entry 1 back.
-REUSE = (OpCall("mmap", {"mm": 0, "addr": 0, "npages": 2}), OpCall("write", {"mm": 0, "addr": 1}),
-         OpCall("write", {"mm": 0, "addr": 0}), OpCall("kswapd", {"count": 1}),
-         OpCall("write", {"mm": 0, "addr": 1}), OpCall("swap_out", {"count": 2}))
-
-
-def _reuse_case(bugs: frozenset[str] = frozenset()) -> Case:
-    config = KernelConfig(bugs=bugs, no_checks=frozenset({"rmap_reachable", "swap_map_counts"}))
-    return Case(config, (TaskSpec("T0", REUSE),))
-
-
-def test_reuses_name_a_dropped_slot_freed_and_given_to_another_page() -> None:
-    run = execute(_reuse_case())
-    assert run.outcome.kind == "clean"
-    assert [kind for _, _, _, kind, _ in run.kernel.pte_aba] == [0]  # a frame, not a slot
-    got = reuses(run.kernel.history)
-    [(step, since)] = [(st, si) for st, mm, addr, kind, si in got if (mm, addr, kind) == (0, 1, 1)]
-    assert run.sched.trace[since - 1].label.startswith("do_swap_page") and since < step
-    # Without the reclaim the slot is freed and never taken again.
-    freed = Case(_reuse_case().config, (TaskSpec("T0", REUSE[:-1]),))
-    assert [r for r in reuses(execute(freed).kernel.history) if r[3] == 1] == []
-
-
-def test_a_reuse_probe_finds_the_vm_swap_full_race_one_reader_away(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Quality: seed 001's writers (see REUSE) are one reader short of its race, and the pte
-    of page 1 makes no ABA, so only the reuse probe stalls a reader across the free and the
-    reuse of its entry: with the bug on it maps page 0's data at page 1 (2 tasks, the reader
-    let in and stalled); the fixed kernel is clean, and so is the bug without reuse probes."""
-    monkeypatch.setattr(pool_mod, "REUSE_SHARE", float("inf"))  # every queued probe runs
-    for bugs, probes in ((frozenset({"vm_swap_full_delete_race"}), True),
-                         (frozenset({"vm_swap_full_delete_race"}), False), (frozenset(), True)):
-        monkeypatch.setattr(pool_mod, "REUSE_PROBES", probes)
-        case = _reuse_case(bugs)
-        run = execute(case)
-        pool = Pool(case.config)
-        pool.offer(case, run.sched.trace, run.outcome.steps, (), (), run.kernel.pte_aba,
-                   run.kernel.history)
-        assert pool._probe_aba(float("inf")) is None  # no ABA probe finds it
-        hit = pool._probe_reuse(float("inf"))
-        if not (bugs and probes):
-            assert hit is None
-            continue
-        assert hit is not None and hit.violation.check == "data_integrity"
-        assert len(hit.case.tasks) == 2 and hit.preemptions <= 2
-        again = execute(hit.case)
-        assert again.outcome.violation is not None
-        assert again.outcome.violation.check == "data_integrity"
 
 
 # ------------------------------------------------------------------ window probes

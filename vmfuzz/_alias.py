@@ -99,37 +99,3 @@ def reused(events: Sequence[Any], aba: Iterable[tuple[int, int, int, int, int]])
         gone = any(since <= at <= step for at in freed.get(obj, ()))
         out.append(gone and (not swap or cache_at(value[1], since) != cache_at(value[1], step)))
     return out
-
-
-def reuses(events: Sequence[Any]) -> list[tuple[int, int, int, int, int]]:
-    """The objects a pte named that were freed and given to another user while the pte no
-    longer named them, from a run's data ``events`` (``Kernel.history``): for each pte that
-    dropped a value (set to another, or cleared) whose frame or swap slot was then freed
-    (its count fell to 0) and taken again (its count rose from 0), ``(step taken again, mm,
-    addr, kind of the dropped value, step it was dropped)``, in the shape of
-    ``Kernel.pte_aba``, once per drop.  A task that read the old value before the drop and
-    sleeps on its object (a swapin waiting for the BKL or the page lock) wakes up to an
-    object that now holds another page's data, whether or not the pte comes back to the
-    value (when it does, ``Kernel.pte_aba`` has it too)."""
-    # (class, id) -> [(mm, addr, kind, step dropped, freed yet)] waiting for a free and a reuse
-    waiting: dict[tuple[str, Any], list[list[Any]]] = {}
-    out: list[tuple[int, int, int, int, int]] = []
-    for e in events:
-        kind = e[3]
-        if kind in ("set_pte", "pte_clear"):
-            old = e[5][0]
-            if old is not None:
-                obj = ("entry" if old[0] == 1 else "page", old[1])
-                waiting.setdefault(obj, []).append([e[4][0], e[4][1], old[0], e[0], False])
-        elif kind in ("page", "entry"):
-            obj = (kind, e[4])
-            ws = waiting.get(obj)
-            if not ws:
-                continue
-            if e[5][0] == 0:
-                for w in ws:
-                    w[4] = True
-            elif any(w[4] for w in ws):
-                out.extend((e[0], w[0], w[1], w[2], w[3]) for w in ws if w[4])
-                ws[:] = [w for w in ws if not w[4]]
-    return out

@@ -21,9 +21,7 @@ no Hypothesis draws, and each changes one thing in a program already known to in
 After each round, partner probes (:meth:`Pool.probe`) put the teardown of every mm an entry
 aims at next to each entry the round added, on a random stream of their own; and a run (an
 example's or a mutant's, kept or not) whose pte got back a value it had held before (an ABA,
-which pte_same() cannot see) is probed with one more task that loads or stores that page, as
-is a run whose pte dropped a frame or swap slot that was then freed and given to another page
-(a reuse probe); and a
+which pte_same() cannot see) is probed with one more task that loads or stores that page; and a
 run whose task held an object half-changed (a pte it changed twice) is probed with one more
 task aimed at that object in between (:meth:`Pool._probe_windows`), or at the object's other
 holder (a forked child's copy of the entry), and once more paused
@@ -42,7 +40,7 @@ from typing import Any
 
 import attrs
 
-from vmfuzz._alias import alias_pairs, reused, reuses
+from vmfuzz._alias import alias_pairs, reused
 from vmfuzz._scheduler import Scheduler, ScheduleSource
 from vmfuzz.case import Case, OpCall, Run, Schedule, TaskSpec, execute
 from vmfuzz.failure import Failure
@@ -102,20 +100,14 @@ NESTED_SHARE = 0.05
 # as an offered run's does: a teardown between a fault and a reclaim frees the slot or frame
 # the restored value names, the ABA a sleeping reader's pte_same() cannot see.
 PARTNER_ABA = True
-# A run whose pte dropped a frame or swap slot that was then freed and given to another user
-# (:func:`vmfuzz._alias.reuses`) may queue a reuse probe (:meth:`Pool._note_reuses`), run as an
-# ABA probe is: the reader that read the old value and sleeps on its object wakes up to
-# another page's data even when the pte never gets the value back.  Reuse probes wait in a
-# queue of their own (at most ABA_QUEUE) and take at most REUSE_SHARE of the pool's steps,
-# so that the ABA probes run as without them.
-REUSE_PROBES = True
-REUSE_SHARE = 0.05
 # A window probe of a pte also sends its intruders at the other ptes that held the object the
 # pte named when it was first changed (:func:`holders`: a forked child's copy of a swap entry,
 # another mapping of the frame), at most HOLDERS of them, other mms first: the object is freed
 # only when its other users let it go, while the recorded task still holds it half-changed.
-# Those runs may queue ABA and reuse probes, as a partner probe's do, and take at most
-# HOLDER_SHARE of the pool's steps, so that the window probes run as without them.
+# Those runs may queue ABA probes, as a partner probe's do, in a queue of their own; the runs
+# and those probes take at most HOLDER_SHARE of the pool's steps, so that the window and ABA
+# probes run as without them.  Measured at 1.5Msteps, consequence column, seeds 0-2 (see
+# CONSEQUENCES in kernel/bugs.py): swapin_no_swapcache_recheck found at seed 1 (never before).
 HOLDERS = 1
 HOLDER_SHARE = 0.05
 
@@ -183,7 +175,6 @@ class AbaProbe:
     addr: int
     since: int
     writers: tuple[str, ...]  # the tasks that replaced the value, then restored it
-    reuse: bool = False  # the value's object was reused, the value not restored (:func:`reuses`)
 
 
 @attrs.frozen
@@ -277,11 +268,10 @@ class Pool:
     aba_hits: dict[tuple[frozenset[str], int, int, int, bool], int] = attrs.field(factory=dict)
     _aba: list[AbaProbe] = attrs.field(factory=list)  # queued ABA probes
     aba_steps: int = 0  # steps of ABA probes (part of ``steps``)
-    # reused objects met per (world, pte kind, the kernel paths that dropped and took it)
-    reuse_hits: dict[tuple[frozenset[str], int, str], int] = attrs.field(factory=dict)
-    _reuse: list[AbaProbe] = attrs.field(factory=list)  # queued reuse probes
-    reuse_steps: int = 0  # steps of reuse probes (part of ``steps``)
-    holder_steps: int = 0  # steps of window probes aimed at holders (part of ``steps``)
+    # the ABA probes queued by window probes aimed at holders, as ``aba_hits`` and ``_aba``
+    held_hits: dict[tuple[frozenset[str], int, int, int, bool], int] = attrs.field(factory=dict)
+    _held: list[AbaProbe] = attrs.field(factory=list)
+    holder_steps: int = 0  # steps of those window probes and of their ABA probes
     # half-changed objects met per (world, object class, the two paths): probed as ABAs are
     window_hits: dict[tuple[frozenset[str], bool, str], int] = attrs.field(factory=dict)
     _windows: list[WindowProbe] = attrs.field(factory=list)  # queued window probes
@@ -343,8 +333,6 @@ class Pool:
             self._note_aba(case, trace, aba, events)
         if events:
             self._note_windows(case, events)
-            if REUSE_PROBES:
-                self._note_reuses(case, trace, aba, events)
         hits = self.hits
         new = []
         for pair in interleavings(trace, events):
@@ -368,7 +356,7 @@ class Pool:
 
     def _note_aba(self, case: Case, trace: Sequence[Any],
                   aba: Iterable[tuple[int, int, int, int, int]],
-                  events: Sequence[Any] = ()) -> None:
+                  events: Sequence[Any] = (), held: bool = False) -> None:
         """Queue an ABA probe of ``case`` for a pte ABA whose (world, mm, page, pte kind,
         whether the value's frame or slot was freed and reused meanwhile: :func:`reused`,
         from the run's data ``events``) is met for the 1st, 4th, 16th, 64th ... time: every
@@ -377,9 +365,11 @@ class Pool:
         may be the one a reader can race).  The reader may be one task more than a pool
         program has room for: most ABAs of a world come from Hypothesis' examples, which
         often have four tasks or more (about 4 in 5 of those met in 30 s campaigns), and
-        the failure is shrunk anyway."""
+        the failure is shrunk anyway.  With ``held`` (a window probe's run aimed at a
+        holder) the probe goes to a queue of its own, counted apart."""
         world = case.config.world
-        hits = self.aba_hits
+        hits = self.held_hits if held else self.aba_hits
+        queue = self._held if held else self._aba
         aba = list(aba)
         for (step, mm, addr, kind, since), reuse in zip(aba, reused(events, aba), strict=False):
             if not 0 <= step < len(trace):
@@ -387,35 +377,10 @@ class Pool:
             key = (world, mm, addr, kind, reuse)
             n = hits.get(key, 0) + 1
             hits[key] = n
-            if n & (n - 1) == 0 and n.bit_length() % 2 and len(self._aba) < ABA_QUEUE:
+            if n & (n - 1) == 0 and n.bit_length() % 2 and len(queue) < ABA_QUEUE:
                 # the tasks that replaced the value, then restored it
                 writers = [trace[i].task for i in (since, step) if 0 <= i < len(trace)]
-                self._aba.append(AbaProbe(case, mm, addr, since, tuple(dict.fromkeys(writers))))
-
-    def _note_reuses(self, case: Case, trace: Sequence[Any],
-                     aba: Iterable[tuple[int, int, int, int, int]],
-                     events: Sequence[Any]) -> None:
-        """Queue a reuse probe of ``case`` for each object a pte of its run dropped that was
-        then freed and reused (:func:`reuses`), unless the pte got the value back (an ABA:
-        :meth:`_note_aba`), when its (world, pte kind, the kernel paths that dropped it and
-        took it again) is met for the 1st, 4th, 16th ... time (far more objects are reused
-        than ptes restored: the paths, not the page, say what is new)."""
-        world = case.config.world
-        hits = self.reuse_hits
-        restored = {(mm, addr, since) for _, mm, addr, _, since in aba}
-        paths: dict[int, str] = {}
-        for e in events:
-            paths.setdefault(e[0], e[2][0])
-        for step, mm, addr, kind, since in reuses(events):
-            if (mm, addr, since) in restored or not 0 <= since <= step < len(trace):
-                continue
-            key = (world, kind, f"{paths.get(since, '')}>{paths.get(step, '')}")
-            n = hits.get(key, 0) + 1
-            hits[key] = n
-            if n & (n - 1) == 0 and n.bit_length() % 2 and len(self._reuse) < ABA_QUEUE:
-                writers = [trace[i].task for i in (since, step)]
-                self._reuse.append(AbaProbe(case, mm, addr, since,
-                                            tuple(dict.fromkeys(writers)), reuse=True))
+                queue.append(AbaProbe(case, mm, addr, since, tuple(dict.fromkeys(writers))))
 
     def _note_windows(self, case: Case, events: Sequence[Any]) -> None:
         """Queue a window probe of ``case`` for each object a task of its run held
@@ -428,10 +393,10 @@ class Pool:
             n = hits.get(key, 0) + 1
             hits[key] = n
             if n & (n - 1) == 0 and n.bit_length() % 2 and len(self._windows) < WINDOW_QUEUE:
-                held = () if addr is None or not HOLDERS else tuple(
-                    holders(self.boot_ptes(case.config), events, mm, addr, at)[:HOLDERS])
                 until = next((e[0] for e in events if e[0] > at and e[1] == task
                               and e[3] in ("set_pte", "pte_clear") and e[4] == (mm, addr)), -1)
+                held = () if addr is None or until < 0 or not HOLDERS else tuple(
+                    holders(self.boot_ptes(case.config), events, mm, addr, at)[:HOLDERS])
                 self._windows.append(WindowProbe(case, mm, addr, at, task, held, until))
 
     def _minimize(self, case: Case, length: int, new: set[Pair]) -> tuple[Case, int]:
@@ -512,7 +477,7 @@ class Pool:
         that also replaced one operation by another on the same object were measured: no
         campaign found more with those, 0 of 9 on the same-page swapin race.)"""
         found = (self._probe_aba(deadline) or self._probe_windows(deadline)
-                 or self._probe_reuse(deadline))
+                 or self._probe_held(deadline))
         if found is not None:
             return found
         if parents is None:
@@ -564,18 +529,18 @@ class Pool:
                 return found
         return None
 
-    def _probe_reuse(self, deadline: float) -> Failure | None:
-        """Run the queued reuse probes (:meth:`_note_reuses`), each as an ABA probe, within
-        REUSE_SHARE of the pool's steps; the first violation found, or None."""
-        while self._reuse:
+    def _probe_held(self, deadline: float) -> Failure | None:
+        """Run the ABA probes queued by window probes aimed at holders, within HOLDER_SHARE
+        of the pool's steps (with those window probes); the first violation found, or None."""
+        while self._held:
             if self._spent(deadline):
                 return None
-            if self.reuse_steps > REUSE_SHARE * self.steps:
-                del self._reuse[ABA_QUEUE:]
+            if self.holder_steps > HOLDER_SHARE * self.steps:
+                del self._held[ABA_QUEUE:]
                 return None
             before = self.steps
-            found = self._stall_probe(self._reuse.pop(0))
-            self.reuse_steps += self.steps - before
+            found = self._stall_probe(self._held.pop(0))
+            self.holder_steps += self.steps - before
             if found is not None:
                 return found
         return None
@@ -622,7 +587,7 @@ class Pool:
                     if self.holder_steps > HOLDER_SHARE * self.steps:
                         break
                     at = self.steps
-                    found = self._run_one(prog, stall, offer=False, aba=True)
+                    found = self._run_one(prog, stall, offer=False, aba=True, held=True)
                     self.holder_steps += self.steps - at
                 else:
                     found = self._run_one(prog, stall, offer=False)
@@ -676,7 +641,7 @@ class Pool:
         of its tasks alone (:meth:`_reduce_aba`)."""
         case, mm, addr = probe.case, probe.mm, probe.addr
         if len(case.tasks) > 1:
-            alone = self._writers_alone(case, probe.writers, mm, addr, probe.reuse)
+            alone = self._writers_alone(case, probe.writers, mm, addr)
             if alone is not None:
                 found = self._stall_pair(*alone, mm, addr)
                 if found is not None:
@@ -690,15 +655,14 @@ class Pool:
         if hit is None:
             return None
         prog, found = hit
-        return self._reduce_aba(prog, mm, addr, found, probe.reuse)
+        return self._reduce_aba(prog, mm, addr, found)
 
     def _writers_alone(
-        self, case: Case, names: Sequence[str], mm: int, addr: int, reuse: bool = False
+        self, case: Case, names: Sequence[str], mm: int, addr: int
     ) -> tuple[Case, list[int]] | None:
         """The operations of ``case``'s tasks ``names``, in that order, as one task; with
         the steps at which its run replaced a value the pte at (``mm``, ``addr``) got back
-        later (``reuse``: whose object was freed and reused, :func:`reuses`), or None when
-        the run makes no such ABA (or does not end clean)."""
+        later, or None when the run makes no such ABA (or does not end clean)."""
         by_name = {t.name: t for t in case.tasks}
         ops = [c for n in names if n in by_name for c in by_name[n].ops]
         if not ops:
@@ -707,9 +671,7 @@ class Pool:
         run = execute(one)
         self.probe_runs += 1
         self.steps += run.outcome.steps
-        sinces = [s for _, m, a, _, s in
-                  (reuses(run.kernel.history) if reuse else run.kernel.pte_aba)
-                  if (m, a) == (mm, addr)]
+        sinces = [s for _, m, a, _, s in run.kernel.pte_aba if (m, a) == (mm, addr)]
         if run.outcome.kind != "clean" or not sinces:
             return None
         return one, sinces
@@ -745,15 +707,14 @@ class Pool:
                         break
         return None
 
-    def _reduce_aba(self, prog: Case, mm: int, addr: int, found: Failure,
-                    reuse: bool = False) -> Failure:
+    def _reduce_aba(self, prog: Case, mm: int, addr: int, found: Failure) -> Failure:
         """``found`` (a failure of ABA probe ``prog``, whose last task is the reader), or the
         same violation met by a reader next to one other task of ``prog`` alone, when that
         task makes the ABA by itself."""
         if len(prog.tasks) <= 2:
             return found
         for task in prog.tasks[:-1]:
-            alone = self._writers_alone(prog, [task.name], mm, addr, reuse)
+            alone = self._writers_alone(prog, [task.name], mm, addr)
             small = alone and self._stall_pair(*alone, mm, addr, found.violation.check)
             if small:
                 return small
@@ -801,10 +762,10 @@ class Pool:
         return min((hits.get(p, 0) for p in e.new), default=0), e.size
 
     def _run_one(self, case: Case, src: ScheduleSource, offer: bool = True,
-                 aba: bool = False) -> Failure | None:
+                 aba: bool = False, held: bool = False) -> Failure | None:
         """Run ``case`` under ``src``; the failure, or None.  A clean run is offered to the
         pool (``offer``), or, with ``aba`` alone, only its pte ABAs are noted
-        (:meth:`_note_aba`)."""
+        (:meth:`_note_aba`, into the holders' queue with ``held``)."""
         from vmfuzz.corpus import _Watch  # keeps the scheduler: a crash still has decisions
 
         rec = _Watch(src)
@@ -844,14 +805,10 @@ class Pool:
             self.offer(attrs.evolve(case, schedule=recorded), run.sched.trace,
                        run.outcome.steps, targets, self.boot_frames(case.config) +
                        frames_at(k, targets) + pages, k.pte_aba, k.history)
-        elif aba and run.outcome.kind == "clean":
-            k = run.kernel
-            ran = attrs.evolve(
-                case, schedule=Schedule("decisions", decisions=tuple(run.sched.decisions)))
-            if k.pte_aba:
-                self._note_aba(ran, run.sched.trace, k.pte_aba, k.history)
-            if REUSE_PROBES and k.history:
-                self._note_reuses(ran, run.sched.trace, k.pte_aba, k.history)
+        elif aba and run.outcome.kind == "clean" and run.kernel.pte_aba:
+            recorded = Schedule("decisions", decisions=tuple(run.sched.decisions))
+            self._note_aba(attrs.evolve(case, schedule=recorded), run.sched.trace,
+                           run.kernel.pte_aba, run.kernel.history, held)
         return None
 
 
