@@ -92,6 +92,15 @@ SWAP_HALF = (
     "; with data_integrity reading every swap pte too (what a swapin would read: the swap-cache "
     "page, else the slot), the same command with the window probes, before and after it, "
 )
+HOLDERS_AB = (
+    "; with window probes aimed also at the object's other holder (pool.HOLDERS: a forked "
+    "child's copy of the entry, its intruder started after the task's second change of the "
+    "pte), the same command, seeds 0-2 before/after: "
+)
+REUSE_AB = (
+    "  Reuse probes (a reader stalled across the free and the reuse of an entry the pte "
+    "dropped, for races where the pte never gets its value back) were measured and dropped: "
+)
 # Per bug: the consequence its seed mail (or fixing commit) describes; a bug left out is
 # required to show its registered ``invariant`` with nothing turned off (the check *is* the
 # outcome: a use after free, two cached pages for one entry, a livelock ...).
@@ -127,14 +136,29 @@ CONSEQUENCES: dict[str, Consequence] = {
             + SWAP_HALF + "seeds 0-2: the same campaigns either way (seed 1 found it after "
             "1,334,332 steps, shrunk to 2 tasks / 2 switches; seeds 0 and 2 nothing), and the "
             "committed case still loses the write on 36 of 412 schedules: the campaigns that "
-            "miss never reach the race")),
+            "miss never reach the race" + HOLDERS_AB + "VSF_HOLDERS." + REUSE_AB + "they find "
+            "this race from its writers alone in one task (a store that faults the swapped "
+            "page in and frees its entry, then reclaim that gives the entry to another page: "
+            "the pte never gets the entry back, so no ABA probe sees it), but at seeds 0-2 "
+            "the campaigns with them found it only at seed 1, after 1,400,600 steps, again "
+            "at 2 tasks / 2 switches: the campaigns never draw those writers (the fault frees "
+            "the entry only with more than half of the swap in use, or the page mlocked)")),
     "swapin_no_swapcache_recheck": Consequence(
         "data_integrity", ("rmap_reachable",), _STALE_PAGE,
         measured=(
             ZOO_BUDGET_SEEDS + "none found; the bug is outside the zoo's bar in its default "
             "column too (its shortest forms need three operations in a forked, swapped world "
             "and the COW copy getting back the entry the child's exit freed)" + SWAP_HALF
-            + "seeds 0-2: nothing found either way")),
+            + "seeds 0-2: nothing found either way" + HOLDERS_AB + "found at seed 1 (after "
+            "1,024,348 steps, shrunk to 2 tasks / 1 switch, the mail's 4 / 1 or less), seeds 0 "
+            "and 2 nothing; before, nothing.  Where the search lost it: the writers are a "
+            "store to the parent's page swapped before the fork (the COW copy), the child's "
+            "exit after that copy, and reclaim that gives the freed entry to the copy, "
+            "while a reader sleeps on the old page's lock; the window probe of the parent's "
+            "pte aimed its operations at the parent's pte only, never at the child's copy "
+            "of the entry, so the entry was never freed while the parent held it, and of "
+            "20,000 mutants of write(0,3); swap_out(1) in that world 0.2% add the child's "
+            "exit at all")),
     "swapin_skip_swapcache_race": Consequence(
         "data_integrity", ("rmap_reachable",), _STALE_PAGE,
         measured=(
@@ -143,7 +167,9 @@ CONSEQUENCES: dict[str, Consequence] = {
             "a load of the page after the stale map, in the same program" + SWAP_HALF
             + "seeds 0-2: the same campaigns either way (found after 1,111,212 steps, "
             "shrunk to 3 tasks / 1 switch; after 1,383,980 and 1,377,220, at the mail's 2 / 1): "
-            "the swap-pte half changed no first failure")),
+            "the swap-pte half changed no first failure" + HOLDERS_AB + "SKIP_HOLDERS." + REUSE_AB
+            + "with them (and holders) seed 2 was lost: the probes' work delays the "
+            "campaigns that find it near the end of the budget")),
     "detach_vmas_outside_ptl": Consequence(
         "use_after_free", ("lock_not_held",),
         "lock_not_held fires at the first detach outside page_table_lock (one task); the "
