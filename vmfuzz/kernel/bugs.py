@@ -136,8 +136,10 @@ CONSEQUENCES: dict[str, Consequence] = {
             + SWAP_HALF + "seeds 0-2: the same campaigns either way (seed 1 found it after "
             "1,334,332 steps, shrunk to 2 tasks / 2 switches; seeds 0 and 2 nothing), and the "
             "committed case still loses the write on 36 of 412 schedules: the campaigns that "
-            "miss never reach the race" + HOLDERS_AB + "VSF_HOLDERS." + REUSE_AB + "they find "
-            "this race from its writers alone in one task (a store that faults the swapped "
+            "miss never reach the race" + HOLDERS_AB + "seed 1 (the one measured) found "
+            "it after 1,303,089 steps, again at 2 tasks / 2 switches." + REUSE_AB
+            + "they find this race from its writers alone in one task (a store that faults "
+            "the swapped "
             "page in and frees its entry, then reclaim that gives the entry to another page: "
             "the pte never gets the entry back, so no ABA probe sees it), but at seeds 0-2 "
             "the campaigns with them found it only at seed 1, after 1,400,600 steps, again "
@@ -150,7 +152,7 @@ CONSEQUENCES: dict[str, Consequence] = {
             "column too (its shortest forms need three operations in a forked, swapped world "
             "and the COW copy getting back the entry the child's exit freed)" + SWAP_HALF
             + "seeds 0-2: nothing found either way" + HOLDERS_AB + "found at seed 1 (after "
-            "1,024,348 steps, shrunk to 2 tasks / 1 switch, the mail's 4 / 1 or less), seeds 0 "
+            "1,024,348 steps, shrunk to 2 tasks / 1 switch, within the mail's 4 / 1), seeds 0 "
             "and 2 nothing; before, nothing.  Where the search lost it: the writers are a "
             "store to the parent's page swapped before the fork (the COW copy), the child's "
             "exit after that copy, and reclaim that gives the freed entry to the copy, "
@@ -167,7 +169,10 @@ CONSEQUENCES: dict[str, Consequence] = {
             "a load of the page after the stale map, in the same program" + SWAP_HALF
             + "seeds 0-2: the same campaigns either way (found after 1,111,212 steps, "
             "shrunk to 3 tasks / 1 switch; after 1,383,980 and 1,377,220, at the mail's 2 / 1): "
-            "the swap-pte half changed no first failure" + HOLDERS_AB + "SKIP_HOLDERS." + REUSE_AB
+            "the swap-pte half changed no first failure" + HOLDERS_AB
+            + "seed 0 after 1,001,199 steps at 3 tasks / 1 switch, seeds 1 and 2 at the "
+            "mail's 2 / 1 after 1,356,397 and 1,492,932 "
+            "steps (the base at this commit: seed 2 after 1,446,653)." + REUSE_AB
             + "with them (and holders) seed 2 was lost: the probes' work delays the "
             "campaigns that find it near the end of the budget")),
     "detach_vmas_outside_ptl": Consequence(
