@@ -108,7 +108,7 @@ CONSEQUENCES: dict[str, Consequence] = {
     "vma_adjust_no_anon_vma_lock": Consequence(
         "migration_pte_page_locked", ("rmap_reachable",), _HALF_UPDATED_VMA,
         measured=_RARE_MIGRATION_WINDOW.format(child="", verify="2 of 492", pct3=7, walk=58)
-        + "seeds 0-3 and 5-7: found at 6 (all but 2, after 184,056 to 298,627 steps), each "
+        + "seeds 0-9: found at 9 (all but 2, after 184,056 to 519,656 steps), each "
         "shrunk to the mail's 2 tasks / 2 switches; with single-stall window probes, seeds "
         "0-5: none"),
     "anon_vma_lock_not_root": Consequence(
@@ -124,7 +124,8 @@ CONSEQUENCES: dict[str, Consequence] = {
         "the other; the mail's outcome is the hang itself, both tasks blocked",
         measured=(
             ZOO_BUDGET_SEEDS + "all 7 found the hang (after 2,671 to 436,542 steps), each "
-            "shrunk to the mail's 2 tasks / 1 switch")),
+            "shrunk to the mail's 2 tasks / 1 switch; with the window probes, seeds 7-9: all "
+            "3 (after 3,256 to 1,119,889 steps, 2 tasks / 1 switch)")),
     "vm_swap_full_delete_race": Consequence(
         "data_integrity", ("rmap_reachable", "swap_map_counts"),
         _STALE_PAGE + "; swap_map_counts sees the reused entry's count first",
@@ -191,7 +192,7 @@ CONSEQUENCES: dict[str, Consequence] = {
             "on all 22 schedules).  One switch needs a plain munmap and a later access, as in "
             "the mail: two moves from those programs (a sibling, an operation more), which a "
             "shrink of one smaller step at a time does not take (measured before the "
-            "pool's window probes)")),
+            "pool's window probes; with them, the missing seeds 4, 5, 7 and 9: none found)")),
 }
 
 
