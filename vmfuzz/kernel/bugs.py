@@ -138,7 +138,8 @@ CONSEQUENCES: dict[str, Consequence] = {
             "1,334,332 steps, shrunk to 2 tasks / 2 switches; seeds 0 and 2 nothing), and the "
             "committed case still loses the write on 36 of 412 schedules: the campaigns that "
             "miss never reach the race" + HOLDERS_AB + "seed 1 (the one measured) found "
-            "it after 1,303,089 steps, again at 2 tasks / 2 switches." + REUSE_AB
+            "it after 1,303,089 steps (main at the same commit: 1,227,036), again at 2 tasks / "
+            "2 switches." + REUSE_AB
             + "they find this race from its writers alone in one task (a store that faults "
             "the swapped "
             "page in and frees its entry, then reclaim that gives the entry to another page: "
@@ -173,7 +174,8 @@ CONSEQUENCES: dict[str, Consequence] = {
             "the swap-pte half changed no first failure" + HOLDERS_AB
             + "seed 0 after 1,001,199 steps at 3 tasks / 1 switch, seeds 1 and 2 at the "
             "mail's 2 / 1 after 1,356,397 and 1,492,932 "
-            "steps (the base at this commit: seed 2 after 1,446,653)." + REUSE_AB
+            "steps (main at the same commit: seeds 1 and 2 after 1,280,347 and 1,446,653)."
+            + REUSE_AB
             + "with them (and holders) seed 2 was lost: the probes' work delays the "
             "campaigns that find it near the end of the budget")),
     "detach_vmas_outside_ptl": Consequence(
