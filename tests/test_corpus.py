@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from test_corpus_ops import (
     RACE_STEPS,
@@ -490,3 +491,22 @@ def test_every_schedule_form_round_trips(tmp_path: Path) -> None:
     # Replaying a pct/random case is deterministic (its own seeded RNG).
     pct = from_json(race_json(schedule={"random": {"seed": 11}}), tmp_path / "r.json")
     assert len({replay(pct).trace_sha256 for _ in range(3)}) == 1
+
+
+def test_a_task_listed_first_but_started_later_saves_and_loads(tmp_path: Path) -> None:
+    """A decision names a task by spawn order (start step, then file order), not by its place
+    in the file: a finding whose first-listed task starts late must load and replay."""
+    base = counter_case()
+    late = attrs.evolve(base.tasks[0], start=1)
+    case = attrs.evolve(base, tasks=(late, attrs.evolve(base.tasks[1], start=0)))
+    steps = ("run T2 until test_counter_incr:after_read", "run T1 until exit",
+             "run T2 to completion")
+    run = execute(case, Explicit(steps))
+    assert run.outcome.check == "test_lost_update"
+    path = save_failure(case, run, tmp_path)
+    saved = json.loads(path.read_text())
+    assert saved["tasks"][0]["name"] == "T1" and saved["tasks"][0]["start"] == 1
+    assert any(a["run"] == "T1" for a in saved["schedule"]["anchors"])
+    result = replay(load(path))
+    assert result.ok and result.observed == "test_lost_update"
+    assert result.trace_matches is True

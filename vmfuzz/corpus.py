@@ -341,6 +341,9 @@ def _tasks(v: Any) -> tuple[TaskSpec, ...]:
 
 def _anchors(v: Any, decisions: Sequence[int], tasks: Sequence[TaskSpec]) -> tuple[Anchor, ...]:
     names = [t.name for t in tasks]
+    # A decision is a task id: the order tasks are spawned in, by start step (ties in file
+    # order, as case.execute spawns them), not their order in the file.
+    ids = [t.name for t in sorted(tasks, key=lambda t: t.start)]
     out: list[Anchor] = []
     for i, item in enumerate(_list(v, "schedule.anchors")):
         where = f"schedule.anchors[{i}]"
@@ -355,7 +358,7 @@ def _anchors(v: Any, decisions: Sequence[int], tasks: Sequence[TaskSpec]) -> tup
         at = _obj(d["at"], f"{where}.at", names)
         if task not in names:
             raise _Bad(f"{where}.run", f"no task is named {task!r}")
-        if decisions[n] != names.index(task):
+        if decisions[n] != ids.index(task):
             raise _Bad(f"{where}.run", f"decision {n} picks task id {decisions[n]}, not {task}")
         labels = {name: _str(label, f"{where}.at.{name}") for name, label in at.items()}
         out.append(Anchor(n, task, labels))
