@@ -118,6 +118,7 @@ class Task:
         "refused_by",
         "result",
         "retries",
+        "spins",
         "tid",
     )
 
@@ -133,11 +134,14 @@ class Task:
         self.result: Any = None
         self.retries = 0
         self.refused_by: tuple[str, ...] = ()  # holders of the lock its last trylock wanted
+        self.spins = 0  # spinlocks among ``held`` (kept by the scheduler: an O(1) atomic test)
 
     def held_names(self) -> tuple[str, ...]:
         return tuple(lock.name for lock, _ in self.held)
 
     def holds_spinlock(self) -> Lock | None:
+        if not self.spins:
+            return None
         for lock, _ in self.held:
             if isinstance(lock, Spinlock):
                 return lock
@@ -229,7 +233,10 @@ class Scheduler:
         self.live: list[Task] = []
         self.current: Task | None = None
         self.step_no = 0
-        self.trace: list[TraceStep] = []
+        # One row per step, (step, task, label, event, held), made into TraceSteps only when
+        # the trace is read (``trace``): a run that only hashes its trace never builds them.
+        self._rows: list[tuple[int, str, str, str, tuple[str, ...]]] = []
+        self._trace: list[TraceStep] = []
         self.decisions: list[int] = []
         self.preemptions = 0
         self.switches = 0
@@ -249,6 +256,15 @@ class Scheduler:
         # an engine check turned off is not raised (see check_on).
         self.checks_only: frozenset[str] | None = None
         self.checks_off: frozenset[str] = frozenset()
+
+    @property
+    def trace(self) -> list[TraceStep]:
+        """The steps run so far (the same list object on every read, extended as steps run)."""
+        made = self._trace
+        rows = self._rows
+        if len(made) < len(rows):
+            made.extend([TraceStep(*row) for row in rows[len(made):]])
+        return made
 
     def check_on(self, name: str) -> bool:
         """Whether check ``name`` is on in this run (every check is, unless chosen otherwise)."""
@@ -318,6 +334,8 @@ class Scheduler:
         if lock.available(task, mode):
             lock.grant(task, mode)
             task.held.append((lock, mode))
+            if lock.kind == "spinlock":
+                task.spins += 1
             self._events.append(f"trylock {lock.name}")
             return True
         self._events.append(f"trylock {lock.name} failed")
@@ -332,6 +350,8 @@ class Scheduler:
             if held_lock is lock and (mode is None or mode == held_mode):
                 lock.release(task, held_mode)
                 del task.held[i]
+                if lock.kind == "spinlock":
+                    task.spins -= 1
                 self._events.append(f"unlock {lock.name}")
                 return
         if not self.check_on("unlock_not_held"):
@@ -424,7 +444,10 @@ class Scheduler:
                 req = task.gen.send(None)
             finally:
                 self.in_send = False
-            self._handle(task, req)
+            if type(req) is str:  # a label: most steps
+                task.label = req
+            else:
+                self._handle(task, req)
         except StopIteration as stop:
             task.result = stop.value
             self._exit(task)
@@ -462,12 +485,12 @@ class Scheduler:
 
     def _record(self, task: Task) -> None:
         if self.record_trace:
-            self.trace.append(
-                TraceStep(
-                    self.step_no, task.name, task.label, "; ".join(self._events),
-                    tuple([lock.name for lock, _ in task.held]),
-                )
-            )
+            events = self._events
+            held = task.held
+            self._rows.append((
+                self.step_no, task.name, task.label, "; ".join(events) if events else "",
+                tuple([lock.name for lock, _ in held]) if held else (),
+            ))
         self.step_no += 1
 
     def _wake(self, task: Task) -> None:
@@ -490,6 +513,8 @@ class Scheduler:
     def _grant(self, task: Task, lock: Lock, mode: str) -> None:
         lock.grant(task, mode)
         task.held.append((lock, mode))
+        if lock.kind == "spinlock":
+            task.spins += 1
 
     def _handle(self, task: Task, req: Any) -> None:
         if isinstance(req, str):
@@ -690,5 +715,9 @@ class Scheduler:
 
     # -------------------------------------------------------------- output
     def trace_sha256(self) -> str:
-        text = "".join([f"{s.line()}\n" for s in self.trace])
+        """The digest of the trace's lines (``TraceStep.line``), one per step."""
+        text = "".join([
+            f"{step} {task} {label} {event} [{','.join(held)}]\n"
+            for step, task, label, event, held in self._rows
+        ])
         return hashlib.sha256(text.encode()).hexdigest()

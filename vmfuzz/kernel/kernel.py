@@ -249,25 +249,26 @@ class Kernel:
         helpers (``_name``; ``__name`` is the kernel's) are skipped; ``where_text`` words it."""
         kinds = _CODE_KIND
         f: FrameType | None = sys._getframe(2)
+        helper = path = None  # the first frame that is no helper; the first path (one walk)
         while f is not None:
-            what = kinds.get(id(f.f_code))
+            code = f.f_code
+            what = kinds.get(id(code))
             if what is None:
-                what = _code_kind(f.f_code)
+                what = _code_kind(code)
             if what != _HELPER:
-                break
+                if helper is None:
+                    helper = code.co_name
+                if what == _PATH:
+                    path = code.co_name
+                    break
             f = f.f_back
-        helper = f.f_code.co_name if f is not None else "-"
-        while f is not None:
-            what = kinds.get(id(f.f_code))
-            if what is None:
-                what = _code_kind(f.f_code)
-            if what == _PATH:
-                break
-            f = f.f_back
-        cur = self.sched.current
+        if helper is None:
+            helper = "-"
+        sched = self.sched
+        cur = sched.current
         self.history.append((
-            self.sched.step_no, cur.name if cur is not None else "-",
-            (f.f_code.co_name if f is not None else helper, helper), kind, key, detail,
+            sched.step_no, cur.name if cur is not None else "-",
+            (helper if path is None else path, helper), kind, key, detail,
         ))
 
     def events(self) -> list[Event]:
@@ -381,12 +382,14 @@ class Kernel:
     # token, an entry's swap_map count and cache slot, an mm's vmas): a flag or mm_users change
     # costs one comparison.
     def touch_page(self, page: Page) -> None:
-        self.dirty_pfns.add(page.pfn)
+        pfn = page.pfn
+        self.dirty_pfns.add(pfn)
         self.version += 1
         now = (page.count, page.mapcount, page.data)
-        if self.seen[PAGE].get(page.pfn) != now:
-            self.seen[PAGE][page.pfn] = now
-            self.note(PAGE, page.pfn, now)
+        seen = self.seen[PAGE]
+        if seen.get(pfn) != now:
+            seen[pfn] = now
+            self.note(PAGE, pfn, now)
 
     def touch_mm(self, mm: MmStruct) -> None:
         self.dirty_mms.add(mm.id)
