@@ -255,14 +255,14 @@ class Monitor:
         In a full scan (no history) any live task inside a spinlock section excuses."""
         sched = self.k.sched
         if self.full:
-            return any(t.holds_spinlock() is not None for t in sched.live)
+            return any(t.spins for t in sched.live)
         if not self.atomic_touch:
             return False
         i = _SCOPE_INDEX.get(scope)
         if i is None:
             return False
         return any(
-            key in keys[i] and sched.tasks[tid].holds_spinlock() is not None
+            key in keys[i] and sched.tasks[tid].spins
             for tid, keys in self.atomic_touch.items()
         )
 
@@ -339,11 +339,15 @@ class Monitor:
                 if r is not None and not isinstance(r, _Defer):  # (DEFER: _Defer's one instance)
                     raise r
             hooks = self.hooks
-            self._run_scope(hooks["page"], pages)
-            self._run_scope(hooks["entry"], entries)
+            # (a scope with nothing touched and nothing pending anywhere is skipped here)
+            if pages or self.has_pending:
+                self._run_scope(hooks["page"], pages)
+            if entries or self.has_pending:
+                self._run_scope(hooks["entry"], entries)
             # A hook that looks at an mm only when rescan() says so is given the mms whose
             # layout changed (and its pending ones): on any other it would answer None.
-            self._run_scope(hooks["mm"], mms, self.layout_changed)
+            if mms or self.has_pending:
+                self._run_scope(hooks["mm"], mms, self.layout_changed)
             if not k.sched.live:
                 self._at_rest()
         finally:
@@ -501,7 +505,7 @@ class Monitor:
             for tid in call_returns:
                 atomic_touch.pop(tid, None)
         cur_task = k.sched.current
-        if cur_task is not None and cur_task.holds_spinlock() is not None and not (
+        if cur_task is not None and cur_task.spins and not (
                 call_returns and cur_task.tid in call_returns):
             touched = atomic_touch.get(cur_task.tid)
             if touched is None:
@@ -526,7 +530,7 @@ class Monitor:
         if self.atomic_touch:
             # A section ends when its task holds no spinlock any more: forget its touches.
             tasks = k.sched.tasks
-            for tid in [t for t in self.atomic_touch if tasks[t].holds_spinlock() is None]:
+            for tid in [t for t in self.atomic_touch if not tasks[t].spins]:
                 del self.atomic_touch[tid]
 
     def scan_all(self) -> None:

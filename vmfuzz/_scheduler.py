@@ -295,7 +295,10 @@ class Scheduler:
         return Acquire(lock, mode, f"{at}:{prim}({lock.cls})")
 
     def spin_lock(self, lock: Lock, at: str | None = None) -> Acquire:
-        return self._req(lock, WRITE, "spin_lock", at)
+        # (the most frequent request: _req inlined)
+        if at is None:
+            at = kernel_function(1)
+        return Acquire(lock, WRITE, f"{at}:spin_lock({lock.cls})")
 
     def mutex_lock(self, lock: Lock, at: str | None = None) -> Acquire:
         return self._req(lock, WRITE, "down", at)
@@ -345,8 +348,18 @@ class Scheduler:
     def unlock(self, lock: Lock, mode: str | None = None) -> None:
         """spin_unlock / up / unlock_page / up_write / unlock_kernel (mode found from the hold)."""
         task = self._cur()
-        for i in range(len(task.held) - 1, -1, -1):
-            held_lock, held_mode = task.held[i]
+        held = task.held
+        if held:  # the lock taken last, released first: the usual case
+            held_lock, held_mode = held[-1]
+            if held_lock is lock and (mode is None or mode == held_mode):
+                lock.release(task, held_mode)
+                held.pop()
+                if lock.kind == "spinlock":
+                    task.spins -= 1
+                self._events.append(f"unlock {lock.name}")
+                return
+        for i in range(len(held) - 2, -1, -1):
+            held_lock, held_mode = held[i]
             if held_lock is lock and (mode is None or mode == held_mode):
                 lock.release(task, held_mode)
                 del task.held[i]
@@ -546,7 +559,8 @@ class Scheduler:
         if lock.sleeping:
             self._might_sleep(task, lock.name)
         if self.lockdep is not None and lock is not self.bkl \
-                and self.check_on("lock_order_inversion"):
+                and "lock_order_inversion" not in self.checks_off \
+                and (self.checks_only is None or "lock_order_inversion" in self.checks_only):
             self.lockdep.acquire(task, lock, req.label)
         if lock.available(task, req.mode):
             self._grant(task, lock, req.mode)
