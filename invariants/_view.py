@@ -52,8 +52,9 @@ def vma_at(mm: MmStruct, addr: int) -> VmAreaStruct | None:
     """The vma on ``mm``'s list covering ``addr`` (None if none, or if the list is broken)."""
     vma = mm.mmap
     n = 0
+    freed_types = _FREED  # freed() inlined: a check's hot path
     while vma is not None and n < MAX_VMAS:
-        if freed(vma):
+        if type(vma) in freed_types:
             return None
         if vma.vm_start <= addr < vma.vm_end:
             return vma

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from vmfuzz.invariants._registry import DEFER, _Defer, register, rescan_gated
 from vmfuzz.invariants._view import (
+    _FREED,
     MAX_VMAS,
     av_desc,
     freed,
@@ -42,7 +43,7 @@ def _family(page: Page) -> tuple[AnonVma, AnonVma] | Violation | None:
     av = page.mapping
     if av is None:
         return None
-    if freed(av):
+    if type(av) in _FREED:  # freed(), inlined here and below: a check's hot path
         return Violation(
             CHECK,
             f"{page_desc(page)} is mapped but page->mapping is {freed_desc(av)}, already "
@@ -50,7 +51,7 @@ def _family(page: Page) -> tuple[AnonVma, AnonVma] | Violation | None:
             pfn=page.pfn,
         )
     root = av.root
-    if freed(root):
+    if type(root) in _FREED:
         return Violation(
             CHECK,
             f"{page_desc(page)} is mapped but anon_vma{av.id}->root is {freed_desc(root)}, "
@@ -64,7 +65,7 @@ def _walk(m: Monitor, av: AnonVma, index: int, mm_id: int, addr: int) -> bool | 
     """rmap_walk_anon: does some vma on ``av->head`` of ``mm_id`` map ``index`` at ``addr``?"""
     for avc in av.head:
         vma = avc.vma
-        if freed(vma):
+        if type(vma) in _FREED:
             return Violation(
                 CHECK,
                 f"{freed_desc(vma)} is still on anon_vma{av.id}'s same_anon_vma list after "

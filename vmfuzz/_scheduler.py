@@ -431,19 +431,23 @@ class Scheduler:
             return False
         if self.step_no >= self.max_steps:
             raise StepBudgetExceeded(f"step budget of {self.max_steps} used up")
-        runnable = [t for t in self.live if t.blocked is None or self._can_wake(t)]
-        if not runnable:
-            raise self._annotate(self._deadlock_all(), self.live[0])
+        live = self.live
         cur = self.current
-        if len(runnable) == 1:
-            task = runnable[0]
+        if len(live) == 1 and live[0].blocked is None:
+            task = live[0]  # the one live task runs: no decision
         else:
-            default = runnable.index(cur) if cur in runnable else 0
-            idx = self.source.choose(runnable, default, self)
-            task = runnable[idx % len(runnable)]
-            self.decisions.append(task.tid)
-            if idx != default and cur in runnable:
-                self.preemptions += 1
+            runnable = [t for t in live if t.blocked is None or self._can_wake(t)]
+            if not runnable:
+                raise self._annotate(self._deadlock_all(), live[0])
+            if len(runnable) == 1:
+                task = runnable[0]
+            else:
+                default = runnable.index(cur) if cur in runnable else 0
+                idx = self.source.choose(runnable, default, self)
+                task = runnable[idx % len(runnable)]
+                self.decisions.append(task.tid)
+                if idx != default and cur in runnable:
+                    self.preemptions += 1
         if task is not cur:
             self.switches += 1 if cur is not None else 0
         self.current = task
