@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from vmfuzz.invariants._registry import DEFER, _Defer, register, rescan_gated
-from vmfuzz.invariants._view import page_desc, user_visible, vma_at, where
+from vmfuzz.invariants._view import page_desc, vma_at, where
 
 from vmfuzz.kernel.mm_types import FreedSwapBackingDev, PresentPte, SwapPte
 from vmfuzz.violation import Violation
@@ -42,7 +42,8 @@ def _one(m: Monitor, mm_id: int, addr: int, pfn: int) -> Violation | bool:
     """True if fine or not checked, False if excused, else the violation."""
     k = m.k
     mm = k.mms.get(mm_id)
-    if mm is None or not user_visible(mm) or mm_id in m.unsettled():
+    # (user_visible(mm), inlined: a check's hot path)
+    if mm is None or mm.dead or mm.users <= 0 or mm_id in m.unsettled():
         return True
     if not 0 <= pfn < len(k.pages):
         return True  # bad_page reports it
@@ -70,7 +71,8 @@ def _swapped(m: Monitor, mm_id: int, addr: int, e: int) -> Violation | bool:
     the token last written (or not checked), False if excused, else the violation."""
     k = m.k
     mm = k.mms.get(mm_id)
-    if mm is None or not user_visible(mm) or mm_id in m.unsettled():
+    # (user_visible(mm), inlined: a check's hot path)
+    if mm is None or mm.dead or mm.users <= 0 or mm_id in m.unsettled():
         return True
     si = k.swap
     if type(e) is not int or not 0 < e < len(si.swap_map):

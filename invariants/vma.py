@@ -79,7 +79,7 @@ def _list(m: Monitor, mm_id: int) -> Violation | _Defer | None:
 
 def _pte_check(m: Monitor, mm: MmStruct, addr: int, key: tuple[str, int]) -> Violation | bool:
     """True if fine, False if excused (mid-update), else the violation."""
-    if not user_visible(mm) or vma_at(mm, addr) is not None:
+    if mm.dead or mm.users <= 0 or vma_at(mm, addr) is not None:  # user_visible(mm), inlined
         return True
     if m.mm_writer(mm) or m.atomic(*key):
         return False
