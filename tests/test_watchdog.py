@@ -17,6 +17,7 @@ import pytest
 
 from vmfuzz import _watchdog
 from vmfuzz._scheduler import Retry, Scheduler
+from vmfuzz.violation import Violation
 
 GIVE_UP = 20.0  # CPU seconds a spinning test loop runs at most
 
@@ -55,6 +56,21 @@ def test_a_step_that_never_yields_is_a_soft_lockup_at_its_label() -> None:
     s2 = Scheduler()
     s2.spawn(_stepper(5), "T0")
     assert s2.run_to_outcome().kind == "clean"
+
+
+@pytest.mark.usefixtures("quick_watchdog")
+def test_a_soft_lockup_carries_nothing_of_where_the_watchdog_landed() -> None:
+    """The watchdog's exception lands wherever the spinning code happens to be, a different
+    line from run to run.  The violation must not keep it as its ``__context__``: Hypothesis
+    keys a failure on the exception's context too, and takes two runs of one lockup for two
+    failures (FlakyFailure: the campaign ends in an error instead of a finding)."""
+    s = Scheduler()
+    s.spawn(_spinner("do_mmap_pgoff:munmap_back"), "T1")
+    with pytest.raises(Violation) as raised:
+        while s.step():
+            pass
+    assert raised.value.check == "soft_lockup"
+    assert raised.value.__context__ is None and raised.value.__cause__ is None
 
 
 @pytest.mark.usefixtures("quick_watchdog")
