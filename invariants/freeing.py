@@ -7,8 +7,9 @@ PG_reserved), is not locked, and is on the free list once.
 ``use_after_free``: freed vmas and anon_vmas are poisoned by the model (``k.free_vma``,
 ``k.free_anon_vma``), so any attribute access by a racing path raises this check at the use;
 reachable-but-not-yet-used freed vmas/anon_vmas are reported by vma_list_sane and
-rmap_reachable.  For frames the monitor checks, every step, that a free frame is referenced by
-no pte (present or migration), no swap-cache slot and no LRU list.
+rmap_reachable, and a freed vma left in a live mm's ``mmap_cache`` here, at its free.  For
+frames the monitor checks, every step, that a free frame is referenced by no pte (present or
+migration), no swap-cache slot and no LRU list.
 """
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from vmfuzz.invariants._registry import DEFER, _Defer, register
-from vmfuzz.invariants._view import lru_lists_of, page_desc, pte_users, users_desc
+from vmfuzz.invariants._view import (
+    freed,
+    freed_desc,
+    lru_lists_of,
+    page_desc,
+    pte_users,
+    user_visible,
+    users_desc,
+)
 
 from vmfuzz.kernel.mm_types import (
     PG_active,
@@ -95,6 +104,26 @@ def _page_uaf(m: Monitor, pfn: int) -> Violation | _Defer | None:
     )
 
 
+def _mm_uaf(m: Monitor, mm_id: int) -> Violation | None:
+    """A live mm's ``mmap_cache`` names a freed vma: every writer that detaches a vma kills or
+    moves the cache first, under the locks the cache's readers take, so the next find_vma
+    would hand the freed vma to its caller (seed 004: a reader under page_table_lock alone
+    caching a vma the detach had just taken off the list)."""
+    mm = m.k.mms.get(mm_id)
+    if mm is None or not user_visible(mm):
+        return None
+    vma = mm.mmap_cache
+    if vma is None or not freed(vma):
+        return None
+    return Violation(
+        "use_after_free",
+        f"freed {freed_desc(vma)} is still referenced by {mm.name}->mmap_cache: expected the "
+        "cache killed before the vma is detached and freed (find_vma returns it next)",
+        mm=mm.name,
+        object=freed_desc(vma),
+    )
+
+
 register(
     "bad_page",
     "freeing",
@@ -107,7 +136,9 @@ register(
 register(
     "use_after_free",
     "freeing",
-    "no use of a freed vma, anon_vma (poisoned by the model) or page (no pte/swap cache/LRU ref)",
+    "no use of a freed vma, anon_vma (poisoned by the model) or page (no pte/swap cache/LRU ref); "
+    "no freed vma in a live mm's mmap_cache",
     "SLAB_DEBUG poisoning of vm_area_cachep/anon_vma_cachep; CONFIG_DEBUG_PAGEALLOC",
     page=_page_uaf,
+    mm=_mm_uaf,
 )

@@ -400,3 +400,26 @@ def test_swapoff_sees_a_swap_pte_replaced_by_another_mms() -> None:
     assert run.outcome.kind == "clean", run.outcome.violation and run.outcome.violation.describe()
     assert run.kernel.swap.swap_map[1:] == [0] * (len(run.kernel.swap.swap_map) - 1)
     assert "try_to_unuse:rescan" in {s.label for s in run.sched.trace}
+
+
+def test_seed004_detached_vma_freed_while_in_mmap_cache() -> None:
+    """The mail's race with no later access: swap_out's find_vma (page_table_lock alone) stores
+    the vma that munmap has just detached into mm->mmap_cache, and munmap frees it.  The freed
+    vma left in the cache is a use after free at the free itself (find_vma would return it
+    next); the fixed kernel, detaching under page_table_lock, is clean on the same schedule."""
+    import attrs
+
+    from vmfuzz.case import execute
+    from vmfuzz.corpus import load
+
+    cc = load("corpus/mail/seed004_mmap_cache_holds_detached_vma.json")
+    munmap_only = attrs.evolve(cc.case.tasks[2], ops=cc.case.tasks[2].ops[:1])
+    case = attrs.evolve(cc.case, tasks=(*cc.case.tasks[:2], munmap_only))
+    run = execute(case, cc.source())
+    v = run.outcome.violation
+    assert v is not None and v.check == "use_after_free", run.outcome
+    assert "mm0->mmap_cache" in v.message
+    assert (v.task, v.label) == ("CPU1", "exit")  # do_munmap frees in CPU1's last step
+    assert [c.role for c in run.explain()] == ["freed by"]
+    fixed = attrs.evolve(case, config=attrs.evolve(case.config, bugs=frozenset()))
+    assert execute(fixed, cc.source(strict=False)).outcome.kind == "clean"

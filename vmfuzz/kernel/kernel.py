@@ -229,10 +229,14 @@ class Kernel:
         return mm
 
     def free_vma(self, vma: VmAreaStruct) -> None:
-        """kmem_cache_free(vm_area_cachep, vma): poison it."""
+        """kmem_cache_free(vm_area_cachep, vma): poison it.  Its mm is checked this step: a
+        freed vma must not stay reachable from it (``mm->mmap_cache``)."""
         desc = vma.describe()
+        mm = vma.vm_mm
         poison(vma, FreedVma, desc)
         self.note_free(desc)
+        if mm is not None:
+            self.dirty_mms.add(mm.id)
 
     def free_anon_vma(self, anon_vma: AnonVma) -> None:
         """anon_vma_free(): poison it."""
