@@ -18,15 +18,19 @@ from vmfuzz.kernel.mm_types import PresentPte
 from vmfuzz.pool import (
     ABA_SHARE,
     MAX_OPS,
+    READER_SHARE,
     WINDOW_SHARE,
     Entry,
     Pool,
+    ReaderProbe,
     WindowProbe,
     aba_readers,
     colliders,
     holders,
     interleavings,
     intruders,
+    layout_writes,
+    list_readers,
     mutate,
     partner,
     windows,
@@ -743,3 +747,85 @@ def test_window_probes_wait_when_they_have_had_their_share_of_the_steps() -> Non
     pool.probe(random.Random(0), float("inf"), [])
     assert pool._windows == []
     assert run.outcome.kind == "clean"
+
+
+# Seed 004's world: two vmas in mm0, the second one touched last (a find_vma of the first one
+# walks the list), then the first one unmapped: one task, no race.
+TWO_VMAS_UNMAP = (
+    OpCall("mmap", {"mm": 0, "addr": 0, "npages": 1}), OpCall("write", {"mm": 0, "addr": 0}),
+    OpCall("mmap", {"mm": 0, "addr": 2, "npages": 1}), OpCall("write", {"mm": 0, "addr": 2}),
+    OpCall("munmap", {"mm": 0, "addr": 0, "npages": 1}),
+)
+
+
+def _detach_case(bugs: frozenset[str]) -> Case:
+    from vmfuzz.invariants._choice import choose
+
+    config = choose(KernelConfig(boot_pages=0, bugs=bugs), None, ["lock_not_held"])
+    return Case(config, (TaskSpec("T0", TWO_VMAS_UNMAP),))
+
+
+def test_layout_writes_name_each_burst_of_vma_list_changes() -> None:
+    run = execute(_detach_case(frozenset()))
+    writes = [(mm, task, path, vmas) for mm, _, task, path, vmas in
+              layout_writes(run.kernel.history)]
+    assert writes[-1] == (0, "T0", "do_munmap", 1)  # the detach leaves one vma
+    # each mmap's link is a write of its own, though both are do_mmap_pgoff's
+    assert [(path, vmas) for _, _, path, vmas in writes if path == "do_mmap_pgoff"] == [
+        ("do_mmap_pgoff", 1), ("do_mmap_pgoff", 2)]
+    steps = [at for _, at, *_ in layout_writes(run.kernel.history)]
+    assert steps == sorted(steps)
+
+
+def test_list_readers_are_the_scans_then_operations_aimed_at_the_mm() -> None:
+    case = _detach_case(frozenset())
+    progs = list_readers(case, 1, Pool(case.config), random.Random(0))
+    calls = [p.tasks[-1].ops[0] for p in progs]
+    scans = sorted(n for n in OPS if not any(k in ("mm", "pfn") for _, k in OPS[n].params))
+    assert [c.op for c in calls[:len(scans)]] == scans[:pool_mod.READERS]
+    assert all(c.args["mm"] == 1 for c in calls[len(scans):])
+    assert len(progs) == pool_mod.READERS
+    assert all(p.tasks[:-1] == case.tasks and p.tasks[-1].start == 0 for p in progs)
+
+
+def test_a_reader_probe_finds_a_walk_under_the_lock_the_writer_skipped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Quality: seed 004's consequence (lock_not_held off) is one reader away from a program
+    that maps two vmas and unmaps one: 2.4's swap_out, stalled inside its find_vma under
+    page_table_lock while the detach runs, caches the detached vma, which munmap frees.  The
+    reader probe queued by the run's detach finds it; the fixed kernel is clean; without
+    reader probes the same pool finds nothing.  The probe knows nothing of the bug: it stalls
+    each scan of every mm before each recorded vma-list write."""
+    for bugs, share in ((frozenset({"detach_vmas_outside_ptl"}), READER_SHARE),
+                        (frozenset({"detach_vmas_outside_ptl"}), 0.0), (frozenset(), READER_SHARE)):
+        monkeypatch.setattr(pool_mod, "READER_SHARE", share)
+        case = _detach_case(bugs)
+        run = execute(case)
+        recorded = attrs.evolve(case, schedule=Schedule(
+            "decisions", decisions=tuple(run.sched.decisions)))
+        pool = Pool(case.config)
+        pool.offer(recorded, run.sched.trace, run.outcome.steps, (), (), (), run.kernel.history)
+        assert bool(pool._readers) == bool(share)
+        pool.steps = 10 ** 6  # a campaign's worth of mutants: the probes have their share
+        hit = pool.probe(random.Random(0), float("inf"), [])
+        if not bugs or not share:
+            assert hit is None
+            continue
+        assert hit is not None and hit.violation.check == "use_after_free"
+        assert [t.ops[0].op for t in hit.case.tasks] == ["mmap", "swap_out"]
+        again = execute(hit.case)
+        assert again.outcome.violation is not None
+        assert again.outcome.violation.check == "use_after_free"
+
+
+def test_reader_probes_wait_when_they_have_had_their_share_of_the_steps() -> None:
+    case = _detach_case(frozenset())
+    pool = Pool(case.config)
+    for _ in range(2):
+        pool._readers.append(ReaderProbe(case, 0, 18, "T0"))
+    pool.probe(random.Random(0), float("inf"), [])
+    assert len(pool._readers) == 1 and pool.reader_steps == pool.steps > 0
+    pool.steps += int(pool.reader_steps / READER_SHARE)  # the mutants catch up
+    pool.probe(random.Random(0), float("inf"), [])
+    assert pool._readers == []

@@ -25,7 +25,10 @@ which pte_same() cannot see) is probed with one more task that loads or stores t
 run whose task held an object half-changed (a pte it changed twice) is probed with one more
 task aimed at that object in between (:meth:`Pool._probe_windows`), or at the object's other
 holder (a forked child's copy of the entry), and once more paused
-inside its own half-change, if it makes one, while the others go on (:meth:`Pool._nested`).
+inside its own half-change, if it makes one, while the others go on (:meth:`Pool._nested`);
+and a run that changed an mm's vma list is probed with a reader of that list (a scan of
+every mm, or an operation on the mm) stalled inside its walk just before the change
+(:meth:`Pool._probe_readers`).
 The first violation becomes the campaign's failure (schedule = the recorded decisions), and
 the campaign's own shrinker takes it from there.  Everything is seeded: no set or hash order
 reaches a choice.  Nothing here knows about any kernel path.
@@ -110,6 +113,15 @@ PARTNER_ABA = True
 # CONSEQUENCES in kernel/bugs.py): swapin_no_swapcache_recheck found at seed 1 (never before).
 HOLDERS = 1
 HOLDER_SHARE = 0.05
+# Reader probes (:meth:`Pool._probe_readers`): a task of a run changed an mm's vma list; a
+# reader of that list (an operation aimed at the mm, or a scan of every mm) is put next to the
+# run, stalled after 1 .. STALL_STEPS of its steps from the step before the change, while the
+# run replays: a walk under a lock the writer skipped (page_table_lock alone, no mmap_sem)
+# then holds a vma that is detached and freed under it.  At most READER_SHARE of the pool's
+# steps, READERS readers per probe (the scans first, then operations on the mm, drawn).
+READER_SHARE = 0.05
+READER_QUEUE = 256
+READERS = 6
 
 
 def colliders(case: Case, sched: Scheduler) -> Case | None:
@@ -178,6 +190,17 @@ class AbaProbe:
 
 
 @attrs.frozen
+class ReaderProbe:
+    """A queued reader probe (:meth:`Pool._probe_readers`): in a run of ``case``, task ``task``
+    changed ``mm``'s vma list at step ``at`` (its first change of it)."""
+
+    case: Case
+    mm: int
+    at: int
+    task: str
+
+
+@attrs.frozen
 class WindowProbe:
     """A queued window probe (:meth:`Pool._probe_windows`): in a run of ``case``, task ``task``
     changed the object (``mm``, ``addr``) at step ``at`` (a pte; with ``addr`` None, the mm's
@@ -239,6 +262,24 @@ def windows(events: Iterable[Any]) -> list[tuple[tuple[int, int | None], int, st
     return list(out.values())
 
 
+def layout_writes(events: Iterable[Any]) -> list[tuple[int, int, str, str, int]]:
+    """The vma-list writes of a run, from its data events (``Kernel.history``): (mm, the step
+    a task began changing the mm's vmas in one kernel path, the task, the path, how many
+    vmas the mm had after that change); the world's building is left out.  A write goes on
+    while the task's changes of the mm follow each other in one path (at most two steps
+    apart)."""
+    out = []
+    last: dict[tuple[str, int], tuple[str, int]] = {}
+    for e in events:
+        if e[3] == "mm" and e[0] >= 0:
+            key = (e[1], e[4])
+            prev = last.get(key)
+            if prev is None or prev[0] != e[2][0] or e[0] - prev[1] > 2:
+                out.append((e[4], e[0], e[1], e[2][0], len(e[5])))
+            last[key] = (e[2][0], e[0])
+    return out
+
+
 @attrs.define
 class Pool:
     """The programs that met new interleaving pairs (at most ``capacity``, oldest out).
@@ -276,6 +317,10 @@ class Pool:
     window_hits: dict[tuple[frozenset[str], bool, str], int] = attrs.field(factory=dict)
     _windows: list[WindowProbe] = attrs.field(factory=list)  # queued window probes
     window_steps: int = 0  # steps of window probes' single stalls (part of ``steps``)
+    # vma-list writes met per (world, path, vmas left up to 3): probed as ABAs are
+    reader_hits: dict[tuple[frozenset[str], str, int], int] = attrs.field(factory=dict)
+    _readers: list[ReaderProbe] = attrs.field(factory=list)  # queued reader probes
+    reader_steps: int = 0  # steps of reader probes (part of ``steps``)
     nested_steps: int = 0  # steps of their paused runs (:meth:`_nested`; part of ``steps``)
     # the data events of the last clean run of :meth:`_run_one`
     _last_events: Sequence[Any] = attrs.field(default=(), init=False, repr=False)
@@ -333,6 +378,8 @@ class Pool:
             self._note_aba(case, trace, aba, events)
         if events:
             self._note_windows(case, events)
+            if READER_SHARE:
+                self._note_readers(case, events)
         hits = self.hits
         new = []
         for pair in interleavings(trace, events):
@@ -398,6 +445,19 @@ class Pool:
                 held = () if addr is None or until < 0 or not HOLDERS else tuple(
                     holders(self.boot_ptes(case.config), events, mm, addr, at)[:HOLDERS])
                 self._windows.append(WindowProbe(case, mm, addr, at, task, held, until))
+
+    def _note_readers(self, case: Case, events: Sequence[Any]) -> None:
+        """Queue a reader probe of ``case`` for each vma-list write of its run
+        (:func:`layout_writes`) whose (world, path, vmas left: 0, 1, 2, more) is met for the
+        1st, 4th, 16th, 64th ... time, as :meth:`_note_aba` does for ABAs."""
+        world = case.config.world
+        hits = self.reader_hits
+        for mm, at, task, path, vmas in layout_writes(events):
+            key = (world, path, min(vmas, 3))
+            n = hits.get(key, 0) + 1
+            hits[key] = n
+            if n & (n - 1) == 0 and n.bit_length() % 2 and len(self._readers) < READER_QUEUE:
+                self._readers.append(ReaderProbe(case, mm, at, task))
 
     def _minimize(self, case: Case, length: int, new: set[Pair]) -> tuple[Case, int]:
         """Delete operations one at a time (last first) while the program, replayed on its
@@ -477,7 +537,7 @@ class Pool:
         that also replaced one operation by another on the same object were measured: no
         campaign found more with those, 0 of 9 on the same-page swapin race.)"""
         found = (self._probe_aba(deadline) or self._probe_windows(deadline)
-                 or self._probe_held(deadline))
+                 or self._probe_held(deadline) or self._probe_readers(deadline))
         if found is not None:
             return found
         if parents is None:
@@ -597,6 +657,46 @@ class Pool:
                     break
             self.window_steps += (self.steps - before - (self.nested_steps - nested)
                                   - (self.holder_steps - held))
+            if found is not None:
+                return found
+        return None
+
+    def _probe_readers(self, deadline: float) -> Failure | None:
+        """Run the queued reader probes; the first violation found, or None.
+
+        A writer of an mm's vma list takes mmap_sem for write and page_table_lock; a reader
+        may take either (2.4 swap_out, 2.6 unuse_process and try_to_unmap_one: page_table_lock
+        alone).  A writer that skips one (seed 004's detach outside page_table_lock) races
+        the readers that take only that one: the reader has found a vma when the writer
+        detaches and frees it.  A random schedule must stop the reader inside its walk just
+        before the write; here each reader (:func:`list_readers`) runs 1 .. STALL_STEPS of
+        its steps from the step before the recorded write and is held there while the run
+        replays its decisions (:class:`vmfuzz.schedules.Stall`), then goes on."""
+        while self._readers:
+            if self._spent(deadline):
+                return None
+            if self.reader_steps > READER_SHARE * self.steps:
+                del self._readers[READER_QUEUE:]
+                return None
+            before = self.steps
+            probe = self._readers.pop(0)
+            case = probe.case
+            order = [t.name for t in sorted(case.tasks, key=lambda t: t.start)]
+            decisions = [order[d] for d in case.schedule.decisions if 0 <= d < len(order)] \
+                if case.schedule.kind == "decisions" else []
+            rng = random.Random(f"{probe.mm} {probe.at} {probe.task} {self.reader_steps}")
+            at = max(probe.at - 1, 0)
+            found = None
+            for prog in list_readers(case, probe.mm, self, rng):
+                reader = prog.tasks[-1].name
+                for k in range(1, STALL_STEPS + 1):
+                    stall = Stall(reader, decisions, at, k)
+                    found = self._run_one(_delayed(prog, at, k), stall, offer=False)
+                    if found is not None or stall.ran < k:
+                        break
+                if found is not None:
+                    break
+            self.reader_steps += self.steps - before
             if found is not None:
                 return found
         return None
@@ -950,6 +1050,29 @@ def aba_readers(case: Case, mm: int, addr: int, pool: Pool) -> list[Case]:
         (a, _), (b, _) = OPS[name].params
         out.append(_program(case, [*tasks, [OpCall(name, {a: mm, b: addr})]], [*starts, 0],
                             case.config))
+    return out
+
+
+def list_readers(case: Case, mm: int, pool: Pool, rng: random.Random) -> list[Case]:
+    """``case`` with one more task, started with the others, that reads ``mm``'s vma list:
+    one program per scan of every mm (an operation that takes neither an mm nor a frame),
+    then operations aimed at ``mm`` (their other arguments drawn as a mutant's), READERS in
+    all, for :meth:`Pool._probe_readers`."""
+    tasks = [list(t.ops) for t in case.tasks]
+    starts = [t.start for t in case.tasks]
+    names = sorted(OPS) if pool.ops is None else sorted(pool.ops)
+    scans = [n for n in names if not any(k in ("mm", "pfn") for _, k in OPS[n].params)]
+    aimed = [n for n in names if OPS[n].params and OPS[n].params[0][1] == "mm"]
+    picked = scans[:READERS]
+    if len(picked) < READERS and aimed:
+        picked += rng.sample(aimed, min(len(aimed), READERS - len(picked)))
+    out = []
+    for name in picked:
+        params = OPS[name].params
+        call = OpCall(name, {a: _value(kind, case.config, rng) for a, kind in params})
+        if params and params[0][1] == "mm":
+            call = retarget(call, (mm, None))
+        out.append(_program(case, [*tasks, [call]], [*starts, 0], case.config))
     return out
 
 
