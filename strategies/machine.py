@@ -39,7 +39,7 @@ from vmfuzz.schedules import (
     FUZZ_SCHEDULERS,
     MIXED_PICKS,
     MODE_BY_NAME,
-    Echo,
+    Collide,
     PreemptionList,
     RandomWalk,
 )
@@ -248,7 +248,7 @@ class KernelMachine(RuleBasedStateMachine):
         while i < kinds + (RETRY_SCHEDULES if retried else 0):
             seed = self.pct_seed * 7919 + i
             if rerun is None or i >= kinds:  # echoed walks for a retry loop
-                src: ScheduleSource = Echo(RandomWalk(seed))
+                src: ScheduleSource = Collide(RandomWalk(seed))
             else:
                 # PCT's k is this program's run length: PCT spreads its change points over k
                 # steps, so a k far above the run wastes them past its end and one far below

@@ -60,7 +60,7 @@ from vmfuzz.program import (
     takes_frame,
     target_of,
 )
-from vmfuzz.schedules import PCT, Echo, RandomWalk, Stall
+from vmfuzz.schedules import PCT, Collide, Echo, RandomWalk, Stall
 from vmfuzz.violation import Violation
 
 Pair = tuple[str, str]
@@ -70,6 +70,9 @@ MAX_OPS = 8  # a pool program has at most this many operations (the mails' races
 # collided and backed off): a livelock needs every round to collide again, which about 1 in
 # 60 such schedules of the right program does (measured on the zoo's livelocks).
 RETRY_SCHEDULES = 16
+# A probe's run (ABA, window, partner) that went round a retry loop gets those walks too, on
+# its program and its colliding tasks alone, once per program (:meth:`Pool._loop_probe`).
+RETRY_PROBES = True
 # An ABA probe's reader is stalled after 1, 2, ... up to this many of its steps, one run each
 # (:meth:`Pool._probe_aba`): a fault reads the pte and sleeps within its first few steps.
 STALL_STEPS = 8
@@ -305,6 +308,10 @@ class Pool:
     _retried: bool = False  # a run of the current mutant went round a retry loop
     _pair: Case | None = None  # the first such run's colliding tasks alone (:func:`colliders`)
     _unprobed: list[Entry] = attrs.field(factory=list)  # entries added since the last probes
+    # programs run under retry walks (:meth:`_loop_probe`); True while one is
+    _looped: set[tuple[KernelConfig, tuple[TaskSpec, ...]]] = attrs.field(factory=set)
+    _looping: bool = False
+    loop_steps: int = 0  # steps of a probe's retry walks (part of ``steps``)
     # pte ABAs met per (world, mm, addr, pte kind, reused): the 1st, 4th, 16th ... are probed
     aba_hits: dict[tuple[frozenset[str], int, int, int, bool], int] = attrs.field(factory=dict)
     _aba: list[AbaProbe] = attrs.field(factory=list)  # queued ABA probes
@@ -508,9 +515,10 @@ class Pool:
                 if found is not None:
                     return found
             if self._retried:
+                self._looped.add((case.config, case.tasks))
                 for prog in (case, self._pair) if self._pair is not None else (case,):
                     for _ in range(RETRY_SCHEDULES):
-                        found = self._run_one(prog, Echo(RandomWalk(rng.getrandbits(32))))
+                        found = self._run_one(prog, Collide(RandomWalk(rng.getrandbits(32))))
                         if found is not None:
                             return found
         return self.probe(random.Random(rng.getrandbits(64)), deadline)
@@ -820,6 +828,32 @@ class Pool:
                 return small
         return found
 
+    def _loop_probe(self, case: Case, sched: Scheduler) -> Failure | None:
+        """``case`` (a probe's program whose run ``sched`` went round a retry loop) under
+        RETRY_SCHEDULES collision walks (:class:`vmfuzz.schedules.Collide`), and as many on
+        its colliding tasks alone (:func:`colliders`), once per program: a probe's program
+        is never offered, so the mutants' retry runs never reach it.  The first failure, or
+        None."""
+        key = (case.config, case.tasks)
+        if key in self._looped:
+            return None
+        self._looped.add(key)
+        rng = random.Random(len(self._looped))
+        pair = colliders(case, sched)
+        self._looping = True
+        try:
+            for prog in (case, pair) if pair is not None else (case,):
+                for _ in range(RETRY_SCHEDULES):
+                    before = self.steps
+                    found = self._run_one(prog, Collide(RandomWalk(rng.getrandbits(32))),
+                                          offer=False)
+                    self.loop_steps += self.steps - before
+                    if found is not None:
+                        return found
+        finally:
+            self._looping = False
+        return None
+
     def _spent(self, deadline: float, i: int = 0) -> bool:
         """The round must stop: its step limit is reached (looked at every time), or the
         wall-clock ``deadline`` has passed (looked at every 16th ``i``, the clock being dear)."""
@@ -909,6 +943,11 @@ class Pool:
             recorded = Schedule("decisions", decisions=tuple(run.sched.decisions))
             self._note_aba(attrs.evolve(case, schedule=recorded), run.sched.trace,
                            run.kernel.pte_aba, run.kernel.history, held)
+        if not offer and run.sched.retried and RETRY_PROBES and not self._looping:
+            events = self._last_events
+            found = self._loop_probe(case, run.sched)
+            self._last_events = events
+            return found
         return None
 
 

@@ -6,6 +6,7 @@ from it in their own way.  The fuzzer's schedule modes (how an example draws its
 are one table, :data:`MODES`.
 """
 
+from vmfuzz.schedules._collide import Collide
 from vmfuzz.schedules._echo import Echo
 from vmfuzz.schedules._exhaustive import explore
 from vmfuzz.schedules._explicit import Explicit
@@ -32,6 +33,7 @@ __all__ = [
     "MODE_BY_NAME",
     "PCT",
     "SOAK_SCHEDULERS",
+    "Collide",
     "Echo",
     "Explicit",
     "Mode",

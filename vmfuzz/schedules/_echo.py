@@ -27,6 +27,12 @@ class Echo:
         self._round: tuple[int, int, int] | None = None  # (tid, start, length) being echoed
 
     def choose(self, runnable: list[Task], default: int, sched: Scheduler) -> int:
+        self._watch(sched)
+        got = self._echo(runnable, sched)
+        return got if got is not None else self.inner.choose(runnable, default, sched)
+
+    def _watch(self, sched: Scheduler) -> None:
+        """Note each live task's retries since the last decision (a round starts or ends)."""
         now = len(sched.decisions)
         for t in sched.live:
             r = t.retries
@@ -43,11 +49,16 @@ class Echo:
                         self._round = None
                 if r > before and len(marks) == 2 and self._round is None:
                     self._round = (t.tid, marks[0], marks[1] - marks[0])
+
+    def _echo(self, runnable: list[Task], sched: Scheduler) -> int | None:
+        """The index of the task the echoed round chose here, or None (no round, or that
+        task cannot run now)."""
         if self._round is not None:
             _tid, start, length = self._round
             if length > 0:
+                now = len(sched.decisions)
                 want = sched.decisions[start + (now - start) % length]
                 for i, t in enumerate(runnable):
                     if t.tid == want:
                         return i
-        return self.inner.choose(runnable, default, sched)
+        return None
