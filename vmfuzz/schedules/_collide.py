@@ -82,8 +82,10 @@ class Collide(Echo):
             if len(members) < 2 or any(not t.retries and t.tid in self._looping
                                        for t in members):  # one of them left the loop
                 self._lockstep, self._looping = set(), set()
-        for group in (holders, self._lockstep):
-            picks = [i for i, t in enumerate(runnable) if t.name in group]
-            if picks:
-                return min(picks, key=lambda i: self._ran.get(runnable[i].tid, -1))
+        picks = [i for i, t in enumerate(runnable) if t.name in holders]
+        if not picks and self._lockstep:
+            picks = [i for i, t in enumerate(runnable) if t.name not in self._lockstep] or \
+                list(range(len(runnable)))
+        if picks:
+            return min(picks, key=lambda i: self._ran.get(runnable[i].tid, -1))
         return None
