@@ -20,7 +20,7 @@ import attrs
 
 from vmfuzz.case import Case, Run, execute
 from vmfuzz.failure import Failure, concurrent_tasks
-from vmfuzz.schedules import PCT, Echo, PreemptionList, RandomWalk
+from vmfuzz.schedules import PCT, Collide, Echo, PreemptionList, RandomWalk
 from vmfuzz.shrink._budget import Budget
 from vmfuzz.shrink._programs import (
     calls_of,
@@ -317,6 +317,13 @@ def _sampled(s: Shrinking, budget: Budget, stats: PassStats) -> Found:
             run = execute(c, src)
             if run.outcome.check == s.check and size_of(c, run) < better:
                 return c, run
+            # A run that went round a retry loop: a collision walk of the same seed too
+            # (the fuzzer's retry walks, which make a collision repeat; the echoed walk
+            # rarely does).
+            if run.sched.retried and budget.take():
+                run = execute(c, Collide(RandomWalk(seed_i)))
+                if run.outcome.check == s.check and size_of(c, run) < better:
+                    return c, run
     return None
 
 
