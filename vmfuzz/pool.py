@@ -18,8 +18,9 @@ RETRY_SCHEDULES collision walks more if a run of it went round a retry loop (a t
 collided: a livelock needs every round to collide again, which few schedules do; a collision
 walk, :class:`vmfuzz.schedules.Collide`, steers the collision into a mutual back-off and
 repeats it), and as many on the colliding tasks alone (a bystander still live hides a
-livelock); so does a probe's run (below) that went round a retry loop, once per program.  Mutants cost
-no Hypothesis draws, and each changes one thing in a program already known to interleave.
+livelock); so does a probe's run (below) that went round a retry loop, once per program.
+Mutants cost no Hypothesis draws, and each changes one thing in a program already known to
+interleave.
 After each round, partner probes (:meth:`Pool.probe`) put the teardown of every mm an entry
 aims at next to each entry the round added, on a random stream of their own; and a run (an
 example's or a mutant's, kept or not) whose pte got back a value it had held before (an ABA,
