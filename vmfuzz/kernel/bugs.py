@@ -101,6 +101,29 @@ REUSE_AB = (
     "  Reuse probes (a reader stalled across the free and the reuse of an entry the pte "
     "dropped, for races where the pte never gets its value back) were measured and dropped: "
 )
+# Per bug: what the zoo's default column measured at its budget when below the bar, and where
+# the search loses the seeds it misses (bugs whose check is the outcome: no consequence entry).
+SEARCH_MEASURED: dict[str, str] = {
+    "anon_vma_trylock_retry": (
+        "vmfuzz zoo --bug anon_vma_trylock_retry --seeds 0-9 (1.5Msteps): with the retry "
+        "walks echoed random walks, found at 3 (seeds 1, 5, 6, "
+        "after 83,916 to 864,859 steps, 2 tasks / 11-14 switches).  Where the search lost "
+        "it (seed 0): the programs that can livelock (a migration of a page a forked child "
+        "maps, and a vma change of the child's vma in another task) were run only by window "
+        "probes, which never ran retry walks, and of the echoed walks of the mail's program "
+        "that collided at all (504 of 1,000) 365 collided one-sidedly (the holder went "
+        "through) and 118 drifted apart in the next round: 21 livelocked.  With collision "
+        "walks (schedules.Collide: holders first after a failed trylock, then lock step; "
+        "444 of the 1,000) run also on probes' programs that went round a retry loop: found "
+        "at 6 (seeds 0, 1, 2, 4, 5, 6 after 248,623, 1,066,154, 183,971, 645,935, 20,352 "
+        "and 280,375 steps, each shrunk to 2 tasks / 10-31 switches; seed 4 stayed at 3 "
+        "tasks / 93 switches until the shrink's sampled pass ran collision walks too).  "
+        "Seeds 3 and 8 never draw a program that can livelock (9 and 16 programs collide, "
+        "each one-sidedly by construction: a migration against a fork, mmap_reserved "
+        "against mmap_reserved); seed 7 draws two, which livelock on 1 in 40 collision "
+        "walks, and misses them"),
+}
+
 # Per bug: the consequence its seed mail (or fixing commit) describes; a bug left out is
 # required to show its registered ``invariant`` with nothing turned off (the check *is* the
 # outcome: a use after free, two cached pages for one entry, a livelock ...).
@@ -178,26 +201,6 @@ CONSEQUENCES: dict[str, Consequence] = {
             + REUSE_AB
             + "with them (and holders) seed 2 was lost: the probes' work delays the "
             "campaigns that find it near the end of the budget")),
-    "anon_vma_trylock_retry": Consequence(
-        "livelock",
-        measured=(
-            "the check is the outcome.  vmfuzz zoo --bug anon_vma_trylock_retry --seeds 0-9 "
-            "(1.5Msteps): with the retry walks echoed random walks, found at 3 (seeds 1, 5, 6, "
-            "after 83,916 to 864,859 steps, 2 tasks / 11-14 switches).  Where the search lost "
-            "it (seed 0): the programs that can livelock (a migration of a page a forked child "
-            "maps, and a vma change of the child's vma in another task) were run only by window "
-            "probes, which never ran retry walks, and of the echoed walks of the mail's program "
-            "that collided at all (504 of 1,000) 365 collided one-sidedly (the holder went "
-            "through) and 118 drifted apart in the next round: 21 livelocked.  With collision "
-            "walks (schedules.Collide: holders first after a failed trylock, then lock step; "
-            "444 of the 1,000) run also on probes' programs that went round a retry loop: found "
-            "at 6 (seeds 0, 1, 2, 4, 5, 6 after 248,623, 1,066,154, 183,971, 645,935, 20,352 "
-            "and 280,375 steps, each shrunk to 2 tasks / 10-31 switches; seed 4 stayed at 3 "
-            "tasks / 93 switches until the shrink's sampled pass ran collision walks too).  "
-            "Seeds 3 and 8 never draw a program that can livelock (9 and 16 programs collide, "
-            "each one-sidedly by construction: a migration against a fork, mmap_reserved "
-            "against mmap_reserved); seed 7 draws two, which livelock on 1 in 40 collision "
-            "walks, and misses them")),
     "detach_vmas_outside_ptl": Consequence(
         "use_after_free", ("lock_not_held",),
         "lock_not_held fires at the first detach outside page_table_lock (one task); the "
