@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 from vmfuzz.invariants._registry import CHECKS, DEFER, RESCAN_GATED, STEP_GUARD, Check, _Defer
+from vmfuzz.invariants._screen import PAGE_HOOKS, quiet_page
 from vmfuzz.invariants._view import _FREED, MAX_VMAS, freed_desc
 
 from vmfuzz.kernel.mm_types import PG_swapcache
@@ -110,6 +111,7 @@ class _Plan:
     step_hooks: list[tuple[str, Any, Any]]  # (name, hook, its step guard or None)
     rest_hooks: list[tuple[str, Any]]
     gated_fns: frozenset[Any]
+    screened_page: frozenset[Any]  # page hooks quiet_page() answers for (none in a full scan)
     every_step: bool
 
 
@@ -144,6 +146,9 @@ def _plan(k: Kernel, names: Iterable[str] | None, full: bool) -> _Plan:
         frozenset() if full else frozenset(
             c.mm for c in checks if c.mm is not None and getattr(c.mm, RESCAN_GATED, False)
         ),
+        frozenset() if full else frozenset(
+            c.page for c in checks if c.page is not None and c.page in PAGE_HOOKS
+        ),
         # A user check's each_step hook runs after every step, even one that touched nothing
         # the model tracks (it may read what the dirty sets do not cover: locks, counters).
         any(c.user and c.each_step for c in checks),
@@ -175,6 +180,8 @@ class Monitor:
         self.rest_hooks = list(plan.rest_hooks)
         # mm hooks that answer None unless rescan() (a full scan has no such shortcut).
         self.gated_fns = plan.gated_fns
+        # page hooks run only on the touched pages quiet_page() cannot clear
+        self.screened_page = plan.screened_page
         # A user check's each_step hook runs after every step, even one that touched nothing
         # the model tracks (it may read what the dirty sets do not cover: locks, counters).
         self.every_step = plan.every_step
@@ -341,13 +348,20 @@ class Monitor:
             hooks = self.hooks
             # (a scope with nothing touched and nothing pending anywhere is skipped here)
             if pages or self.has_pending:
-                self._run_scope(hooks["page"], pages)
+                screened = self.screened_page
+                if screened and pages:
+                    # The screened hooks run on the pages the screen cannot clear (and on
+                    # their pending keys): on the others each would answer None.
+                    held = {pfn for pfn in pages if not quiet_page(self, pfn)}
+                    self._run_scope(hooks["page"], pages, held, screened)
+                else:
+                    self._run_scope(hooks["page"], pages)
             if entries or self.has_pending:
                 self._run_scope(hooks["entry"], entries)
             # A hook that looks at an mm only when rescan() says so is given the mms whose
             # layout changed (and its pending ones): on any other it would answer None.
             if mms or self.has_pending:
-                self._run_scope(hooks["mm"], mms, self.layout_changed)
+                self._run_scope(hooks["mm"], mms, self.layout_changed, self.gated_fns)
             if not k.sched.live:
                 self._at_rest()
         finally:
@@ -365,15 +379,15 @@ class Monitor:
         hooks: list[tuple[str, Any, dict[int, None]]],
         touched: set[int],
         gated: set[int] | None = None,
+        gated_fns: frozenset[Any] = frozenset(),
     ) -> None:
-        """Run ``hooks`` on ``touched`` and on their pending keys, in key order (a
-        :func:`rescan_gated` hook on ``gated`` instead of ``touched`` when given); raise the
-        first violation."""
+        """Run ``hooks`` on ``touched`` and on their pending keys, in key order (a hook in
+        ``gated_fns`` on ``gated`` instead of ``touched`` when given: a :func:`rescan_gated`
+        hook, a screened one); raise the first violation."""
         if not touched and not self.has_pending:
             return  # nothing touched in this scope, nothing pending anywhere
         ordered: list[int] | None = None
         ordered_gated: list[int] | None = None
-        gated_fns = self.gated_fns
         for _name, fn, pending in hooks:
             keys = touched
             if gated is not None and fn in gated_fns:

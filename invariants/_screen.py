@@ -1,0 +1,119 @@
+"""The fused screen: one pass over a touched key that proves every built-in hook of its scope
+would answer None for it, so the monitor runs those hooks only on the keys it cannot clear.
+
+A step touches a few pages and entries, and each has about ten built-in hooks; almost always
+every one of them answers None.  The screen reads the kept indexes once per key (the ptes of a
+page from ``k.present_ptes``/``k.migration_ptes``, of an entry from ``k.swap_ptes``, all kept by
+``set_pte_at``/``pte_clear``, and the monitor's swap-cache shadows) and compares them with the
+counters and flags the kernel paths keep, in one function instead of one call per hook.
+
+It is conservative: True only when every covered hook would answer None (a pending key is
+re-run by its hooks anyway).  Any doubt (a freed object, a count that disagrees, a free frame, a
+pte outside every vma) answers False, and the hooks run on that key exactly as before, in the
+same order, so a violation is the same, at the same step, with the same message.  A full scan
+(``Monitor(full=True)``) never uses it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from vmfuzz.invariants import freeing, integrity, mapcount, mlock, rmap, swapcache, vma
+from vmfuzz.invariants._view import _FREED, vma_at
+
+from vmfuzz.kernel.mm_types import PG_lru, PG_mlocked, PG_swapcache, PG_unevictable, PresentPte
+
+if TYPE_CHECKING:
+    from vmfuzz.invariants._monitor import Monitor
+
+# The page hooks quiet_page() answers for.
+PAGE_HOOKS: frozenset[Any] = frozenset({
+    swapcache._cache_page,
+    freeing._bad_page,
+    freeing._page_uaf,
+    mapcount._mapcount,
+    mapcount._refcount,
+    mapcount._rw_exclusive,
+    rmap._page,
+    vma._pte_page,
+    mlock._pinned,
+    mlock._mlocked,
+    integrity._page,
+})
+
+
+def quiet_page(m: Monitor, pfn: int) -> bool:
+    """True only if every hook of :data:`PAGE_HOOKS` would answer None for ``pfn``."""
+    k = m.k
+    page = k.pages[pfn]
+    mapcount_ = page.mapcount
+    count = page.count
+    if mapcount_ < 0 or count < 0:
+        return False  # (every counting hook reports a negative count)
+    present = k.present_ptes.get(pfn)
+    n = len(present) if present else 0
+    if mapcount_ != n:
+        return False  # mapcount_matches_ptes
+    flags = page.flags
+    if PG_swapcache in flags:
+        if count < mapcount_ + 1:
+            return False  # refcount_covers_users
+        e = page.private  # swap_cache_unique: the slot holds exactly this page
+        if not isinstance(e, int) or not 1 <= e < len(k.swap.swap_map):
+            return False
+        if k.swap.cache.get(e) is not page:
+            return False
+        claims = m.claims.get(e)
+        if claims is not None and (len(claims) > 1 or pfn not in claims):
+            return False
+    else:
+        if count < mapcount_:
+            return False  # refcount_covers_users
+        if m.cache_of.get(pfn):
+            return False  # swap_cache_unique: some slot held this page
+    if PG_mlocked in flags and PG_lru in flags and PG_unevictable not in flags:
+        return False  # mlocked_resident
+    if k.migration_ptes.get(pfn):
+        return False  # reserved_page_pinned, and rmap/pte_in_vma of a migration pte
+    if pfn in k.free_list:
+        return False  # bad_page, use_after_free
+    if not n:
+        return True  # no pte: rmap_reachable, pte_in_vma, data_integrity, anon_rw_exclusive
+    # rmap_reachable: page->mapping's family is live and rmap_walk finds every pte.
+    av = page.mapping
+    if av is not None:
+        if type(av) in _FREED or type(av.root) in _FREED:
+            return False
+        head = av.head
+        index = page.index
+    mms = k.mms
+    unsettled = k.expected_unsettled
+    expected = k.expected
+    data = page.data
+    for mm_id, addr in present:  # type: ignore[union-attr]
+        mm = mms.get(mm_id)
+        if mm is None:
+            return False
+        if n > 1:  # anon_rw_exclusive: no writable pte of a page mapped twice
+            pte = mm.pgd.get(addr)
+            if isinstance(pte, PresentPte) and pte.write:
+                return False
+        if av is not None:
+            for avc in head:
+                v = avc.vma
+                if type(v) in _FREED:
+                    return False
+                if v.vm_mm.id != mm_id:
+                    continue
+                a = v.vm_start + (index - v.vm_pgoff)
+                if a == addr and v.vm_start <= a < v.vm_end:
+                    break
+            else:
+                return False
+        if mm.dead or mm.users <= 0:
+            continue  # pte_in_vma and data_integrity look at user-visible mms only
+        if vma_at(mm, addr) is None:
+            return False  # pte_in_vma
+        if mm_id not in unsettled and data != expected.get(mm_id, {}).get(addr, 0):
+            return False  # data_integrity
+    return True
