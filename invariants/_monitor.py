@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 from vmfuzz.invariants._registry import CHECKS, DEFER, RESCAN_GATED, STEP_GUARD, Check, _Defer
-from vmfuzz.invariants._screen import PAGE_HOOKS, quiet_page
+from vmfuzz.invariants._screen import ENTRY_HOOKS, PAGE_HOOKS, quiet_entry, quiet_page
 from vmfuzz.invariants._view import _FREED, MAX_VMAS, freed_desc
 
 from vmfuzz.kernel.mm_types import PG_swapcache
@@ -112,6 +112,7 @@ class _Plan:
     rest_hooks: list[tuple[str, Any]]
     gated_fns: frozenset[Any]
     screened_page: frozenset[Any]  # page hooks quiet_page() answers for (none in a full scan)
+    screened_entry: frozenset[Any]  # entry hooks quiet_entry() answers for (idem)
     every_step: bool
 
 
@@ -149,6 +150,9 @@ def _plan(k: Kernel, names: Iterable[str] | None, full: bool) -> _Plan:
         frozenset() if full else frozenset(
             c.page for c in checks if c.page is not None and c.page in PAGE_HOOKS
         ),
+        frozenset() if full else frozenset(
+            c.entry for c in checks if c.entry is not None and c.entry in ENTRY_HOOKS
+        ),
         # A user check's each_step hook runs after every step, even one that touched nothing
         # the model tracks (it may read what the dirty sets do not cover: locks, counters).
         any(c.user and c.each_step for c in checks),
@@ -182,6 +186,7 @@ class Monitor:
         self.gated_fns = plan.gated_fns
         # page hooks run only on the touched pages quiet_page() cannot clear
         self.screened_page = plan.screened_page
+        self.screened_entry = plan.screened_entry
         # A user check's each_step hook runs after every step, even one that touched nothing
         # the model tracks (it may read what the dirty sets do not cover: locks, counters).
         self.every_step = plan.every_step
@@ -357,7 +362,12 @@ class Monitor:
                 else:
                     self._run_scope(hooks["page"], pages)
             if entries or self.has_pending:
-                self._run_scope(hooks["entry"], entries)
+                screened = self.screened_entry
+                if screened and entries:
+                    held = {e for e in entries if not quiet_entry(self, e)}
+                    self._run_scope(hooks["entry"], entries, held, screened)
+                else:
+                    self._run_scope(hooks["entry"], entries)
             # A hook that looks at an mm only when rescan() says so is given the mms whose
             # layout changed (and its pending ones): on any other it would answer None.
             if mms or self.has_pending:

@@ -18,10 +18,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from vmfuzz.invariants import freeing, integrity, mapcount, mlock, rmap, swapcache, vma
+from vmfuzz.invariants import freeing, integrity, mapcount, mlock, promises, rmap, swapcache, vma
 from vmfuzz.invariants._view import _FREED, vma_at
 
-from vmfuzz.kernel.mm_types import PG_lru, PG_mlocked, PG_swapcache, PG_unevictable, PresentPte
+from vmfuzz.kernel.mm_types import (
+    SWAP_MAP_BAD,
+    FreedSwapBackingDev,
+    PG_lru,
+    PG_mlocked,
+    PG_swapcache,
+    PG_unevictable,
+    PresentPte,
+)
 
 if TYPE_CHECKING:
     from vmfuzz.invariants._monitor import Monitor
@@ -39,6 +47,16 @@ PAGE_HOOKS: frozenset[Any] = frozenset({
     mlock._pinned,
     mlock._mlocked,
     integrity._page,
+})
+
+# The entry hooks quiet_entry() answers for.
+ENTRY_HOOKS: frozenset[Any] = frozenset({
+    swapcache._cache_entry,
+    swapcache._swap_map,
+    vma._pte_entry,
+    mlock._entry,
+    integrity._entry,
+    promises._swap_entry_hook,
 })
 
 
@@ -115,5 +133,59 @@ def quiet_page(m: Monitor, pfn: int) -> bool:
         if vma_at(mm, addr) is None:
             return False  # pte_in_vma
         if mm_id not in unsettled and data != expected.get(mm_id, {}).get(addr, 0):
+            return False  # data_integrity
+    return True
+
+
+def quiet_entry(m: Monitor, e: int) -> bool:
+    """True only if every hook of :data:`ENTRY_HOOKS` would answer None for swap entry ``e``."""
+    k = m.k
+    si = k.swap
+    cached = si.cache.get(e)
+    claims = m.claims.get(e)
+    if cached is None:
+        if claims:
+            return False  # swap_cache_unique: a page claims an uncached entry
+    elif (e == 0 or PG_swapcache not in cached.flags or cached.private != e
+          or claims is None or len(claims) != 1 or cached.pfn not in claims):
+        return False  # swap_cache_unique: the slot's page and the claims disagree
+    ptes = k.swap_ptes.get(e)
+    n = len(ptes) if ptes else 0
+    count = si.swap_map[e]
+    if e == 0:
+        if count != SWAP_MAP_BAD or n:
+            return False  # swap_map_counts: the header slot has users
+    else:  # swap_map_counts
+        inflight_map = k.swap_inflight
+        inflight = 0 if inflight_map is None else inflight_map.get(e, 0)
+        if inflight < 0:
+            return False
+        want = n + (cached is not None) + inflight
+        if count != want if inflight_map is not None else count < want:
+            return False
+    if m.new_swap_ptes.get(e):
+        return False  # reserved_pte_cleared: a new swap pte
+    spec = getattr(m, "promise_spec", None)
+    if spec is not None and spec.swap_off:
+        return False  # swapoff_promise
+    if not n:
+        return True  # no swap pte: pte_in_vma, data_integrity
+    found: int | None = None  # what a swapin of e would read (data_integrity)
+    if e > 0:
+        if cached is not None:
+            found = cached.data
+        elif type(si.bdev) is not FreedSwapBackingDev:
+            found = si.bdev.data.get(e, 0)
+    mms = k.mms
+    unsettled = k.expected_unsettled
+    expected = k.expected
+    for mm_id, addr in ptes:  # type: ignore[union-attr]
+        mm = mms.get(mm_id)
+        if mm is None or mm.dead or mm.users <= 0:
+            continue  # pte_in_vma and data_integrity look at user-visible mms only
+        if vma_at(mm, addr) is None:
+            return False  # pte_in_vma
+        if (found is not None and mm_id not in unsettled
+                and found != expected.get(mm_id, {}).get(addr, 0)):
             return False  # data_integrity
     return True
