@@ -23,6 +23,8 @@ from vmfuzz.invariants._view import _FREED, vma_at
 
 from vmfuzz.kernel.mm_types import (
     SWAP_MAP_BAD,
+    VM_LOCKED,
+    VM_RESERVED,
     FreedSwapBackingDev,
     PG_lru,
     PG_mlocked,
@@ -93,8 +95,17 @@ def quiet_page(m: Monitor, pfn: int) -> bool:
         return False  # mlocked_resident
     if k.migration_ptes.get(pfn):
         return False  # reserved_page_pinned, and rmap/pte_in_vma of a migration pte
-    if pfn in k.free_list:
-        return False  # bad_page, use_after_free
+    free_list = k.free_list
+    if pfn in free_list:
+        # bad_page: a clean frame, on the free list once; use_after_free: no pte (mapcount
+        # is the present ptes, checked above), no swap-cache slot (idem), no LRU list.
+        if (count or mapcount_ or not flags.isdisjoint(freeing.FLAGS_CHECK_AT_FREE)
+                or page.lock.owner is not None or free_list.count(pfn) > 1):
+            return False
+        for lru in k.lru.values():
+            for p in lru:
+                if p is page:
+                    return False
     if not n:
         return True  # no pte: rmap_reachable, pte_in_vma, data_integrity, anon_rw_exclusive
     # rmap_reachable: page->mapping's family is live and rmap_walk finds every pte.
@@ -163,8 +174,16 @@ def quiet_entry(m: Monitor, e: int) -> bool:
         want = n + (cached is not None) + inflight
         if count != want if inflight_map is not None else count < want:
             return False
-    if m.new_swap_ptes.get(e):
-        return False  # reserved_pte_cleared: a new swap pte
+    mms = k.mms
+    new = m.new_swap_ptes.get(e)
+    if new:  # reserved_pte_cleared: no new swap pte in a VM_LOCKED or VM_RESERVED vma
+        for mm_id, addr in new:
+            mm = mms.get(mm_id)
+            if mm is None or mm.dead or mm.users <= 0:
+                continue
+            v = vma_at(mm, addr)
+            if v is not None and v.vm_flags & (VM_LOCKED | VM_RESERVED):
+                return False
     spec = getattr(m, "promise_spec", None)
     if spec is not None and spec.swap_off:
         return False  # swapoff_promise
@@ -176,7 +195,6 @@ def quiet_entry(m: Monitor, e: int) -> bool:
             found = cached.data
         elif type(si.bdev) is not FreedSwapBackingDev:
             found = si.bdev.data.get(e, 0)
-    mms = k.mms
     unsettled = k.expected_unsettled
     expected = k.expected
     for mm_id, addr in ptes:  # type: ignore[union-attr]
