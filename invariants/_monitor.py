@@ -3,7 +3,8 @@
 After every scheduler step :meth:`Monitor.step` runs each enabled check on the objects the step
 touched (``k.dirty_pfns``, ``k.dirty_entries``, ``k.dirty_mms``, filled by ``k.set_pte_at``,
 ``k.pte_clear`` and ``k.touch_*``), plus the keys a check deferred, then clears the dirty sets.
-A step therefore costs O(what it touched), not O(pages).
+A step therefore costs O(what it touched), not O(pages).  The built-in page and entry hooks run
+only on the touched keys the fused screen (:mod:`vmfuzz.invariants._screen`) cannot clear.
 
 Mid-flight states.  The kernel keeps an invariant only *outside* the critical section that
 updates it, so a check may answer :data:`DEFER` ("not now, legitimately"): the key stays pending
