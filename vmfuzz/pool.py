@@ -273,6 +273,16 @@ def windows(events: Iterable[Any]) -> list[tuple[tuple[int, int | None], int, st
     return list(out.values())
 
 
+def decision_names(case: Case) -> list[str]:
+    """The names of the tasks ``case``'s recorded decisions picked (a task's id is its place
+    in start order), for a :class:`vmfuzz.schedules.Stall` that replays them; [] for a case
+    with no recorded decisions."""
+    if case.schedule.kind != "decisions":
+        return []
+    order = [t.name for t in sorted(case.tasks, key=lambda t: t.start)]
+    return [order[d] for d in case.schedule.decisions if 0 <= d < len(order)]
+
+
 def layout_writes(events: Iterable[Any]) -> list[tuple[int, int, str, str, int]]:
     """The vma-list writes of a run, from its data events (``Kernel.history``): (mm, the step
     a task began changing the mm's vmas in one kernel path, the task, the path, how many
@@ -649,9 +659,7 @@ class Pool:
             probe = self._windows.pop(0)
             found = None
             case = probe.case
-            order = [t.name for t in sorted(case.tasks, key=lambda t: t.start)]
-            decisions = [order[d] for d in case.schedule.decisions if 0 <= d < len(order)] \
-                if case.schedule.kind == "decisions" else []
+            decisions = decision_names(case)
             rng = random.Random(f"{probe.mm} {probe.addr} {probe.at} {self.window_steps}")
             progs = intruders(case, probe, self, rng)
             own = len(progs) // (1 + len(probe.holders))  # the rest aim at its holders
@@ -697,9 +705,7 @@ class Pool:
             before = self.steps
             probe = self._readers.pop(0)
             case = probe.case
-            order = [t.name for t in sorted(case.tasks, key=lambda t: t.start)]
-            decisions = [order[d] for d in case.schedule.decisions if 0 <= d < len(order)] \
-                if case.schedule.kind == "decisions" else []
+            decisions = decision_names(case)
             rng = random.Random(f"{probe.mm} {probe.at} {probe.task} {self.reader_steps}")
             at = max(probe.at - 1, 0)
             found = None
