@@ -526,12 +526,15 @@ def test_a_setup_split_off_the_racing_task_saves_a_switch() -> None:
 
 @pytest.mark.long  # ~4 s of CPU
 def test_the_shrink_takes_a_setup_in_the_racing_task_to_the_mails_size() -> None:
-    """The whole shrink of that failure ends at the mail's 2 tasks in flight / 1 switch."""
+    """The whole shrink of that failure ends at the mail's 2 tasks in flight / 1 switch.  (Since
+    the freed vma left in mmap_cache is reported at its free, the munmap needs no later
+    access in its own task, and a regrouping that runs the scan after the setup's operations,
+    in their task, gets there before split_setup does.)"""
     case = _setup_in_the_munmapping_task()
     result = _shrink(_result(case, _failing(case, "use_after_free", 2, 2)))
     shrunk = _size(result.failure)
     assert (shrunk["tasks"], shrunk["preemptions"]) == (2, 1), shrunk
-    assert next(p for p in result.passes if p.name == "split_setup").kept >= 1
+    assert sum(p.kept for p in result.passes) >= 1
     _replays(result, "use_after_free")
 
 
