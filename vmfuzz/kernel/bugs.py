@@ -221,8 +221,10 @@ CONSEQUENCES: dict[str, Consequence] = {
             "pool's window probes; with them, the missing seeds 4, 5, 7 and 9: none found).  "
             "With the freed vma left in mmap_cache reported at its free (no later access "
             "needed), seeds 4 and 5: nothing still.  With reader probes (a scan of every mm "
-            "stalled inside its walk before a recorded vma-list write) too: seed 4 found "
-            "after 332,526 steps at the mail's 2 tasks / 1 switch; seeds 5 and 7 nothing")),
+            "stalled inside its walk before a recorded vma-list write) too, seeds 0-9: found at "
+            "6, good at 3 (3, 4, 8 at the mail's 2 tasks / 1 switch; seed 4 for the first "
+            "time, after 332,526 steps); 1, 2, 6 at 2 / 2; 0, 5, 7, 9 nothing (seed 0 was "
+            "good before the window probes)")),
 }
 
 
