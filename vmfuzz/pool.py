@@ -203,7 +203,7 @@ class AbaProbe:
 @attrs.frozen
 class ReaderProbe:
     """A queued reader probe (:meth:`Pool._probe_readers`): in a run of ``case``, task ``task``
-    changed ``mm``'s vma list at step ``at`` (its first change of it)."""
+    began a write of ``mm``'s vma list at step ``at`` (:func:`layout_writes`)."""
 
     case: Case
     mm: int
@@ -707,20 +707,11 @@ class Pool:
             case = probe.case
             decisions = decision_names(case)
             rng = random.Random(f"{probe.mm} {probe.at} {probe.task} {self.reader_steps}")
-            at = max(probe.at - 1, 0)
-            found = None
-            for prog in list_readers(case, probe.mm, self, rng):
-                reader = prog.tasks[-1].name
-                for k in range(1, STALL_STEPS + 1):
-                    stall = Stall(reader, decisions, at, k)
-                    found = self._run_one(_delayed(prog, at, k), stall, offer=False)
-                    if found is not None or stall.ran < k:
-                        break
-                if found is not None:
-                    break
+            hit = self._stall_runs(list_readers(case, probe.mm, self, rng), decisions,
+                                   {max(probe.at - 1, 0)})
             self.reader_steps += self.steps - before
-            if found is not None:
-                return found
+            if hit is not None:
+                return hit[1]
         return None
 
     def _nested(self, prog: Case, decisions: list[str], at: int,
@@ -812,11 +803,19 @@ class Pool:
         self, case: Case, mm: int, addr: int, decisions: list[str], ats: set[int],
         check: str | None = None,
     ) -> tuple[Case, Failure] | None:
-        """Each reader of the page (:func:`aba_readers`) next to ``case``, stalled after 1 ..
-        STALL_STEPS of its steps from each step of ``ats`` (lowest first) while ``case``'s
+        """Each reader of the page (:func:`aba_readers`) next to ``case``, as
+        :meth:`_stall_runs` runs them."""
+        return self._stall_runs(aba_readers(case, mm, addr, self), decisions, ats, check)
+
+    def _stall_runs(
+        self, progs: Iterable[Case], decisions: list[str], ats: set[int],
+        check: str | None = None,
+    ) -> tuple[Case, Failure] | None:
+        """Each program of ``progs`` (its last task the reader), the reader stalled after 1 ..
+        STALL_STEPS of its steps from each step of ``ats`` (lowest first) while the other
         tasks follow ``decisions``; the first program that failed (with check ``check``, if
         given) and its failure, or None."""
-        for prog in aba_readers(case, mm, addr, self):
+        for prog in progs:
             reader = prog.tasks[-1].name
             for at in sorted(ats):
                 for k in range(1, STALL_STEPS + 1):
