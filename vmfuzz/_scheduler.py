@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from vmfuzz._locks import READ, WRITE, BigKernelLock, Lock, RWSemaphore, Spinlock
+from vmfuzz._locks import READ, WRITE, BigKernelLock, Lock, Mutex, PageLock, RWSemaphore, Spinlock
 from vmfuzz._watchdog import SoftLockup, watch
 from vmfuzz.lockdep import LockDep
 from vmfuzz.violation import Violation
@@ -62,6 +62,11 @@ def _helper(name: str) -> bool:
 # reads its whole contents; the code objects are kept in _CODES, so an id is never reused).
 _HELPER_CODE: dict[int, bool] = {}
 _CODES: list[CodeType] = []
+
+
+# The lock types whose available/grant/release are the base Lock's (one owner): the scheduler
+# reads and writes their owner itself on its hot paths.
+_EXCLUSIVE: frozenset[type] = frozenset({Lock, Spinlock, Mutex, PageLock})
 
 
 class StepBudgetExceeded(Exception):
@@ -254,8 +259,29 @@ class Scheduler:
         self._at_retry: dict[int, tuple[Any, int, dict[int, int]]] = {}
         # The run's check selection (KernelConfig.checks / no_checks; the kernel sets them):
         # an engine check turned off is not raised (see check_on).
-        self.checks_only: frozenset[str] | None = None
-        self.checks_off: frozenset[str] = frozenset()
+        self._checks_only: frozenset[str] | None = None
+        self._checks_off: frozenset[str] = frozenset()
+        self._lockdep_on = True  # lock_order_inversion is on (kept by the two setters)
+
+    @property
+    def checks_only(self) -> frozenset[str] | None:
+        """The only checks on in this run (None: every check not in ``checks_off``)."""
+        return self._checks_only
+
+    @checks_only.setter
+    def checks_only(self, names: frozenset[str] | None) -> None:
+        self._checks_only = names
+        self._lockdep_on = self.check_on("lock_order_inversion")
+
+    @property
+    def checks_off(self) -> frozenset[str]:
+        """The checks turned off in this run."""
+        return self._checks_off
+
+    @checks_off.setter
+    def checks_off(self, names: frozenset[str]) -> None:
+        self._checks_off = names
+        self._lockdep_on = self.check_on("lock_order_inversion")
 
     @property
     def trace(self) -> list[TraceStep]:
@@ -268,8 +294,8 @@ class Scheduler:
 
     def check_on(self, name: str) -> bool:
         """Whether check ``name`` is on in this run (every check is, unless chosen otherwise)."""
-        return name not in self.checks_off and (
-            self.checks_only is None or name in self.checks_only
+        return name not in self._checks_off and (
+            self._checks_only is None or name in self._checks_only
         )
 
     # ------------------------------------------------------------------ tasks
@@ -333,9 +359,15 @@ class Scheduler:
 
     def trylock(self, lock: Lock, mode: str = WRITE) -> bool:
         """spin_trylock / trylock_page / down_read_trylock: take it now or return False."""
-        task = self._cur()
-        if lock.available(task, mode):
-            lock.grant(task, mode)
+        task = self.current
+        if task is None:
+            raise RuntimeError("lock call outside a running task")
+        exclusive = type(lock) in _EXCLUSIVE
+        if lock.owner is None if exclusive else lock.available(task, mode):
+            if exclusive:
+                lock.owner = task
+            else:
+                lock.grant(task, mode)
             task.held.append((lock, mode))
             if lock.kind == "spinlock":
                 task.spins += 1
@@ -347,12 +379,18 @@ class Scheduler:
 
     def unlock(self, lock: Lock, mode: str | None = None) -> None:
         """spin_unlock / up / unlock_page / up_write / unlock_kernel (mode found from the hold)."""
-        task = self._cur()
+        task = self.current
+        if task is None:
+            raise RuntimeError("lock call outside a running task")
         held = task.held
         if held:  # the lock taken last, released first: the usual case
             held_lock, held_mode = held[-1]
             if held_lock is lock and (mode is None or mode == held_mode):
-                lock.release(task, held_mode)
+                if type(lock) in _EXCLUSIVE:
+                    if lock.owner is task:
+                        lock.owner = None
+                else:
+                    lock.release(task, held_mode)
                 held.pop()
                 if lock.kind == "spinlock":
                     task.spins -= 1
@@ -448,10 +486,12 @@ class Scheduler:
                 self.decisions.append(task.tid)
                 if idx != default and cur in runnable:
                     self.preemptions += 1
-        if task is not cur:
-            self.switches += 1 if cur is not None else 0
+        if task is not cur and cur is not None:
+            self.switches += 1
         self.current = task
-        self._events.clear()
+        events = self._events
+        if events:
+            events.clear()
         self.sends += 1
         self.in_send = True
         lockup = False
@@ -462,8 +502,12 @@ class Scheduler:
                 req = task.gen.send(None)
             finally:
                 self.in_send = False
-            if type(req) is str:  # a label: most steps
+            kind = type(req)
+            if kind is str:  # a label: most steps
                 task.label = req
+            elif kind is Acquire:  # a lock request: most of the others
+                task.label = req.label
+                self._acquire(task, req)
             else:
                 self._handle(task, req)
         except StopIteration as stop:
@@ -480,14 +524,24 @@ class Scheduler:
             # Hypothesis (which keys a failure on it) would call one lockup flaky.
             self._record(task)
             raise self._annotate(self._soft_lockup(task), task)
-        self._record(task)
-        try:
-            for check in self.checkers:
-                check(self)
-            if self.livelock_retries and task.retries >= self.livelock_retries:
+        if self.record_trace:  # (_record, inlined: every step)
+            held = task.held
+            self._rows.append((
+                self.step_no, task.name, task.label, "; ".join(events) if events else "",
+                tuple([lock.name for lock, _ in held]) if held else (),
+            ))
+        self.step_no += 1
+        if self.checkers:
+            try:
+                for check in self.checkers:
+                    check(self)
+            except Violation as v:
+                raise self._annotate(v, task) from None
+        if self.livelock_retries and task.retries >= self.livelock_retries:
+            try:
                 self._check_livelock()
-        except Violation as v:
-            raise self._annotate(v, task) from None
+            except Violation as v:
+                raise self._annotate(v, task) from None
         return bool(self.live)
 
     def run(self, max_steps: int | None = None) -> None:
@@ -556,7 +610,8 @@ class Scheduler:
         if isinstance(req, Acquire):
             self._acquire(task, req)
         elif isinstance(req, WaitEvent):
-            self._might_sleep(task, req.what)
+            if task.spins:
+                self._might_sleep(task, req.what)
             if req.force or not req.cond():
                 task.blocked = req
                 self._events.append(f"sleeps ({req.what})")
@@ -566,13 +621,19 @@ class Scheduler:
 
     def _acquire(self, task: Task, req: Acquire) -> None:
         lock = req.lock
-        if lock.sleeping:
+        if lock.sleeping and task.spins:
             self._might_sleep(task, lock.name)
-        if self.lockdep is not None and lock is not self.bkl \
-                and "lock_order_inversion" not in self.checks_off \
-                and (self.checks_only is None or "lock_order_inversion" in self.checks_only):
+        if self._lockdep_on and self.lockdep is not None and lock is not self.bkl:
             self.lockdep.acquire(task, lock, req.label)
-        if lock.available(task, req.mode):
+        if type(lock) in _EXCLUSIVE:  # (_grant, inlined for the plain exclusive locks)
+            if lock.owner is None:
+                lock.owner = task
+                task.held.append((lock, req.mode))
+                if lock.kind == "spinlock":
+                    task.spins += 1
+                self._events.append(f"takes {lock.name}")
+                return
+        elif lock.available(task, req.mode):
             self._grant(task, lock, req.mode)
             self._events.append(f"takes {lock.name}")
             return

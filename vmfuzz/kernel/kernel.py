@@ -251,28 +251,14 @@ class Kernel:
         function: (the innermost generator, a path that may sleep; the function that called
         the hook, maybe a plain helper of it), each a kernel function: the model's own Python
         helpers (``_name``; ``__name`` is the kernel's) are skipped; ``where_text`` words it."""
-        kinds = _CODE_KIND
-        f: FrameType | None = sys._getframe(2)
-        helper = path = None  # the first frame that is no helper; the first path (one walk)
-        while f is not None:
-            code = f.f_code
-            what = kinds.get(id(code))
-            if what is None:
-                what = _code_kind(code)
-            if what != _HELPER:
-                if helper is None:
-                    helper = code.co_name
-                if what == _PATH:
-                    path = code.co_name
-                    break
-            f = f.f_back
-        if helper is None:
-            helper = "-"
+        f = sys._getframe(2)
+        where = _PATH_WHERE.get(id(f.f_code))  # (a path calling a hook itself: most events)
+        if where is None:
+            where = _where(f)
         sched = self.sched
         cur = sched.current
         self.history.append((
-            sched.step_no, cur.name if cur is not None else "-",
-            (helper if path is None else path, helper), kind, key, detail,
+            sched.step_no, cur.name if cur is not None else "-", where, kind, key, detail,
         ))
 
     def events(self) -> list[Event]:
@@ -393,7 +379,16 @@ class Kernel:
         seen = self.seen[PAGE]
         if seen.get(pfn) != now:
             seen[pfn] = now
-            self.note(PAGE, pfn, now)
+            # (note(), inlined: the most frequent event)
+            f = sys._getframe(1)
+            where = _PATH_WHERE.get(id(f.f_code))
+            if where is None:
+                where = _where(f)
+            sched = self.sched
+            cur = sched.current
+            self.history.append((
+                sched.step_no, cur.name if cur is not None else "-", where, PAGE, pfn, now,
+            ))
 
     def touch_mm(self, mm: MmStruct) -> None:
         self.dirty_mms.add(mm.id)
@@ -484,16 +479,45 @@ _CODE_KIND: dict[int, int] = {}
 _CODES: list[CodeType] = []
 
 
+# id of a kernel path's code -> its ``where`` when it calls a hook itself (both names its own)
+_PATH_WHERE: dict[int, tuple[str, str]] = {}
+
+
 def _code_kind(code: CodeType) -> int:
     if _python_helper(code.co_name):
         kind = _HELPER
     elif code.co_flags & _CO_GENERATOR:
         kind = _PATH
+        _PATH_WHERE[id(code)] = (code.co_name, code.co_name)
     else:
         kind = _OTHER
     _CODES.append(code)
     _CODE_KIND[id(code)] = kind
     return kind
+
+
+def _where(frame: FrameType) -> tuple[str, str]:
+    """``Kernel.note``'s (path, helper) for a hook called from ``frame``: the innermost
+    generator (a path that may sleep) and the first frame that is no Python helper, walking
+    out from ``frame``."""
+    kinds = _CODE_KIND
+    f: FrameType | None = frame
+    helper = path = None  # the first frame that is no helper; the first path (one walk)
+    while f is not None:
+        code = f.f_code
+        what = kinds.get(id(code))
+        if what is None:
+            what = _code_kind(code)
+        if what != _HELPER:
+            if helper is None:
+                helper = code.co_name
+            if what == _PATH:
+                path = code.co_name
+                break
+        f = f.f_back
+    if helper is None:
+        helper = "-"
+    return (helper if path is None else path, helper)
 
 
 def _python_helper(name: str) -> bool:

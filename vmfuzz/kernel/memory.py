@@ -152,9 +152,9 @@ def handle_mm_fault(
     if orig is None:
         return (yield from do_anonymous_page(k, mm, vma, addr, write))
     if isinstance(orig, SwapPte):
-        from vmfuzz.kernel import swapin
+        from vmfuzz.kernel.swapin import do_swap_page
 
-        return (yield from swapin.do_swap_page(k, mm, vma, addr, orig, write))
+        return (yield from do_swap_page(k, mm, vma, addr, orig, write))
     if isinstance(orig, MigrationPte):
         from vmfuzz.kernel.migrate import migration_entry_wait
 
@@ -305,9 +305,9 @@ def zap_pte_range(k: Kernel, vma: VmAreaStruct, start: int, end: int) -> Gen:
             page_remove_rmap(k, page)
             put_page(k, page)
         elif isinstance(pte, SwapPte):
-            from vmfuzz.kernel import swapfile
+            from vmfuzz.kernel.swapfile import free_swap_and_cache
 
-            yield from swapfile.free_swap_and_cache(k, pte.entry)
+            yield from free_swap_and_cache(k, pte.entry)
     for addr in range(start, end):
         view.pop(addr, None)
     k.sched.spin_unlock(mm.page_table_lock)

@@ -88,9 +88,9 @@ def alloc_page(k: Kernel, reclaim: bool = True) -> Gen:
             k.count("pgalloc")
             return page
         if attempt == 0:
-            from vmfuzz.kernel import vmscan  # reclaim sits above the allocator
+            from vmfuzz.kernel.vmscan import try_to_free_pages  # reclaim is above the allocator
 
-            yield from vmscan.try_to_free_pages(k)
+            yield from try_to_free_pages(k)
     k.count("pgalloc_fail")
     return None
 
@@ -98,7 +98,7 @@ def alloc_page(k: Kernel, reclaim: bool = True) -> Gen:
 def _direct_reclaim(k: Kernel) -> Gen:
     """The watermark's direct reclaim: ``try_to_free_pages`` with PF_MEMALLOC set on the
     task, so that an allocation inside reclaim does not reclaim again."""
-    from vmfuzz.kernel import vmscan  # reclaim sits above the allocator
+    from vmfuzz.kernel.vmscan import try_to_free_pages  # reclaim sits above the allocator
 
     cur = k.sched.current
     tid = -1 if cur is None else cur.tid
@@ -107,7 +107,7 @@ def _direct_reclaim(k: Kernel) -> Gen:
     k.count("allocstall")
     k.memalloc.add(tid)
     try:
-        yield from vmscan.try_to_free_pages(k)
+        yield from try_to_free_pages(k)
     finally:
         k.memalloc.discard(tid)
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from vmfuzz.kernel import bugs
 from vmfuzz.kernel.mm_types import PG_swapcache
+from vmfuzz.kernel.page_alloc import alloc_page, get_page, lru_cache_add, put_page
 from vmfuzz.kernel.swapfile import (
     EEXIST,
     ENOENT,
@@ -71,8 +72,6 @@ def lookup_swap_cache(k: Kernel, e: int) -> Page | None:
 
     The cache lives in the device's address space (5.x swapper_spaces[type], freed by
     swapoff): callers either hold the device (get_swap_device, swapoff itself) or race."""
-    from vmfuzz.kernel.page_alloc import get_page
-
     swap_device(k)
     page = k.swap.cache.get(e)
     if page is not None:
@@ -135,8 +134,6 @@ def __delete_from_swap_cache(k: Kernel, page: Page) -> None:
 def delete_from_swap_cache(k: Kernel, page: Page) -> None:
     """delete_from_swap_cache(): remove a locked page from the swap cache and drop the cache's
     swap_map count and page reference."""
-    from vmfuzz.kernel.page_alloc import put_page
-
     k.sched.assert_held(page.lock, why="delete_from_swap_cache: BUG_ON(!PageLocked(page))")
     e = page.private
     assert e is not None
@@ -167,7 +164,6 @@ def read_swap_cache_async(k: Kernel, e: int, vma: VmAreaStruct | None, addr: int
     None if the entry was freed meanwhile or no memory.  Fixed: 2.4.10+ / 2.6.18 loop."""
     if k.bug("read_swap_cache_async_unlocked_check"):
         return (yield from _read_swap_cache_async_248(k, e))
-    from vmfuzz.kernel.page_alloc import alloc_page, lru_cache_add, put_page
 
     found: Page | None = None
     new: Page | None = None
@@ -212,8 +208,6 @@ def _read_swap_cache_async_248(k: Kernel, e: int) -> Gen:
     swap_duplicate first ("make sure the swap entry is still in use"), look in the cache,
     allocate, look again, then add_to_swap_cache: the checks are made outside the locking
     the add takes, and that add does not check again."""
-    from vmfuzz.kernel.page_alloc import alloc_page, lru_cache_add, put_page
-
     si = swap_info(k)
     # 2.4 swap_duplicate() counts the entry under swap_device_lock(p), the lock another CPU's
     # get_swap_page() holds while it hands a slot out: between the readahead (or the BKL)
@@ -255,8 +249,6 @@ def _read_swap_cache_async_248(k: Kernel, e: int) -> Gen:
 def swapin_readahead(k: Kernel, e: int, vma: VmAreaStruct | None, addr: int) -> Gen:
     """swapin_readahead() (2.4 / 2.6.18): read the in-use slots of ``e``'s aligned window
     (valid_swaphandles) into the swap cache, dropping each page reference at once."""
-    from vmfuzz.kernel.page_alloc import put_page
-
     for off in valid_swaphandles(k, e):
         page = yield from read_swap_cache_async(k, off, vma, addr)
         if page is None:

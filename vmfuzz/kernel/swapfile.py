@@ -37,6 +37,7 @@ from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from vmfuzz.kernel import bugs
+from vmfuzz.kernel.fork import mmget_not_zero, mmput
 from vmfuzz.kernel.mm_types import (
     SWAP_MAP_BAD,
     SWP_SYNCHRONOUS_IO,
@@ -51,6 +52,8 @@ from vmfuzz.kernel.mm_types import (
     poison,
 )
 from vmfuzz.kernel.ops import operation
+from vmfuzz.kernel.page_alloc import get_page, put_page
+from vmfuzz.kernel.rmap import page_add_anon_rmap
 from vmfuzz.violation import Violation
 
 if TYPE_CHECKING:
@@ -359,7 +362,6 @@ def free_swap_and_cache(k: Kernel, e: int) -> Gen:
     If only the swap cache still uses ``e``, its page is trylocked (zap holds the pte lock:
     no sleeping) and deleted from the cache unless it is still mapped (2.6: unless
     vm_swap_full).  A generator for the callers' ``yield from``; it never yields."""
-    from vmfuzz.kernel.page_alloc import get_page, put_page
     from vmfuzz.kernel.swap_state import delete_from_swap_cache
 
     si = swap_info(k)
@@ -479,8 +481,6 @@ def try_to_unuse(k: Kernel) -> Gen:
     already visited); if not, they are held in flight by another path or by an exiting mm:
     sleep until that entry's users change (2.4 kept looping here; the model sleeps so that the
     loop cannot starve the path it waits for)."""
-    from vmfuzz.kernel.fork import mmget_not_zero, mmput
-    from vmfuzz.kernel.page_alloc import put_page
     from vmfuzz.kernel.swap_state import delete_from_swap_cache, read_swap_cache_async
 
     si = swap_info(k)
@@ -613,9 +613,6 @@ def unuse_vma(k: Kernel, vma: VmAreaStruct, e: int, page: Page) -> int:
 def unuse_pte(k: Kernel, vma: VmAreaStruct, addr: int, e: int, page: Page) -> None:
     """unuse_pte(): map ``page`` (read-only: do_wp_page decides on a later write) in place of
     the swap pte, and drop the pte's swap reference."""
-    from vmfuzz.kernel.page_alloc import get_page
-    from vmfuzz.kernel.rmap import page_add_anon_rmap
-
     mm = vma.vm_mm
     get_page(k, page)
     k.set_pte_at(mm, addr, PresentPte(page.pfn, False))

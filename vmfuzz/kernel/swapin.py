@@ -48,6 +48,8 @@ from vmfuzz.kernel.mm_types import (
     SwapPte,
     pte_same,
 )
+from vmfuzz.kernel.page_alloc import alloc_page, lru_cache_add_active_or_unevictable, put_page
+from vmfuzz.kernel.rmap import page_add_anon_rmap, page_add_new_anon_rmap
 from vmfuzz.kernel.swap_state import (
     lookup_swap_cache,
     read_swap_cache_async,
@@ -159,8 +161,6 @@ def do_swap_page(
 def _do_swap_page(
     k: Kernel, mm: MmStruct, vma: VmAreaStruct, addr: int, orig_pte: SwapPte, write: bool
 ) -> Gen:
-    from vmfuzz.kernel.page_alloc import put_page
-
     entry = orig_pte.entry
     page = lookup_swap_cache(k, entry)
     if page is None:
@@ -219,9 +219,6 @@ def _map_swap_page(
 ) -> None:
     """Install the pte (page_table_lock and page lock held); our page reference becomes the
     pte's.  Writable only if this fault owns the page (reuse_swap_page / a private copy)."""
-    from vmfuzz.kernel.page_alloc import lru_cache_add_active_or_unevictable
-    from vmfuzz.kernel.rmap import page_add_anon_rmap, page_add_new_anon_rmap
-
     if swapcache:
         writable = write and reuse_swap_page(k, page)
         k.set_pte_at(mm, addr, PresentPte(page.pfn, writable))
@@ -240,8 +237,6 @@ def _swapin_skip_swapcache(
     """The SWP_SYNCHRONOUS_IO path (4.15+): the entry has one user, so read it into a new
     private page without the swap cache.  13ddaf26be32: swapcache_prepare() first, so a
     concurrent swapin of the same entry backs off instead of racing us to free it."""
-    from vmfuzz.kernel.page_alloc import alloc_page, put_page
-
     entry = orig_pte.entry
     pin = False
     if not k.bug("swapin_skip_swapcache_race"):

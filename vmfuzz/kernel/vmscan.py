@@ -43,6 +43,8 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from vmfuzz.kernel import bugs
+from vmfuzz.kernel.fork import get_mm, mmget_not_zero, mmput
+from vmfuzz.kernel.memory import do_page_fault
 from vmfuzz.kernel.mm_types import (
     VM_LOCKED,
     VM_RESERVED,
@@ -53,7 +55,25 @@ from vmfuzz.kernel.mm_types import (
     PresentPte,
     SwapPte,
 )
+from vmfuzz.kernel.mmap import vm_mmap
 from vmfuzz.kernel.ops import operation
+from vmfuzz.kernel.page_alloc import (
+    LRU_INACTIVE,
+    add_page_to_lru_list,
+    alloc_page,
+    del_page_from_lru,
+    isolate_lru_page,
+    page_evictable,
+    put_page,
+    putback_lru_page,
+)
+from vmfuzz.kernel.rmap import (
+    SWAP_AGAIN,
+    SWAP_FAIL,
+    linear_page_index,
+    page_remove_rmap,
+    try_to_unmap,
+)
 from vmfuzz.kernel.swap_state import (
     __delete_from_swap_cache,
     add_to_swap,
@@ -122,7 +142,6 @@ def _rss(mm: MmStruct) -> int:
 # --------------------------------------------------------------------------- the driver
 class DriverFile:
     """The driver's per-mm open file (``vma->vm_file``): what ->swapout needs, refcounted."""
-
     __slots__ = ("count", "drv", "mm_id")
 
     def __init__(self, drv: Driver, mm_id: int) -> None:
@@ -176,10 +195,6 @@ def sys_mmap_driver(k: Kernel, mm: int, addr: int, npages: int) -> Gen:
 
     The driver hands its buffer out at mmap time: the range is populated (MAP_POPULATE's
     make_pages_present, after mmap_sem is dropped), each page a zeroed anonymous page."""
-    from vmfuzz.kernel.fork import get_mm, mmput
-    from vmfuzz.kernel.memory import do_page_fault
-    from vmfuzz.kernel.mmap import vm_mmap
-
     m = get_mm(k, mm)
     if m is None:
         return ESRCH
@@ -199,9 +214,6 @@ def sys_driver_ioctl(k: Kernel, mm: int) -> Gen:
     Simplification: the buffer is large enough that the allocation always goes through direct
     reclaim (2.4 __alloc_pages -> try_to_free_pages below the zone watermark), with I/O to
     drivers disabled (memalloc_noio_save: a driver holding its lock must not be re-entered)."""
-    from vmfuzz.kernel.fork import get_mm, mmput
-    from vmfuzz.kernel.page_alloc import alloc_page, put_page
-
     m = get_mm(k, mm)
     if m is None:
         return ESRCH
@@ -239,9 +251,6 @@ def try_to_swap_out(k: Kernel, mm: MmStruct, vma: VmAreaStruct, addr: int, io: b
     vm_flags under the vmlist lock.  The model's mlock is 2.6's, under mmap_sem alone, so the
     flags can change while this path waits for swap_lock or tree_lock: the recheck is 2.6
     try_to_unmap_one's, under the pte lock.)"""
-    from vmfuzz.kernel.page_alloc import page_evictable, put_page
-    from vmfuzz.kernel.rmap import page_remove_rmap
-
     pte = mm.pgd.get(addr)
     if not isinstance(pte, PresentPte):
         return 0
@@ -306,9 +315,6 @@ def try_to_swap_out(k: Kernel, mm: MmStruct, vma: VmAreaStruct, addr: int, io: b
 def _swapout_driver(k: Kernel, mm: MmStruct, vma: VmAreaStruct, addr: int, page: Page) -> Gen:
     """The 2.3.x ``vma->vm_ops->swapout`` branch (page_table_lock held; returns SLEPT with it
     dropped; holds the pte's page reference until ->swapout returns)."""
-    from vmfuzz.kernel.page_alloc import put_page
-    from vmfuzz.kernel.rmap import linear_page_index
-
     drv = k.drivers[vma.vm_ops or "drv"]
     if k.bug("swapout_holds_vmlist_lock"):
         # The page tables are unlocked, the vmlist semaphore is kept across ->swapout.
@@ -385,8 +391,6 @@ def swap_out_mm(k: Kernel, mm: MmStruct, count: int, io: bool) -> Gen:
 
 def swap_out(k: Kernel, count: int, io: bool = True) -> Gen:
     """swap_out() (2.4): pick the mm with the most resident pages, pin it, scan it."""
-    from vmfuzz.kernel.fork import mmget_not_zero, mmput
-
     yield k.sched.spin_lock(k.mmlist_lock)
     best: MmStruct | None = None
     best_rss = 0
@@ -417,13 +421,6 @@ def sys_swap_out(k: Kernel, count: int) -> Gen:
 def _isolate_one(k: Kernel) -> Page | None:
     """The oldest inactive page, isolated (lru_lock held); refill from the active list first
     (shrink_active_list: the anon pages age to the inactive list) when it is empty."""
-    from vmfuzz.kernel.page_alloc import (
-        LRU_INACTIVE,
-        add_page_to_lru_list,
-        del_page_from_lru,
-        isolate_lru_page,
-    )
-
     inactive = k.lru["inactive"]
     if not inactive and k.lru["active"]:
         page = k.lru["active"][0]
@@ -438,9 +435,6 @@ def _isolate_one(k: Kernel) -> Page | None:
 
 def shrink_page(k: Kernel, page: Page, may_unmap: bool) -> Gen:
     """shrink_page_list() for one isolated page (2.6.36); returns 1 if it was freed."""
-    from vmfuzz.kernel.page_alloc import page_evictable, put_page, putback_lru_page
-    from vmfuzz.kernel.rmap import SWAP_AGAIN, SWAP_FAIL, try_to_unmap
-
     if not k.sched.trylock(page.lock):
         putback_lru_page(k, page)  # keep
         return 0
@@ -488,8 +482,6 @@ def shrink_page(k: Kernel, page: Page, may_unmap: bool) -> Gen:
 
 
 def _keep_locked(k: Kernel, page: Page) -> int:
-    from vmfuzz.kernel.page_alloc import putback_lru_page
-
     k.sched.unlock_page(page.lock)
     putback_lru_page(k, page)
     return 0
@@ -497,8 +489,6 @@ def _keep_locked(k: Kernel, page: Page) -> int:
 
 def _activate_locked(k: Kernel, page: Page) -> int:
     """activate_locked: not a candidate for swapping, so reclaim swap space (vm_swap_full)."""
-    from vmfuzz.kernel.page_alloc import putback_lru_page
-
     if PG_swapcache in page.flags and vm_swap_full(k):
         try_to_free_swap(k, page)
     page.flags.add(PG_active)
