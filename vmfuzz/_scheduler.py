@@ -699,21 +699,7 @@ class Scheduler:
     def _wait_cycle(self, start: Task) -> list[str]:
         """Names along a wait-for cycle through ``start``, or [] (depth-first, task-id order)."""
         path: list[Task] = [start]
-        seen = {start.tid}
-
-        def dfs(t: Task) -> bool:
-            for h in self._waits_for(t):
-                if h is start:
-                    return True
-                if h.tid not in seen and h.blocked is not None:
-                    seen.add(h.tid)
-                    path.append(h)
-                    if dfs(h):
-                        return True
-                    path.pop()
-            return False
-
-        if not dfs(start):
+        if not self._cycle_from(start, start, path, {start.tid}):
             return []
         names = []
         for t in path:
@@ -727,6 +713,21 @@ class Scheduler:
             names.append(f"{t.name} (waits for {what} at {t.label})")
         names.append(start.name)
         return names
+
+    def _cycle_from(self, t: Task, start: Task, path: list[Task], seen: set[int]) -> bool:
+        """Depth-first from ``t``: whether a wait-for path leads back to ``start`` (``path``
+        then holds it).  A method, not a nested function: a closure that calls itself is a
+        reference cycle, and would keep the whole run alive until the cyclic collector."""
+        for h in self._waits_for(t):
+            if h is start:
+                return True
+            if h.tid not in seen and h.blocked is not None:
+                seen.add(h.tid)
+                path.append(h)
+                if self._cycle_from(h, start, path, seen):
+                    return True
+                path.pop()
+        return False
 
     def _soft_lockup(self, task: Task) -> Violation:
         return Violation(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pickle
 import sys
+import weakref
 from collections.abc import Callable, Collection, Iterable
 from types import CodeType, FrameType
 from typing import Any
@@ -91,7 +92,7 @@ class Kernel:
             state["boot_history"] = booted[1]
             state["seen"] = {kind: dict(d) for kind, d in booted[2].items()}
             self.__dict__ = state
-            self.sched.state_version = lambda: self.version
+            self.sched.state_version = _version_of(self)
             return
         # Frames: struct page array, free list (lowest pfn first), zone LRU lists.
         self.pages: list[Page] = [Page(pfn) for pfn in range(c.nr_frames)]
@@ -170,7 +171,7 @@ class Kernel:
                 _BOOTED.pop(next(iter(_BOOTED)))
             _BOOTED[c] = (self._snapshot(), self.boot_history,
                           {kind: dict(d) for kind, d in self.seen.items()})
-        self.sched.state_version = lambda: self.version
+        self.sched.state_version = _version_of(self)
 
     def _snapshot(self) -> bytes:
         """The booted state, all but the scheduler, as an in-memory image that restores a
@@ -457,6 +458,20 @@ class Kernel:
         return (mm for mm in self.mms.values() if not mm.dead)
 
 
+def _version_of(k: Kernel) -> Callable[[], int]:
+    """``k.version`` as the scheduler's livelock check reads it, holding ``k`` weakly: the
+    scheduler is the kernel's, and a reference back would put every run's kernel in a cycle
+    that only the cyclic garbage collector frees (with its history, trace and world: a
+    campaign's runs would cost a tenth more)."""
+    ref = weakref.ref(k)
+
+    def version() -> int:
+        kernel = ref()
+        return 0 if kernel is None else kernel.version
+
+    return version
+
+
 # Event kinds of ``Kernel.history`` (key; detail):
 SET_PTE = "set_pte"  # (mm id, addr); (old pte_value or None, new pte_value)
 PTE_CLEAR = "pte_clear"  # (mm id, addr); (old pte_value, None)
@@ -479,8 +494,10 @@ _CODE_KIND: dict[int, int] = {}
 _CODES: list[CodeType] = []
 
 
-# id of a kernel path's code -> its ``where`` when it calls a hook itself (both names its own)
+# id of a kernel path's code -> its ``where`` when it calls a hook itself (both names its own);
+# (id of a function's code, id of its caller's) -> ``where``, when the caller is a path
 _PATH_WHERE: dict[int, tuple[str, str]] = {}
+_PAIR_WHERE: dict[tuple[int, int], tuple[str, str]] = {}
 
 
 def _code_kind(code: CodeType) -> int:
@@ -500,9 +517,16 @@ def _where(frame: FrameType) -> tuple[str, str]:
     """``Kernel.note``'s (path, helper) for a hook called from ``frame``: the innermost
     generator (a path that may sleep) and the first frame that is no Python helper, walking
     out from ``frame``."""
+    back = frame.f_back
+    pair = None if back is None else (id(frame.f_code), id(back.f_code))
+    if pair is not None:
+        where = _PAIR_WHERE.get(pair)
+        if where is not None:
+            return where
     kinds = _CODE_KIND
     f: FrameType | None = frame
     helper = path = None  # the first frame that is no helper; the first path (one walk)
+    depth = 0
     while f is not None:
         code = f.f_code
         what = kinds.get(id(code))
@@ -515,9 +539,13 @@ def _where(frame: FrameType) -> tuple[str, str]:
                 path = code.co_name
                 break
         f = f.f_back
+        depth += 1
     if helper is None:
         helper = "-"
-    return (helper if path is None else path, helper)
+    where = (helper if path is None else path, helper)
+    if pair is not None and path is not None and depth <= 1:
+        _PAIR_WHERE[pair] = where  # the two frames decided it: so they do every time
+    return where
 
 
 def _python_helper(name: str) -> bool:
