@@ -9,7 +9,9 @@ two machines or two versions of the code measure the same work.
 Sections:
   limits   the ceilings: bare generators resumed round-robin (the interpreter's limit), the
            Scheduler with label-only tasks, the Scheduler as campaigns build it (lockdep, trace,
-           trace hash), a plain three-rule Hypothesis state machine (examples per CPU-s)
+           trace hash), a plain three-rule Hypothesis state machine and the fuzzer's own
+           machine with no model step run (examples per CPU-s, same settings; their ratio is
+           what the fuzzer's machine adds to an example)
   model    the recorded workload (vmfuzz/workloads/hotpath-vN.json: a campaign's own runs as
            decision replays) with every check off and on, interleaved; the overhead of the
            checks; runs whose trace no longer matches the recording are counted (drift)
@@ -175,7 +177,6 @@ def _fuzzer_scheduler(steps: int) -> int:
 
 def _plain_machine(examples: int) -> int:
     """Examples of a plain three-rule Hypothesis state machine (derandomized)."""
-    from hypothesis import HealthCheck, settings
     from hypothesis import strategies as st
     from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
@@ -205,10 +206,41 @@ def _plain_machine(examples: int) -> int:
             count += 1
             super().__init__()
 
-    run_state_machine_as_test(Counted, settings=settings(
-        max_examples=examples, derandomize=True, database=None, deadline=None,
-        suppress_health_check=list(HealthCheck), stateful_step_count=10))
+    run_state_machine_as_test(Counted, settings=_machine_settings(examples))
     return count
+
+
+def _machine_settings(examples: int) -> Any:
+    """The settings both machine rows run under: derandomized, ten rules an example."""
+    from hypothesis import HealthCheck, settings
+
+    return settings(
+        max_examples=examples, derandomize=True, database=None, deadline=None,
+        suppress_health_check=list(HealthCheck), stateful_step_count=10)
+
+
+def _vmfuzz_machine(examples: int) -> int:
+    """Examples of the fuzzer's own state machine with the model at its cheapest: no scheduler
+    step runs (its rules draw, spawn and queue, its setup restores the drawn world and installs
+    the checks, its teardown records the case): what the machine costs an example beside the
+    plain one, under the same settings."""
+    from hypothesis.stateful import run_state_machine_as_test
+
+    from vmfuzz.context import CampaignContext
+    from vmfuzz.kernel import KernelConfig
+    from vmfuzz.strategies.machine import KernelMachine
+
+    ctx = CampaignContext(KernelConfig())
+
+    class NoSteps(KernelMachine):
+        def __init__(self) -> None:
+            super().__init__(ctx)
+
+        def _run(self, steps: int | None) -> None:
+            return None
+
+    run_state_machine_as_test(NoSteps, settings=_machine_settings(examples))
+    return ctx.stats.examples
 
 
 def bench_limits(quick: bool, reps: int, say: Callable[[str], None]) -> dict[str, Any]:
@@ -219,8 +251,14 @@ def bench_limits(quick: bool, reps: int, say: Callable[[str], None]) -> dict[str
         ("bare_scheduler", lambda: _bare_scheduler(steps)),
         ("fuzzer_scheduler", lambda: _fuzzer_scheduler(steps)),
     ], reps, say)
-    out["plain_machine_examples"] = _interleave(
-        [("plain_machine", lambda: _plain_machine(examples))], reps, say)["plain_machine"]
+    machines = _interleave([
+        ("plain_machine", lambda: _plain_machine(examples)),
+        ("vmfuzz_machine", lambda: _vmfuzz_machine(examples)),
+    ], reps, say)
+    out["plain_machine_examples"] = machines["plain_machine"]
+    out["vmfuzz_machine_examples"] = machines["vmfuzz_machine"]
+    plain, ours = machines["plain_machine"]["median"], machines["vmfuzz_machine"]["median"]
+    out["machine_cost_ratio"] = round(plain / ours, 2) if ours else None
     return out
 
 
@@ -392,6 +430,11 @@ def _table(result: dict[str, Any]) -> str:
             lines.append(f"  {what:<38}{_r(lim[key])}")
         lines.append(f"  {'plain Hypothesis machine (examples)':<38}"
                      f"{_r(lim['plain_machine_examples'])}")
+        if "vmfuzz_machine_examples" in lim:
+            lines.append(f"  {'vmfuzz machine, no model step (ex.)':<38}"
+                         f"{_r(lim['vmfuzz_machine_examples'])}")
+            lines.append(f"  an example of the vmfuzz machine costs x{lim['machine_cost_ratio']} "
+                         "a plain machine's (same settings, model aside)")
     m = result.get("model")
     if m:
         lines.append(f"model    {m['workload']}")
