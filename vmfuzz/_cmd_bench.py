@@ -246,7 +246,7 @@ def _vmfuzz_machine(examples: int) -> int:
 def bench_limits(quick: bool, reps: int, say: Callable[[str], None]) -> dict[str, Any]:
     steps = 30_000 if quick else 200_000
     examples = 100 if quick else 400
-    out = _interleave([
+    out: dict[str, Any] = _interleave([
         ("bare_generators", lambda: _bare_generators(steps)),
         ("bare_scheduler", lambda: _bare_scheduler(steps)),
         ("fuzzer_scheduler", lambda: _fuzzer_scheduler(steps)),
