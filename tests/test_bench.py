@@ -27,9 +27,10 @@ def test_bench_quick_emits_json(ahead: Ahead) -> None:
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     for key in ("bare_generators", "bare_scheduler", "fuzzer_scheduler",
-                "plain_machine_examples"):
+                "plain_machine_examples", "vmfuzz_machine_examples"):
         rate = out["limits"][key]
         assert 0 < rate["min"] <= rate["median"] <= rate["max"], key
+    assert out["limits"]["machine_cost_ratio"] > 0
     model = out["model"]
     assert model["drifted_runs"] == 0  # the recorded workload replays as recorded
     assert model["checks_on"]["units"] == model["checks_off"]["units"] > 0
