@@ -508,6 +508,9 @@ class Scheduler:
             elif kind is Acquire:  # a lock request: most of the others
                 task.label = req.label
                 self._acquire(task, req)
+            elif kind is WaitEvent:  # might_sleep() at every allocation: most of the rest
+                task.label = req.label
+                self._wait(task, req)
             else:
                 self._handle(task, req)
         except StopIteration as stop:
@@ -610,14 +613,17 @@ class Scheduler:
         if isinstance(req, Acquire):
             self._acquire(task, req)
         elif isinstance(req, WaitEvent):
-            if task.spins:
-                self._might_sleep(task, req.what)
-            if req.force or not req.cond():
-                task.blocked = req
-                self._events.append(f"sleeps ({req.what})")
-                self._drop_bkl(task)
+            self._wait(task, req)
         else:
             raise TypeError(f"task {task.name} yielded {req!r}: expected a label or a lock request")
+
+    def _wait(self, task: Task, req: WaitEvent) -> None:
+        if task.spins:
+            self._might_sleep(task, req.what)
+        if req.force or not req.cond():
+            task.blocked = req
+            self._events.append(f"sleeps ({req.what})")
+            self._drop_bkl(task)
 
     def _acquire(self, task: Task, req: Acquire) -> None:
         lock = req.lock

@@ -43,12 +43,15 @@ class LockDep:
     def acquire(self, task: Task, lock: Lock, label: str) -> None:
         """Record the edges for ``task`` requesting ``lock``; raise on a new inversion."""
         new = lock.cls
+        edges = self.edges
         for held, _ in task.held:
             a = held.cls
             if a == new or held.kind == "bkl":
                 continue
-            succ = self.edges.setdefault(a, {})
-            if new in succ:
+            succ = edges.get(a)
+            if succ is None:
+                succ = edges[a] = {}
+            elif new in succ:
                 continue
             held_at = self._taken_at.get((task.tid, held.name), "?")
             back = self._path(new, a)
