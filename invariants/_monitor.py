@@ -209,6 +209,10 @@ class Monitor:
         # page hooks run only on the touched pages quiet_page() cannot clear
         self.screened_page = plan.screened_page
         self.screened_entry = plan.screened_entry
+        # Every page (entry) hook is screened: where the screen clears every touched key and
+        # nothing is pending, the scope has nothing to run.
+        self.page_screened_all = all(fn in plan.screened_page for _n, fn in plan.hooks[0][1])
+        self.entry_screened_all = all(fn in plan.screened_entry for _n, fn in plan.hooks[1][1])
         # A user check's each_step hook runs after every step, even one that touched nothing
         # the model tracks (it may read what the dirty sets do not cover: locks, counters).
         self.every_step = plan.every_step
@@ -384,14 +388,16 @@ class Monitor:
                         # The screened hooks run on the pages the screen cannot clear (and on
                         # their pending keys): on the others each would answer None.
                         held = {pfn for pfn in pages if not quiet_page(self, pfn)}
-                        self._run_scope(hooks["page"], pages, held, screened)
+                        if held or self.has_pending or not self.page_screened_all:
+                            self._run_scope(hooks["page"], pages, held, screened)
                     else:
                         self._run_scope(hooks["page"], pages)
                 if entries or self.has_pending:
                     screened = self.screened_entry
                     if screened and entries:
                         held = {e for e in entries if not quiet_entry(self, e)}
-                        self._run_scope(hooks["entry"], entries, held, screened)
+                        if held or self.has_pending or not self.entry_screened_all:
+                            self._run_scope(hooks["entry"], entries, held, screened)
                     else:
                         self._run_scope(hooks["entry"], entries)
                 # A hook that looks at an mm only when rescan() says so is given the mms whose
