@@ -39,6 +39,7 @@ reaches a choice.  Nothing here knows about any kernel path.
 
 from __future__ import annotations
 
+import bisect
 import random
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -124,6 +125,13 @@ PARTNER_ABA = True
 # CONSEQUENCES in kernel/bugs.py): swapin_no_swapcache_recheck found at seed 1 (never before).
 HOLDERS = 1
 HOLDER_SHARE = 0.05
+# Flight probes (:meth:`Pool._probe_flights`): an object a kernel path changed and then held
+# while it went on (:func:`in_flight`), an intruder aimed at it started right after the change,
+# the path's task kept still while the intruder waits.  At most FLIGHT_SHARE of the pool's
+# steps, of their own (the window probes run as without them), from a queue of at most
+# WINDOW_QUEUE, the kinds met fewest times first (a queue filled early never took a kind met
+# later).
+FLIGHT_SHARE = 0.05
 # Reader probes (:meth:`Pool._probe_readers`): a task of a run changed an mm's vma list; a
 # reader of that list (an operation aimed at the mm, or a scan of every mm) is put next to the
 # run, stalled after 1 .. STALL_STEPS of its steps from the step before the change, while the
@@ -224,6 +232,7 @@ class WindowProbe:
     task: str
     holders: tuple[tuple[int, int], ...] = ()  # other ptes naming the object (:func:`holders`)
     until: int = -1  # the step of the task's second change of the object
+    met: int = 1  # the how-manieth time its kind was met (flight probes: queue order)
 
 
 def holders(boot: dict[tuple[int, int], tuple[int, int, bool]], events: Iterable[Any],
@@ -271,6 +280,39 @@ def windows(events: Iterable[Any]) -> list[tuple[tuple[int, int | None], int, st
         elif e[0] > seen[0] and key not in out:
             out[key] = (obj, seen[0], e[1], f"{seen[1]}>{e[2][0]}")
     return list(out.values())
+
+
+def in_flight(events: Sequence[Any]) -> list[tuple[tuple[int, int | None], int, str, str]]:
+    """The objects a kernel path changed and then held while it went on, from a run's data
+    events (``Kernel.history``): each pte (mm, addr), and each mm's vmas (mm, None), that a
+    task's path changed at one step when the same path had an event of its own at a later
+    step (it yielded, slept or waited in between, still working on what it changed: reclaim's
+    ->swapout with the vma it unmapped a page from), once per task, object and path, and not
+    where :func:`windows` already names the object at that step: (object, the step of the
+    change, the task, "PATH~LATER": the path and the function of its later event)."""
+    last: dict[tuple[str, str], int] = {}
+    for e in events:
+        last[(e[1], e[2][0])] = e[0]
+    seen = {(task, obj, at) for obj, at, task, _ in windows(events)}
+    done: set[tuple[str, Any, str]] = set()
+    out = []
+    for i, e in enumerate(events):
+        kind = e[3]
+        if kind in ("set_pte", "pte_clear"):
+            obj = e[4]
+        elif kind == "mm":
+            obj = (e[4], None)
+        else:
+            continue
+        step, task, path = e[0], e[1], e[2][0]
+        key = (task, obj, path)
+        if key in done or last[(task, path)] <= step or (task, obj, step) in seen:
+            continue
+        done.add(key)
+        later = next(f for f in events[i + 1:] if f[0] > step and f[1] == task
+                     and f[2][0] == path)
+        out.append((obj, step, task, f"{path}~{later[2][1]}"))
+    return out
 
 
 def decision_names(case: Case) -> list[str]:
@@ -342,6 +384,11 @@ class Pool:
     window_hits: dict[tuple[frozenset[str], bool, str], int] = attrs.field(factory=dict)
     _windows: list[WindowProbe] = attrs.field(factory=list)  # queued window probes
     window_steps: int = 0  # steps of window probes' single stalls (part of ``steps``)
+    # objects held by a path in flight, met per (world, object class, paths): probed as ABAs
+    # are, from a queue of their own (:meth:`_probe_flights`)
+    flight_hits: dict[tuple[frozenset[str], bool, str], int] = attrs.field(factory=dict)
+    _flights: list[WindowProbe] = attrs.field(factory=list)
+    flight_steps: int = 0  # steps of flight probes (part of ``steps``)
     # vma-list writes met per (world, path, vmas left up to 3): probed as ABAs are
     reader_hits: dict[tuple[frozenset[str], str, int], int] = attrs.field(factory=dict)
     _readers: list[ReaderProbe] = attrs.field(factory=list)  # queued reader probes
@@ -470,6 +517,19 @@ class Pool:
                 held = () if addr is None or until < 0 or not HOLDERS else tuple(
                     holders(self.boot_ptes(case.config), events, mm, addr, at)[:HOLDERS])
                 self._windows.append(WindowProbe(case, mm, addr, at, task, held, until))
+        if not FLIGHT_SHARE:
+            return
+        queue = self._flights
+        for (mm, addr), at, task, paths in in_flight(events):
+            key = (world, addr is None, paths)
+            n = self.flight_hits.get(key, 0) + 1
+            self.flight_hits[key] = n
+            if n & (n - 1) == 0 and n.bit_length() % 2 and (
+                len(queue) < WINDOW_QUEUE or queue[-1].met > n
+            ):
+                probe = WindowProbe(case, mm, addr, at, task, met=n)
+                queue.insert(bisect.bisect_right(queue, n, key=lambda p: p.met), probe)
+                del queue[WINDOW_QUEUE:]
 
     def _note_readers(self, case: Case, events: Sequence[Any]) -> None:
         """Queue a reader probe of ``case`` for each vma-list write of its run
@@ -563,7 +623,8 @@ class Pool:
         that also replaced one operation by another on the same object were measured: no
         campaign found more with those, 0 of 9 on the same-page swapin race.)"""
         found = (self._probe_aba(deadline) or self._probe_windows(deadline)
-                 or self._probe_held(deadline) or self._probe_readers(deadline))
+                 or self._probe_held(deadline) or self._probe_readers(deadline)
+                 or self._probe_flights(deadline))
         if found is not None:
             return found
         if parents is None:
@@ -712,6 +773,38 @@ class Pool:
             self.reader_steps += self.steps - before
             if hit is not None:
                 return hit[1]
+        return None
+
+    def _probe_flights(self, deadline: float) -> Failure | None:
+        """Run the queued flight probes; the first violation found, or None.
+
+        A kernel path that changed an object and goes on later still works on it: reclaim
+        has unmapped a page of a vma and sleeps in the driver's ->swapout with that vma.  Each
+        operation on an mm, aimed at the object (:func:`intruders`), starts the step after
+        the change and runs ahead of the others whenever it can, as a window probe's does;
+        while it waits (for a lock a third task holds), the path's task is kept still
+        (:class:`vmfuzz.schedules.Stall`'s hold) and the others go on: the path must not
+        finish before the intruder gets in.  At most FLIGHT_SHARE of the pool's steps."""
+        while self._flights:
+            if self._spent(deadline):
+                return None
+            if self.flight_steps > FLIGHT_SHARE * self.steps:
+                return None
+            before = self.steps
+            probe = self._flights.pop(0)
+            case = probe.case
+            decisions = decision_names(case)
+            rng = random.Random(f"{probe.mm} {probe.addr} {probe.at} {self.flight_steps}")
+            found = None
+            for prog in intruders(case, probe, self, rng):
+                stall = Stall(prog.tasks[-1].name, decisions, prog.tasks[-1].start,
+                              case.max_steps, hold=probe.task)
+                found = self._run_one(prog, stall, offer=False)
+                if found is not None:
+                    break
+            self.flight_steps += self.steps - before
+            if found is not None:
+                return found
         return None
 
     def _nested(self, prog: Case, decisions: list[str], at: int,

@@ -14,6 +14,11 @@ first change of an object it changes again later, so that both sides are half-do
 recorded task that was preempted inside its change resumes and reads the stalled task's object
 half-changed (a migration's rmap walk over a vma whose vm_start an mprotect has moved and whose
 vm_pgoff it has not).
+
+A *hold* names a task kept still while the stalled task is live and waits (for a lock another
+task holds, an event): any other task runs first, so the held task stays inside its path until
+the stalled one got through (a reclaim asleep in a driver's ->swapout while a munmap of its vma
+waits for the mmap_sem a third task holds).
 """
 
 from __future__ import annotations
@@ -31,8 +36,9 @@ class Stall:
     their decision points) and, past them, the default policy."""
 
     def __init__(self, name: str, decisions: Sequence[str], at: int = 0, steps: int = 1,
-                 pause: tuple[int, int | None] | None = None) -> None:
+                 pause: tuple[int, int | None] | None = None, hold: str | None = None) -> None:
         self.name = name
+        self.hold = hold
         self.decisions = list(decisions)
         self.at = at
         self.steps = steps
@@ -56,6 +62,14 @@ class Stall:
         ):
             self.ran += 1
             return stalled
+        if self.hold is not None and stalled is None and sched.step_no >= self.at and any(
+            t.name == self.name for t in sched.live
+        ):
+            # The stalled task waits (for a lock, an event): task ``hold`` stays where it is
+            # while another one can run.
+            rest = [i for i in others if runnable[i].name != self.hold]
+            if rest:
+                others = rest
         if len(others) == 1:
             return others[0]
         if self.pos < len(self.decisions):
