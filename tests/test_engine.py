@@ -79,6 +79,14 @@ def make_lost_update(source: object) -> tuple[Scheduler, Counter]:
     return sched, c
 
 
+def locked(sched: Scheduler, m: Mutex, name: str, n: int) -> Iterator[object]:
+    """Take ``m``, run ``n`` steps holding it, let it go."""
+    yield sched.mutex_lock(m)
+    for i in range(n):
+        yield f"{name}:{i}"
+    sched.mutex_unlock(m)
+
+
 def steps(name: str, n: int) -> Iterator[object]:
     for i in range(n - 1):
         yield f"{name}:{i}"
@@ -193,6 +201,25 @@ def test_stall_pauses_the_held_task_inside_its_own_steps() -> None:
 
     assert order((1, 3)) == ["T2", "T1", "T0", "T1", "T2", "T2", "T0", "T0", "T1"]
     assert order((1, None)) == ["T2", "T1", "T0", "T1", "T1", "T0", "T0", "T2", "T2"]
+
+
+def test_stall_holds_a_task_still_while_the_stalled_one_waits() -> None:
+    """A hold keeps a task inside its path while the stalled task waits for a lock a third
+    task holds: T2 (stalled from step 2) waits for M, which T0 took; the recorded names
+    would run T1 on meanwhile, the hold runs T0 until it lets M go, then T2, then T1."""
+    def order(hold: str | None) -> list[str]:
+        m = Mutex("M")
+        sched = Scheduler(Stall("T2", ["T0", "T0", "T1", "T1", "T1", "T0"], 2, 99, hold=hold))
+        sched.spawn(locked(sched, m, "a", 3))
+        sched.spawn(steps("b", 4))
+        sched.spawn(locked(sched, m, "c", 1))
+        assert sched.run_to_outcome().kind == "clean"
+        return [s.task for s in sched.trace]
+
+    assert order(None) == ["T0", "T0", "T2", "T1", "T1", "T1", "T0", "T0", "T0", "T2", "T2",
+                           "T1"]
+    assert order("T1") == ["T0", "T0", "T2", "T0", "T0", "T0", "T2", "T2", "T1", "T1", "T1",
+                           "T1"]
 
 
 def test_lost_update_exhaustive_bounds() -> None:

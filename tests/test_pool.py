@@ -27,6 +27,7 @@ from vmfuzz.pool import (
     aba_readers,
     colliders,
     holders,
+    in_flight,
     interleavings,
     intruders,
     layout_writes,
@@ -747,6 +748,55 @@ def test_window_probes_wait_when_they_have_had_their_share_of_the_steps() -> Non
     pool.probe(random.Random(0), float("inf"), [])
     assert pool._windows == []
     assert run.outcome.kind == "clean"
+
+
+# One task maps a driver's vma, faults a page in and reclaims it: 2.3's try_to_swap_out hands the
+# vma to the driver's ->swapout, which sleeps, after it unmapped the page.
+DRIVER_SWAPOUT = (OpCall("mmap_driver", {"mm": 0, "addr": 0, "npages": 1}),
+                  OpCall("write", {"mm": 0, "addr": 0}), OpCall("swap_out", {"count": 1}))
+
+
+def test_in_flight_names_what_a_path_changed_and_still_works_on() -> None:
+    run = execute(Case(KernelConfig(), (TaskSpec("T0", DRIVER_SWAPOUT),)))
+    assert [(obj, task, paths) for obj, _, task, paths in in_flight(run.kernel.history)] == [
+        ((0, None), "T0", "vma_adjust~__vma_link"),  # the boot vma cut, then the new one linked
+        ((0, 0), "T0", "try_to_swap_out~put_page"),  # ->swapout sleeps between the two
+    ]
+    # A store changes its pte in one step and its path is done: nothing in flight.
+    one = Case(KernelConfig(), (TaskSpec("T0", (OpCall("write", {"mm": 0, "addr": 5}),)),))
+    assert in_flight(execute(one).kernel.history) == []
+
+
+def test_a_flight_probe_unmaps_the_vma_a_sleeping_swapout_holds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Quality: reclaim of a driver's page alone is one munmap short of seed 000's use after
+    free (->swapout sleeps with the vma, munmap frees it): the flight probe queued by the
+    run's unmapped pte finds it; the window probes alone (the pte changed twice: at the fault
+    and at the reclaim) start their intruder before the reclaim and do not, nor does the
+    fixed kernel.  Nothing in the probe knows the bug."""
+    monkeypatch.setattr(pool_mod, "WINDOW_SHARE", float("inf"))
+    outcome = {}
+    for bugs, share in ((frozenset({"swapout_vma_after_unlock"}), 0.05),
+                        (frozenset({"swapout_vma_after_unlock"}), 0), (frozenset(), 0.05)):
+        monkeypatch.setattr(pool_mod, "FLIGHT_SHARE", share)
+        case = Case(KernelConfig(bugs=bugs), (TaskSpec("T0", DRIVER_SWAPOUT),))
+        run = execute(case)
+        recorded = attrs.evolve(case, schedule=Schedule(
+            "decisions", decisions=tuple(run.sched.decisions)))
+        pool = Pool(case.config)
+        pool.offer(recorded, run.sched.trace, run.outcome.steps, (), (), (), run.kernel.history)
+        pool.steps = 10**6  # the mutants' steps: the probes are within their share
+        hit = pool.probe(random.Random(0), float("inf"), [])
+        outcome[bool(bugs), bool(share)] = hit and hit.violation.check
+        if hit is not None:
+            assert hit.case.tasks[-1].ops[0].op in ("munmap", "mmap", "mmap_driver",
+                                                     "mmap_reserved")
+            again = execute(hit.case)
+            assert again.outcome.violation is not None
+            assert again.outcome.violation.check == "use_after_free"
+    assert outcome == {(True, True): "use_after_free", (True, False): None,
+                       (False, True): None}
 
 
 # Seed 004's world: two vmas in mm0, the second one touched last (a find_vma of the first one
