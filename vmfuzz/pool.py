@@ -31,7 +31,10 @@ holder (a forked child's copy of the entry), and once more paused
 inside its own half-change, if it makes one, while the others go on (:meth:`Pool._nested`);
 and a run that changed an mm's vma list is probed with a reader of that list (a scan of
 every mm, or an operation on the mm) stalled inside its walk just before the change
-(:meth:`Pool._probe_readers`).
+(:meth:`Pool._probe_readers`); and a run whose kernel path changed an object and went on
+working later (reclaim asleep in a driver's ->swapout with the vma it unmapped from) is probed
+with one more task aimed at that object, the path's task kept still while that task waits
+(:meth:`Pool._probe_flights`).
 The first violation becomes the campaign's failure (schedule = the recorded decisions), and
 the campaign's own shrinker takes it from there.  Everything is seeded: no set or hash order
 reaches a choice.  Nothing here knows about any kernel path.
