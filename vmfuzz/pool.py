@@ -288,18 +288,22 @@ def windows(events: Iterable[Any]) -> list[tuple[tuple[int, int | None], int, st
 def in_flight(events: Sequence[Any]) -> list[tuple[tuple[int, int | None], int, str, str]]:
     """The objects a kernel path changed and then held while it went on, from a run's data
     events (``Kernel.history``): each pte (mm, addr), and each mm's vmas (mm, None), that a
-    task's path changed at one step when the same path had an event of its own at a later
-    step (it yielded, slept or waited in between, still working on what it changed: reclaim's
-    ->swapout with the vma it unmapped a page from), once per task, object and path, and not
-    where :func:`windows` already names the object at that step: (object, the step of the
-    change, the task, "PATH~LATER": the path and the function of its later event)."""
-    last: dict[tuple[str, str], int] = {}
-    for e in events:
-        last[(e[1], e[2][0])] = e[0]
+    task's path changed at one step when the task's next event, at a later step, is the same
+    path's (it yielded, slept or waited in between, still working on what it changed:
+    reclaim's ->swapout with the vma it unmapped a page from), once per task, object and
+    path, and not where :func:`windows` already names the object at that step: (object, the
+    step of the change, the task, "PATH~LATER": the path and the function of its next
+    event)."""
     seen = {(task, obj, at) for obj, at, task, _ in windows(events)}
     done: set[tuple[str, Any, str]] = set()
+    waiting: dict[str, list[tuple[tuple[int, int | None], int, str]]] = {}
     out = []
-    for i, e in enumerate(events):
+    for e in events:
+        step, task, path = e[0], e[1], e[2][0]
+        held = waiting.get(task)
+        if held and held[0][1] < step:
+            del waiting[task]
+            out += [(obj, at, task, f"{path}~{e[2][1]}") for obj, at, p in held if p == path]
         kind = e[3]
         if kind in ("set_pte", "pte_clear"):
             obj = e[4]
@@ -307,14 +311,11 @@ def in_flight(events: Sequence[Any]) -> list[tuple[tuple[int, int | None], int, 
             obj = (e[4], None)
         else:
             continue
-        step, task, path = e[0], e[1], e[2][0]
         key = (task, obj, path)
-        if key in done or last[(task, path)] <= step or (task, obj, step) in seen:
+        if key in done or (task, obj, step) in seen:
             continue
         done.add(key)
-        later = next(f for f in events[i + 1:] if f[0] > step and f[1] == task
-                     and f[2][0] == path)
-        out.append((obj, step, task, f"{path}~{later[2][1]}"))
+        waiting.setdefault(task, []).append((obj, step, path))
     return out
 
 
