@@ -122,6 +122,21 @@ SEARCH_MEASURED: dict[str, str] = {
         "each one-sidedly by construction: a migration against a fork, mmap_reserved "
         "against mmap_reserved); seed 7 draws two, which livelock on 1 in 40 collision "
         "walks, and misses them"),
+    "swapout_vma_after_unlock": (
+        "vmfuzz zoo --bug swapout_vma_after_unlock --seeds 0-4 -j 1 (1.5Msteps), main at b8e9398: "
+        "found at 2 (seeds 1 and 3, after 59,174 and 17,899 steps, 2 tasks / 1 switch).  Where "
+        "the search lost seeds 0 and 2: the program is drawn and run (seed 0's campaign ran the "
+        "->swapout branch 10,217 times, 6,302 of them with another task live), but nothing put a "
+        "munmap of that vma inside the sleep: a window probe starts its intruder after the pte's "
+        "first change (the fault), before the reclaim, and a random schedule must switch to a "
+        "munmap of that very vma at one of two steps.  With flight probes (pool.in_flight: an "
+        "intruder aimed at what a path changed and still works on, the path's task kept still "
+        "while the intruder waits): found at 4 (seeds 0, 1, 2, 3 after 802,749, 59,174, 962,244 "
+        "and 17,899 steps), each at the mail's 2 tasks / 1 switch; seed 4 nothing.  Without the "
+        "hold (an earlier form, in the window probes' queue) seed 0 found nothing: the one "
+        "probe of a ->swapout in its first 1M steps had its munmap wait for an mmap_sem a "
+        "third task held (a fault in direct reclaim) while the reclaim finished; with the "
+        "hold, 2 of its 12 intruders (munmap, mmap over the vma) hit the use after free"),
 }
 
 # Per bug: the consequence its seed mail (or fixing commit) describes; a bug left out is
