@@ -28,6 +28,7 @@ import json
 import os
 import re
 import stat
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -937,10 +938,19 @@ class _Watch:
 
     def __init__(self, inner: ScheduleSource) -> None:
         self.inner = inner
-        self.sched: Scheduler | None = None
+        self._sched: weakref.ref[Scheduler] | None = None
+
+    @property
+    def sched(self) -> Scheduler | None:
+        """The scheduler that last asked, while something else keeps it (the run, or the
+        traceback of its crash): held weakly, as the scheduler holds this source and a
+        reference back would leave every run to the cyclic garbage collector."""
+        return None if self._sched is None else self._sched()
 
     def choose(self, runnable: list[Task], default: int, sched: Scheduler) -> int:
-        self.sched = sched
+        ref = self._sched
+        if ref is None or ref() is not sched:
+            self._sched = weakref.ref(sched)
         return self.inner.choose(runnable, default, sched)
 
     def unfollowed(self, sched: Scheduler) -> str | None:
