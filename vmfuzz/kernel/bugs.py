@@ -248,7 +248,12 @@ CONSEQUENCES: dict[str, Consequence] = {
             "stalled inside its walk before a recorded vma-list write) too, seeds 0-9: found at "
             "6, good at 3 (3, 4, 8 at the mail's 2 tasks / 1 switch; seed 4 for the first "
             "time, after 332,526 steps); 1, 2, 6 at 2 / 2; 0, 5, 7, 9 nothing (seed 0 was "
-            "good before the window probes)")),
+            "good before the window probes).  With the flight probes too, seeds 0-9: the same "
+            "seeds good, at 2 / 2 and missed.  Seed 6's program (a munmap that splits the "
+            "child's vma before the detach; find_vma walks, the window the race needs, only "
+            "when mmap_cache misses) needs both switches: with the whole vma unmapped, either "
+            "task first, or a read of another page first, vmfuzz verify --bound 1 finds it "
+            "clean on every schedule")),
 }
 
 
