@@ -269,12 +269,8 @@ def windows(events: Iterable[Any]) -> list[tuple[tuple[int, int | None], int, st
     first: dict[tuple[str, Any], tuple[int, str]] = {}
     out: dict[tuple[str, Any], tuple[tuple[int, int | None], int, str, str]] = {}
     for e in events:
-        kind = e[3]
-        if kind in ("set_pte", "pte_clear"):
-            obj = e[4]
-        elif kind == "mm":
-            obj = (e[4], None)
-        else:
+        obj = _changed(e)
+        if obj is None:
             continue
         key = (e[1], obj)
         seen = first.get(key)
@@ -283,6 +279,17 @@ def windows(events: Iterable[Any]) -> list[tuple[tuple[int, int | None], int, st
         elif e[0] > seen[0] and key not in out:
             out[key] = (obj, seen[0], e[1], f"{seen[1]}>{e[2][0]}")
     return list(out.values())
+
+
+def _changed(e: Any) -> tuple[int, int | None] | None:
+    """The object data event ``e`` changed: a pte (mm, addr), an mm's vmas (mm, None), or
+    None for any other event."""
+    kind = e[3]
+    if kind in ("set_pte", "pte_clear"):
+        return e[4]
+    if kind == "mm":
+        return (e[4], None)
+    return None
 
 
 def in_flight(events: Sequence[Any]) -> list[tuple[tuple[int, int | None], int, str, str]]:
@@ -304,12 +311,8 @@ def in_flight(events: Sequence[Any]) -> list[tuple[tuple[int, int | None], int, 
         if held and held[0][1] < step:
             del waiting[task]
             out += [(obj, at, task, f"{path}~{e[2][1]}") for obj, at, p in held if p == path]
-        kind = e[3]
-        if kind in ("set_pte", "pte_clear"):
-            obj = e[4]
-        elif kind == "mm":
-            obj = (e[4], None)
-        else:
+        obj = _changed(e)
+        if obj is None:
             continue
         key = (task, obj, path)
         if key in done or (task, obj, step) in seen:
