@@ -614,3 +614,48 @@ def test_pairs_spends_at_most_its_runs_over_a_whole_shrink(monkeypatch: pytest.M
     assert s.pairs_runs == budget.used == 40
     s.pairs_done.clear()  # as if the calls had changed: still spent
     assert not pairs.applies(s)
+
+
+def test_a_smaller_ending_by_another_check_is_reported_beside_the_failure() -> None:
+    """Seed 001's race as a campaign found it (swapoff's readahead against a driver ioctl's
+    direct reclaim): the stale page mapped (data_integrity) needs two switches, while one
+    switch already leaves two pages cached for one entry (swap_cache_unique).  The failure
+    keeps its check; the smaller ending is reported beside it and replays on its own."""
+    case = load(DATA / "swapoff_readahead_vs_reclaim_two_switches.json").case
+    run = execute(case, Replay(case.schedule.decisions))
+    assert (run.outcome.check, run.sched.preemptions) == ("data_integrity", 2)
+    result = _shrink(_result(case, run), runs=2000)
+    assert result.failure.violation.check == "data_integrity"
+    assert result.preemptions == 2 and result.minimal_preemptions is True
+    [other] = result.others
+    assert other.violation.check == "swap_cache_unique"
+    assert (concurrent_tasks(other.trace), other.preemptions) == (2, 1)
+    again = execute(other.case, Replay(other.case.schedule.decisions))
+    assert again.outcome.check == "swap_cache_unique" and again.sched.preemptions == 1
+
+
+
+def test_a_soak_finding_carries_the_smaller_endings_as_cases() -> None:
+    """The data a soak campaign sends back (:func:`vmfuzz.soak._task.failure_data`) holds
+    each smaller ending as a corpus case that replays to its check."""
+    import types
+
+    from vmfuzz.corpus import from_json
+    from vmfuzz.shrink._size import adopted
+    from vmfuzz.soak._task import failure_data
+
+    case = load(DATA / "swapoff_readahead_vs_reclaim_two_switches.json").case
+    run = execute(case, Replay(case.schedule.decisions))
+    main = _result(case, run)
+    met: dict[str, Run] = {}
+    assert search(case, "data_integrity", 1, 200, others=met) == (None, True)
+    assert sorted(met) == ["swap_cache_unique"]
+    other = adopted(main, met["swap_cache_unique"], case)
+    result = types.SimpleNamespace(
+        failure=main, case=main.case, others=[other], stats=None, minimal_preemptions=True,
+        shrink_passes=[], clock_hit=[], known_hit=False, preemptions=main.preemptions,
+        shrunk=lambda: _size(main))
+    [data] = failure_data(result)["others"]
+    assert data["check"] == "swap_cache_unique" and data["shrunk"]["preemptions"] == 1
+    cc = from_json(data["case"])
+    assert execute(cc.case, cc.source()).outcome.check == "swap_cache_unique"

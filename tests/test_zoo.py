@@ -246,6 +246,29 @@ def test_zoo_row_counts_only_proper_finds() -> None:
     assert not _zoo.summarize(name, broken, need=2).met
 
 
+def test_zoo_counts_a_smaller_ending_of_the_shrunk_program_by_a_right_check() -> None:
+    """A failure shrunk to one switch more than the mail counts when its program also fails
+    one of the bug's checks within the mail (the campaign's other_failures); an ending by a
+    wrong check, or one still too large, does not."""
+    name = "read_swap_cache_async_unlocked_check"  # mail: 2 tasks / 1 switch
+    right, wrong = BUGS[name].caught_by()[0], "use_after_free"
+
+    def with_other(check: str, pre: int) -> _zoo.Campaign:
+        c = _campaign(name, 0, check="data_integrity", pre=2)
+        assert c.out is not None and not c.good()
+        shrunk = {"tasks": 2, "threads": 2, "ops": 2, "steps": 20, "preemptions": pre}
+        c.out["other_failures"] = [{"invariant": check, "message": "", "shrunk": shrunk,
+                                    "case": None}]
+        return c
+
+    assert with_other(right, 1).good()
+    assert not with_other(wrong, 1).good()
+    assert not with_other(right, 2).good()
+    assert with_other(wrong, 1).why_not_good() == "larger than the mail's 2 tasks / 1 switch"
+    row = _zoo.summarize(name, [with_other(right, 1), with_other(wrong, 1)], need=1)
+    assert (row.found, row.good) == (2, 1)
+
+
 def test_zoo_fixed_kernel_row_is_met_only_if_nothing_found() -> None:
     clean = [_campaign("", s, found=False) for s in range(3)]
     assert _zoo.summarize("", clean, need=3).met

@@ -43,7 +43,10 @@ under test (no switch on) is saved as a finding: the case expects clean, so pyte
 green ("fixed"); see docs/corpus.md.  A failure with a bug switch on is then verified as
 'vmfuzz verify' does: every schedule of its program with at most 2 preemptions, on the bug
 kernel and on the fixed kernel ("verify: <= 2 preemptions: violation on K of M schedules;
-fixed kernel clean on all M' schedules").
+fixed kernel clean on all M' schedules").  When the search for fewer preemptions finds the
+shrunk program failing another check on a smaller schedule (two pages cached for one entry,
+where a switch later the stale one is mapped), an "also:" line reports it and it is saved too:
+the failure keeps the check the campaign found.
 
 --check NAME runs only the named checks, --no-check NAME turns one off (both repeatable);
 the saved case records the choice in its config ("checks") and replays under it.
@@ -77,7 +80,10 @@ fuzzed, in words), "repeat" (the command that repeats the run), "next": [{"what"
 verification of the shrunk case, as 'vmfuzz verify --json' prints it; else null), "vmfuzz":
 {"version", "path", "code" (a digest of the source that ran)}, "saved": {"path",
 "corpus_error", "fallback"} | null (where the case went; see below), "unsaved_case" (the case
-file's text when no folder took it, else null)}.
+file's text when no folder took it, else null), "other_failures": [{"invariant", "message",
+"shrunk", "case"}] (the shrunk program failing other checks with fewer preemptions or tasks in
+flight, as the bounded search of its preemptions met them: the same race ending otherwise
+on a smaller schedule; each saved as a case of its own)}.
 
 A finding is never lost: when the corpus cannot be written (--corpus names a file, a read-only
 folder, a full disk) the case is saved, under the name it would have had, to the first
@@ -101,6 +107,7 @@ import secrets
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -124,6 +131,7 @@ from vmfuzz.schedules import FUZZ_SCHEDULERS as SCHEDULERS
 if TYPE_CHECKING:  # Hypothesis is imported only when fuzzing (replay must not need it)
     from vmfuzz.campaign import CampaignResult
     from vmfuzz.causes import Cause
+    from vmfuzz.failure import Failure
     from vmfuzz.verify import Verdict
 
 # When neither --budget nor --max-examples is given: a minute of the user's time.
@@ -340,8 +348,10 @@ def run(args: argparse.Namespace) -> int:
         beat.close()
     _pool_warnings(result)
     saved = None
+    others: list[tuple[Failure, Saved | None]] = [(f, None) for f in result.others]
     if result.found and not args.no_save:
         saved = _save(result, args)
+        others = [(f, _save_other(f, result, args)) for f in result.others]
     path = saved.path if saved is not None else None
     verdict = _verify(result, args)
     nxt = _next_steps(result, path, args, repeat, seed, given_workers, given_stream)
@@ -349,15 +359,19 @@ def run(args: argparse.Namespace) -> int:
         out = _to_json(result, path, args)
         out["saved"] = saved.to_json() if saved is not None else None
         out["unsaved_case"] = saved.text if saved is not None else None
+        out["other_failures"] = [_other_json(f, sv) for f, sv in others]
         out.update(seed_drawn=seed_drawn, budget=budget.to_json() if budget else None,
                    kernel=kernel, repeat=repeat,
                    next=[{"what": w, "command": c} for w, c in nxt],
                    verify=verdict.to_json() if verdict is not None else None)
         print(json.dumps(out))
     else:
-        _print_human(result, path, args, kernel, repeat, nxt)
+        _print_human(result, path, args, kernel, repeat, nxt, others)
         if verdict is not None:
             print(f"verify: {verdict.line()}")
+    for _, sv in others:
+        if sv is not None and not sv.in_corpus:
+            _say_fallback(sv)
     if saved is not None and not saved.in_corpus:
         _say_fallback(saved)
         return EXIT_NOT_IN_CORPUS
@@ -429,6 +443,44 @@ def _save(result: CampaignResult, args: argparse.Namespace) -> Saved | None:
     except NotReproducible as e:  # printed, not fatal: the timeline below still shows it
         sys.stderr.write(f"vmfuzz fuzz: the failure was not saved: {e}\n")
         return None
+
+
+def _save_other(failure: Failure, result: CampaignResult,
+                args: argparse.Namespace) -> Saved | None:
+    """Save one of the failure's smaller endings by another check (CampaignResult.others)
+    beside it: a finding of its own, never lost."""
+    from vmfuzz.corpus import NotReproducible
+
+    assert result.failure is not None
+    meta = {"found_by": f"vmfuzz fuzz --scheduler {args.scheduler} (the shrink of a "
+                        f"{result.failure.violation.check} failure)",
+            "seed": args.seed, "stream": args.stream}
+    try:
+        return save_case(failure.case, failure.violation, Path(args.corpus), meta)
+    except NotReproducible as e:
+        sys.stderr.write(f"vmfuzz fuzz: the {failure.violation.check} ending was not saved: "
+                         f"{e}\n")
+        return None
+
+
+def _other_json(failure: Failure, saved: Saved | None) -> dict[str, Any]:
+    from vmfuzz.campaign import size_of_failure
+
+    return {"invariant": failure.violation.check, "message": failure.violation.describe(),
+            "shrunk": size_of_failure(failure),
+            "case": str(saved.path) if saved is not None and saved.path else None}
+
+
+def _other_line(failure: Failure, saved: Saved | None) -> str:
+    """One line for a smaller ending of the shrunk program by another check."""
+    from vmfuzz.campaign import size_of_failure
+
+    size = size_of_failure(failure)
+    where = f" (saved: {saved.path})" if saved is not None and saved.path else ""
+    pre = size["preemptions"]
+    return (f"also:   the same program fails {failure.violation.check} with "
+            f"{size['tasks']} tasks in flight / {pre} preemption{'' if pre == 1 else 's'}"
+            f"{where}: {failure.violation.describe()}")
 
 
 def _say_fallback(saved: Saved) -> None:
@@ -539,7 +591,8 @@ def _to_json(result: CampaignResult, path: Path | None, args: argparse.Namespace
 
 
 def _print_human(result: CampaignResult, path: Path | None, args: argparse.Namespace,
-                 kernel: str, repeat: str, nxt: list[tuple[str, str]]) -> None:
+                 kernel: str, repeat: str, nxt: list[tuple[str, str]],
+                 others: Sequence[tuple[Failure, Saved | None]] = ()) -> None:
     rate = result.steps / result.seconds if result.seconds else 0.0
     first = result.stats.first_failure_example if result.stats else None
     print(
@@ -563,6 +616,8 @@ def _print_human(result: CampaignResult, path: Path | None, args: argparse.Names
         print("no failure found" + (f" ({why})" if why else ""))
     if path is not None:
         print(f"saved:  {path}")
+    for f, sv in others:
+        print(_other_line(f, sv))
     print(f"repeat: {repeat}")
     if nxt:
         width = max(len(w) for w, _ in nxt)

@@ -5,8 +5,10 @@ For each bug in the zoo's bar ('vmfuzz bugs' marks the few outside it) and seed,
 example database, nothing warmed up by another campaign), -j at a time.  A seed finds a bug
 properly ("good") when the failure reports one of the bug's checks and its shrunk case needs
 no more tasks in flight and no more context switches than the interleaving drawn in the seed
-mail.  A bug's row is met when at least --need seeds are good; with --fixed, the fixed kernel
-runs the same seeds and must find nothing.
+mail (or the shrunk program also fails one of the bug's checks on a schedule that small: the
+campaign's "also" ending, see 'vmfuzz fuzz --help').  A bug's row is met when at least
+--need seeds are good; with --fixed, the fixed kernel runs the same seeds and must find
+nothing.
 
 Examples:
   vmfuzz zoo                                   the zoo's bar: its bugs, seeds 0-9, 1.5Msteps each
@@ -257,6 +259,9 @@ def run(args: argparse.Namespace) -> int:
                     f"({c.out.get('first_failure_examples')} examples), "
                     f"shrunk to {_zoo.counted(sh.get('tasks'), 'task')} / "
                     f"{_zoo.counted(sh.get('preemptions'), 'switch')}")
+            for check, size in c.endings()[1:]:
+                what += (f"; also {check} at {_zoo.counted(size.get('tasks'), 'task')} / "
+                         f"{_zoo.counted(size.get('preemptions'), 'switch')}")
             if c.bug:
                 what += " (good)" if c.good() else f" (not good: {c.why_not_good()})"
         beat.line(f"[{i}/{total}] {who} seed {c.seed}: {what}")

@@ -91,6 +91,9 @@ class CampaignResult:
     ran_out: str | None = None
     # The failure is like one found and shrunk before (``known``): kept as Hypothesis shrank it.
     known_hit: bool = False
+    # The shrunk program failing other checks, smaller (ShrinkResult.others): reported and
+    # saved beside the failure.
+    others: list[Failure] = attrs.Factory(list)
 
     @property
     def invariant(self) -> str | None:
@@ -108,13 +111,19 @@ class CampaignResult:
         others started does not count); ``threads`` counts every task of the case."""
         if self.case is None or self.failure is None:
             return None
-        return {
-            "tasks": concurrent_tasks(self.failure.trace),
-            "threads": len(self.case.tasks),
-            "ops": sum(len(t.ops) for t in self.case.tasks),
-            "steps": self.failure.steps,
-            "preemptions": self.preemptions,
-        }
+        return dict(size_of_failure(self.failure), preemptions=self.preemptions)
+
+
+def size_of_failure(failure: Failure) -> dict[str, int]:
+    """A failure's size as campaigns report it: tasks in flight at once, threads, operations,
+    steps and preemptions (:meth:`CampaignResult.shrunk`)."""
+    return {
+        "tasks": concurrent_tasks(failure.trace),
+        "threads": len(failure.case.tasks),
+        "ops": sum(len(t.ops) for t in failure.case.tasks),
+        "steps": failure.steps,
+        "preemptions": failure.preemptions,
+    }
 
 
 def fuzz(
@@ -294,6 +303,7 @@ def fuzz(
         result.minimal_preemptions = shrunk.minimal_preemptions
         result.shrink_passes = shrunk.passes
         result.clock_hit += shrunk.clock_hit
+        result.others = list(shrunk.others)
     result.post_shrink_seconds = time.monotonic() - t_shrunk
     _update(result, ctx, t0, cpu0)
     return result

@@ -122,7 +122,8 @@ class Shrinking:
     ddmin last ran on (it runs again only on one it has not seen).  ``pairs_done``: the
     two-operation searches so far (world, calls, departures): a program with fewer operations
     has no pair one of them did not try; ``pairs_runs``: the runs they spent.  ``minimal``:
-    what ``minimal_preemptions`` found."""
+    what ``minimal_preemptions`` found; ``others``: the first run of each other check its
+    search met (the same program failing otherwise, with fewer preemptions)."""
 
     failure: Failure
     check: str
@@ -131,6 +132,7 @@ class Shrinking:
     pairs_done: list[PairSig] = attrs.Factory(list)
     pairs_runs: int = 0
     minimal: bool | None = None
+    others: dict[str, Run] = attrs.Factory(dict)
     _round: _Round | None = None
 
     @property
@@ -415,10 +417,12 @@ def _minimal_preemptions(s: Shrinking, budget: Budget, stats: PassStats) -> Foun
     below its preemption count, at most VERIFY_RUNS runs per bound.  Sets ``s.minimal``:
     True when every smaller bound was searched exhaustively (or a schedule with fewer
     preemptions was found and kept), None when a search was cut short, False when fewer
-    preemptions need more tasks in flight (the failure is kept as it is)."""
+    preemptions need more tasks in flight (the failure is kept as it is).  A run that fails
+    another check on the way is kept in ``s.others`` (:func:`other_failures`)."""
     for bound in range(s.failure.preemptions):
         stats.tried += 1
-        run, exhausted = search(s.failure.case, s.check, bound, VERIFY_RUNS, budget)
+        run, exhausted = search(s.failure.case, s.check, bound, VERIFY_RUNS, budget,
+                                others=s.others)
         if run is not None:
             if concurrent_tasks(run.sched.trace) > concurrent_tasks(s.failure.trace):
                 s.minimal = False  # fewer preemptions, but more tasks in flight: tasks first
@@ -432,6 +436,23 @@ def _minimal_preemptions(s: Shrinking, budget: Budget, stats: PassStats) -> Foun
             return None
     s.minimal = True
     return None
+
+
+def other_failures(s: Shrinking) -> list[Failure]:
+    """The shrunk program failing other checks than its own, smaller than its failure (fewer
+    tasks in flight, else as many and fewer preemptions), as the bounded search of
+    ``minimal_preemptions`` met them, in the order of their checks' names.  A race often
+    ends otherwise on another schedule (two pages cached for one entry, or, a switch later,
+    the stale one of them mapped): the smaller ending is the race at its smallest, and it is
+    reported beside the failure, never in its place (the failure's check is the one the
+    campaign found; another check may be another bug)."""
+    cap = failure_size(s.failure)[:2]
+    out = []
+    for check in sorted(s.others):
+        run = s.others[check]
+        if size_of(s.failure.case, run)[:2] < cap:
+            out.append(adopted(s.failure, run, s.failure.case))
+    return out
 
 
 ROUND_PASSES: tuple[Pass, ...] = (

@@ -69,11 +69,13 @@ def _gaps(devs: tuple[tuple[int, int], ...]) -> list[tuple[int, int]]:
 
 
 def search(
-    case: Case, check: str, bound: int, limit: int, budget: Budget | None = None
+    case: Case, check: str, bound: int, limit: int, budget: Budget | None = None,
+    others: dict[str, Run] | None = None,
 ) -> tuple[Run | None, bool]:
     """A run of ``case``'s tasks failing ``check`` with <= ``bound`` preemptions, if any
     (bounded exhaustive exploration, as CHESS does: the first hit has the fewest preemptions
-    among the schedules explored).
+    among the schedules explored).  With ``others``, the first run that fails another check
+    is kept there too, under that check's name (the same program failing otherwise).
 
     Returns (run or None, whether the search space was exhausted within ``limit`` runs).
     """
@@ -81,9 +83,12 @@ def search(
 
     def run_one(src: Any) -> bool:
         run = execute(case, src)
-        if run.outcome.check == check:
+        got = run.outcome.check
+        if got == check:
             hit.append(run)
             return True
+        if others is not None and got is not None and got not in others:
+            others[got] = run
         return False
 
     runs = 0

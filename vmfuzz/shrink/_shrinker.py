@@ -21,6 +21,7 @@ from vmfuzz.shrink._passes import (
     Pass,
     PassStats,
     Shrinking,
+    other_failures,
 )
 
 
@@ -37,6 +38,9 @@ class ShrinkResult:
     minimal_preemptions: bool | None
     passes: list[PassStats]
     clock_hit: tuple[str, ...] = ()
+    # The same program failing other checks with fewer preemptions (or tasks in flight):
+    # :func:`~vmfuzz.shrink._passes.other_failures`.
+    others: tuple[Failure, ...] = ()
 
     @property
     def case(self) -> Case:
@@ -79,7 +83,7 @@ def shrink(
         _run(MINIMAL_PREEMPTIONS, s, verify, by_name[MINIMAL_PREEMPTIONS.name])
         if verify.clock_hit:
             hit.append(MINIMAL_PREEMPTIONS.name)
-    return ShrinkResult(s.failure, s.minimal, stats, tuple(hit))
+    return ShrinkResult(s.failure, s.minimal, stats, tuple(hit), tuple(other_failures(s)))
 
 
 def _rounds(s: Shrinking, budget: Budget, stats: dict[str, PassStats]) -> None:

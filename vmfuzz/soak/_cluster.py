@@ -227,11 +227,21 @@ class ClusterSoak(Soak):
             self._write_failed(f"{e.filename}: {e.strerror or e}")
 
     def _finding(self, camp: dict[str, Any], out: dict[str, Any]) -> str:
-        """Save a campaign's failure (re-run here from its case) and record it."""
+        """Save a campaign's failure (re-run here from its case) and record it, then the
+        smaller endings of its shrunk program by other checks (``others``), each a finding."""
+        signature = self._one_finding(camp, out, out["failure"])
+        for other in out["failure"].get("others") or ():
+            data = dict(out["failure"], **other, minimal_preemptions=None, shrink_passes=[],
+                        known=False)
+            self._one_finding(camp, out, data, also_of=signature)
+        return signature
+
+    def _one_finding(self, camp: dict[str, Any], out: dict[str, Any], data: dict[str, Any],
+                     also_of: str | None = None) -> str:
+        """Save one failure (re-run here from its case) and record it; its signature."""
         from vmfuzz.case import execute
         from vmfuzz.corpus import from_json
 
-        data = out["failure"]
         where = f"{out['host']}:{out['pid']}"
         meta = {"found_by": f"vmfuzz soak --dask (worker {where}, scheduler "
                             f"{camp['scheduler']}, profile {camp['profile']})",
@@ -247,6 +257,8 @@ class ClusterSoak(Soak):
             "shrink_passes": data["shrink_passes"], "clock_hit": data["clock_hit"],
             "corpus": None, "timeline": None,
         }
+        if also_of is not None:
+            rec["also_of"] = also_of
         try:
             cc = from_json(data["case"])
             run = execute(cc.case, cc.source())
@@ -266,7 +278,7 @@ class ClusterSoak(Soak):
                 self._write_failed(str(rec["corpus_error"]))
         rec["elapsed"] = round(self.elapsed(), 3)
         rec["found_at"] = now_iso()
-        self._write_record(rec, camp, "failure")
+        self._write_record(rec, camp, "failure" if also_of is None else f"also-{data['check']}")
         return str(rec["signature"])
 
     def _write_record(self, rec: dict[str, Any], camp: dict[str, Any], kind: str) -> None:

@@ -71,11 +71,18 @@ def known_test(known: list[list[str | None]]) -> Any:
 def failure_data(result: Any) -> dict[str, Any]:
     """A campaign's failure as JSON data: the case (corpus format) and what the report shows."""
     from vmfuzz._scheduler import Outcome
+    from vmfuzz.campaign import size_of_failure
     from vmfuzz.corpus import CorpusCase, outcome_label, to_json
 
     v = result.failure.violation
     case = to_json(CorpusCase(result.case, outcome_label(Outcome("violation", 0, v))))
+    others = [{"case": to_json(CorpusCase(o.case, outcome_label(Outcome("violation", 0,
+                                                                        o.violation)))),
+               "check": o.violation.check, "message": o.violation.describe(),
+               "label": o.violation.label, "shrunk": size_of_failure(o)}
+              for o in getattr(result, "others", ())]
     return {
+        "others": others,  # the shrunk program failing other checks on smaller schedules
         "case": case,
         "check": v.check,
         "message": v.describe(),

@@ -424,7 +424,20 @@ class _Worker:
     def _found(self, r: Any, seed: int, scheduler: str, profile: Profile) -> str | None:
         if not r.found or r.failure is None or r.case is None:
             return None
-        v = r.failure.violation
+        signature = self._record(r, r.case, r.failure.violation, r.shrunk(), seed, scheduler,
+                                 profile)
+        from vmfuzz.campaign import size_of_failure
+
+        for other in getattr(r, "others", ()):  # the shrunk program failing another check
+            self._record(r, other.case, other.violation, size_of_failure(other), seed,
+                         scheduler, profile, also_of=signature)
+        return signature
+
+    def _record(self, r: Any, case: Any, v: Any, shrunk: Any, seed: int, scheduler: str,
+                profile: Profile, also_of: str | None = None) -> str:
+        """Save one failure of campaign ``r`` and record it as a finding; its signature.
+        ``also_of``: the finding whose shrunk program this one is, failing another check
+        on a smaller schedule."""
         meta = {
             "found_by": f"vmfuzz soak (worker {self.a.slot}, scheduler {scheduler}, "
                         f"profile {profile.name})",
@@ -443,15 +456,19 @@ class _Worker:
             "profile": profile.name,
             "examples": r.examples,
             "first_failure_example": getattr(r.stats, "first_failure_example", None),
-            "shrunk": r.shrunk(),
-            "minimal_preemptions": r.minimal_preemptions,
-            "shrink_passes": [p.to_json() for p in getattr(r, "shrink_passes", [])],
+            "shrunk": shrunk,
+            "minimal_preemptions": r.minimal_preemptions if also_of is None else None,
+            "shrink_passes": ([p.to_json() for p in getattr(r, "shrink_passes", [])]
+                              if also_of is None else []),
             "clock_hit": list(getattr(r, "clock_hit", [])),
             "corpus": None,
             "timeline": None,
         }
-        like = known_like(load_findings(self.state), v.check, v.label) if r.known_hit else None
-        saved_error = save_finding(self.state, self.a.config.corpus, r.case, v, meta, rec, like)
+        if also_of is not None:
+            rec["also_of"] = also_of
+        like = (known_like(load_findings(self.state), v.check, v.label)
+                if r.known_hit and also_of is None else None)
+        saved_error = save_finding(self.state, self.a.config.corpus, case, v, meta, rec, like)
         if rec.get("corpus_error"):
             self.stopping = True  # the corpus is unwritable: stop after this campaign
             self.send("disk", {"slot": self.a.slot, "error": rec["corpus_error"]})
@@ -459,7 +476,8 @@ class _Worker:
             self._write_failed(saved_error)
         rec["elapsed"] = round(self.elapsed(), 3)
         rec["found_at"] = now_iso()
-        fid = finding_id(rec["elapsed"], self.a.slot, seed, "failure")
+        fid = finding_id(rec["elapsed"], self.a.slot, seed,
+                         "failure" if also_of is None else f"also-{v.check}")
         try:
             write_json(self.state / "findings" / f"{fid}.json", rec)
         except OSError as e:  # the supervisor keeps it and shows it in the summary
