@@ -28,12 +28,28 @@ their ranges and anon_vma chains) so that whole-mm re-scans run only when the la
 from __future__ import annotations
 
 import weakref
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Set
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
-from vmfuzz.invariants._registry import CHECKS, DEFER, RESCAN_GATED, STEP_GUARD, Check, _Defer
-from vmfuzz.invariants._screen import ENTRY_HOOKS, PAGE_HOOKS, quiet_entry, quiet_page
+from vmfuzz.invariants._registry import (
+    CHECKS,
+    DEFER,
+    GUARD_FLAG,
+    RESCAN_GATED,
+    STEP_GROUP,
+    STEP_GUARD,
+    Check,
+    _Defer,
+)
+from vmfuzz.invariants._screen import (
+    ENTRY_HOOKS,
+    MM_HOOKS,
+    PAGE_HOOKS,
+    quiet_entry,
+    quiet_mm,
+    quiet_page,
+)
 from vmfuzz.invariants._view import _FREED, MAX_VMAS, freed_desc
 
 from vmfuzz.kernel.mm_types import PG_swapcache
@@ -47,6 +63,7 @@ if TYPE_CHECKING:
 SCOPES = ("page", "entry", "mm")
 _SCOPE_INDEX = {scope: i for i, scope in enumerate(SCOPES)}
 _EMPTY: frozenset[tuple[int, int]] = frozenset()
+_NONE: frozenset[int] = frozenset()
 
 
 def resolve(names: Iterable[str] | None) -> list[Check]:
@@ -110,11 +127,14 @@ class _Plan:
     checks: tuple[Check, ...]
     names: frozenset[str]
     hooks: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]  # scope -> (name, hook)s
-    step_hooks: list[tuple[str, Any, Any]]  # (name, hook, its step guard or None)
+    # (name, hook, its step guard or None, the kernel attribute the guard reads or None);
+    # consecutive hooks of one step_group run as one
+    step_hooks: list[tuple[str, Any, Any, str | None]]
     rest_hooks: list[tuple[str, Any]]
     gated_fns: frozenset[Any]
     screened_page: frozenset[Any]  # page hooks quiet_page() answers for (none in a full scan)
     screened_entry: frozenset[Any]  # entry hooks quiet_entry() answers for (idem)
+    mm_screened_all: bool  # every mm hook is rescan-gated or answered for by quiet_mm()
     every_step: bool
 
 
@@ -143,8 +163,7 @@ def _plan(k: Kernel, names: Iterable[str] | None, full: bool) -> _Plan:
         checks,
         frozenset(c.name for c in checks),
         hooks,
-        [(c.name, c.each_step, None if full else getattr(c.each_step, STEP_GUARD, None))
-         for c in checks if c.each_step],
+        _step_hooks([c for c in checks if c.each_step], full),
         [(c.name, c.at_rest) for c in checks if c.at_rest],
         frozenset() if full else frozenset(
             c.mm for c in checks if c.mm is not None and getattr(c.mm, RESCAN_GATED, False)
@@ -155,6 +174,10 @@ def _plan(k: Kernel, names: Iterable[str] | None, full: bool) -> _Plan:
         frozenset() if full else frozenset(
             c.entry for c in checks if c.entry is not None and c.entry in ENTRY_HOOKS
         ),
+        not full and all(
+            c.mm in MM_HOOKS or getattr(c.mm, RESCAN_GATED, False)
+            for c in checks if c.mm is not None
+        ),
         # A user check's each_step hook runs after every step, even one that touched nothing
         # the model tracks (it may read what the dirty sets do not cover: locks, counters).
         any(c.user and c.each_step for c in checks),
@@ -163,6 +186,43 @@ def _plan(k: Kernel, names: Iterable[str] | None, full: bool) -> _Plan:
         _PLANS.pop(next(iter(_PLANS)))
     _PLANS[key] = plan
     return plan
+
+
+def _step_hooks(checks: list[Check], full: bool) -> list[tuple[str, Any, Any, str | None]]:
+    """The ``each_step`` hooks of ``checks`` in order, with their guards (none in a full scan)
+    and the kernel attribute a :func:`kernel_flag` guard reads; a run of consecutive hooks of
+    one :func:`step_group` (and one guard) becomes one hook."""
+    out: list[tuple[str, Any, Any, str | None]] = []
+    group: Any = None
+    names: list[str] = []
+    for c in checks:
+        fn = c.each_step
+        guard = None if full else getattr(fn, STEP_GUARD, None)
+        found = getattr(fn, STEP_GROUP, None)
+        if found is not None and found is group and guard is out[-1][2]:
+            names.append(c.name)
+            out[-1] = (out[-1][0], _grouped(found, tuple(names)), guard, out[-1][3])
+            continue
+        group, names = found, [c.name]
+        out.append((c.name, fn, guard, getattr(guard, GUARD_FLAG, None)))
+    return out
+
+
+def _grouped(found: Callable[[Monitor], list[Violation]], names: tuple[str, ...]) -> Any:
+    """One hook for the consecutive hooks ``names`` of a step group: the violation the first
+    of them to answer one would answer."""
+
+    def each_step(m: Monitor) -> Violation | None:
+        violations = found(m)
+        if violations:
+            for name in names:
+                for v in violations:
+                    if v.check == name:
+                        return v
+        return None
+
+    each_step.__qualname__ = f"group({', '.join(names)})"
+    return each_step
 
 
 class _KernelOf:
@@ -187,6 +247,7 @@ class Monitor:
     """Incremental checker for one kernel; ``full=True`` makes every hook a full scan."""
 
     k = _KernelOf()
+    promise_spec: Any = None  # the promises family's record of the calls (promises.py)
 
     def __init__(self, k: Kernel, names: Iterable[str] | None = None, *, full: bool = False):
         self._kernel = weakref.ref(k)
@@ -213,6 +274,9 @@ class Monitor:
         # nothing is pending, the scope has nothing to run.
         self.page_screened_all = all(fn in plan.screened_page for _n, fn in plan.hooks[0][1])
         self.entry_screened_all = all(fn in plan.screened_entry for _n, fn in plan.hooks[1][1])
+        # Every mm hook is rescan-gated or screened: with no layout change, nothing pending and
+        # every touched mm cleared by quiet_mm(), the mm scope has nothing to run.
+        self.mm_screened_all = plan.mm_screened_all
         # A user check's each_step hook runs after every step, even one that touched nothing
         # the model tracks (it may read what the dirty sets do not cover: locks, counters).
         self.every_step = plan.every_step
@@ -371,31 +435,46 @@ class Monitor:
             try:
                 last_guard: Any = None
                 active = True
-                for _name, fn, guard in self.step_hooks:
+                for _name, fn, guard, flag in self.step_hooks:
                     if guard is not None:
-                        if guard is not last_guard:
-                            last_guard, active = guard, guard(self)
-                        if not active:
-                            continue
+                        if flag is not None:  # a kernel_flag guard, read here
+                            if not getattr(k, flag):
+                                continue
+                        else:
+                            if guard is not last_guard:
+                                last_guard, active = guard, guard(self)
+                            if not active:
+                                continue
                     r = fn(self)
                     if r is not None and not isinstance(r, _Defer):  # (DEFER: its one instance)
                         raise r
                 hooks = self.hooks
+                has_pending = self.has_pending
                 # (a scope with nothing touched and nothing pending anywhere is skipped here)
-                if pages or self.has_pending:
+                if pages or has_pending:
                     screened = self.screened_page
                     if screened and pages:
                         # The screened hooks run on the pages the screen cannot clear (and on
                         # their pending keys): on the others each would answer None.
-                        held = {pfn for pfn in pages if not quiet_page(self, pfn)}
-                        if held or self.has_pending or not self.page_screened_all:
+                        held: set[int] | frozenset[int] = _NONE
+                        for pfn in pages:
+                            if not quiet_page(self, pfn):
+                                if held is _NONE:
+                                    held = set()
+                                held.add(pfn)  # type: ignore[union-attr]
+                        if held or has_pending or not self.page_screened_all:
                             self._run_scope(hooks["page"], pages, held, screened)
                     else:
                         self._run_scope(hooks["page"], pages)
                 if entries or self.has_pending:
                     screened = self.screened_entry
                     if screened and entries:
-                        held = {e for e in entries if not quiet_entry(self, e)}
+                        held = _NONE
+                        for e in entries:
+                            if not quiet_entry(self, e):
+                                if held is _NONE:
+                                    held = set()
+                                held.add(e)  # type: ignore[union-attr]
                         if held or self.has_pending or not self.entry_screened_all:
                             self._run_scope(hooks["entry"], entries, held, screened)
                     else:
@@ -403,7 +482,9 @@ class Monitor:
                 # A hook that looks at an mm only when rescan() says so is given the mms whose
                 # layout changed (and its pending ones): on any other it would answer None.
                 if mms or self.has_pending:
-                    self._run_scope(hooks["mm"], mms, self.layout_changed, self.gated_fns)
+                    if (self.has_pending or self.layout_changed or not self.mm_screened_all
+                            or not all(quiet_mm(self, mm_id) for mm_id in mms)):
+                        self._run_scope(hooks["mm"], mms, self.layout_changed, self.gated_fns)
                 if not k.sched.live:
                     self._at_rest()
             finally:
@@ -422,7 +503,7 @@ class Monitor:
         self,
         hooks: list[tuple[str, Any, dict[int, None]]],
         touched: set[int],
-        gated: set[int] | None = None,
+        gated: Set[int] | None = None,
         gated_fns: frozenset[Any] = frozenset(),
     ) -> None:
         """Run ``hooks`` on ``touched`` and on their pending keys, in key order (a hook in
@@ -433,7 +514,7 @@ class Monitor:
         ordered: list[int] | None = None
         ordered_gated: list[int] | None = None
         for _name, fn, pending in hooks:
-            keys = touched
+            keys: Set[int] = touched
             if gated is not None and fn in gated_fns:
                 keys = gated
             if pending:
@@ -577,19 +658,31 @@ class Monitor:
         k = self.k
         if self.has_pending:
             self.has_pending = any(self.pending.values())
-        k.dirty_pfns.clear()
-        k.dirty_mms.clear()
-        k.dirty_entries.clear()
+        if k.dirty_pfns:
+            k.dirty_pfns.clear()
+        if k.dirty_mms:
+            k.dirty_mms.clear()
+        if k.dirty_entries:
+            k.dirty_entries.clear()
         k.calls_new = False
         if k.call_returns:
             k.call_returns.clear()
         if k.reclaim_unmaps:
             k.reclaim_unmaps.clear()
-        if self.atomic_touch:
+        atomic_touch = self.atomic_touch
+        if atomic_touch:
             # A section ends when its task holds no spinlock any more: forget its touches.
             tasks = k.sched.tasks
-            for tid in [t for t in self.atomic_touch if not tasks[t].spins]:
-                del self.atomic_touch[tid]
+            ended = None
+            for tid in atomic_touch:
+                if not tasks[tid].spins:
+                    if ended is None:
+                        ended = [tid]
+                    else:
+                        ended.append(tid)
+            if ended is not None:
+                for tid in ended:
+                    del atomic_touch[tid]
 
     def scan_all(self) -> None:
         """Full scan of every page, entry and mm (``check_all``): raise the first violation."""
@@ -601,7 +694,7 @@ class Monitor:
             "entry": range(len(k.swap.swap_map)),
             "mm": sorted(k.mms),
         }
-        for _name, fn, _guard in self.step_hooks:
+        for _name, fn, _guard, _flag in self.step_hooks:
             r = fn(self)
             if r is not None and not isinstance(r, _Defer):
                 raise r

@@ -136,6 +136,38 @@ def step_guard(guard: Callable[[Monitor], bool]) -> Callable[[_F], _F]:
     return mark
 
 
+GUARD_FLAG = "guard_flag"
+
+
+def kernel_flag(attr: str, doc: str) -> Callable[[Monitor], bool]:
+    """A step guard that holds when the kernel attribute ``attr`` is truthy (non-empty): the
+    monitor reads the attribute itself instead of calling the guard."""
+
+    def guard(m: Monitor) -> bool:
+        return bool(getattr(m.k, attr))
+
+    guard.__doc__ = doc
+    guard.__qualname__ = guard.__name__ = f"kernel_flag_{attr}"
+    setattr(guard, GUARD_FLAG, attr)
+    return guard
+
+
+STEP_GROUP = "step_group"
+
+
+def step_group(found: Callable[[Monitor], list[Violation]]) -> Callable[[_F], _F]:
+    """Mark an ``each_step`` hook that answers the first violation of ``found(m)`` (this
+    step's list, worked out once whoever asks) whose check is its own name, or None.  The
+    monitor runs consecutive hooks of one group as one: ``found`` once, then each hook's name
+    in order (the same first violation as the hooks one by one)."""
+
+    def mark(fn: _F) -> _F:
+        setattr(fn, STEP_GROUP, found)
+        return fn
+
+    return mark
+
+
 def rescan_gated(fn: KeyHook) -> KeyHook:
     """Mark an ``mm`` hook that answers None for an mm unless ``m.rescan(name, mm_id)``: the
     monitor then calls it only for the mms whose layout changed and its pending ones."""

@@ -62,6 +62,19 @@ ENTRY_HOOKS: frozenset[Any] = frozenset({
 })
 
 
+# The mm hooks quiet_mm() answers for (the rescan-gated ones need no screen: the monitor
+# runs them only on the mms whose layout changed).
+MM_HOOKS: frozenset[Any] = frozenset({freeing._mm_uaf})
+
+
+def quiet_mm(m: Monitor, mm_id: int) -> bool:
+    """True only if every hook of :data:`MM_HOOKS` would answer None for ``mm_id``."""
+    mm = m.k.mms.get(mm_id)
+    if mm is None or mm.dead or mm.users <= 0:
+        return True  # use_after_free looks at user-visible mms only
+    return type(mm.mmap_cache) not in _FREED  # use_after_free: the cache names a freed vma
+
+
 def quiet_page(m: Monitor, pfn: int) -> bool:
     """True only if every hook of :data:`PAGE_HOOKS` would answer None for ``pfn``."""
     k = m.k
@@ -184,7 +197,7 @@ def quiet_entry(m: Monitor, e: int) -> bool:
             v = vma_at(mm, addr)
             if v is not None and v.vm_flags & (VM_LOCKED | VM_RESERVED):
                 return False
-    spec = getattr(m, "promise_spec", None)
+    spec = m.promise_spec
     if spec is not None and spec.swap_off:
         return False  # swapoff_promise
     if not n:

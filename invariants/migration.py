@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from vmfuzz.invariants._registry import register, step_guard
+from vmfuzz.invariants._registry import kernel_flag, register, step_guard
 from vmfuzz.invariants._view import page_desc, where
 
 from vmfuzz.violation import Violation
@@ -19,9 +19,8 @@ if TYPE_CHECKING:
     from vmfuzz.invariants._monitor import Monitor
 
 
-def _migrating(m: Monitor) -> bool:
-    """Some pte is a migration entry (otherwise there is nothing to check)."""
-    return bool(m.k.migration_ptes)
+_migrating = kernel_flag(
+    "migration_ptes", "Some pte is a migration entry (otherwise there is nothing to check).")
 
 
 @step_guard(_migrating)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from vmfuzz.invariants._registry import DEFER, _Defer, register, step_guard
+from vmfuzz.invariants._registry import DEFER, _Defer, kernel_flag, register, step_guard
 from vmfuzz.invariants._view import on_list, page_desc, user_visible, vma_at, vma_desc
 
 from vmfuzz.kernel.mm_types import (
@@ -105,9 +105,9 @@ def _entry(m: Monitor, e: int) -> Violation | None:
     return None
 
 
-def _reclaimed(m: Monitor) -> bool:
-    """Reclaim cleared or replaced a pte in this step (otherwise there is nothing to check)."""
-    return bool(m.k.reclaim_unmaps)
+_reclaimed = kernel_flag(
+    "reclaim_unmaps",
+    "Reclaim cleared or replaced a pte in this step (otherwise there is nothing to check).")
 
 
 @step_guard(_reclaimed)

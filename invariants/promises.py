@@ -37,7 +37,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import attrs
-from vmfuzz.invariants._registry import register, step_guard
+from vmfuzz.invariants._registry import register, step_group, step_guard
 
 from vmfuzz.kernel.mm_types import MigrationPte, PresentPte
 from vmfuzz.violation import Violation
@@ -264,9 +264,9 @@ def _return(m: Monitor, spec: Spec, tid: int, ret: int,
 def _step(m: Monitor) -> list[Violation]:
     """This step's broken promises (computed once a step, whichever check asks first)."""
     k = m.k
-    spec: Spec | None = getattr(m, "promise_spec", None)
+    spec: Spec | None = m.promise_spec
     if spec is None:
-        spec = m.promise_spec = _world_spec(m)  # type: ignore[attr-defined]
+        spec = m.promise_spec = _world_spec(m)
     step = m.steps  # the monitor's count of steps it ran
     if spec.step == step:
         return spec.found
@@ -394,7 +394,7 @@ def _active(m: Monitor) -> bool:
     it last read them, or the step touched an mm with watched addresses."""
     k = m.k
     calls = k.calls
-    spec: Spec | None = getattr(m, "promise_spec", None)
+    spec: Spec | None = m.promise_spec
     if spec is None:
         return bool(calls)
     if calls is not None and spec.seen < len(calls):
@@ -402,13 +402,17 @@ def _active(m: Monitor) -> bool:
     return bool(spec.watched) and not k.dirty_mms.isdisjoint(spec.watched)
 
 
+def _found(m: Monitor) -> list[Violation]:
+    """This step's broken promises (worked out by the first of the hooks that asks)."""
+    spec: Spec | None = m.promise_spec
+    return spec.found if spec is not None and spec.step == m.steps else _step(m)
+
+
 def _hook(name: str) -> Callable[[Monitor], Violation | None]:
     @step_guard(_active)
+    @step_group(_found)
     def each_step(m: Monitor) -> Violation | None:
-        spec: Spec | None = getattr(m, "promise_spec", None)
-        # (this step's broken promises, worked out by the first of the hooks that asks)
-        found = spec.found if spec is not None and spec.step == m.steps else _step(m)
-        for v in found:
+        for v in _found(m):
             if v.check == name:
                 return v
         return None
@@ -418,7 +422,7 @@ def _hook(name: str) -> Callable[[Monitor], Violation | None]:
 
 
 def _swap_entry_hook(m: Monitor, e: int) -> Violation | None:
-    spec: Spec | None = getattr(m, "promise_spec", None)
+    spec: Spec | None = m.promise_spec
     if spec is None or not spec.swap_off:
         return None
     return _swap_entry(m, e)
