@@ -482,8 +482,13 @@ class Monitor:
                 # A hook that looks at an mm only when rescan() says so is given the mms whose
                 # layout changed (and its pending ones): on any other it would answer None.
                 if mms or self.has_pending:
-                    if (self.has_pending or self.layout_changed or not self.mm_screened_all
-                            or not all(quiet_mm(self, mm_id) for mm_id in mms)):
+                    run = self.has_pending or self.layout_changed or not self.mm_screened_all
+                    if not run:
+                        for mm_id in mms:
+                            if not quiet_mm(self, mm_id):
+                                run = True
+                                break
+                    if run:
                         self._run_scope(hooks["mm"], mms, self.layout_changed, self.gated_fns)
                 if not k.sched.live:
                     self._at_rest()
@@ -649,9 +654,12 @@ class Monitor:
             touched = atomic_touch.get(cur_task.tid)
             if touched is None:
                 touched = atomic_touch[cur_task.tid] = (set(), set(), set())
-            touched[0].update(pages)
-            touched[1].update(entries)
-            touched[2].update(mms)
+            if pages:
+                touched[0].update(pages)
+            if entries:
+                touched[1].update(entries)
+            if mms:
+                touched[2].update(mms)
         return pages, entries, mms
 
     def _finish(self) -> None:
@@ -727,18 +735,16 @@ def layout_signature(k: Kernel, mm: MmStruct) -> tuple[Any, ...]:
                 root = av.root
                 chain.append((av.id, -1 if type(root) in freed_types else root.id))
         anon = vma.anon_vma
-        out.append(
-            (
-                vma.id,
-                vma.vm_mm is mm,
-                vma.vm_start,
-                vma.vm_end,
-                vma.vm_pgoff,
-                vma.vm_flags,
-                None if anon is None else (-1 if type(anon) in freed_types else anon.id),
-                tuple(chain),
-            )
-        )
+        out.append((
+            vma.id,
+            vma.vm_mm is mm,
+            vma.vm_start,
+            vma.vm_end,
+            vma.vm_pgoff,
+            vma.vm_flags,
+            None if anon is None else (-1 if type(anon) in freed_types else anon.id),
+            tuple(chain) if chain else (),
+        ))
         vma = vma.vm_next
         n += 1
     return tuple(out)
