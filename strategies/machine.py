@@ -10,6 +10,7 @@ knows about any specific kernel path or bug.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -46,6 +47,12 @@ from vmfuzz.schedules import (
 from vmfuzz.violation import Violation
 
 SCHEDULERS = FUZZ_SCHEDULERS
+
+
+@functools.cache
+def _below(n: int) -> st.SearchStrategy[int]:
+    """``st.integers(0, n - 1)``, built once per bound (not per draw)."""
+    return st.integers(0, n - 1)
 
 
 @attrs.define
@@ -162,7 +169,7 @@ class KernelMachine(RuleBasedStateMachine):
         if target_of(call) is not None and self.targets:
             # Half the time, aim at the (mm, addr) of an earlier operation of this example.
             n = len(self.targets)
-            pick = data.draw(st.integers(0, 2 * n - 1), label="reuse")
+            pick = data.draw(_below(2 * n), label="reuse")
             if pick < n:
                 call = retarget(call, self.targets[pick])
         elif takes_frame(call):
@@ -170,7 +177,7 @@ class KernelMachine(RuleBasedStateMachine):
             # a no-op for an operation on frames).
             frames = frames_at(self.k, self.targets)
             if frames:
-                pick = data.draw(st.integers(0, 2 * len(frames) - 1), label="frame")
+                pick = data.draw(_below(2 * len(frames)), label="frame")
                 if pick < len(frames):
                     call = aim_frame(call, frames[pick])
         tgt = target_of(call)

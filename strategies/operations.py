@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 
 from hypothesis import strategies as st
+from vmfuzz.strategies._flat import flat, one_of
 
 from vmfuzz.case import OpCall
 from vmfuzz.kernel import OPS, KernelConfig
@@ -46,7 +47,8 @@ def _op_calls(config: KernelConfig, enabled: tuple[str, ...]) -> st.SearchStrate
 
     # A one_of of fixed per-operation strategies, built once per (config, enabled): a flatmap
     # would build and validate a new strategy on every draw, which dominates a fuzz run.
-    return st.one_of([_op_call(config, name) for name in sorted(enabled)])
+    # Compiled (drawn as st.one_of of them is) from the operations' compiled strategies.
+    return one_of([_op_call(config, name) for name in sorted(enabled)])
 
 
 @functools.lru_cache(maxsize=1024)
@@ -54,7 +56,7 @@ def _op_call(config: KernelConfig, name: str) -> st.SearchStrategy[OpCall]:
     params = OPS[name].params
     args = st.tuples(*(kind_values(kind, config) for _, kind in params))
     names = tuple(a for a, _ in params)
-    return args.map(lambda vals: OpCall(name, dict(zip(names, vals, strict=True))))
+    return flat(args.map(lambda vals: OpCall(name, dict(zip(names, vals, strict=True)))))
 
 
 def swarm(ops: list[str] | None = None) -> st.SearchStrategy[list[str]]:
@@ -68,13 +70,13 @@ def swarm(ops: list[str] | None = None) -> st.SearchStrategy[list[str]]:
     subset = st.lists(st.booleans(), min_size=len(names), max_size=len(names)).map(
         lambda keep: [n for n, k in zip(names, keep, strict=True) if k] or names
     )
-    return st.one_of(st.just(names), subset)
+    return flat(st.one_of(st.just(names), subset))
 
 
 def worlds() -> st.SearchStrategy[frozenset[str]]:
     """The world features a run starts from (:mod:`vmfuzz.kernel.boot`), each in half the
     examples: ONE draw (a bitmask), shrinking towards the bare boot vmas."""
     n = len(WORLD_FEATURES)
-    return st.integers(0, (1 << n) - 1).map(
+    return flat(st.integers(0, (1 << n) - 1).map(
         lambda bits: frozenset(f for i, f in enumerate(WORLD_FEATURES) if bits >> i & 1)
-    )
+    ))

@@ -8,6 +8,7 @@ switches) and offsets (the nearest other task), so minimal failures have the few
 from __future__ import annotations
 
 from hypothesis import strategies as st
+from vmfuzz.strategies._flat import flat
 
 GAP_BITS = 9  # gaps up to 511 decision points: long paths (reclaim scans) need depth
 
@@ -24,13 +25,13 @@ def gaps() -> st.SearchStrategy[int]:
 
 def preemption_batches(max_size: int = 3) -> st.SearchStrategy[list[tuple[int, int]]]:
     """A batch of (gap, target-offset) preemptions."""
-    return st.lists(st.tuples(gaps(), st.integers(0, 3)), max_size=max_size)
+    return flat(st.lists(st.tuples(gaps(), st.integers(0, 3)), max_size=max_size))
 
 
 def pct_params() -> st.SearchStrategy[tuple[int, int, int]]:
     """(seed, depth, k) for a PCT run: depth 2..4 covers races of 1-3 ordering constraints;
     k (the run length the change points are spread over) on a log scale, since run lengths
     vary from tens to thousands of decisions."""
-    return st.tuples(
+    return flat(st.tuples(
         st.integers(0, 2**32 - 1), st.integers(2, 4), st.sampled_from([16, 64, 256, 1024, 4096])
-    )
+    ))
