@@ -7,7 +7,8 @@ context, a call record for printing and a context manager per element.  :func:`f
 such a strategy into one that makes the same choices under the same constraints and opens,
 labels and closes the same spans with the same recorded values, so everything Hypothesis derives
 from them (the data tree, the mutator's span groups, the shrinker's passes) is the same: a seed
-draws the same examples.  Only what Hypothesis keeps for printing an example is not recorded.
+draws the same examples.  What ``map`` and ``tuples`` record for printing an example is recorded
+too: it keeps the values alive, and the spans hold their values by weak reference.
 
 Where the draw would differ from the plain one (a value hole to re-encode at the next choice, a
 nesting too deep) it draws the original strategy there, as Hypothesis would.  It depends on the
@@ -21,13 +22,18 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import hypothesis
+from hypothesis.control import current_build_context
 from hypothesis.internal.conjecture import utils as cu
 from hypothesis.internal.conjecture.choice import ValueHole
 from hypothesis.internal.conjecture.data import MAX_DEPTH, ConjectureData
 from hypothesis.internal.conjecture.utils import combine_labels
 from hypothesis.strategies import SearchStrategy
 from hypothesis.strategies import one_of as st_one_of
-from hypothesis.strategies._internal.collections import ListStrategy, TupleStrategy
+from hypothesis.strategies._internal.collections import (
+    ListStrategy,
+    TupleStrategy,
+    _tuple_pprinter,
+)
 from hypothesis.strategies._internal.lazy import unwrap_strategies
 from hypothesis.strategies._internal.strategies import (
     MAPPED_SEARCH_STRATEGY_DO_DRAW_LABEL,
@@ -35,6 +41,7 @@ from hypothesis.strategies._internal.strategies import (
     OneOfStrategy,
     SampledFromStrategy,
 )
+from hypothesis.vendor.pretty import IDKey
 
 # The Hypothesis release whose ConjectureData.draw, MappedStrategy, TupleStrategy,
 # OneOfStrategy and ListStrategy the bodies below replay step for step.
@@ -83,9 +90,14 @@ def _mapped(s: MappedStrategy[Any, Any]) -> _Body:
         # MappedStrategy.do_draw's first attempt (nothing here rejects, so the only one).
         data.start_span(MAPPED_SEARCH_STRATEGY_DO_DRAW_LABEL)
         try:
-            return pack(_draw(data, inner))
+            x = _draw(data, inner)
+            result = pack(x)
         finally:
             data.stop_span(discard=False)
+        # The call record holds the value and its argument for as long as the build context
+        # lives: a span's recorded value is a weak reference, which the shrinker reads.
+        current_build_context().record_call(result, pack, args=[x], kwargs={})
+        return result
     return body
 
 
@@ -95,11 +107,17 @@ def _tuple(s: TupleStrategy) -> _Body:
     def body(data: ConjectureData) -> Any:
         record = data._ConjectureData__span_record  # type: ignore[attr-defined]
         out = []
-        for e in elements:
+        labels = {}
+        for i, e in enumerate(elements):
             index = record.span_count
             out.append(_draw(data, e))
             data.arg_spans.add(index)  # track_arg_label: the explain phase reads it
-        return tuple(out)
+            labels[f"arg[{i}]"] = index
+        result = tuple(out)
+        if labels:  # the printer TupleStrategy.do_draw records (it holds the value too)
+            current_build_context().known_object_printers[IDKey(result)].append(
+                _tuple_pprinter(labels))
+        return result
     return body
 
 

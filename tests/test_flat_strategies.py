@@ -51,18 +51,20 @@ def _cases() -> dict[str, tuple[Any, Any]]:
 
 
 def _record(data: ConjectureData, strategy: Any, nested: bool) -> tuple[Any, ...]:
-    try:
-        with BuildContext(data, wrapped_test=_record):
-            value: Any = data.draw(st.tuples(strategy) if nested else strategy)
-    except StopTest:
-        value = "<stopped>"
-    data.freeze()
-    spans = tuple(
-        (s.label, s.start, s.end, s.depth, s.discarded, s.parent, _deref(s.recorded_value))
-        for s in data.spans
-    )
+    # The spans are read inside the build context, the value dropped: a recorded value is a
+    # weak reference, alive as long as something (the context's printers) holds the value.
+    with BuildContext(data, wrapped_test=_record):
+        try:
+            value = repr(data.draw(st.tuples(strategy) if nested else strategy))
+        except StopTest:
+            value = "<stopped>"
+        data.freeze()
+        spans = tuple(
+            (s.label, s.start, s.end, s.depth, s.discarded, s.parent, _deref(s.recorded_value))
+            for s in data.spans
+        )
     nodes = tuple((n.type, n.value, repr(n.constraints), n.was_forced) for n in data.nodes)
-    return (repr(value), data.status, nodes, spans, sorted(data.arg_spans),
+    return (value, data.status, nodes, spans, sorted(data.arg_spans),
             sorted(repr(t) for t in data.tags), data.has_discards)
 
 
