@@ -78,7 +78,8 @@ worker for steps and CPU; or null with --max-examples alone), "kernel" (which ke
 fuzzed, in words), "repeat" (the command that repeats the run), "next": [{"what", "command"}]
 (what to try next), "verify" (with a bug switch on and a failure found: the bounded
 verification of the shrunk case, as 'vmfuzz verify --json' prints it; else null), "vmfuzz":
-{"version", "path", "code" (a digest of the source that ran)}, "saved": {"path",
+{"version", "path", "code" (a digest of the source that ran), "hypothesis" (its version:
+a seed's campaign is the same only under the same Hypothesis)}, "saved": {"path",
 "corpus_error", "fallback"} | null (where the case went; see below), "unsaved_case" (the case
 file's text when no folder took it, else null), "other_failures": [{"invariant", "message",
 "shrunk", "case"}] (the shrunk program failing other checks with fewer preemptions or tasks in

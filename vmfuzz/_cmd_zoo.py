@@ -60,9 +60,9 @@ switches), checks (the checks reported).  Wall seconds to the first failure are 
 "consequence_missing"}], "workers" (per campaign), "budget" (each campaign's: {"steps",
 "cpu_seconds", "wall_seconds"}, or null with --max-examples), "campaigns": [{"bug", "seed",
 "out" (the campaign's own --json object, or null), "error", "consequence"}], "met", "vmfuzz"
-(which vmfuzz the zoo is: version, path, code digest)}. Each campaign's own object says which
-vmfuzz it ran; if that is other code than the zoo's own (a 'python -m vmfuzz' that finds
-another copy first), a warning says so on stderr.
+(which vmfuzz the zoo is: version, path, code digest, Hypothesis version)}. Each campaign's
+own object says which vmfuzz it ran; if that is other code than the zoo's own (a 'python -m
+vmfuzz' that finds another copy first), a warning says so on stderr.
 Exit status: 0 every row met, 1 some row not met, 2 usage or bad input, 3 a campaign failed to
 run (its row counts it as an error and is not met), 130 interrupted (Ctrl-C: no campaign is
 started any more; the table counts those that finished).

@@ -41,16 +41,19 @@ def source_digest(roots: dict[str, Path]) -> str:
 
 @cache
 def provenance() -> dict[str, str]:
-    """``{"version", "path" (the vmfuzz package directory), "code" (:func:`source_digest`)}``
-    of the vmfuzz running now."""
+    """``{"version", "path" (the vmfuzz package directory), "code" (:func:`source_digest`),
+    "hypothesis" (its version: a seed draws the same examples only under the same
+    Hypothesis)}`` of the vmfuzz running now."""
     import importlib
+
+    import hypothesis
 
     import vmfuzz
 
     roots = {name: Path(importlib.import_module(name).__file__ or "").resolve().parent
              for name in _PACKAGES}
     return {"version": vmfuzz.__version__, "path": str(roots["vmfuzz"]),
-            "code": source_digest(roots)}
+            "code": source_digest(roots), "hypothesis": hypothesis.__version__}
 
 
 # The code a case's trace depends on, by package path below vmfuzz/ (folders end in "/").
