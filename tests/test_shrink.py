@@ -10,6 +10,7 @@ from pathlib import Path
 import attrs
 import pytest
 
+from vmfuzz.campaign import size_of_failure
 from vmfuzz.case import Case, OpCall, Run, Schedule, TaskSpec, execute
 from vmfuzz.corpus import load
 from vmfuzz.failure import Failure, concurrent_tasks
@@ -69,13 +70,7 @@ def _result(case: Case, run: Run) -> Failure:
 def _size(failure: Failure) -> dict[str, int]:
     """The size a campaign reports (CampaignResult.shrunk): tasks in flight, tasks, operations,
     steps, preemptions."""
-    return {
-        "tasks": concurrent_tasks(failure.trace),
-        "threads": len(failure.case.tasks),
-        "ops": sum(len(t.ops) for t in failure.case.tasks),
-        "steps": failure.steps,
-        "preemptions": failure.preemptions,
-    }
+    return size_of_failure(failure)
 
 
 def _shrink(failure: Failure, runs: int = 20_000) -> ShrinkResult:
