@@ -34,8 +34,20 @@ def test_default_bound_is_the_recorded_schedules_preemptions_when_more_than_two(
     preemptions it would read as a bug that never shows.  Both its recorded form (decisions)
     and the mail's explicit steps give their own count; a one-switch race stays at two."""
     assert case_bound(load(ROOT / "corpus/bugs/anon_vma_trylock_retry.json")) == 7
-    assert case_bound(load(ROOT / "corpus/mail/seed003_trylock_retry_livelock.json")) == 7
+    assert case_bound(load(ROOT / "corpus/mail/seed003_trylock_retry_livelock.json")) == 6
     assert case_bound(load(VMA_ADJUST)) == 2 and case_bound(load(MAIL_004)) == 2
+
+
+def test_the_recorded_bound_counts_preemptions_not_free_departures() -> None:
+    """A campaign's case whose run has 2 preemptions and two more departures from the default
+    policy where the running task had blocked or ended (free, as the search counts): its
+    bound is 2, the count fuzz reported, not the 4 departures of its preemption list."""
+    from vmfuzz.shrink._schedules import to_preemptions
+
+    cc = load(Path(__file__).resolve().parent / "data"
+              / "unuse_process_two_preemptions_four_departures.json")
+    assert len(to_preemptions(cc.case, tuple(cc.case.schedule.decisions))) == 4
+    assert case_bound(cc) == 2
 
 
 def test_verify_counts_the_bug_kernel_and_the_fixed_kernel() -> None:

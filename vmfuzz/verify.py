@@ -198,14 +198,11 @@ def verify(
 def case_bound(cc: Any) -> int:
     """``DEFAULT_BOUND``, or the preemptions of the case's own recorded schedule when it has
     more: the bound ``vmfuzz verify`` tries next for a bug that no schedule with two
-    preemptions shows (a lock-step livelock needs a switch at every step of its round)."""
-    from vmfuzz.shrink._schedules import to_preemptions
-
-    if cc.explicit is None and cc.case.schedule.kind == "decisions":
-        decisions = tuple(cc.case.schedule.decisions)
-    else:  # explicit steps (a mail's race) or another form: its decisions, from one run
-        try:
-            decisions = tuple(execute(cc.case, cc.source()).decisions)
-        except Exception:  # a case that no longer runs: verify reports it as it stands
-            return DEFAULT_BOUND
-    return max(DEFAULT_BOUND, len(to_preemptions(cc.case, decisions)))
+    preemptions shows (a lock-step livelock needs a switch at every step of its round).
+    Counted as the search counts them: a switch away from a task that could go on; a
+    departure where the running task blocked or ended is free."""
+    try:
+        run = execute(cc.case, cc.source())
+    except Exception:  # a case that no longer runs: verify reports it as it stands
+        return DEFAULT_BOUND
+    return max(DEFAULT_BOUND, run.sched.preemptions)
