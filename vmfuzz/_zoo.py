@@ -74,12 +74,6 @@ class Campaign:
             bug.mail_preemptions is None or pre <= bug.mail_preemptions
         )
 
-    def within_mail(self) -> bool:
-        """The shrunk case is no larger (tasks in flight, context switches) than the mail's."""
-        if not self.found or self.out is None or not self.bug:
-            return False
-        return self._within(self.out.get("shrunk") or {})
-
     def good(self) -> bool:
         """Found, by a right check, and shrunk within the mail's drawing: the failure itself,
         or its shrunk program's smaller ending by another right check."""
