@@ -434,3 +434,25 @@ def test_workers_are_recycled_without_repeating_seeds(plugin: Path, tmp_path: Pa
     assert stats["worker_status"][0]["restarts"] >= 1  # a fresh process after each campaign
     seeds = [c["seed"] for c in _logged_campaigns(tmp_path / "st")]
     assert len(seeds) >= 2 and seeds == sorted(set(seeds))
+
+
+def _worker_done_before_the_deadline(args: Any, conn: Any) -> None:
+    """A worker that leaves as a real one does when too little time is left for a campaign."""
+    time.sleep(max(0.0, args.deadline - time.monotonic() - 1.0))
+    conn.close()
+
+
+def test_workers_leaving_at_the_deadline_end_the_session_by_duration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session ends before its deadline when every worker has left: the stop is the
+    duration (before, it was left null, and ``--resume`` summaries read ``stop: null``)."""
+    from vmfuzz.soak import SoakOptions, _supervisor, run_soak
+
+    monkeypatch.setattr(_supervisor, "worker_entry", _worker_done_before_the_deadline)
+    opts = SoakOptions(state_dir=tmp_path / "st", duration=2.0, workers=1,
+                       config=SoakConfig(corpus=""), sample_every=0)
+    summary = run_soak(opts)
+    assert summary["stop"] == "duration", summary
+    run = json.loads((tmp_path / "st" / "run.json").read_text())
+    assert run["sessions"][-1]["stop"] == "duration"

@@ -383,6 +383,10 @@ class Soak:
                 if s.proc is not None and s.proc.pid is not None:
                     self._sample_process(s)
             if all(s.proc is None and s.restart_at is None for s in self.slots):
+                # Workers leave on their own only when the session's time is up (one whose
+                # next campaign would start within half a second of the deadline).
+                if self.stop_reason is None:
+                    self.stop_reason = "duration"
                 break
             # Merge when there is new data: at once the first time, then every so often.
             first = self.stats.get("coverage") is None
