@@ -537,8 +537,9 @@ def test_the_passes_are_named_ordered_and_shared_as_documented() -> None:
     """The pass list is the README's, in its order; each pass says in one line what it tries;
     the budget splits are the shrinker's (a share of what is left when the pass starts)."""
     names = [p.name for p in PASSES]
-    assert names == ["ddmin_switches", "pairs", "same_switches", "fewer_switches", "sampled",
-                     "smaller_searched", "split_setup", "grown", "minimal_preemptions"]
+    assert names == ["ddmin_switches", "pairs", "same_switches", "fewer_switches",
+                     "shifted_switches", "sampled", "smaller_searched", "split_setup", "grown",
+                     "minimal_preemptions"]
     assert {p.name: p.share for p in PASSES if p.share is not None} == {
         "pairs": (1, 3), "sampled": (1, 4), "smaller_searched": (2, 3), "split_setup": (1, 3),
         "grown": (1, 2),
@@ -628,6 +629,28 @@ def test_a_smaller_ending_by_another_check_is_reported_beside_the_failure() -> N
     again = execute(other.case, Replay(other.case.schedule.decisions))
     assert again.outcome.check == "swap_cache_unique" and again.sched.preemptions == 1
 
+
+def test_a_switch_to_spare_is_dropped_by_moving_another_a_few_decisions() -> None:
+    """A campaign's real failure (seed 1 of the zoo's vm_swap_full_delete_race, 13 operations,
+    2 preemptions) also fails with one, but the bounded search below its count meets that
+    schedule only as its 7,286th of 11,687 (past its run limit): shifted_switches finds it by
+    dropping a switch and moving another three decisions earlier."""
+    from vmfuzz.shrink._passes import _shifted_switches
+
+    case = load(DATA / "vm_swap_full_delete_two_switches_one_spare.json").case
+    run = execute(case, Replay(case.schedule.decisions))
+    assert (run.outcome.check, run.sched.preemptions) == ("data_integrity", 2)
+    failure = _result(case, run)
+    assert search(failure.case, "data_integrity", 1, 300) == (None, False)
+    s = Shrinking(failure, "data_integrity")
+    stats = PassStats("shifted_switches")
+    budget = Budget(300, time.process_time() + DEADLINE)
+    found = _shifted_switches(s, budget, stats)
+    assert found is not None and stats.tried == budget.used < 300
+    prog, smaller = found
+    assert (smaller.outcome.check, smaller.sched.preemptions) == ("data_integrity", 1)
+    again = execute(prog, PreemptionList(to_preemptions(prog, tuple(smaller.decisions))))
+    assert again.outcome.check == "data_integrity" and again.sched.preemptions == 1
 
 
 def test_a_soak_finding_carries_the_smaller_endings_as_cases() -> None:

@@ -47,6 +47,8 @@ SPLIT_PER_CANDIDATE = 24  # delay-bounded runs per split program and bound (spli
 SPLIT_DEPARTURES = 2  # split_setup: departures searched at most (a free one and a switch)
 PAIRS_RUNS = 5000  # pairs: runs over a whole shrink, all its searches together
 SAMPLED_PER_CANDIDATE = 64  # sampled schedules per smaller program (sampled)
+SHIFT = 8  # shifted_switches: decisions a remaining switch moves, at most, either way
+SHIFT_ENTRIES = 8  # shifted_switches: for a preemption list of at most this many entries
 VERIFY_RUNS = 3000  # minimal_preemptions: runs per bound, and its budget's runs
 VERIFY_SECONDS = 300.0  # minimal_preemptions: its budget's CPU-time safety net
 
@@ -122,7 +124,8 @@ class Shrinking:
     ddmin last ran on (it runs again only on one it has not seen).  ``pairs_done``: the
     two-operation searches so far (world, calls, departures): a program with fewer operations
     has no pair one of them did not try; ``pairs_runs``: the runs they spent.  ``minimal``:
-    what ``minimal_preemptions`` found; ``others``: the first run of each other check its
+    what ``minimal_preemptions`` found; ``shifted``: the failure (program, decisions)
+    ``shifted_switches`` last ran on; ``others``: the first run of each other check its
     search met (the same program failing otherwise, with fewer preemptions)."""
 
     failure: Failure
@@ -133,6 +136,7 @@ class Shrinking:
     pairs_runs: int = 0
     minimal: bool | None = None
     others: dict[str, Run] = attrs.Factory(dict)
+    shifted: tuple[Prog, tuple[int, ...]] | None = None
     _round: _Round | None = None
 
     @property
@@ -291,6 +295,48 @@ def _fewer_switches(s: Shrinking, budget: Budget, stats: PassStats) -> Found:
         return case, run
     if not budget.spent:
         s.searched[prog(case)] = bound - 1
+    return None
+
+
+def _shifted_applies(s: Shrinking) -> bool:
+    case = s.failure.case
+    return (s.failure.preemptions > 0
+            and s.shifted != (prog(case), tuple(case.schedule.decisions))
+            and len(s.round.hint) <= SHIFT_ENTRIES)
+
+
+def _shifted_switches(s: Shrinking, budget: Budget, stats: PassStats) -> Found:
+    """The same program under the failure's switches with one dropped and one of the others
+    moved by up to SHIFT decisions, nearest first.  A failure with a switch to spare often
+    fails with one fewer a few decisions away (another point of the same window): the
+    bounded search below a count visits such schedules in depth-first order, often past its
+    run limit (a 13-operation program's one-switch failure was its 7,286th of 11,687)."""
+    case = s.failure.case
+    s.shifted = (prog(case), tuple(case.schedule.decisions))
+    pre = s.round.hint
+    better = s.round.better
+    seen: set[tuple[tuple[int, int], ...]] = set()
+    for d in range(SHIFT + 1):
+        for sign in (-1, 1) if d else (1,):
+            for i in range(len(pre)):
+                base = without(pre, i, i + 1)
+                for j in range(len(base)) if d else range(1):
+                    cand = list(base)
+                    if d:
+                        gap = cand[j][0] + sign * d
+                        if gap < 0:
+                            continue
+                        cand[j] = (gap, cand[j][1])
+                    key = tuple(cand)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    if not budget.take():
+                        return None
+                    stats.tried += 1
+                    run = execute(case, PreemptionList(cand))
+                    if run.outcome.check == s.check and size_of(case, run) < better:
+                        return case, run
     return None
 
 
@@ -469,6 +515,10 @@ ROUND_PASSES: tuple[Pass, ...] = (
     Pass("fewer_switches",
          "the same program by delay-bounded search with one departure fewer",
          None, _fewer_applies, _fewer_switches),
+    Pass("shifted_switches",
+         f"the failure's switches with one dropped and another moved by up to {SHIFT} "
+         "decisions",
+         None, _shifted_applies, _shifted_switches),
     Pass("sampled",
          f"each smaller program under {SAMPLED_PER_CANDIDATE} sampled schedules (PCT, echoed "
          "random walks); for more than 2 tasks in flight or 1 switch",
