@@ -537,8 +537,8 @@ def test_the_passes_are_named_ordered_and_shared_as_documented() -> None:
     """The pass list is the README's, in its order; each pass says in one line what it tries;
     the budget splits are the shrinker's (a share of what is left when the pass starts)."""
     names = [p.name for p in PASSES]
-    assert names == ["ddmin_switches", "pairs", "same_switches", "fewer_switches",
-                     "shifted_switches", "sampled", "smaller_searched", "split_setup", "grown",
+    assert names == ["ddmin_switches", "pairs", "same_switches", "fewer_switches", "sampled",
+                     "smaller_searched", "split_setup", "grown", "shifted_switches",
                      "minimal_preemptions"]
     assert {p.name: p.share for p in PASSES if p.share is not None} == {
         "pairs": (1, 3), "sampled": (1, 4), "smaller_searched": (2, 3), "split_setup": (1, 3),
@@ -562,9 +562,10 @@ def test_pass_statistics_add_up_to_the_budget_spent() -> None:
     budget = Budget(3000, time.process_time() + DEADLINE)
     result = shrink(failure, budget)
     assert [p.name for p in result.passes] == [p.name for p in PASSES]
-    *rounds, final = result.passes
+    *rounds, shifted, final = result.passes
+    assert shifted.name == "shifted_switches" and shifted.runs <= 1000
     assert sum(p.runs for p in rounds) == budget.used > 0
-    for p in rounds:
+    for p in (*rounds, shifted):
         assert 0 <= p.kept <= p.tried <= p.runs and p.seconds >= 0, p
     assert 0 < final.tried and final.runs <= 3000
     ddmin = rounds[0]

@@ -77,7 +77,8 @@ class CampaignResult:
     shrink_passes: list[PassStats] = attrs.Factory(list)  # per pass of vmfuzz.shrink.PASSES
     checks: tuple[str, ...] = ()  # the user checks (vmfuzz.check) registered: all of them ran
     # The shrinks a CPU-time safety net stopped before their run limit ("hypothesis_shrink",
-    # "shrink", "minimal_preemptions"): only then may the case differ on another machine.
+    # "shrink", "shifted_switches", "minimal_preemptions"): only then may the case differ on
+    # another machine.
     clock_hit: list[str] = attrs.Factory(list)
     # The pool folder (fuzz's pool_dir): entries taken from it at the start and from the
     # other writers later, and one line per file or entry skipped or write that failed.

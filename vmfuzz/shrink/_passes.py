@@ -6,7 +6,8 @@ adopted and the round starts again.  A round where no pass finds one ends the sh
 does the budget.  A pass with a share draws on that fraction of the budget left when it
 starts (delay-bounded search of a failure with many switches can spend any budget); the
 others draw on the whole.  ``ddmin_switches`` keeps what it finds itself and lets the round
-go on; ``minimal_preemptions`` runs once, after the rounds, on a budget of its own.
+go on; ``shifted_switches`` and ``minimal_preemptions`` run after the rounds, each on a
+budget of its own (so the rounds' result is the same with them or without).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ PAIRS_RUNS = 5000  # pairs: runs over a whole shrink, all its searches together
 SAMPLED_PER_CANDIDATE = 64  # sampled schedules per smaller program (sampled)
 SHIFT = 8  # shifted_switches: decisions a remaining switch moves, at most, either way
 SHIFT_ENTRIES = 8  # shifted_switches: for a preemption list of at most this many entries
+SHIFT_RUNS = 1000  # shifted_switches: its budget's runs (a list of 8 entries takes at most 904)
 VERIFY_RUNS = 3000  # minimal_preemptions: runs per bound, and its budget's runs
 VERIFY_SECONDS = 300.0  # minimal_preemptions: its budget's CPU-time safety net
 
@@ -515,10 +517,6 @@ ROUND_PASSES: tuple[Pass, ...] = (
     Pass("fewer_switches",
          "the same program by delay-bounded search with one departure fewer",
          None, _fewer_applies, _fewer_switches),
-    Pass("shifted_switches",
-         f"the failure's switches with one dropped and another moved by up to {SHIFT} "
-         "decisions",
-         None, _shifted_applies, _shifted_switches),
     Pass("sampled",
          f"each smaller program under {SAMPLED_PER_CANDIDATE} sampled schedules (PCT, echoed "
          "random walks); for more than 2 tasks in flight or 1 switch",
@@ -535,10 +533,16 @@ ROUND_PASSES: tuple[Pass, ...] = (
          "that save a task or a switch",
          (1, 2), _grown_applies, _grown),
 )
+SHIFTED_SWITCHES = Pass(
+    "shifted_switches",
+    f"after the rounds, the failure's switches with one dropped and another moved by up to "
+    f"{SHIFT} decisions (its own budget: {SHIFT_RUNS} runs)",
+    None, _shifted_applies, _shifted_switches,
+)
 MINIMAL_PREEMPTIONS = Pass(
     "minimal_preemptions",
     f"bounded exhaustive search below the final preemption count (its own budget: "
     f"{VERIFY_RUNS} runs)",
     None, _always, _minimal_preemptions,
 )
-PASSES: tuple[Pass, ...] = (*ROUND_PASSES, MINIMAL_PREEMPTIONS)
+PASSES: tuple[Pass, ...] = (*ROUND_PASSES, SHIFTED_SWITCHES, MINIMAL_PREEMPTIONS)

@@ -1,5 +1,6 @@
 """The shrink: rounds of the passes over a failure until none finds a smaller one or the
-budget is spent, then the check that its preemption count is minimal."""
+budget is spent, then a switch dropped by moving another, then the check that its
+preemption count is minimal."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from vmfuzz.shrink._passes import (
     MINIMAL_PREEMPTIONS,
     PASSES,
     ROUND_PASSES,
+    SHIFT_RUNS,
+    SHIFTED_SWITCHES,
     VERIFY_RUNS,
     VERIFY_SECONDS,
     Found,
@@ -31,8 +34,8 @@ class ShrinkResult:
     bound was searched exhaustively; None: a search was cut short or not run; False: fewer
     preemptions need more tasks in flight), and what each pass of :data:`PASSES` did (in
     that order).  ``clock_hit`` names the searches a CPU-time safety net stopped before
-    their run limit (``shrink``, ``minimal_preemptions``): only then may another machine end
-    elsewhere."""
+    their run limit (``shrink``, ``shifted_switches``, ``minimal_preemptions``): only then
+    may another machine end elsewhere."""
 
     failure: Failure
     minimal_preemptions: bool | None
@@ -65,7 +68,8 @@ def shrink(
     race drawn in a mail: fewest tasks in flight, then preemptions, operations and steps.
 
     A failure whose schedule is recorded decisions goes through rounds of
-    :data:`ROUND_PASSES` within ``budget``; then, with ``verify_minimal``, its preemption
+    :data:`ROUND_PASSES` within ``budget``, then ``shifted_switches`` (a switch dropped, another
+    moved a few decisions, at most SHIFT_RUNS runs); then, with ``verify_minimal``, its preemption
     count is checked by bounded exhaustive search (``minimal_preemptions``: at most
     VERIFY_RUNS runs, with a safety net of ``verify_seconds`` from when it starts).  Every
     candidate kept fails the same check.
@@ -78,6 +82,15 @@ def shrink(
         _rounds(s, budget, by_name)
         if budget.clock_hit:
             hit.append("shrink")
+        shift = Budget(SHIFT_RUNS, time.process_time() + verify_seconds)
+        while SHIFTED_SWITCHES.applies(s) and not shift.spent:
+            found = _run(SHIFTED_SWITCHES, s, shift, by_name[SHIFTED_SWITCHES.name])
+            if found is None:
+                break
+            by_name[SHIFTED_SWITCHES.name].kept += 1
+            s.adopt(found[1], found[0])
+        if shift.clock_hit:
+            hit.append(SHIFTED_SWITCHES.name)
     if verify_minimal:
         verify = Budget(VERIFY_RUNS, time.process_time() + verify_seconds)
         _run(MINIMAL_PREEMPTIONS, s, verify, by_name[MINIMAL_PREEMPTIONS.name])
