@@ -126,8 +126,7 @@ class Shrinking:
     ddmin last ran on (it runs again only on one it has not seen).  ``pairs_done``: the
     two-operation searches so far (world, calls, departures): a program with fewer operations
     has no pair one of them did not try; ``pairs_runs``: the runs they spent.  ``minimal``:
-    what ``minimal_preemptions`` found; ``shifted``: the failure (program, decisions)
-    ``shifted_switches`` last ran on; ``others``: the first run of each other check its
+    what ``minimal_preemptions`` found; ``others``: the first run of each other check its
     search met (the same program failing otherwise, with fewer preemptions)."""
 
     failure: Failure
@@ -138,7 +137,6 @@ class Shrinking:
     pairs_runs: int = 0
     minimal: bool | None = None
     others: dict[str, Run] = attrs.Factory(dict)
-    shifted: tuple[Prog, tuple[int, ...]] | None = None
     _round: _Round | None = None
 
     @property
@@ -301,10 +299,7 @@ def _fewer_switches(s: Shrinking, budget: Budget, stats: PassStats) -> Found:
 
 
 def _shifted_applies(s: Shrinking) -> bool:
-    case = s.failure.case
-    return (s.failure.preemptions > 0
-            and s.shifted != (prog(case), tuple(case.schedule.decisions))
-            and len(s.round.hint) <= SHIFT_ENTRIES)
+    return s.failure.preemptions > 0 and len(s.round.hint) <= SHIFT_ENTRIES
 
 
 def _shifted_switches(s: Shrinking, budget: Budget, stats: PassStats) -> Found:
@@ -314,7 +309,6 @@ def _shifted_switches(s: Shrinking, budget: Budget, stats: PassStats) -> Found:
     bounded search below a count visits such schedules in depth-first order, often past its
     run limit (a 13-operation program's one-switch failure was its 7,286th of 11,687)."""
     case = s.failure.case
-    s.shifted = (prog(case), tuple(case.schedule.decisions))
     pre = s.round.hint
     better = s.round.better
     seen: set[tuple[tuple[int, int], ...]] = set()
