@@ -155,16 +155,23 @@ def test_until_exit_of_a_task_that_already_exited_is_satisfied() -> None:
     assert src.finish(run.sched) is None
 
 
-def test_explicit_needs_a_trace() -> None:
-    sched = Scheduler(Explicit(["run T1 to completion"]), record_trace=False)
+def test_explicit_gets_a_trace_when_none_was_asked_for() -> None:
+    # The source reads the labels passed since its last decision from the trace: a scheduler
+    # (or execute) told not to record one records it anyway, and the schedule is followed.
+    sched = Scheduler(Explicit(["run T2 to completion"]), record_trace=False)
 
     def body() -> Iterator[str]:
         yield "a:b"
+        yield "a:c"
 
     sched.spawn(body(), "T1")
     sched.spawn(body(), "T2")
-    with pytest.raises(RuntimeError, match="record_trace"):
-        sched.run()
+    sched.run()
+    assert tasks_of(sched.trace)[:2] == ["T2", "T2"]
+    run = execute(counter_case(), Explicit(RACE_STEPS), record_trace=False)
+    assert run.outcome.check == "test_lost_update"
+    assert tasks_of(run.sched.trace) == ["T1", "T2", "T2", "T2", "T1"]
+    assert not Scheduler(RandomWalk(1), record_trace=False).record_trace
 
 
 @pytest.mark.parametrize("seed", range(12))

@@ -161,7 +161,9 @@ class ScheduleSource(Protocol):
 
     ``runnable`` is in task-id order; ``default`` is the index the non-preemptive policy would
     pick (the task that ran last if it can still run, else the lowest task id).  Return an index
-    into ``runnable``.
+    into ``runnable``.  A source that reads the trace as the run goes (``Explicit``) says so
+    with a class attribute ``needs_trace = True``: its scheduler then records the trace even
+    when asked not to.
     """
 
     def choose(self, runnable: list[Task], default: int, sched: Scheduler) -> int: ...
@@ -232,7 +234,8 @@ class Scheduler:
         self.max_steps = max_steps
         self.lockdep = lockdep
         self.checkers: list[Checker] = list(checkers)
-        self.record_trace = record_trace
+        # (a source that follows the trace gets one whatever the caller asked)
+        self.record_trace = record_trace or getattr(self.source, "needs_trace", False)
         self.livelock_retries = livelock_retries
         self.tasks: list[Task] = []
         self.live: list[Task] = []

@@ -21,8 +21,9 @@ when it is blocked, the default policy picks among the others (that is how a loc
 tasks).  A step ends right after the step that satisfies it, so ``run T1 until X`` stops T1 with
 X as its last label.  After the last step the default non-preemptive policy continues.
 
-The source watches the scheduler's trace (``Scheduler(record_trace=True)``, the default), so it
-notices labels passed while the task was the only runnable one.  When a step can no longer be
+The source watches the scheduler's trace (``needs_trace``: its scheduler records one even when
+made with ``record_trace=False``), so it notices labels passed while the task was the only
+runnable one.  When a step can no longer be
 satisfied (its task ended, or had already ended, without reaching the label; a step ``until
 exit`` of a task that has ended is satisfied) a strict source raises
 :class:`vmfuzz.ScheduleDiverged`; a lenient one (``strict=False``) drops the step, notes it in
@@ -133,6 +134,8 @@ def render_step(step: Step) -> str:
 class Explicit:
     """Schedule source that follows explicit steps over yield labels (see the module doc)."""
 
+    needs_trace = True  # it reads the labels passed since its last decision
+
     def __init__(self, steps: Iterable[str | Step], *, strict: bool = True) -> None:
         self.steps: list[Step] = [s if isinstance(s, Step) else parse_step(s) for s in steps]
         self.strict = strict
@@ -189,8 +192,6 @@ class Explicit:
 
     # ------------------------------------------------------------------ internals
     def _advance(self, sched: Scheduler) -> None:
-        if not sched.record_trace:
-            raise RuntimeError("an Explicit schedule needs a Scheduler with record_trace=True")
         trace = sched.trace
         while self._cursor < len(trace) and self._i < len(self.steps):
             entry = trace[self._cursor]
