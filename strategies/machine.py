@@ -298,6 +298,7 @@ class KernelMachine(RuleBasedStateMachine):
             st_.first_failure_steps = st_.steps + (
                 run.outcome.steps if run is not None else self.sched.step_no)
             st_.first_failure_at = time.monotonic()
+            st_.found_by = "a Hypothesis example"
         try:
             ctx = current_build_context()
             final = ctx.is_final

@@ -120,6 +120,7 @@ def test_every_shrink_limit_is_runs_and_a_safety_net_says_when_it_stopped() -> N
     for runs in (1, 10):
         r = fuzz(cfg, seed_value=2, max_examples=60, budget=None, shrink_runs=runs)
         assert r.stats is not None and r.stats.first_failure_example == 3
+        assert r.found_by == "a Hypothesis example"
         # The failing example, ``runs`` shrink runs, and Hypothesis's final replay.
         assert (r.found, r.examples, r.clock_hit) == (True, 3 + runs + 1, [])
     r = fuzz(cfg, seed_value=2, max_examples=60, budget=None, shrink_seconds=0.0,

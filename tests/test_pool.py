@@ -163,6 +163,7 @@ def test_a_model_crash_in_a_mutant_is_a_finding_with_its_decisions(
     assert found is not None
     assert found.violation.check == "model_error" and "boom" in str(found.violation)
     assert found.case.schedule.kind == "decisions"
+    assert pool.found_by == "a pool mutant"
     assert any(c.op == "read" for t in found.case.tasks for c in t.ops)
 
 
@@ -456,6 +457,7 @@ def test_a_teardown_probe_finds_a_race_a_teardown_away() -> None:
             hit = pool.probe(random.Random(seed), float("inf"), [entry] * 40)
             if hit is not None:
                 assert hit.violation.check == "use_after_free"
+                assert pool.found_by == "a partner probe"
                 found += 1
         if bugs:
             assert found >= 5, found
@@ -534,6 +536,7 @@ def test_an_aba_probe_finds_the_skip_swapcache_race_one_reader_away() -> None:
             assert hit is None
             continue
         assert hit is not None and hit.violation.check == "data_integrity"
+        assert pool.found_by == "an ABA probe"
         assert len(hit.case.tasks) == 2 and hit.preemptions == 1
         # The probe's schedule was recorded: the case replays to the same violation.
         again = execute(hit.case)
@@ -638,6 +641,7 @@ def test_a_window_probe_finds_a_teardown_of_a_page_in_migration() -> None:
             assert hit is None and pool.probe_runs > 1
             continue
         assert hit is not None and hit.violation.check == "use_after_free"
+        assert pool.found_by in ("a window probe", "a nested window probe")
         assert [t.ops[0].op for t in hit.case.tasks] == ["migrate", "exit"]
         again = execute(hit.case)
         assert again.outcome.kind == "violation"
@@ -790,6 +794,7 @@ def test_a_flight_probe_unmaps_the_vma_a_sleeping_swapout_holds(
         hit = pool.probe(random.Random(0), float("inf"), [])
         outcome[bool(bugs), bool(share)] = hit and hit.violation.check
         if hit is not None:
+            assert pool.found_by == "a flight probe"
             assert hit.case.tasks[-1].ops[0].op in ("munmap", "mmap", "mmap_driver",
                                                      "mmap_reserved")
             again = execute(hit.case)
@@ -863,6 +868,7 @@ def test_a_reader_probe_finds_a_walk_under_the_lock_the_writer_skipped(
             assert hit is None
             continue
         assert hit is not None and hit.violation.check == "use_after_free"
+        assert pool.found_by == "a reader probe"
         assert [t.ops[0].op for t in hit.case.tasks] == ["mmap", "swap_out"]
         again = execute(hit.case)
         assert again.outcome.violation is not None

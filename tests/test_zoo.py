@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from vmfuzz import _zoo
+from vmfuzz import _zoo, pool
 from vmfuzz._budget import STANDARD
 from vmfuzz._cores import available_cores
 from vmfuzz.corpus import CorpusCase, replay
@@ -162,6 +162,7 @@ def test_bug_found_from_scratch(name: str, examples: int, ahead: Ahead) -> None:
     # Work to find: examples and steps up to the first failure, counted in the total.
     assert 0 <= out["first_failure_examples"] <= out["examples"]
     assert 0 <= out["first_failure_steps"] <= out["steps"] and out["ran_out"] is None
+    assert out["found_by"] in {"a Hypothesis example", *pool._MECHANISMS.values()}
 
 
 @pytest.mark.parametrize("examples", [

@@ -340,6 +340,7 @@ def campaign(copy: Path, seed: int, budget: list[str]) -> dict[str, Any]:
         "examples": data.get("examples"),
         "examples_to_find": data.get("first_failure_examples") if data.get("found") else None,
         "steps_to_find": data.get("first_failure_steps") if data.get("found") else None,
+        "found_by": data.get("found_by") if data.get("found") else None,
         "steps": data.get("steps"),
         "campaign_cpu_seconds": data.get("cpu_seconds"),
         "shrunk": None if shrunk is None else {

@@ -66,25 +66,28 @@ every 10 s (VMFUZZ_PROGRESS_EVERY=SECONDS changes that); none with --json.
 "cpu", "wall" or "examples"; null when a failure ended it), "case", "shrunk": {"tasks" (in
 flight at once), "threads", "ops", "steps", "preemptions"} | null, "minimal_preemptions",
 "first_failure_seconds", "first_failure_examples" and "first_failure_steps" (wall time,
-examples and steps to the first, unshrunk failure), "post_shrink_seconds" (shrinking after
-Hypothesis), "shrink": {"passes": [{"name", "tried" (candidates run), "kept" (smaller failures
-adopted), "runs", "seconds" (CPU)}, ...] in the shrinker's order} (passes empty when nothing
-was found), "clock_hit" (the shrinks a CPU-time safety net stopped before their run limit:
-empty on any sane machine; otherwise the shrunk case may differ elsewhere), "world" (the
-failure's world features), "seed", "seed_drawn" (true when no --seed was given), "stream" (the
-stream that found the failure; with one worker, the stream searched; else null), "workers",
-"scheduler", "bugs", "budget" ({"steps", "cpu_seconds", "wall_seconds"}, one of them set, per
-worker for steps and CPU; or null with --max-examples alone), "kernel" (which kernel was
-fuzzed, in words), "repeat" (the command that repeats the run), "next": [{"what", "command"}]
-(what to try next), "verify" (with a bug switch on and a failure found: the bounded
+examples and steps to the first, unshrunk failure), "found_by" (what ran it: "a Hypothesis
+example", or the pool's "a pool mutant", "a collision walk", "a partner probe", "an ABA probe",
+"a holder probe", "a window probe", "a nested window probe", "a reader probe", "a flight
+probe", "a stored pool program re-run"; null when nothing was found), "post_shrink_seconds"
+(shrinking after Hypothesis), "shrink": {"passes": [{"name", "tried" (candidates run), "kept"
+(smaller failures adopted), "runs", "seconds" (CPU)}, ...] in the shrinker's order} (passes
+empty when nothing was found), "clock_hit" (the shrinks a CPU-time safety net stopped before
+their run limit: empty on any sane machine; otherwise the shrunk case may differ elsewhere),
+"world" (the failure's world features), "seed", "seed_drawn" (true when no --seed was given),
+"stream" (the stream that found the failure; with one worker, the stream searched; else null),
+"workers", "scheduler", "bugs", "budget" ({"steps", "cpu_seconds", "wall_seconds"}, one of them
+set, per worker for steps and CPU; or null with --max-examples alone), "kernel" (which kernel
+was fuzzed, in words), "repeat" (the command that repeats the run), "next": [{"what",
+"command"}] (what to try next), "verify" (with a bug switch on and a failure found: the bounded
 verification of the shrunk case, as 'vmfuzz verify --json' prints it; else null), "vmfuzz":
-{"version", "path", "code" (a digest of the source that ran), "hypothesis" (its version:
-a seed's campaign is the same only under the same Hypothesis)}, "saved": {"path",
-"corpus_error", "fallback"} | null (where the case went; see below), "unsaved_case" (the case
-file's text when no folder took it, else null), "other_failures": [{"invariant", "message",
-"shrunk", "case"}] (the shrunk program failing other checks with fewer preemptions or tasks in
-flight, as the bounded search of its preemptions met them: the same race ending otherwise
-on a smaller schedule; each saved as a case of its own)}.
+{"version", "path", "code" (a digest of the source that ran), "hypothesis" (its version: a
+seed's campaign is the same only under the same Hypothesis)}, "saved": {"path", "corpus_error",
+"fallback"} | null (where the case went; see below), "unsaved_case" (the case file's text when
+no folder took it, else null), "other_failures": [{"invariant", "message", "shrunk", "case"}]
+(the shrunk program failing other checks with fewer preemptions or tasks in flight, as the
+bounded search of its preemptions met them: the same race ending otherwise on a smaller
+schedule; each saved as a case of its own)}.
 
 A finding is never lost: when the corpus cannot be written (--corpus names a file, a read-only
 folder, a full disk) the case is saved, under the name it would have had, to the first
@@ -575,6 +578,7 @@ def _to_json(result: CampaignResult, path: Path | None, args: argparse.Namespace
         ),
         "first_failure_examples": result.stats.first_failure_example if result.stats else None,
         "first_failure_steps": result.first_failure_steps,
+        "found_by": result.found_by,
         "post_shrink_seconds": round(result.post_shrink_seconds, 3),
         "shrink": {"passes": [p.to_json() for p in result.shrink_passes]},
         "clock_hit": list(result.clock_hit),
@@ -635,6 +639,8 @@ def _print_failure(result: CampaignResult, args: argparse.Namespace) -> None:
     assert result.failure is not None and result.case is not None
     shrunk = result.shrunk() or {}
     print(f"FAILURE: {result.failure.violation.describe()}")
+    if result.found_by is not None and result.first_failure_steps is not None:
+        print(f"first met by {result.found_by}, after {result.first_failure_steps:,} steps")
     if args.workers > 1:
         print(f"found by stream {args.stream} of seed {args.seed} (search it again alone: "
               f"vmfuzz fuzz --seed {args.seed} --stream {args.stream}"

@@ -256,7 +256,8 @@ def run(args: argparse.Namespace) -> int:
             steps = c.out.get("first_failure_steps")
             what = (f"{c.out.get('invariant')} after "
                     f"{'-' if steps is None else format(steps, ',')} steps "
-                    f"({c.out.get('first_failure_examples')} examples), "
+                    f"({c.out.get('first_failure_examples')} examples"
+                    + (f", {c.out['found_by']}" if c.out.get("found_by") else "") + "), "
                     f"shrunk to {_zoo.counted(sh.get('tasks'), 'task')} / "
                     f"{_zoo.counted(sh.get('preemptions'), 'switch')}")
             for check, size in c.endings()[1:]:

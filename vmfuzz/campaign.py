@@ -87,6 +87,9 @@ class CampaignResult:
     pool_warnings: list[str] = attrs.Factory(list)
     cpu_seconds: float = 0.0  # CPU time of the campaign's process(es), search and shrink
     first_failure_steps: int | None = None  # steps run up to the first (unshrunk) failure
+    # What ran the first failure: "a Hypothesis example" or the pool's mechanism (a pool
+    # mutant, a window probe, ...: Pool.found_by)
+    found_by: str | None = None
     # The budget that ended a search that found nothing: "steps", "cpu", "wall" (seconds) or
     # "examples"; None when a failure ended it.
     ran_out: str | None = None
@@ -418,6 +421,7 @@ def _pool_failure(ctx: CampaignContext, found: Failure | None) -> bool:
         ctx.stats.first_failure_example = ctx.stats.examples
         ctx.stats.first_failure_steps = ctx.stats.steps
         ctx.stats.first_failure_at = time.monotonic()
+        ctx.stats.found_by = ctx.pool.found_by if ctx.pool is not None else None
     ctx.failure = found
     return True
 
@@ -572,6 +576,7 @@ def _update(result: CampaignResult, ctx: CampaignContext, t0: float, cpu0: float
     if ctx.stats.first_failure_at is not None:
         result.first_failure_seconds = ctx.stats.first_failure_at - t0
     result.first_failure_steps = ctx.stats.first_failure_steps
+    result.found_by = ctx.stats.found_by
     result.examples = ctx.stats.examples
     result.steps = ctx.stats.steps
     result.budget_hits = ctx.stats.budget_hits

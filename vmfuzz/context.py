@@ -25,6 +25,8 @@ class Stats:
     first_failure_example: int | None = None  # examples run before the first failure (unshrunk)
     first_failure_at: float | None = None  # time.monotonic() of the first failure
     first_failure_steps: int | None = None  # steps run up to the first failure, its run's too
+    # what ran the first failure: "a Hypothesis example", or a pool mechanism (Pool.found_by)
+    found_by: str | None = None
     budget_hits: int = 0
     mutant_runs: int = 0  # runs of the pool's mutants (vmfuzz.pool), not examples
     probe_runs: int = 0  # runs of the pool's partner and ABA probes (Pool.probe)

@@ -44,8 +44,10 @@ from __future__ import annotations
 
 import bisect
 import random
+import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from types import FrameType
 from typing import Any
 
 import attrs
@@ -407,6 +409,8 @@ class Pool:
     # so the round ends at the same run on any machine); None: no limit
     step_limit: int | None = None
     unsaved: list[Entry] | None = None  # entries added, not yet stored (None: not kept)
+    # what ran the last failure :meth:`_run_one` returned (:func:`_mechanism`)
+    found_by: str | None = None
 
     def adopt(self, entry: Entry) -> bool:
         """Add ``entry``, met by another campaign or stream (:mod:`vmfuzz._poolstore`), if one
@@ -1019,6 +1023,7 @@ class Pool:
         try:
             run: Run = execute(case, rec)
         except Exception as exc:  # a crash of the model itself is a finding too
+            self.found_by = _mechanism(sys._getframe(1), src)
             sched = rec.sched
             decisions = tuple(sched.decisions) if sched else ()
             v = Violation("model_error", f"{type(exc).__name__}: {exc}")
@@ -1037,6 +1042,7 @@ class Pool:
             self._retried, self._pair = True, colliders(case, run.sched)
         if run.outcome.kind == "violation":
             assert run.outcome.violation is not None
+            self.found_by = _mechanism(sys._getframe(1), src)
             return Failure(
                 attrs.evolve(case, schedule=Schedule("decisions",
                                                      decisions=tuple(run.sched.decisions))),
@@ -1065,6 +1071,36 @@ class Pool:
 
 
 # ------------------------------------------------------------------ mutations
+# The pool's mechanisms, by the method that runs them (the innermost on the stack names it).
+_MECHANISMS = {
+    "rerun": "a stored pool program re-run",
+    "run": "a pool mutant",
+    "_loop_probe": "a collision walk",
+    "probe": "a partner probe",
+    "_probe_aba": "an ABA probe",
+    "_probe_held": "a holder probe",
+    "_probe_windows": "a window probe",
+    "_nested": "a nested window probe",
+    "_probe_readers": "a reader probe",
+    "_probe_flights": "a flight probe",
+}
+_POOL_CODES = {getattr(Pool, name).__code__: what for name, what in _MECHANISMS.items()}
+
+
+def _mechanism(frame: FrameType | None, src: ScheduleSource) -> str:
+    """Which of the pool's mechanisms made the run that failed: the innermost of
+    :data:`_MECHANISMS` on the stack above :meth:`Pool._run_one` (a mutant's collision walk
+    is named by its source)."""
+    while frame is not None:
+        what = _POOL_CODES.get(frame.f_code)
+        if what is not None:
+            if what == "a pool mutant" and isinstance(src, Collide):
+                return "a collision walk"
+            return what
+        frame = frame.f_back
+    return "the pool"
+
+
 def _value(kind: str, config: KernelConfig, rng: random.Random) -> int:
     """A value of one argument kind, half of them in the kind's hot range (as drawn by
     :func:`vmfuzz.strategies.operations.kind_values`)."""
