@@ -10,9 +10,10 @@ migration       migration_pte_page_locked
 swapcache       swap_cache_unique, swap_map_counts
 freeing         bad_page, use_after_free
 mapcount        mapcount_matches_ptes, refcount_covers_users, page_refs_at_rest
-rmap            rmap_reachable
+rmap            rmap_reachable, anon_vma_leak
 vma             vma_list_sane, pte_in_vma
 mlock           reserved_pte_cleared, reserved_page_pinned, mlocked_resident
+lru             lru_at_rest
 integrity       data_integrity
 promises        mprotect_promise, munmap_promise, mlock_promise, fork_promise,
                 swapoff_promise (what a returned call promises user space: promises.py)
@@ -48,6 +49,7 @@ from vmfuzz.invariants import (  # noqa: F401  (imported to register their check
     engine,
     freeing,
     integrity,
+    lru,
     mapcount,
     migration,
     mlock,

@@ -53,6 +53,7 @@ FAMILIES = (
     "rmap",
     "vma",
     "mlock",
+    "lru",
     "integrity",
     "promises",
     "user",  # checks registered with vmfuzz.check: after the built-in ones

@@ -7,6 +7,10 @@ pte that way; a pte they cannot find is swapped-out data or a migration entry le
 (seeds 002/003).  While ``vm_start``/``vm_pgoff`` are rewritten in separate steps (vma_adjust)
 the walk is wrong, but in the fixed kernel only under ``anon_vma->root->lock``, which every
 walker takes: such states are deferred while the root lock is held.
+
+``anon_vma_leak``: an anon_vma lives while a vma links it (an anon_vma_chain of a vma on an
+mm's list) or it is the root of a family member that lives; with no task running (no
+migration holds a reference) any other live anon_vma was never freed: a leak.
 """
 
 from __future__ import annotations
@@ -212,6 +216,39 @@ def _mm(m: Monitor, mm_id: int) -> Violation | _Defer | None:
     return DEFER if defer else r2
 
 
+def _anon_vma_leak(m: Monitor) -> Violation | None:
+    """With no task live, every live anon_vma is linked by a vma on an mm's list, or is the
+    root of one that is: read from the vmas, not from the anon_vma's own list or refcount."""
+    k = m.k
+    live = k.anon_vmas_live
+    if not live:
+        return None
+    linked: set[int] = set()
+    for mm_id in sorted(k.mms):
+        vma = k.mms[mm_id].mmap
+        n = 0
+        while vma is not None and type(vma) not in _FREED and n < MAX_VMAS:
+            for avc in vma.anon_vma_chain:
+                av = avc.anon_vma
+                if type(av) not in _FREED:
+                    linked.add(av.id)
+                    if type(av.root) not in _FREED:
+                        linked.add(av.root.id)
+            vma = vma.vm_next
+            n += 1
+    for av_id in sorted(live):
+        if av_id not in linked:
+            av = live[av_id]
+            return Violation(
+                "anon_vma_leak",
+                f"every task finished, but {av_desc(av)} is live and no vma links it (nor is it "
+                "the root of a linked one): expected it freed when its last vma was unlinked "
+                "(a leaked anon_vma)",
+                anon_vma=av_desc(av),
+            )
+    return None
+
+
 register(
     CHECK,
     "rmap",
@@ -220,4 +257,14 @@ register(
     "try_to_unmap); __page_check_anon_rmap(): BUG_ON(anon_vma->root != vma->anon_vma->root)",
     page=_page,
     mm=_mm,
+)
+
+
+register(
+    "anon_vma_leak",
+    "rmap",
+    "with no task running, every live anon_vma is linked by a vma, or is the root of one that is",
+    "mm/rmap.c anon_vma_unlink()/drop_anon_vma(): an anon_vma with no vma and no reference is "
+    "freed (anon_vma_cachep objects return to their baseline; kmemleak: an unreferenced object)",
+    at_rest=_anon_vma_leak,
 )

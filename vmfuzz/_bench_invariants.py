@@ -36,6 +36,7 @@ from vmfuzz.kernel.mm_types import (
     SwapPte,
     VmAreaStruct,
 )
+from vmfuzz.kernel.page_alloc import LRU_ACTIVE, add_page_to_lru_list, del_page_from_lru
 from vmfuzz.lockdep import LockDep
 from vmfuzz.schedules import RandomWalk
 
@@ -104,7 +105,7 @@ def synthetic_path(k: Kernel, mm: MmStruct, vma: VmAreaStruct, rounds: int) -> T
                     page.data = k.new_token()
                     k.expected[mm.id][addr] = page.data
                     k.set_pte_at(mm, addr, PresentPte(pfn, True))
-                    k.touch_page(page)
+                    add_page_to_lru_list(k, page, LRU_ACTIVE)  # (touches the page)
             elif isinstance(pte, PresentPte):
                 page = k.pages[pte.pfn]
                 e = _free_slot(k) if PG_swapcache not in page.flags else 0
@@ -129,7 +130,7 @@ def synthetic_path(k: Kernel, mm: MmStruct, vma: VmAreaStruct, rounds: int) -> T
                         _delete_from_swap_cache(k, page)
                     page.count -= 1
                     page.mapping = None
-                    k.touch_page(page)
+                    del_page_from_lru(k, page)  # (touches the page)
                     yield "synthetic:zapped"
                     yield sched.spin_lock(k.zone_lock)
                     k.free_list.append(page.pfn)
