@@ -16,7 +16,8 @@ mlock           reserved_pte_cleared, reserved_page_pinned, mlocked_resident
 lru             lru_at_rest
 integrity       data_integrity
 promises        mprotect_promise, munmap_promise, mlock_promise, fork_promise,
-                swapoff_promise (what a returned call promises user space: promises.py)
+                swapoff_promise, load_promise, mlock_state_promise (what a returned call
+                promises user space: promises.py)
 user            checks registered with ``vmfuzz.check`` (none by default; docs/api.md)
 engine          deadlock, lock_order_inversion, sleep_in_atomic, unlock_not_held,
                 lock_not_held, lock_held_at_exit, livelock (raised by the engine itself)

@@ -20,7 +20,11 @@ by the task bodies) and from what user loads and stores moved (``k.loaded``, ``k
   mmap's zeroes) when fork began, unless the parent stored there during the fork; later stores
   of either side stay private (a child's store makes the address its own);
 * ``swapoff_promise``: after swapoff returns 0, until swapon begins, no pte and no swap-cache
-  page refers to the swap area.
+  page refers to the swap area;
+* ``load_promise``: a load reads what the last store to the address stored (mmap's zeroes if
+  none, a fork child's inherited data is ``fork_promise``'s), when no store, mmap, munmap or
+  exit of it was in flight: the program's own view of its memory, kept from the calls alone,
+  where ``data_integrity`` reads the expected view the model's paths keep.
 
 A promise starts when its call returns and ends when a call that may change the same address
 begins: calls in flight at the same time are the user's race, not a broken promise.  The world a
@@ -38,8 +42,9 @@ from typing import TYPE_CHECKING
 
 import attrs
 from vmfuzz.invariants._registry import register, step_group, step_guard
+from vmfuzz.invariants._view import _FREED, MAX_VMAS, page_desc, vma_at, vma_desc
 
-from vmfuzz.kernel.mm_types import MigrationPte, PresentPte
+from vmfuzz.kernel.mm_types import VM_LOCKED, VM_RESERVED, MigrationPte, PG_mlocked, PresentPte
 from vmfuzz.violation import Violation
 
 if TYPE_CHECKING:
@@ -49,7 +54,7 @@ EFAULT = -14
 Addr = tuple[int, int]  # (mm id, virtual page)
 BOOT_TID = -1  # the task id the world's calls are replayed as
 CHECKS = ("mprotect_promise", "munmap_promise", "mlock_promise", "fork_promise",
-          "swapoff_promise")
+          "swapoff_promise", "load_promise")
 _MAPS = frozenset({"mmap", "mmap_reserved", "mmap_driver"})  # MAP_FIXED: replace the range
 
 
@@ -74,6 +79,12 @@ class Spec:
     # task id -> (op, args, {addr: (content, mapping) counts when it began}, extra)
     begun: dict[int, tuple[str, dict[str, int], dict[Addr, tuple[int, int]], object]] = (
         attrs.Factory(dict))
+    # the lock state the user's calls left (mlock_state_promise): addresses a call locked, and
+    # those a call unlocked (munlock, mmap, munmap; a fork child's); any other is unknown (no
+    # call said, a race, a failed call)
+    mlocked: set[Addr] = attrs.Factory(set)
+    unlocked: set[Addr] = attrs.Factory(set)
+    locking: dict[Addr, int] = attrs.Factory(dict)  # begun calls that may change it
     swap_off: bool = False
     swapons: int = 0  # swapon calls begun
     watched: dict[int, set[int]] = attrs.Factory(dict)  # mm id -> addrs under a state promise
@@ -102,6 +113,7 @@ def _bump(d: dict[Addr, int], a: Addr) -> None:
 _CONTENT = _MAPS | {"munmap", "exit", "write"}  # calls that may change what a load reads
 _MAPPING = _MAPS | {"munmap", "exit", "mprotect", "munlock"}  # ... its mapping or protection
 _ANY = _CONTENT | _MAPPING
+_LOCKING = _MAPS | {"munmap", "exit", "mlock", "munlock"}  # ... its VM_LOCKED
 _NONE: frozenset[Addr] = frozenset()
 
 
@@ -127,7 +139,8 @@ def _begin(m: Monitor, spec: Spec, tid: int, op: str, args: dict[str, int]) -> N
     extra: object = None
     if op in ("read", "write") and span:
         a = span[0]
-        extra = (a in spec.unmapped, spec.writable.get(a), spec.inherited.get(a))
+        extra = (a in spec.unmapped, spec.writable.get(a), spec.inherited.get(a),
+                 spec.stored.get(a))
     elif op == "fork":
         parent = args["mm"]
         extra = {a: t for a, t in spec.stored.items() if a[0] == parent}, {
@@ -160,6 +173,13 @@ def _begin(m: Monitor, spec: Spec, tid: int, op: str, args: dict[str, int]) -> N
     elif op == "swapoff":
         busy = any(o == "swapon" for o, _a, _c, _e in spec.begun.values())
         extra = -1 if busy else spec.swapons
+    if op in _LOCKING:
+        racing = _busy_set(spec, tid, _LOCKING) if spec.begun else _NONE
+        for a in span:
+            _bump(spec.locking, a)
+        # (-1: another such call was in flight when this one began: whichever finishes
+        # last, their critical sections may have run in either order)
+        extra = {a: -1 if a in racing else spec.locking[a] for a in span}
     # An address another call may be changing right now promises nothing to this one.
     in_flight = _busy_set(spec, tid, _ANY) if spec.begun else _NONE
     content, mapping = spec.content, spec.mapping
@@ -192,10 +212,12 @@ def _return(m: Monitor, spec: Spec, tid: int, ret: int,
 
     op, args, counts, extra = begun
     k = m.k
+    if op in _LOCKING:
+        _lock_return(spec, tid, op, args, ret, extra)  # type: ignore[arg-type]
     if op in ("read", "write"):
         a = (args["mm"], args["addr"])
         assert isinstance(extra, tuple)
-        was_unmapped, was_writable, want = extra
+        was_unmapped, was_writable, want, last = extra
         mapped_same = _same(spec, counts, a, 1)
         where = f"mm{a[0]} page {a[1]}"
         if op == "write" and ret == 0 and _same(spec, counts, a, 0) and not _busy(
@@ -218,6 +240,14 @@ def _return(m: Monitor, spec: Spec, tid: int, ret: int,
                           f"its parent had token {want} there when fork began and neither side "
                           "stored there since: expected the child to read what the parent had",
                           expected=want, found=got)
+        if op == "read" and ret == 0 and last is not None and _same(spec, counts, a, 0):
+            got = k.loaded.get(tid)
+            if got != last:
+                what = "mmap's zeroes" if last == 0 else f"token {last}, its last store"
+                return _v("load_promise", a, f"mm{a[0]} reads token {got} at page {a[1]}, but "
+                          f"it holds {what}, and no store, mmap, munmap or exit of it began "
+                          "since: expected a load to read what was last stored there",
+                          expected=last, found=got)
         return None
     if op in _MAPS and ret == args["addr"]:
         busy = _busy_set(spec, tid, _ANY)
@@ -252,6 +282,8 @@ def _return(m: Monitor, spec: Spec, tid: int, ret: int,
                 spec.stored[(ret, a[1])] = token  # what a fork of the child passes on
         for a in reserved | {a for a in spec.reserved if a[0] == args["mm"]}:
             spec.reserved.add((ret, a[1]))  # whatever may be VM_RESERVED in the parent
+        # fork(2): "memory locks are not inherited by a child"
+        spec.unlocked.update(_range(m, ret, 0, k.config.pages_per_mm))
     elif op == "swapoff" and ret == 0 and extra == spec.swapons:
         spec.swap_off = True
         for e in range(len(k.swap.swap_map)):
@@ -259,6 +291,22 @@ def _return(m: Monitor, spec: Spec, tid: int, ret: int,
             if v is not None:
                 return v
     return None
+
+
+def _lock_return(spec: Spec, tid: int, op: str, args: dict[str, int], ret: int,
+                 began: dict[Addr, int]) -> None:
+    """The lock state call ``tid`` left: mlock locks its range, munlock, mmap and munmap
+    unlock theirs (exit's mm is gone), when it succeeded and no call that may change the
+    same addresses was in flight when it began, began meanwhile or is still in flight;
+    otherwise the state is unknown (a failed mlock may have locked part of the range)."""
+    ok = (ret == args["addr"]) if op in _MAPS else (ret == 0)
+    racing = _busy_set(spec, tid, _LOCKING) if spec.begun else _NONE
+    for a, then in began.items():
+        spec.mlocked.discard(a)
+        spec.unlocked.discard(a)
+        if not ok or then < 0 or a in racing or spec.locking.get(a, 0) != then or op == "exit":
+            continue
+        (spec.mlocked if op == "mlock" else spec.unlocked).add(a)
 
 
 def _step(m: Monitor) -> list[Violation]:
@@ -324,6 +372,8 @@ def _world_spec(m: Monitor) -> Spec:
         spec, found=list(spec.found), content=dict(spec.content), mapping=dict(spec.mapping),
         stored=dict(spec.stored), inherited=dict(spec.inherited), writable=dict(spec.writable),
         unmapped=set(spec.unmapped), locked=set(spec.locked), reserved=set(spec.reserved),
+        mlocked=set(spec.mlocked), unlocked=set(spec.unlocked),
+        locking=dict(spec.locking),
         begun=dict(spec.begun),
         watched={mm_id: set(addrs) for mm_id, addrs in spec.watched.items()},
     )
@@ -364,6 +414,58 @@ def _state_mm(m: Monitor, spec: Spec, mm_id: int) -> Violation | None:
         addrs.discard(addr)
     if not addrs:
         del spec.watched[mm_id]
+    return None
+
+
+def _lock_state_at_rest(m: Monitor) -> Violation | None:
+    """With no task running: each vma of a live mm (but a VM_RESERVED one, which mlock leaves
+    alone) has VM_LOCKED exactly on the addresses the user's calls left locked (unknown ones
+    aside), and each PG_mlocked page in use is mapped by a VM_LOCKED vma."""
+    k = m.k
+    spec: Spec | None = m.promise_spec
+    if spec is None:
+        spec = m.promise_spec = _world_spec(m)
+    # (a full scan reads no calls: it knows the world's, not the run's)
+    for mm_id in () if m.full else sorted(k.mms):
+        mm = k.mms[mm_id]
+        if mm.dead or mm.users <= 0:
+            continue
+        vma = mm.mmap
+        n = 0
+        while vma is not None and type(vma) not in _FREED and n < MAX_VMAS:
+            if not vma.vm_flags & VM_RESERVED:
+                have = bool(vma.vm_flags & VM_LOCKED)
+                for addr in range(vma.vm_start, vma.vm_end):
+                    a = (mm_id, addr)
+                    if a in spec.reserved or not (
+                            a in spec.unlocked if have else a in spec.mlocked):
+                        continue
+                    why = ("a munlock, munmap, mmap or fork left it unlocked and no mlock of "
+                           "it began since (mprotect keeps the lock state)"
+                           if have else "mlock of it returned 0 and no munlock, munmap, mmap "
+                           "or exit of it began since")
+                    return _v("mlock_state_promise", a, f"every task finished, but "
+                              f"{vma_desc(vma)} {'has' if have else 'lacks'} VM_LOCKED at page "
+                              f"{addr} though {why}: expected VM_LOCKED exactly where the "
+                              "user locked")
+            vma = vma.vm_next
+            n += 1
+    for page in k.pages:
+        if PG_mlocked not in page.flags or page.count <= 0:
+            continue
+        for mm_id, addr in sorted(k.present_ptes.get(page.pfn, ())):
+            owner = k.mms.get(mm_id)
+            v = None if owner is None else vma_at(owner, addr)
+            if v is not None and v.vm_flags & VM_LOCKED:
+                break
+        else:
+            return Violation(
+                "mlock_state_promise",
+                f"every task finished, but {page_desc(page)} is PG_mlocked and no VM_LOCKED vma "
+                "maps it: expected an mlocked page munlocked once no locked vma maps it (it "
+                "stays unevictable for good)",
+                pfn=page.pfn,
+            )
     return None
 
 
@@ -452,11 +554,27 @@ _DOCS = {
         "fork(2): 'the child process and the parent process run in separate memory spaces ... "
         "at the time of fork() both memory spaces have the same content'",
     ),
+    "load_promise": (
+        "a load reads what the last store there stored (mmap's zeroes if none), whatever "
+        "reclaim, swap and migration did meanwhile",
+        "mmap(2): an anonymous mapping is 'initialized to zero'; the memory model every "
+        "program relies on: a load returns the last store (swap and migration are invisible)",
+    ),
     "swapoff_promise": (
         "after swapoff returns 0, no pte and no swap-cache page refers to the swap area",
         "swapoff(2); mm/swapfile.c try_to_unuse(): every entry unused before swapoff returns",
     ),
 }
+
+register(
+    "mlock_state_promise", "promises",
+    "with no task running, VM_LOCKED is set exactly where the user's calls left memory locked "
+    "and every mlocked page is mapped by a locked vma",
+    "mlock(2)/munlock(2); fork(2): 'memory locks are not inherited by a child'; "
+    "Documentation/vm/unevictable-lru.txt: a page stays mlocked only while a VM_LOCKED vma "
+    "maps it (munlock_vma_page(), try_to_munlock())",
+    at_rest=_lock_state_at_rest,
+)
 
 for _name in CHECKS:
     _doc, _mirrors = _DOCS[_name]

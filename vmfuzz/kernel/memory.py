@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from vmfuzz.kernel.fork import get_mm, mmput
 from vmfuzz.kernel.mm_types import (
+    VM_LOCKED,
     VM_WRITE,
     MigrationPte,
     MmStruct,
@@ -124,6 +125,16 @@ def do_wp_page(
         put_page(k, old_page)
         return ENOMEM
     new_page.data = old_page.data  # cow_user_page()
+    if vma.vm_flags & VM_LOCKED:
+        # "Don't let another task, with possibly unlocked vma, keep the mlocked page"
+        # (2.6.36, since b291f000 "mlock: mlocked pages are unevictable"): the copy is this
+        # locked vma's, so the old page, shared with a child whose vma fork left unlocked,
+        # loses PG_mlocked.
+        from vmfuzz.kernel.mlock import clear_page_mlock
+
+        yield k.sched.lock_page(old_page.lock)  # for LRU manipulation
+        clear_page_mlock(k, old_page)
+        k.sched.unlock_page(old_page.lock)
     yield k.sched.spin_lock(ptl)
     if pte_same(mm.pgd.get(addr), orig_pte):
         page_add_new_anon_rmap(k, new_page, vma, addr)

@@ -76,6 +76,21 @@ def munlock_vma_page(k: Kernel, page: Page) -> Gen:
         putback_lru_page(k, page)
 
 
+def clear_page_mlock(k: Kernel, page: Page) -> None:
+    """clear_page_mlock() (2.6.36, mm/internal.h and __clear_page_mlock() in mm/mlock.c): the
+    (locked) page loses PG_mlocked and, unless someone else has it isolated, goes back to the
+    list putback picks, an evictable one.  No try_to_munlock: a VM_LOCKED vma that still maps
+    it mlocks it again when reclaim meets it (lazy culling)."""
+    if PG_mlocked not in page.flags:
+        return
+    page.flags.discard(PG_mlocked)
+    k.touch_page(page)
+    if page.mapping is None:  # truncated
+        return
+    if isolate_lru_page(k, page):
+        putback_lru_page(k, page)
+
+
 def munlock_vma_pages_range(k: Kernel, vma: VmAreaStruct, start: int, end: int) -> Gen:
     """munlock_vma_pages_range(): clear VM_LOCKED, then munlock each present page of the range
     (taking a reference and the page lock, as follow_page(FOLL_GET) + lock_page)."""
