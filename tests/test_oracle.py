@@ -81,3 +81,27 @@ def test_lock_held_on_return_to_user_space() -> None:
         k.sched.run()
     assert info.value.check == "lock_held_at_exit"
     assert "returned from leaky holding" in info.value.message
+
+
+def test_lru_at_rest_fires_on_a_page_isolated_and_never_put_back() -> None:
+    from vmfuzz.kernel.page_alloc import isolate_lru_page
+
+    k = _forked()
+    check_all(k)
+    pte = k.mms[0].pgd[1]
+    assert isinstance(pte, PresentPte)
+    assert isolate_lru_page(k, k.pages[pte.pfn])  # a path's private page, at rest
+    with pytest.raises(Violation) as info:
+        check_all(k, ["lru_at_rest"])
+    assert "on no LRU list: isolated and never put back" in info.value.message
+
+
+def test_anon_vma_leak_fires_on_an_anon_vma_nothing_links() -> None:
+    from vmfuzz.kernel.rmap import anon_vma_alloc
+
+    k = _forked()
+    check_all(k)  # the parent's anon_vma and the child's, both linked
+    lost = anon_vma_alloc(k)
+    with pytest.raises(Violation) as info:
+        check_all(k, ["anon_vma_leak"])
+    assert f"anon_vma{lost.id} is live and no vma links it" in info.value.message

@@ -13,14 +13,14 @@ from vmfuzz.invariants.promises import CHECKS as PROMISES
 from vmfuzz import Violation
 from vmfuzz.case import Case, OpCall, Run, TaskSpec, execute
 from vmfuzz.kernel import KernelConfig
-from vmfuzz.kernel.mm_types import PresentPte, SwapPte
+from vmfuzz.kernel.mm_types import VM_LOCKED, PG_mlocked, PresentPte, SwapPte
 
 MUTANTS = Path(__file__).resolve().parent.parent / "vmfuzz" / "_mutants"
 
 
 def _run(*ops: tuple[str, dict[str, int]]) -> tuple[Run, Monitor]:
     # The promise checks alone: the hand-built bad states break other checks too.
-    config = KernelConfig(checks=frozenset(PROMISES))
+    config = KernelConfig(checks=frozenset((*PROMISES, "mlock_state_promise")))
     case = Case(config, (TaskSpec("T", tuple(OpCall(op, args) for op, args in ops)),))
     run = execute(case)
     assert run.outcome.kind == "clean", run.outcome
@@ -130,3 +130,64 @@ def test_the_worlds_calls_start_the_spec() -> None:
     k.call_return("read", {"mm": 3, "addr": 4}, 0)
     v = _fires(monitor, "fork_promise")
     assert "mm3 reads token 0 at page 4" in v.message
+
+
+def _read(run: Run, mm: int, addr: int, got: int) -> None:
+    """A load of ``addr`` that the kernel answers with token ``got``."""
+    k = run.kernel
+    args = {"mm": mm, "addr": addr}
+    k.call_begin("read", args)
+    assert k.calls is not None
+    k.loaded[k.calls[-1][0]] = got
+    k.call_return("read", args, 0)
+
+
+def test_load_promise_fires_when_a_load_misses_the_last_store() -> None:
+    run, monitor = _run(MMAP, WRITE1, ("kswapd", {"count": 4}), ("read", {"mm": 0, "addr": 1}))
+    stored = run.kernel.loaded[0]  # the load after reclaim read the store back
+    assert stored != 0
+    _read(run, 0, 1, stored + 1)
+    v = _fires(monitor, "load_promise")
+    assert f"token {stored}, its last store" in v.message
+
+
+def test_load_promise_fires_when_a_fresh_mapping_is_not_zero() -> None:
+    run, monitor = _run(MMAP, WRITE1, MMAP, ("read", {"mm": 0, "addr": 1}))
+    assert run.kernel.loaded[0] == 0  # mmap over the old mapping: zeroes
+    _read(run, 0, 1, 7)
+    assert "mmap's zeroes" in _fires(monitor, "load_promise").message
+
+
+def test_mlock_state_promise_fires_on_a_lock_fork_passed_on() -> None:
+    run, monitor = _run(MMAP, ("mlock", {"mm": 0, "addr": 0, "npages": 4}), ("fork", {"mm": 0}))
+    k = run.kernel
+    child = next(mm for mm_id, mm in sorted(k.mms.items()) if mm_id >= 3 and mm.mmap)
+    assert child.mmap is not None and not child.mmap.vm_flags & VM_LOCKED
+    child.mmap.vm_flags |= VM_LOCKED
+    k.touch_mm(child)
+    assert "has VM_LOCKED" in _fires(monitor, "mlock_state_promise").message
+
+
+def test_mlock_state_promise_fires_on_a_lock_mprotect_dropped() -> None:
+    run, monitor = _run(MMAP, ("mlock", {"mm": 0, "addr": 0, "npages": 4}),
+                        ("mprotect", {"mm": 0, "addr": 0, "npages": 4, "flag": 0}))
+    k = run.kernel
+    vma = k.mms[0].mmap
+    assert vma is not None and vma.vm_flags & VM_LOCKED  # mprotect keeps the lock
+    vma.vm_flags &= ~VM_LOCKED
+    k.touch_mm(k.mms[0])
+    assert "lacks VM_LOCKED" in _fires(monitor, "mlock_state_promise").message
+
+
+def test_a_cow_in_a_locked_vma_leaves_no_mlocked_page_to_the_child() -> None:
+    """2.6.36 do_wp_page munlocks the old page when a locked vma copies it: the forked child,
+    whose vma fork left unlocked, keeps a page that is not mlocked (before the model did it,
+    the child's page stayed PG_mlocked with no locked vma mapping it)."""
+    run, _ = _run(MMAP, WRITE1, ("mlock", {"mm": 0, "addr": 0, "npages": 4}),
+                  ("fork", {"mm": 0}), ("write", {"mm": 0, "addr": 1}))
+    k = run.kernel
+    parent, child = k.mms[0].pgd[1], k.mms[3].pgd[1]
+    assert isinstance(parent, PresentPte) and isinstance(child, PresentPte)
+    assert parent.pfn != child.pfn
+    assert PG_mlocked in k.pages[parent.pfn].flags
+    assert PG_mlocked not in k.pages[child.pfn].flags
