@@ -25,7 +25,7 @@ import attrs
 from vmfuzz.case import Case, OpCall, Run, Schedule, TaskSpec
 from vmfuzz.kernel import KernelConfig
 
-VERSION = 1
+VERSION = 2
 PATH = Path(__file__).parent / "workloads" / f"hotpath-v{VERSION}.json"
 # How the committed file was recorded (python -m vmfuzz._workload).
 RECORD_SEED = 1
