@@ -282,8 +282,12 @@ def _return(m: Monitor, spec: Spec, tid: int, ret: int,
                 spec.stored[(ret, a[1])] = token  # what a fork of the child passes on
         for a in reserved | {a for a in spec.reserved if a[0] == args["mm"]}:
             spec.reserved.add((ret, a[1]))  # whatever may be VM_RESERVED in the parent
-        # fork(2): "memory locks are not inherited by a child"
-        spec.unlocked.update(_range(m, ret, 0, k.config.pages_per_mm))
+        # fork(2): "memory locks are not inherited by a child" (unless a call aimed at the
+        # child's id, which exists before fork returns, may have changed it meanwhile)
+        racing = _busy_set(spec, tid, _LOCKING) if spec.begun else _NONE
+        for a in _range(m, ret, 0, k.config.pages_per_mm):
+            if a not in racing and not spec.locking.get(a):
+                spec.unlocked.add(a)
     elif op == "swapoff" and ret == 0 and extra == spec.swapons:
         spec.swap_off = True
         for e in range(len(k.swap.swap_map)):
