@@ -42,9 +42,9 @@ from typing import TYPE_CHECKING
 
 import attrs
 from vmfuzz.invariants._registry import register, step_group, step_guard
-from vmfuzz.invariants._view import _FREED, MAX_VMAS, page_desc, vma_at, vma_desc
+from vmfuzz.invariants._view import _FREED, MAX_VMAS, vma_desc
 
-from vmfuzz.kernel.mm_types import VM_LOCKED, VM_RESERVED, MigrationPte, PG_mlocked, PresentPte
+from vmfuzz.kernel.mm_types import VM_LOCKED, VM_RESERVED, MigrationPte, PresentPte
 from vmfuzz.violation import Violation
 
 if TYPE_CHECKING:
@@ -424,7 +424,9 @@ def _state_mm(m: Monitor, spec: Spec, mm_id: int) -> Violation | None:
 def _lock_state_at_rest(m: Monitor) -> Violation | None:
     """With no task running: each vma of a live mm (but a VM_RESERVED one, which mlock leaves
     alone) has VM_LOCKED exactly on the addresses the user's calls left locked (unknown ones
-    aside), and each PG_mlocked page in use is mapped by a VM_LOCKED vma."""
+    aside).  (Not: every PG_mlocked page mapped by a locked vma.  2.6.36 lets a race strand
+    one, reclaim mlocking a page just after munlock cleared it, and frees it as such,
+    counting UNEVICTABLE_MLOCKFREED.)"""
     k = m.k
     spec: Spec | None = m.promise_spec
     if spec is None:
@@ -454,22 +456,6 @@ def _lock_state_at_rest(m: Monitor) -> Violation | None:
                               "user locked")
             vma = vma.vm_next
             n += 1
-    for page in k.pages:
-        if PG_mlocked not in page.flags or page.count <= 0:
-            continue
-        for mm_id, addr in sorted(k.present_ptes.get(page.pfn, ())):
-            owner = k.mms.get(mm_id)
-            v = None if owner is None else vma_at(owner, addr)
-            if v is not None and v.vm_flags & VM_LOCKED:
-                break
-        else:
-            return Violation(
-                "mlock_state_promise",
-                f"every task finished, but {page_desc(page)} is PG_mlocked and no VM_LOCKED vma "
-                "maps it: expected an mlocked page munlocked once no locked vma maps it (it "
-                "stays unevictable for good)",
-                pfn=page.pfn,
-            )
     return None
 
 
@@ -572,11 +558,9 @@ _DOCS = {
 
 register(
     "mlock_state_promise", "promises",
-    "with no task running, VM_LOCKED is set exactly where the user's calls left memory locked "
-    "and every mlocked page is mapped by a locked vma",
-    "mlock(2)/munlock(2); fork(2): 'memory locks are not inherited by a child'; "
-    "Documentation/vm/unevictable-lru.txt: a page stays mlocked only while a VM_LOCKED vma "
-    "maps it (munlock_vma_page(), try_to_munlock())",
+    "with no task running, VM_LOCKED is set exactly where the user's calls left memory locked",
+    "mlock(2)/munlock(2); fork(2): 'memory locks are not inherited by a child'; /proc/PID/"
+    "status VmLck and smaps' Locked: what the process locked",
     at_rest=_lock_state_at_rest,
 )
 
