@@ -21,6 +21,10 @@ by the task bodies) and from what user loads and stores moved (``k.loaded``, ``k
   of either side stay private (a child's store makes the address its own);
 * ``swapoff_promise``: after swapoff returns 0, until swapon begins, no pte and no swap-cache
   page refers to the swap area;
+* ``enomem_promise``: a call whose only documented cause of -ENOMEM is memory it could not
+  allocate (swapoff; a load's or store's fault: VM_FAULT_OOM) returns -ENOMEM only if a page
+  allocation failed while it ran (the allocator's own count of failures, vmstat's
+  ``pgalloc_fail``): an error the call's cause does not explain is a lost operation;
 * ``load_promise``: a load reads what the last store to the address stored (mmap's zeroes if
   none, a fork child's inherited data is ``fork_promise``'s), when no store, mmap, munmap or
   exit of it was in flight: the program's own view of its memory, kept from the calls alone,
@@ -53,8 +57,14 @@ if TYPE_CHECKING:
 EFAULT = -14
 Addr = tuple[int, int]  # (mm id, virtual page)
 BOOT_TID = -1  # the task id the world's calls are replayed as
+ENOMEM = -12
 CHECKS = ("mprotect_promise", "munmap_promise", "mlock_promise", "fork_promise",
-          "swapoff_promise", "load_promise")
+          "swapoff_promise", "load_promise", "enomem_promise")
+# Calls whose man page gives no cause of ENOMEM but an allocation that failed: swapoff(2)
+# ("insufficient memory"), and a fault (VM_FAULT_OOM).  mmap, mprotect, mlock and munmap also
+# return it for a range that is not mapped or too many mappings, fork for an entry it cannot
+# duplicate: those are not here.
+_ENOMEM_ALLOC = frozenset({"swapoff", "read", "write"})
 _MAPS = frozenset({"mmap", "mmap_reserved", "mmap_driver"})  # MAP_FIXED: replace the range
 
 
@@ -86,6 +96,9 @@ class Spec:
     unlocked: set[Addr] = attrs.Factory(set)
     locking: dict[Addr, int] = attrs.Factory(dict)  # begun calls that may change it
     swap_off: bool = False
+    # tid -> pgalloc_fail at the end of the step the call began in (alloc_page yields at
+    # entry, so no allocation of the call can have failed yet)
+    alloc_fails: dict[int, int] = attrs.Factory(dict)
     swapons: int = 0  # swapon calls begun
     watched: dict[int, set[int]] = attrs.Factory(dict)  # mm id -> addrs under a state promise
 
@@ -173,6 +186,8 @@ def _begin(m: Monitor, spec: Spec, tid: int, op: str, args: dict[str, int]) -> N
     elif op == "swapoff":
         busy = any(o == "swapon" for o, _a, _c, _e in spec.begun.values())
         extra = -1 if busy else spec.swapons
+    if op in _ENOMEM_ALLOC:
+        spec.alloc_fails[tid] = m.k.stats.get("pgalloc_fail", 0)
     if op in _LOCKING:
         racing = _busy_set(spec, tid, _LOCKING) if spec.begun else _NONE
         for a in span:
@@ -212,6 +227,15 @@ def _return(m: Monitor, spec: Spec, tid: int, ret: int,
 
     op, args, counts, extra = begun
     k = m.k
+    if op in _ENOMEM_ALLOC:
+        fails = spec.alloc_fails.pop(tid, None)
+        if ret == ENOMEM and k.stats.get("pgalloc_fail", 0) == fails:
+            what = f"a {'store to' if op == 'write' else 'load of'} mm{args['mm']} page " \
+                f"{args['addr']}" if "mm" in args else op
+            msg = (f"{what} returned -ENOMEM, but no page allocation failed while it ran: "
+                   "an error its cause does not explain")
+            return (_v("enomem_promise", (args["mm"], args["addr"]), msg) if "mm" in args
+                    else Violation("enomem_promise", msg))
     if op in _LOCKING:
         _lock_return(spec, tid, op, args, ret, extra)  # type: ignore[arg-type]
     if op in ("read", "write"):
@@ -553,6 +577,12 @@ _DOCS = {
     "swapoff_promise": (
         "after swapoff returns 0, no pte and no swap-cache page refers to the swap area",
         "swapoff(2); mm/swapfile.c try_to_unuse(): every entry unused before swapoff returns",
+    ),
+    "enomem_promise": (
+        "swapoff, a load or a store returns -ENOMEM only if a page allocation failed while it "
+        "ran",
+        "swapoff(2) ENOMEM: 'insufficient memory'; a fault's VM_FAULT_OOM; vmstat "
+        "pgalloc_fail and the allocation-failure warning",
     ),
 }
 

@@ -191,3 +191,25 @@ def test_a_cow_in_a_locked_vma_leaves_no_mlocked_page_to_the_child() -> None:
     assert parent.pfn != child.pfn
     assert PG_mlocked in k.pages[parent.pfn].flags
     assert PG_mlocked not in k.pages[child.pfn].flags
+
+
+def test_enomem_promise_fires_on_enomem_without_a_failed_allocation() -> None:
+    run, monitor = _run(MMAP, WRITE1, ("kswapd", {"count": 1}))
+    k = run.kernel
+    k.call_begin("swapoff", {})
+    k.call_return("swapoff", {}, -12)
+    v = _fires(monitor, "enomem_promise")
+    assert "swapoff returned -ENOMEM, but no page allocation failed" in v.message
+
+
+def test_enomem_promise_takes_a_failed_allocation_as_the_cause() -> None:
+    run, monitor = _run(MMAP, WRITE1)
+    k = run.kernel
+    k.call_begin("read", {"mm": 0, "addr": 1})
+    monitor.step()  # the step the load began in (alloc_page yields before it can fail)
+    k.count("pgalloc_fail")  # the fault's page allocation failed: VM_FAULT_OOM
+    k.call_return("read", {"mm": 0, "addr": 1}, -12)
+    monitor.step()  # quiet
+    k.call_begin("write", {"mm": 0, "addr": 2})
+    k.call_return("write", {"mm": 0, "addr": 2}, -12)
+    assert "a store to mm0 page 2 returned -ENOMEM" in _fires(monitor, "enomem_promise").message
