@@ -30,10 +30,14 @@ from vmfuzz.lockdep import LockDep
 from vmfuzz.pool import RETRY_SCHEDULES
 from vmfuzz.program import (
     aim_frame,
+    boot_ranges,
     frames_at,
     objects_of,
+    range_of,
     retarget,
+    reuse_range,
     takes_frame,
+    takes_range,
     target_of,
 )
 from vmfuzz.schedules import (
@@ -115,6 +119,7 @@ class KernelMachine(RuleBasedStateMachine):
         self.slots: dict[int, _Thread] = {}
         self.enabled: list[str] = []
         self.targets: list[tuple[int, int | None]] = []  # (mm, addr) of earlier operations
+        self.ranges: list[tuple[int, int, int]] = []  # (mm, addr, npages) of earlier ones
         self.boot_frames: list[int] = []  # frames the world mapped at its targets
         self.mode = self.scheduler  # "mixed" is resolved per example in setup()
         self.pct_seed = 0
@@ -150,6 +155,7 @@ class KernelMachine(RuleBasedStateMachine):
         # Operations may be aimed at the pages the world populated, as at earlier ones'.
         self.targets = list(dict.fromkeys(self.k.boot_targets))
         self.boot_frames = frames_at(self.k, self.targets)
+        self.ranges = boot_ranges(self.k)
         ops = self.ops
         self.enabled = [op for op in enabled if ops is None or op in ops] or sorted(
             ops or enabled
@@ -167,11 +173,15 @@ class KernelMachine(RuleBasedStateMachine):
         """Queue one operation on thread ``slot`` (a new thread if that one has finished)."""
         call = data.draw(op_calls(self.config, self.enabled), label="op")
         if target_of(call) is not None and self.targets:
-            # Half the time, aim at the (mm, addr) of an earlier operation of this example.
+            # Half the time, aim at the (mm, addr) of an earlier operation of this example,
+            # or (an operation with a length) at exactly an earlier operation's range.
             n = len(self.targets)
-            pick = data.draw(_below(2 * n), label="reuse")
+            ranges = self.ranges if takes_range(call) else []
+            pick = data.draw(_below(2 * (n + len(ranges))), label="reuse")
             if pick < n:
                 call = retarget(call, self.targets[pick])
+            elif pick < n + len(ranges):
+                call = reuse_range(call, ranges[pick - n])
         elif takes_frame(call):
             # Half the time, the frame mapped now at one of those pages (a free frame is
             # a no-op for an operation on frames).
@@ -183,6 +193,9 @@ class KernelMachine(RuleBasedStateMachine):
         tgt = target_of(call)
         if tgt is not None and tgt not in self.targets:
             self.targets.append(tgt)
+        rng = range_of(call)
+        if rng is not None and rng not in self.ranges:
+            self.ranges.append(rng)
         slot %= self.max_threads
         th = self.slots.get(slot)
         if th is not None and not th.task.done:
