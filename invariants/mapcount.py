@@ -1,5 +1,6 @@
 """Page counts: mapcount equals the present ptes mapping the page; refcount covers its users,
-and with no task running equals them.
+and with no task running equals them; with no task running an mm's rss counts its present
+ptes.
 
 ``page.mapcount`` is the kernel's ``page_mapcount()`` (_mapcount + 1) and ``page.count`` its
 ``page_count()``.  Between a pte update and the matching page_add_*_rmap / page_remove_rmap the
@@ -164,4 +165,29 @@ register(
     "mm/page_table_check.c page_table_check_set(): "
     "BUG_ON(atomic_inc_return(&ptc->anon_map_count) > 1 && rw) (CONFIG_PAGE_TABLE_CHECK)",
     page=_rw_exclusive,
+)
+
+
+def _rss_at_rest(m: Monitor) -> Violation | None:
+    """Each mm's rss counter equals the present ptes of its page table (the pages are all
+    anonymous in the model: MM_ANONPAGES), read from the page table itself."""
+    for mm in sorted(m.k.mms.values(), key=lambda x: x.id):
+        present = sum(1 for pte in mm.pgd.values() if isinstance(pte, PresentPte))
+        if mm.rss != present:
+            return Violation(
+                "rss_at_rest",
+                f"every task finished, but {mm.name}'s rss is {mm.rss} with {present} present "
+                "ptes: a path counted a page it did not map or unmapped one it did not count "
+                "(VmRSS, getrusage and the OOM killer's badness read this counter)",
+                mm=mm.name)
+    return None
+
+
+register(
+    "rss_at_rest",
+    "mapcount",
+    "with no task running, each mm's rss counter equals the present ptes of its page table",
+    "kernel/fork.c check_mm(): 'BUG: Bad rss-counter state' at the last mmput; "
+    "include/linux/mm.h get_mm_counter(MM_ANONPAGES)",
+    at_rest=_rss_at_rest,
 )

@@ -164,6 +164,8 @@ class World:
             write = False
         if rmap:
             page.mapcount += 1
+        if not isinstance(mm.pgd.get(addr), PresentPte):
+            mm.rss += 1  # inc_mm_counter(MM_ANONPAGES) (rss_at_rest)
         self.k.set_pte_at(mm, addr, PresentPte(page.pfn, write))
         self.k.expected[mm.id][addr] = page.data
         self.k.touch_page(page)
@@ -188,6 +190,7 @@ class World:
         assert e is not None
         self.k.swap.swap_map[e] += 1
         self.k.set_pte_at(mm, addr, SwapPte(e))
+        mm.rss -= 1
         page.mapcount -= 1
         page.count -= 1
         self.k.touch_page(page)
@@ -379,6 +382,7 @@ def test_mapcount_inside_page_table_lock_deferred() -> None:
             yield k.sched.spin_lock(mm.page_table_lock)
             page.count += 1
             k.set_pte_at(mm, 0, PresentPte(page.pfn, False))
+            mm.rss += 1
             k.expected[mm.id][0] = page.data
             yield "do_swap_page:set_pte"
             yield "do_swap_page:between"
@@ -684,6 +688,7 @@ def test_pte_outside_vmas_caught_and_mid_munmap_accepted() -> None:
         yield k.sched.spin_lock(mm.page_table_lock)
         for a, page in zip((8, 9), pages2, strict=True):
             k.pte_clear(mm, a)
+            mm.rss -= 1
             page.mapcount -= 1
             k.expected[mm.id].pop(a)
         k.sched.spin_unlock(mm.page_table_lock)
@@ -744,6 +749,7 @@ def test_clean_free_accepted() -> None:
     _vma, pages = base(w)
     m = Monitor(w.k)
     w.k.pte_clear(w.mm(0), 0)
+    w.mm(0).rss -= 1
     pages[0].mapcount -= 1
     w.k.expected[0].pop(0)
     w.free(pages[0])

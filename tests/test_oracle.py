@@ -96,6 +96,16 @@ def test_lru_at_rest_fires_on_a_page_isolated_and_never_put_back() -> None:
     assert "on no LRU list: isolated and never put back" in info.value.message
 
 
+def test_rss_at_rest_fires_on_an_rss_count_no_pte_backs() -> None:
+    k = _forked()
+    check_all(k)
+    k.mms[0].rss += 1  # a fault that backed out after counting the page
+    with pytest.raises(Violation) as info:
+        check_all(k, ["rss_at_rest"])
+    present = sum(isinstance(p, PresentPte) for p in k.mms[0].pgd.values())
+    assert f"mm0's rss is {present + 1} with {present} present ptes" in info.value.message
+
+
 def test_anon_vma_leak_fires_on_an_anon_vma_nothing_links() -> None:
     from vmfuzz.kernel.rmap import anon_vma_alloc
 

@@ -105,6 +105,7 @@ def synthetic_path(k: Kernel, mm: MmStruct, vma: VmAreaStruct, rounds: int) -> T
                     page.data = k.new_token()
                     k.expected[mm.id][addr] = page.data
                     k.set_pte_at(mm, addr, PresentPte(pfn, True))
+                    mm.rss += 1
                     add_page_to_lru_list(k, page, LRU_ACTIVE)  # (touches the page)
             elif isinstance(pte, PresentPte):
                 page = k.pages[pte.pfn]
@@ -117,6 +118,7 @@ def synthetic_path(k: Kernel, mm: MmStruct, vma: VmAreaStruct, rounds: int) -> T
                     k.swap.cache[e] = page
                     k.swap.swap_map[e] = 2
                     k.set_pte_at(mm, addr, SwapPte(e))
+                    mm.rss -= 1
                     page.mapcount -= 1
                     page.count -= 1
                     k.touch_page(page)
@@ -124,6 +126,7 @@ def synthetic_path(k: Kernel, mm: MmStruct, vma: VmAreaStruct, rounds: int) -> T
                 else:
                     # zap_pte_range + free
                     k.pte_clear(mm, addr)
+                    mm.rss -= 1
                     k.expected[mm.id].pop(addr, None)
                     page.mapcount -= 1
                     if PG_swapcache in page.flags:
@@ -143,6 +146,7 @@ def synthetic_path(k: Kernel, mm: MmStruct, vma: VmAreaStruct, rounds: int) -> T
                 page.count += 1
                 page.mapcount += 1
                 k.set_pte_at(mm, addr, PresentPte(page.pfn, True))
+                mm.rss += 1
                 k.swap.swap_map[pte.entry] -= 1
                 _delete_from_swap_cache(k, page)
                 k.touch_page(page)
