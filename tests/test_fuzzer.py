@@ -240,3 +240,35 @@ def test_a_campaign_depends_on_its_seed_not_on_what_was_imported() -> None:
         assert p.returncode == 0
         outs.add(out)
     assert len(outs) == 1, outs
+
+
+def test_an_example_may_aim_a_ranged_operation_at_exactly_an_earlier_range() -> None:
+    """spawn's reuse draw: below the targets' count an (mm, addr) target; next the ranges
+    (the world's boot mmaps, then the example's own operations), mm, addr and npages."""
+    from typing import Any
+
+    from vmfuzz.case import OpCall
+    from vmfuzz.strategies.machine import KernelMachine
+
+    class Data:
+        def __init__(self, call: OpCall, pick: int) -> None:
+            self.values = {"op": call, "reuse": pick}
+
+        def draw(self, strategy: Any, label: str) -> Any:
+            return self.values[label]
+
+    m = KernelMachine()
+    m.setup(enabled=["mlock", "mprotect"], sched_seed=(0, 2, 10), pick=0, world=frozenset())
+    assert m.ranges == [(0, 0, 8), (1, 0, 8), (2, 0, 8)]  # the boot vmas' mmaps
+    n = len(m.targets)
+    m.spawn(slot=0, data=Data(OpCall("mlock", {"mm": 1, "addr": 5, "npages": 2}), 2 * n + 8))
+    assert m.ranges[-1] == (1, 5, 2)
+    n = len(m.targets)  # the mlock's (mm, addr) is a target now
+    m.spawn(slot=1, data=Data(OpCall("mprotect", {"mm": 0, "addr": 9, "npages": 1,
+                                                  "flag": 1}), n + 3))
+    m.spawn(slot=2, data=Data(OpCall("mprotect", {"mm": 0, "addr": 9, "npages": 1,
+                                                  "flag": 0}), n + 1))
+    got = [t.ops[0].args for t in m.threads[1:]]
+    assert got == [{"mm": 1, "addr": 5, "npages": 2, "flag": 1},
+                   {"mm": 1, "addr": 0, "npages": 8, "flag": 0}]
+    m.teardown()
