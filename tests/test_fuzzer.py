@@ -247,8 +247,9 @@ def test_an_example_may_aim_a_ranged_operation_at_exactly_an_earlier_range() -> 
     (the world's boot mmaps, then the example's own operations), mm, addr and npages."""
     from typing import Any
 
-    from vmfuzz.case import OpCall
     from vmfuzz.strategies.machine import KernelMachine
+
+    from vmfuzz.case import OpCall
 
     class Data:
         def __init__(self, call: OpCall, pick: int) -> None:
