@@ -277,7 +277,10 @@ def _return(m: Monitor, spec: Spec, tid: int, ret: int,
         busy = _busy_set(spec, tid, _ANY)
         for a in _range(m, args["mm"], args["addr"], args["npages"]):
             if _same(spec, counts, a, 1) and a not in busy:
-                spec.stored[a] = 0
+                # A store that ran during the mmap may have landed in the new mapping (it is
+                # populated before mmap returns): zeroes are promised only if none began.
+                if _same(spec, counts, a, 0):
+                    spec.stored[a] = 0
                 if op != "mmap_driver":
                     spec.writable[a] = True
                 if op != "mmap_reserved":

@@ -213,3 +213,25 @@ def test_enomem_promise_takes_a_failed_allocation_as_the_cause() -> None:
     k.call_begin("write", {"mm": 0, "addr": 2})
     k.call_return("write", {"mm": 0, "addr": 2}, -12)
     assert "a store to mm0 page 2 returned -ENOMEM" in _fires(monitor, "enomem_promise").message
+
+
+def test_load_promise_takes_no_zeroes_from_an_mmap_a_store_raced() -> None:
+    """A store that began while an mmap of its page ran may land in the new mapping (a driver
+    mmap populates it before returning): the load after reads the store, not zeroes."""
+    from vmfuzz.schedules import Explicit
+
+    config = KernelConfig(checks=frozenset(PROMISES))
+    case = Case(config, (
+        TaskSpec("T1", (OpCall("mmap_driver", {"mm": 0, "addr": 0, "npages": 8}),
+                        OpCall("read", {"mm": 0, "addr": 0}))),
+        TaskSpec("T0", (OpCall("write", {"mm": 0, "addr": 0}),)),
+    ))
+    run = execute(case, Explicit(["run T1 until do_page_fault:down_read(mmap_sem) #2",
+                                  "run T0 until exit", "run T1 until exit"]))
+    k = run.kernel
+    assert k.calls is not None
+    assert [(tid, op, ret is None) for tid, op, _a, ret in k.calls[:4]] == [
+        (0, "mmap_driver", True), (1, "write", True), (1, "write", False),
+        (0, "mmap_driver", False)]  # the store ran inside the mmap
+    assert k.loaded[0] != 0  # the load read the store
+    assert run.outcome.kind == "clean", run.outcome
