@@ -173,15 +173,22 @@ class KernelMachine(RuleBasedStateMachine):
         """Queue one operation on thread ``slot`` (a new thread if that one has finished)."""
         call = data.draw(op_calls(self.config, self.enabled), label="op")
         if target_of(call) is not None and self.targets:
-            # Half the time, aim at the (mm, addr) of an earlier operation of this example,
-            # or (an operation with a length) at exactly an earlier operation's range.
+            # Half the time, aim at the (mm, addr) of an earlier operation of this example;
+            # an operation with a length, a quarter of the time at such a page and a quarter
+            # at exactly the range of an earlier operation or of the world's boot mmaps (the
+            # few ranges are not drowned by the many pages).  One draw either way.
             n = len(self.targets)
-            ranges = self.ranges if takes_range(call) else []
-            pick = data.draw(_below(2 * (n + len(ranges))), label="reuse")
-            if pick < n:
-                call = retarget(call, self.targets[pick])
-            elif pick < n + len(ranges):
-                call = reuse_range(call, ranges[pick - n])
+            if takes_range(call) and self.ranges:
+                w = max(n, len(self.ranges))
+                q, i = divmod(data.draw(_below(4 * w), label="reuse"), w)
+                if q == 0:
+                    call = retarget(call, self.targets[i % n])
+                elif q == 1:
+                    call = reuse_range(call, self.ranges[i % len(self.ranges)])
+            else:
+                pick = data.draw(_below(2 * n), label="reuse")
+                if pick < n:
+                    call = retarget(call, self.targets[pick])
         elif takes_frame(call):
             # Half the time, the frame mapped now at one of those pages (a free frame is
             # a no-op for an operation on frames).

@@ -243,8 +243,10 @@ def test_a_campaign_depends_on_its_seed_not_on_what_was_imported() -> None:
 
 
 def test_an_example_may_aim_a_ranged_operation_at_exactly_an_earlier_range() -> None:
-    """spawn's reuse draw: below the targets' count an (mm, addr) target; next the ranges
-    (the world's boot mmaps, then the example's own operations), mm, addr and npages."""
+    """spawn's reuse draw for an operation with a length, one draw in [0, 4w) where w is the
+    larger of the counts of targets and of ranges: the first quarter an (mm, addr) target,
+    the second a range (the world's boot mmaps, then the example's own operations: mm, addr
+    and npages), the rest no aim."""
     from typing import Any
 
     from vmfuzz.strategies.machine import KernelMachine
@@ -261,15 +263,19 @@ def test_an_example_may_aim_a_ranged_operation_at_exactly_an_earlier_range() -> 
     m = KernelMachine()
     m.setup(enabled=["mlock", "mprotect"], sched_seed=(0, 2, 10), pick=0, world=frozenset())
     assert m.ranges == [(0, 0, 8), (1, 0, 8), (2, 0, 8)]  # the boot vmas' mmaps
-    n = len(m.targets)
-    m.spawn(slot=0, data=Data(OpCall("mlock", {"mm": 1, "addr": 5, "npages": 2}), 2 * n + 8))
-    assert m.ranges[-1] == (1, 5, 2)
-    n = len(m.targets)  # the mlock's (mm, addr) is a target now
+    w = max(len(m.targets), len(m.ranges))
+    m.spawn(slot=0, data=Data(OpCall("mlock", {"mm": 1, "addr": 5, "npages": 2}), 2 * w))
+    assert m.ranges[-1] == (1, 5, 2)  # not aimed: its own range
+    w = max(len(m.targets), len(m.ranges))
     m.spawn(slot=1, data=Data(OpCall("mprotect", {"mm": 0, "addr": 9, "npages": 1,
-                                                  "flag": 1}), n + 3))
+                                                  "flag": 1}), w + 3))
     m.spawn(slot=2, data=Data(OpCall("mprotect", {"mm": 0, "addr": 9, "npages": 1,
-                                                  "flag": 0}), n + 1))
+                                                  "flag": 0}), w + 1))
+    m.spawn(slot=3, data=Data(OpCall("mprotect", {"mm": 0, "addr": 9, "npages": 1,
+                                                  "flag": 0}), 0))
     got = [t.ops[0].args for t in m.threads[1:]]
-    assert got == [{"mm": 1, "addr": 5, "npages": 2, "flag": 1},
-                   {"mm": 1, "addr": 0, "npages": 8, "flag": 0}]
+    assert got[:2] == [{"mm": 1, "addr": 5, "npages": 2, "flag": 1},
+                       {"mm": 1, "addr": 0, "npages": 8, "flag": 0}]
+    t0 = m.targets[0]
+    assert got[2] == {"mm": t0[0], "addr": t0[1], "npages": 1, "flag": 0}  # a page target
     m.teardown()

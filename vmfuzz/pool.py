@@ -1130,21 +1130,18 @@ def _call(ops: list[str], config: KernelConfig, rng: random.Random) -> OpCall:
 def _aim(call: OpCall, parent: Entry, rng: random.Random,
          ranges: list[tuple[int, int, int]]) -> OpCall:
     """Half the time, ``call`` aimed at one of ``parent``'s targets (its mm and addr
-    arguments) or, for an operation with a length, at exactly one of ``ranges`` (those of
-    its world's and its own operations); for an operation on frames, at one of the frames
-    mapped there."""
+    arguments) or, for an operation with a length, as often at exactly one of ``ranges``
+    (those of its world's and its own operations); for an operation on frames, at one of
+    the frames mapped there."""
     if takes_frame(call):
         if not parent.frames or rng.random() < 0.5:
             return call
         return aim_frame(call, rng.choice(parent.frames))
-    if not takes_range(call):
-        ranges = []
     if not parent.targets or rng.random() < 0.5:
         return call
-    i = rng.randrange(len(parent.targets) + len(ranges))
-    if i < len(parent.targets):
-        return retarget(call, parent.targets[i])
-    return reuse_range(call, ranges[i - len(parent.targets)])
+    if ranges and takes_range(call) and rng.random() < 0.5:
+        return reuse_range(call, rng.choice(ranges))
+    return retarget(call, rng.choice(parent.targets))
 
 
 def _ranges(case: Case, boot: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
