@@ -589,6 +589,39 @@ _DOCS = {
     ),
 }
 
+def _exit_at_rest(m: Monitor) -> Violation | None:
+    """With no task running, the address space of every process whose exit returned 0 is
+    gone: no vma, no pte, no rss, no user (the last mmput ran exit_mmap)."""
+    k = m.k
+    calls = k.calls
+    if not calls or m.full:
+        return None
+    for mm_id in sorted({args["mm"] for _tid, op, args, ret in calls
+                         if op == "exit" and ret == 0}):
+        mm = k.mms.get(mm_id)
+        if mm is None:
+            continue
+        left = [what for what, n in (("user", mm.users), ("pte", len(mm.pgd)),
+                                      ("page counted in rss", mm.rss)) if n > 0]
+        if mm.mmap is not None:
+            left.insert(0, "vma")
+        if left:
+            return Violation(
+                "exit_promise",
+                f"every task finished and exit of {mm.name} returned 0, but its address space "
+                f"still has a {', a '.join(left)} ({mm.users} users): expected it torn down "
+                "(a reference never put keeps its memory and swap for good)", mm=mm.name)
+    return None
+
+
+register(
+    "exit_promise", "promises",
+    "with no task running, the address space of a process whose exit returned is gone",
+    "_exit(2)/POSIX: 'memory mappings ... shall be unmapped'; kernel/fork.c mmput(): the last "
+    "user runs exit_mmap()",
+    at_rest=_exit_at_rest,
+)
+
 register(
     "mlock_state_promise", "promises",
     "with no task running, VM_LOCKED is set exactly where the user's calls left memory locked",

@@ -83,6 +83,35 @@ def test_lock_held_on_return_to_user_space() -> None:
     assert "returned from leaky holding" in info.value.message
 
 
+@pytest.mark.parametrize("fn", ["mlock_vma_page", "munlock_vma_page"])
+def test_mlock_and_munlock_of_a_page_assert_its_lock(fn: str) -> None:
+    """2.6.36 mlock_vma_page()/munlock_vma_page(): BUG_ON(!PageLocked(page))."""
+    from vmfuzz.kernel import mlock
+
+    k = _forked()
+    pte = k.mms[0].pgd[1]
+    assert isinstance(pte, PresentPte)
+    page = k.pages[pte.pfn]
+
+    def path(locked: bool) -> Generator[Any, None, None]:
+        if locked:
+            yield k.sched.lock_page(page.lock)
+        ret = getattr(mlock, fn)(k, page)
+        if ret is not None:
+            yield from ret
+        if locked:
+            k.sched.unlock_page(page.lock)
+        yield "done"
+
+    k.sched.spawn(path(True), "T0")
+    k.sched.run()  # with the page lock: fine
+    k.sched.spawn(path(False), "T1")
+    with pytest.raises(Violation) as info:
+        k.sched.run()
+    assert info.value.check == "lock_not_held"
+    assert f"{fn}: BUG_ON(!PageLocked(page))" in info.value.message
+
+
 def test_lru_at_rest_fires_on_a_page_isolated_and_never_put_back() -> None:
     from vmfuzz.kernel.page_alloc import isolate_lru_page
 

@@ -20,7 +20,7 @@ MUTANTS = Path(__file__).resolve().parent.parent / "vmfuzz" / "_mutants"
 
 def _run(*ops: tuple[str, dict[str, int]]) -> tuple[Run, Monitor]:
     # The promise checks alone: the hand-built bad states break other checks too.
-    config = KernelConfig(checks=frozenset((*PROMISES, "mlock_state_promise")))
+    config = KernelConfig(checks=frozenset((*PROMISES, "mlock_state_promise", "exit_promise")))
     case = Case(config, (TaskSpec("T", tuple(OpCall(op, args) for op, args in ops)),))
     run = execute(case)
     assert run.outcome.kind == "clean", run.outcome
@@ -235,3 +235,15 @@ def test_load_promise_takes_no_zeroes_from_an_mmap_a_store_raced() -> None:
         (0, "mmap_driver", False)]  # the store ran inside the mmap
     assert k.loaded[0] != 0  # the load read the store
     assert run.outcome.kind == "clean", run.outcome
+
+
+def test_exit_promise_fires_on_an_address_space_left_after_exit() -> None:
+    run, monitor = _run(("mmap", {"mm": 1, "addr": 0, "npages": 4}),
+                        ("write", {"mm": 1, "addr": 1}), ("exit", {"mm": 1}))
+    k = run.kernel
+    mm = k.mms[1]
+    assert mm.mmap is None and not mm.pgd and mm.users == 0  # torn down
+    mm.users = 1  # a reference never put
+    k.touch_mm(mm)
+    v = _fires(monitor, "exit_promise")
+    assert "exit of mm1 returned 0, but its address space still has a user" in v.message

@@ -52,6 +52,7 @@ EINVAL = -22
 def mlock_vma_page(k: Kernel, page: Page) -> None:
     """mlock_vma_page(): the (locked) page is mapped by a VM_LOCKED vma: set PG_mlocked and, if
     it is on an LRU list, move it to the unevictable one (isolate + putback)."""
+    k.sched.assert_held(page.lock, why="mlock_vma_page: BUG_ON(!PageLocked(page))")
     if PG_mlocked in page.flags:
         return
     page.flags.add(PG_mlocked)
@@ -67,6 +68,7 @@ def munlock_vma_page(k: Kernel, page: Page) -> Gen:
     A page someone else has isolated is left to that isolator's putback."""
     from vmfuzz.kernel.rmap import try_to_munlock
 
+    k.sched.assert_held(page.lock, why="munlock_vma_page: BUG_ON(!PageLocked(page))")
     if PG_mlocked not in page.flags:
         return
     page.flags.discard(PG_mlocked)
