@@ -1,4 +1,5 @@
-"""Freeing: a freed page is clean (bad_page), and nothing uses a freed page, vma or anon_vma.
+"""Freeing: a freed page is clean (bad_page), nothing uses a freed page, vma or anon_vma, and
+an allocation fails only when no page is free.
 
 ``bad_page``: a frame on the free list has count 0, mapcount 0, none of the flags
 free_pages_check() rejects (PG_lru, PG_swapcache, PG_mlocked, PG_active, PG_unevictable,
@@ -10,6 +11,10 @@ reachable-but-not-yet-used freed vmas/anon_vmas are reported by vma_list_sane an
 rmap_reachable, and a freed vma left in a live mm's ``mmap_cache`` here, at its free.  For
 frames the monitor checks, every step, that a free frame is referenced by no pte (present or
 migration), no swap-cache slot and no LRU list.
+
+``alloc_fails_with_free_frames``: a page allocation that fails (the caller returns -ENOMEM)
+found the free list empty after its direct reclaim, as the allocator's failure report counts
+them (2.6.36 ``__alloc_pages_slowpath`` tries the free list again after reclaim).
 """
 
 from __future__ import annotations
@@ -141,4 +146,25 @@ register(
     "SLAB_DEBUG poisoning of vm_area_cachep/anon_vma_cachep; CONFIG_DEBUG_PAGEALLOC",
     page=_page_uaf,
     mm=_mm_uaf,
+)
+
+
+def _alloc_failure(m: Monitor) -> Violation | None:
+    free = m.k.stats.get("pgalloc_fail_free", 0)
+    if not free:
+        return None
+    return Violation(
+        "alloc_fails_with_free_frames",
+        f"a page allocation failed with {free} frame(s) on the free list: expected a failure "
+        "only when no frame is free after direct reclaim (the caller returns -ENOMEM and a "
+        "store faults with VM_FAULT_OOM for memory that is there)")
+
+
+register(
+    "alloc_fails_with_free_frames",
+    "freeing",
+    "a page allocation fails only when no frame is free after direct reclaim",
+    "mm/page_alloc.c __alloc_pages_slowpath(): get_page_from_freelist() again after "
+    "__alloc_pages_direct_reclaim(); warn_alloc_failed()/show_mem() 'free:'",
+    each_step=_alloc_failure,
 )

@@ -25,6 +25,8 @@ by the task bodies) and from what user loads and stores moved (``k.loaded``, ``k
   allocate (swapoff; a load's or store's fault: VM_FAULT_OOM) returns -ENOMEM only if a page
   allocation failed while it ran (the allocator's own count of failures, vmstat's
   ``pgalloc_fail``): an error the call's cause does not explain is a lost operation;
+* ``einval_promise``: mmap, munmap and mprotect of a range of at least one page inside the
+  address space never return -EINVAL (their man pages give no other cause);
 * ``load_promise``: a load reads what the last store to the address stored (mmap's zeroes if
   none, a fork child's inherited data is ``fork_promise``'s), when no store, mmap, munmap or
   exit of it was in flight: the program's own view of its memory, kept from the calls alone,
@@ -58,8 +60,13 @@ EFAULT = -14
 Addr = tuple[int, int]  # (mm id, virtual page)
 BOOT_TID = -1  # the task id the world's calls are replayed as
 ENOMEM = -12
+EINVAL = -22
 CHECKS = ("mprotect_promise", "munmap_promise", "mlock_promise", "fork_promise",
-          "swapoff_promise", "load_promise", "enomem_promise")
+          "swapoff_promise", "load_promise", "enomem_promise", "einval_promise")
+# Calls whose man page gives, for an anonymous MAP_FIXED range of at least one page, no cause
+# of EINVAL but a range outside the address space (mmap(2), munmap(2), mprotect(2): "addr ...
+# too large", "not a valid pointer"; the model's addresses are page-aligned).
+_EINVAL_RANGE = frozenset({"mmap", "mmap_reserved", "mmap_driver", "munmap", "mprotect"})
 # Calls whose man page gives no cause of ENOMEM but an allocation that failed: swapoff(2)
 # ("insufficient memory"), and a fault (VM_FAULT_OOM).  mmap, mprotect, mlock and munmap also
 # return it for a range that is not mapped or too many mappings, fork for an entry it cannot
@@ -227,6 +234,13 @@ def _return(m: Monitor, spec: Spec, tid: int, ret: int,
 
     op, args, counts, extra = begun
     k = m.k
+    if ret == EINVAL and op in _EINVAL_RANGE and args["npages"] >= 1 and (
+            0 <= args["addr"] and args["addr"] + args["npages"] <= k.config.pages_per_mm):
+        return _v("einval_promise", (args["mm"], args["addr"]),
+                  f"{op} of mm{args['mm']} pages [{args['addr']}, "
+                  f"{args['addr'] + args['npages']}) returned -EINVAL, but the range lies "
+                  f"inside the address space (pages 0-{k.config.pages_per_mm - 1}): an error "
+                  "its cause does not explain")
     if op in _ENOMEM_ALLOC:
         fails = spec.alloc_fails.pop(tid, None)
         if ret == ENOMEM and k.stats.get("pgalloc_fail", 0) == fails:
@@ -580,6 +594,11 @@ _DOCS = {
     "swapoff_promise": (
         "after swapoff returns 0, no pte and no swap-cache page refers to the swap area",
         "swapoff(2); mm/swapfile.c try_to_unuse(): every entry unused before swapoff returns",
+    ),
+    "einval_promise": (
+        "mmap, munmap and mprotect of a range inside the address space do not return -EINVAL",
+        "mmap(2)/munmap(2)/mprotect(2) EINVAL: an address or length too large or not aligned; "
+        "a range inside TASK_SIZE is not a cause",
     ),
     "enomem_promise": (
         "swapoff, a load or a store returns -ENOMEM only if a page allocation failed while it "

@@ -112,6 +112,29 @@ def test_mlock_and_munlock_of_a_page_assert_its_lock(fn: str) -> None:
     assert f"{fn}: BUG_ON(!PageLocked(page))" in info.value.message
 
 
+def test_an_allocation_that_fails_finds_no_frame_free() -> None:
+    from vmfuzz.kernel.page_alloc import alloc_page
+
+    k = Kernel(KernelConfig(nr_frames=2))
+    install(k, ["alloc_fails_with_free_frames"])
+    got: list[Any] = []
+
+    def path() -> Generator[Any, None, None]:
+        for _ in range(3):
+            got.append((yield from alloc_page(k)))
+
+    k.sched.spawn(path(), "T")
+    k.sched.run()  # the third finds the list empty (nothing to reclaim): fine
+    assert got[2] is None and k.stats["pgalloc_fail"] == 1
+    assert k.stats["pgalloc_fail_free"] == 0  # the failure report's count: none free
+    check_all(k, ["alloc_fails_with_free_frames"])
+    k.free_list.append(got[0].pfn)  # as if the allocator had missed a free frame
+    k.stats["pgalloc_fail_free"] = 1
+    with pytest.raises(Violation) as info:
+        check_all(k, ["alloc_fails_with_free_frames"])
+    assert "failed with 1 frame(s) on the free list" in info.value.message
+
+
 def test_lru_at_rest_fires_on_a_page_isolated_and_never_put_back() -> None:
     from vmfuzz.kernel.page_alloc import isolate_lru_page
 

@@ -247,3 +247,18 @@ def test_exit_promise_fires_on_an_address_space_left_after_exit() -> None:
     k.touch_mm(mm)
     v = _fires(monitor, "exit_promise")
     assert "exit of mm1 returned 0, but its address space still has a user" in v.message
+
+
+def test_einval_promise_fires_on_einval_for_a_range_inside_the_address_space() -> None:
+    run, monitor = _run(MMAP)
+    k = run.kernel
+    top = k.config.pages_per_mm
+    for addr, npages in ((top - 1, 2), (-1, 1), (0, 0)):  # outside, or empty: a cause
+        k.call_begin("munmap", {"mm": 0, "addr": addr, "npages": npages})
+        k.call_return("munmap", {"mm": 0, "addr": addr, "npages": npages}, -22)
+        monitor.step()
+    args = {"mm": 0, "addr": top - 2, "npages": 2}  # ends exactly at the top: valid
+    k.call_begin("mprotect", {**args, "flag": 0})
+    k.call_return("mprotect", {**args, "flag": 0}, -22)
+    v = _fires(monitor, "einval_promise")
+    assert f"mprotect of mm0 pages [{top - 2}, {top}) returned -EINVAL" in v.message

@@ -92,6 +92,9 @@ def alloc_page(k: Kernel, reclaim: bool = True) -> Gen:
 
             yield from try_to_free_pages(k)
     k.count("pgalloc_fail")
+    # The failure report's free pages (warn_alloc_failed -> show_mem "free:"), summed over
+    # every failure: ``alloc_fails_with_free_frames`` expects it to stay 0.
+    k.stats["pgalloc_fail_free"] = k.stats.get("pgalloc_fail_free", 0) + len(k.free_list)
     return None
 
 
