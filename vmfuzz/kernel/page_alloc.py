@@ -98,6 +98,16 @@ def alloc_page(k: Kernel, reclaim: bool = True) -> Gen:
     return None
 
 
+def lock_new_page(k: Kernel, page: Page) -> None:
+    """__set_page_locked() on a page fresh from the allocator.  One that comes locked was
+    freed or reused while still locked: the allocator's check_new_page() reports it
+    (PAGE_FLAGS_CHECK_AT_PREP has PG_locked), a bad_page, not a crash of the model."""
+    if not k.sched.trylock(page.lock):
+        raise Violation("bad_page", f"{page!r} is locked as it comes from the allocator: "
+                        "check_new_page(), PG_locked in PAGE_FLAGS_CHECK_AT_PREP",
+                        pfn=page.pfn)
+
+
 def _direct_reclaim(k: Kernel) -> Gen:
     """The watermark's direct reclaim: ``try_to_free_pages`` with PF_MEMALLOC set on the
     task, so that an allocation inside reclaim does not reclaim again."""

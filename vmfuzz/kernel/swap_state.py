@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from vmfuzz.kernel import bugs
 from vmfuzz.kernel.mm_types import PG_swapcache
-from vmfuzz.kernel.page_alloc import alloc_page, get_page, lru_cache_add, put_page
+from vmfuzz.kernel.page_alloc import alloc_page, get_page, lock_new_page, lru_cache_add, put_page
 from vmfuzz.kernel.swapfile import (
     EEXIST,
     ENOENT,
@@ -175,8 +175,7 @@ def read_swap_cache_async(k: Kernel, e: int, vma: VmAreaStruct | None, addr: int
             new = yield from alloc_page(k)
             if new is None:
                 break  # out of memory
-        locked = k.sched.trylock(new.lock)
-        assert locked, "a freshly allocated page is never locked"
+        lock_new_page(k, new)
         err = yield from add_to_swap_cache(k, new, e)
         if err == 0:
             lru_cache_add(k, new)
@@ -236,8 +235,7 @@ def _read_swap_cache_async_248(k: Kernel, e: int) -> Gen:
         inflight_dec(k, e)
         return found
     yield "read_swap_cache_async:add_to_swap_cache"
-    locked = k.sched.trylock(new.lock)
-    assert locked, "a freshly allocated page is never locked"
+    lock_new_page(k, new)
     yield k.sched.spin_lock(si.tree_lock)
     __add_to_swap_cache(k, new, e)  # 2.4.8: no -EEXIST
     inflight_dec(k, e)  # our duplicate is now the cache's count

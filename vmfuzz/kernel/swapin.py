@@ -48,7 +48,12 @@ from vmfuzz.kernel.mm_types import (
     SwapPte,
     pte_same,
 )
-from vmfuzz.kernel.page_alloc import alloc_page, lru_cache_add_active_or_unevictable, put_page
+from vmfuzz.kernel.page_alloc import (
+    alloc_page,
+    lock_new_page,
+    lru_cache_add_active_or_unevictable,
+    put_page,
+)
 from vmfuzz.kernel.rmap import page_add_anon_rmap, page_add_new_anon_rmap
 from vmfuzz.kernel.swap_state import (
     lookup_swap_cache,
@@ -252,8 +257,7 @@ def _swapin_skip_swapcache(
     if page is None:
         ret = -ENOMEM
     else:
-        locked = k.sched.trylock(page.lock)
-        assert locked, "a freshly allocated page is never locked"
+        lock_new_page(k, page)
         yield "do_swap_page:swap_readpage"
         page.data = swap_readpage(k, entry)
         k.touch_page(page)
