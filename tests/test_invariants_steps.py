@@ -14,12 +14,14 @@ def test_the_promise_hooks_run_as_one_group_in_registry_order() -> None:
     checks = [c for c in CHECKS.values() if c.each_step]
     plan = _step_hooks(checks, full=False)
     names = [name for name, _fn, _guard, _flag in plan]
-    assert names == ["migration_pte_page_locked", "reserved_pte_cleared", "mprotect_promise"]
+    assert names == ["migration_pte_page_locked", "alloc_fails_with_free_frames",
+                     "reserved_pte_cleared", "mprotect_promise"]
     _name, fn, guard, flag = plan[-1]
     assert guard is promises._active and flag is None
     assert "mprotect_promise, munmap_promise, mlock_promise, fork_promise, swapoff_promise" in (
         fn.__qualname__)
-    assert [f for _n, _fn, _g, f in plan[:2]] == ["migration_ptes", "reclaim_unmaps"]
+    # (an unguarded hook: one lookup of the allocator's failure count per step)
+    assert [f for _n, _fn, _g, f in plan[:3]] == ["migration_ptes", None, "reclaim_unmaps"]
     # A selection groups what is left of it; one hook alone stays itself.
     some = [CHECKS[n] for n in ("munmap_promise", "fork_promise")]
     ((_n, fn2, _g, _f),) = _step_hooks(some, full=False)
