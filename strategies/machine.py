@@ -30,14 +30,10 @@ from vmfuzz.lockdep import LockDep
 from vmfuzz.pool import RETRY_SCHEDULES
 from vmfuzz.program import (
     aim_frame,
-    boot_ranges,
     frames_at,
     objects_of,
-    range_of,
     retarget,
-    reuse_range,
     takes_frame,
-    takes_range,
     target_of,
 )
 from vmfuzz.schedules import (
@@ -119,7 +115,6 @@ class KernelMachine(RuleBasedStateMachine):
         self.slots: dict[int, _Thread] = {}
         self.enabled: list[str] = []
         self.targets: list[tuple[int, int | None]] = []  # (mm, addr) of earlier operations
-        self.ranges: list[tuple[int, int, int]] = []  # (mm, addr, npages) of earlier ones
         self.boot_frames: list[int] = []  # frames the world mapped at its targets
         self.mode = self.scheduler  # "mixed" is resolved per example in setup()
         self.pct_seed = 0
@@ -155,7 +150,6 @@ class KernelMachine(RuleBasedStateMachine):
         # Operations may be aimed at the pages the world populated, as at earlier ones'.
         self.targets = list(dict.fromkeys(self.k.boot_targets))
         self.boot_frames = frames_at(self.k, self.targets)
-        self.ranges = boot_ranges(self.k)
         ops = self.ops
         self.enabled = [op for op in enabled if ops is None or op in ops] or sorted(
             ops or enabled
@@ -173,22 +167,11 @@ class KernelMachine(RuleBasedStateMachine):
         """Queue one operation on thread ``slot`` (a new thread if that one has finished)."""
         call = data.draw(op_calls(self.config, self.enabled), label="op")
         if target_of(call) is not None and self.targets:
-            # Half the time, aim at the (mm, addr) of an earlier operation of this example;
-            # an operation with a length, a quarter of the time at such a page and a quarter
-            # at exactly the range of an earlier operation or of the world's boot mmaps (the
-            # few ranges are not drowned by the many pages).  One draw either way.
+            # Half the time, aim at the (mm, addr) of an earlier operation of this example.
             n = len(self.targets)
-            if takes_range(call) and self.ranges:
-                w = max(n, len(self.ranges))
-                q, i = divmod(data.draw(_below(4 * w), label="reuse"), w)
-                if q == 0:
-                    call = retarget(call, self.targets[i % n])
-                elif q == 1:
-                    call = reuse_range(call, self.ranges[i % len(self.ranges)])
-            else:
-                pick = data.draw(_below(2 * n), label="reuse")
-                if pick < n:
-                    call = retarget(call, self.targets[pick])
+            pick = data.draw(_below(2 * n), label="reuse")
+            if pick < n:
+                call = retarget(call, self.targets[pick])
         elif takes_frame(call):
             # Half the time, the frame mapped now at one of those pages (a free frame is
             # a no-op for an operation on frames).
@@ -200,9 +183,6 @@ class KernelMachine(RuleBasedStateMachine):
         tgt = target_of(call)
         if tgt is not None and tgt not in self.targets:
             self.targets.append(tgt)
-        rng = range_of(call)
-        if rng is not None and rng not in self.ranges:
-            self.ranges.append(rng)
         slot %= self.max_threads
         th = self.slots.get(slot)
         if th is not None and not th.task.done:

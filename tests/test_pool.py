@@ -135,26 +135,6 @@ def test_mutants_aim_operations_on_frames_at_the_parents_frames() -> None:
     assert pfns.count(9) > 3 * max(others.count(p) for p in set(others))  # ... 9 most often
 
 
-def test_mutants_aim_ranged_operations_at_exactly_an_earlier_range() -> None:
-    """An mmap, mprotect or mlock is often aimed at exactly the range of one of the parent's
-    operations or of the world's boot mmaps (mm, addr and npages together): a boundary case
-    three independent draws rarely meet."""
-    pool = Pool(KernelConfig(), ops=["mprotect", "mlock"])
-    prog = Case(KernelConfig(), (TaskSpec("T0", (
-        OpCall("mlock", {"mm": 1, "addr": 5, "npages": 3}),)),))
-    parent = Entry(prog, 40, ((0, 0), (1, 5)), (("", "x"),))
-    pool.entries.append(parent)
-    rng = random.Random(3)
-    boot = pool.boot_ranges(prog.config)
-    assert (0, 0, 8) in boot  # the world's first vma, mmapped at boot
-    ranges = [(c.args["mm"], c.args["addr"], c.args["npages"]) for _ in range(2000)
-              if (m := mutate(parent, pool, rng)) for t in m.tasks for c in t.ops
-              if c.op == "mprotect"]
-    exact = sum(r in ((1, 5, 3), *boot) for r in ranges)
-    assert len(ranges) > 150 and exact > len(ranges) // 5, (exact, len(ranges))
-    assert len(set(ranges)) > 20  # other ranges are still drawn
-
-
 def _pool_run(seed: int, mutants: int) -> tuple[list[Case], int, int]:
     pool = Pool(KernelConfig())
     _offer(pool, FORK)

@@ -61,16 +61,12 @@ from vmfuzz.kernel.boot import WORLD_FEATURES
 from vmfuzz.kernel.kernel import pte_value
 from vmfuzz.program import (
     aim_frame,
-    boot_ranges,
     frames_at,
     kind_bounds,
     kind_hot,
     objects_of,
-    range_of,
     retarget,
-    reuse_range,
     takes_frame,
-    takes_range,
     target_of,
 )
 from vmfuzz.schedules import PCT, Collide, Echo, RandomWalk, Stall
@@ -377,7 +373,6 @@ class Pool:
     probe_runs: int = 0  # runs of partner probes (:meth:`probe`), not counted in ``runs``
     steps: int = 0  # steps of those runs (and of the probes')
     _boot_frames: dict[KernelConfig, list[int]] = attrs.field(factory=dict)
-    _boot_ranges: dict[KernelConfig, list[tuple[int, int, int]]] = attrs.field(factory=dict)
     _boot_ptes: dict[KernelConfig, dict[tuple[int, int], Any]] = attrs.field(factory=dict)
     _retried: bool = False  # a run of the current mutant went round a retry loop
     _pair: Case | None = None  # the first such run's colliding tasks alone (:func:`colliders`)
@@ -1001,13 +996,6 @@ class Pool:
             got = self._boot_frames[config] = frames_at(k, k.boot_targets)
         return got
 
-    def boot_ranges(self, config: KernelConfig) -> list[tuple[int, int, int]]:
-        """The ranges the world of ``config`` was built on (one boot per world)."""
-        got = self._boot_ranges.get(config)
-        if got is None:
-            got = self._boot_ranges[config] = boot_ranges(Kernel(config))
-        return got
-
     def boot_ptes(self, config: KernelConfig) -> dict[tuple[int, int], Any]:
         """The world of ``config``'s ptes, as pte values by (mm, addr) (one boot per world)."""
         got = self._boot_ptes.get(config)
@@ -1127,33 +1115,16 @@ def _call(ops: list[str], config: KernelConfig, rng: random.Random) -> OpCall:
     return OpCall(name, {a: _value(kind, config, rng) for a, kind in OPS[name].params})
 
 
-def _aim(call: OpCall, parent: Entry, rng: random.Random,
-         ranges: list[tuple[int, int, int]]) -> OpCall:
+def _aim(call: OpCall, parent: Entry, rng: random.Random) -> OpCall:
     """Half the time, ``call`` aimed at one of ``parent``'s targets (its mm and addr
-    arguments) or, for an operation with a length, as often at exactly one of ``ranges``
-    (those of its world's and its own operations); for an operation on frames, at one of
-    the frames mapped there."""
+    arguments), or, for an operation on frames, at one of the frames mapped there."""
     if takes_frame(call):
         if not parent.frames or rng.random() < 0.5:
             return call
         return aim_frame(call, rng.choice(parent.frames))
     if not parent.targets or rng.random() < 0.5:
         return call
-    if ranges and takes_range(call) and rng.random() < 0.5:
-        return reuse_range(call, rng.choice(ranges))
     return retarget(call, rng.choice(parent.targets))
-
-
-def _ranges(case: Case, boot: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
-    """The (mm, addr, npages) ranges ``boot`` (its world's) and ``case``'s operations act on,
-    each once, in order."""
-    out: dict[tuple[int, int, int], None] = dict.fromkeys(boot)
-    for t in case.tasks:
-        for c in t.ops:
-            r = range_of(c)
-            if r is not None:
-                out[r] = None
-    return list(out)
 
 
 def mutate(parent: Entry, pool: Pool, rng: random.Random) -> Case | None:
@@ -1173,7 +1144,6 @@ def mutate(parent: Entry, pool: Pool, rng: random.Random) -> Case | None:
         return rng.randrange(len(tasks))
 
     own = sorted({c.op for t in tasks for c in t})
-    ranges = _ranges(case, pool.boot_ranges(config))
     for _ in range(1 + (rng.random() < 0.3) + (rng.random() < 0.1)):
         kind = rng.choices(
             ("insert", "delete", "change", "move", "copy", "world", "splice", "start", "drop"),
@@ -1186,7 +1156,7 @@ def mutate(parent: Entry, pool: Pool, rng: random.Random) -> Case | None:
             # the same operation, or of the ones that reached this state), aimed anew.
             names = own if own and rng.random() < 0.5 else ops
             tasks[t].insert(rng.randint(0, len(tasks[t])),
-                            _aim(_call(names, config, rng), parent, rng, ranges))
+                            _aim(_call(names, config, rng), parent, rng))
         elif kind == "delete" and nonempty:
             t = rng.choice(nonempty)
             del tasks[t][rng.randrange(len(tasks[t]))]
@@ -1198,8 +1168,8 @@ def mutate(parent: Entry, pool: Pool, rng: random.Random) -> Case | None:
             if params:
                 a, k = rng.choice(params)
                 tasks[t][j] = OpCall(call.op, {**call.args, a: _value(k, config, rng)})
-                if k in ("mm", "addr", "npages", "pfn"):
-                    tasks[t][j] = _aim(tasks[t][j], parent, rng, ranges)
+                if k in ("mm", "addr", "pfn"):
+                    tasks[t][j] = _aim(tasks[t][j], parent, rng)
         elif kind in ("move", "copy") and nonempty:
             t = rng.choice(nonempty)
             call = tasks[t][rng.randrange(len(tasks[t]))]

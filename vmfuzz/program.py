@@ -50,44 +50,6 @@ def target_of(call: OpCall) -> tuple[int, int | None] | None:
     return mm, addr
 
 
-def range_of(call: OpCall) -> tuple[int, int, int] | None:
-    """The (mm, addr, npages) range an operation acts on, if it takes an mm, an address and
-    a length (mmap, munmap, mprotect, mlock ...)."""
-    t = target_of(call)
-    if t is None or t[1] is None:
-        return None
-    n = next((call.args[a] for a, kind in OPS[call.op].params if kind == "npages"), None)
-    return None if n is None else (t[0], t[1], n)
-
-
-def boot_ranges(k: Kernel) -> list[tuple[int, int, int]]:
-    """The ranges the calls that built ``k``'s world acted on (its mmaps, its munmap of a
-    hole), each once: a range an operation may be aimed at exactly, as an earlier one's."""
-    out: dict[tuple[int, int, int], None] = {}
-    for name, args, _ret, _token in k.boot_calls:
-        r = range_of(OpCall(name, args))
-        if r is not None:
-            out[r] = None
-    return list(out)
-
-
-def takes_range(call: OpCall) -> bool:
-    """True if ``call`` has a length (npages-kind) argument."""
-    return any(kind == "npages" for _, kind in OPS[call.op].params)
-
-
-def reuse_range(call: OpCall, rng: tuple[int, int, int]) -> OpCall:
-    """``call`` aimed at exactly an earlier operation's range: its mm, address and length
-    replaced (an mmap over an identical mapping, an mprotect of exactly what mlock locked:
-    boundary cases no independent draw of three arguments is likely to meet)."""
-    mm, addr, npages = rng
-    args = dict(retarget(call, (mm, addr)).args)
-    for a, kind in OPS[call.op].params:
-        if kind == "npages":
-            args[a] = npages
-    return OpCall(call.op, args)
-
-
 def frames_at(k: Kernel, targets: Iterable[tuple[int, int | None]]) -> list[int]:
     """The frames mapped (present ptes) at ``targets`` in ``k`` now, in order, each once: what
     a pfn-kind argument is aimed at (a page the program or the world uses, not a free frame)."""
