@@ -27,6 +27,7 @@ by the task bodies) and from what user loads and stores moved (``k.loaded``, ``k
   ``pgalloc_fail``): an error the call's cause does not explain is a lost operation;
 * ``einval_promise``: mmap, munmap and mprotect of a range of at least one page inside the
   address space never return -EINVAL (their man pages give no other cause);
+* ``exit_promise`` (at rest): the address space of a process whose exit returned 0 is gone;
 * ``load_promise``: a load reads what the last store to the address stored (mmap's zeroes if
   none, a fork child's inherited data is ``fork_promise``'s), when no store, mmap, munmap or
   exit of it was in flight: the program's own view of its memory, kept from the calls alone,
