@@ -832,9 +832,12 @@ def test_swap_ptes_in_vma_being_mlocked_accepted() -> None:
         vma.vm_flags |= VM_LOCKED
         k.touch_mm(mm)
         yield "mlock_fixup:flags"
-        # a racing swap-out of pages[1] while VM_LOCKED is being set (mlock will fault it in)
+        # a racing swap-out of pages[1] while VM_LOCKED is being set (mlock will fault it in),
+        # under the pte lock as reclaim takes it
         w.add_to_swap_cache(pages[1], 4)
+        yield k.sched.spin_lock(mm.page_table_lock)
         w.swap_out_pte(vma, 1)
+        k.sched.spin_unlock(mm.page_table_lock)
         yield "mlock_fixup:populate"
         k.sched.up_write(mm.mmap_sem)
 

@@ -109,9 +109,13 @@ def test_two_threads_interleaved_every_op_is_quiet() -> None:
 
 
 def _leaky_map(k: Kernel, mm: int, addr: int) -> Generator[Any, None, None]:
-    """A broken path: maps frame 0 without taking a reference or the rmap."""
+    """A broken path: maps frame 0 (under the pte lock) without taking a reference or the
+    rmap."""
     yield "test_inv_leaky_map:start"
+    ptl = k.mms[mm].page_table_lock
+    yield k.sched.spin_lock(ptl)
     k.set_pte_at(k.mms[mm], addr, PresentPte(0, True))
+    k.sched.spin_unlock(ptl)
 
 
 def test_harness_reports_a_broken_op() -> None:

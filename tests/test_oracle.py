@@ -112,6 +112,62 @@ def test_mlock_and_munlock_of_a_page_assert_its_lock(fn: str) -> None:
     assert f"{fn}: BUG_ON(!PageLocked(page))" in info.value.message
 
 
+def test_a_pte_write_asserts_the_pte_lock() -> None:
+    """Every pte write of a task is made under the mm's page_table_lock (the pte lock)."""
+    k = _forked()
+    mm = k.mms[0]
+    pte = mm.pgd[1]
+    assert isinstance(pte, PresentPte)
+
+    def path(locked: bool, clear: bool) -> Generator[Any, None, None]:
+        if locked:
+            yield k.sched.spin_lock(mm.page_table_lock)
+        if clear:
+            k.pte_clear(mm, 3)
+        else:
+            k.set_pte_at(mm, 1, PresentPte(pte.pfn, False))
+        if locked:
+            k.sched.spin_unlock(mm.page_table_lock)
+        yield "done"
+
+    k.sched.spawn(path(True, False), "T0")
+    k.sched.spawn(path(True, True), "T1")
+    k.sched.run()  # under the pte lock: fine
+    for clear in (False, True):
+        k.sched.spawn(path(False, clear), "T2")
+        with pytest.raises(Violation) as info:
+            k.sched.run()
+        assert info.value.check == "lock_not_held"
+        assert "page_table_lock" in info.value.message
+        k.sched.live.clear()
+
+
+def test_an_anon_vma_list_write_asserts_the_anon_vma_lock() -> None:
+    """anon_vma->head is linked and unlinked only under anon_vma_lock() (the root's lock)."""
+    from vmfuzz.kernel import rmap
+
+    k = _forked()
+    vma = k.mms[3].mmap
+    assert vma is not None and vma.anon_vma is not None
+    anon_vma = vma.anon_vma.root
+
+    def path(locked: bool) -> Generator[Any, None, None]:
+        if locked:
+            yield from rmap.anon_vma_lock(k, anon_vma)
+        rmap.anon_vma_list_writer(k, anon_vma)
+        if locked:
+            rmap.anon_vma_unlock(k, anon_vma)
+        yield "done"
+
+    k.sched.spawn(path(True), "T0")
+    k.sched.run()
+    k.sched.spawn(path(False), "T1")
+    with pytest.raises(Violation) as info:
+        k.sched.run()
+    assert info.value.check == "lock_not_held"
+    assert "anon_vma->head" in info.value.message
+
+
 def test_an_allocation_that_fails_finds_no_frame_free() -> None:
     from vmfuzz.kernel.page_alloc import alloc_page
 

@@ -323,6 +323,9 @@ class Kernel:
     def set_pte_at(self, mm: MmStruct, addr: int, pte: Pte) -> None:
         """set_pte_at(): install ``pte`` (replacing any old one); keeps the reverse indexes
         and the pte's history (``pte_aba``)."""
+        sched = self.sched
+        if sched.in_send and mm.page_table_lock.owner is not sched.current:
+            self.pte_writer(mm)
         old = self._pte_clear(mm, addr)
         mm.pgd[addr] = pte
         v = pte_value(pte)
@@ -341,10 +344,23 @@ class Kernel:
 
     def pte_clear(self, mm: MmStruct, addr: int) -> Pte | None:
         """pte_clear() / ptep_get_and_clear(): remove and return the pte at ``addr``."""
+        sched = self.sched
+        if sched.in_send and mm.page_table_lock.owner is not sched.current:
+            self.pte_writer(mm)
         old = self._pte_clear(mm, addr)
         if old is not None:
             self.note(PTE_CLEAR, (mm.id, addr), (pte_value(old), None))
         return old
+
+    def pte_writer(self, mm: MmStruct) -> None:
+        """Assert that the running task holds ``mm``'s pte lock: every pte write of a task is
+        made under it (mm/memory.c takes pte_offset_map_lock() around each), so a path that
+        writes a pte without it fails ``lock_not_held`` at the write, as lockdep_assert_held
+        would, whether or not a racing writer shows up.  Writes outside a task's step (boot,
+        a test's hand-built state) are not checked."""
+        self.sched.assert_held(
+            mm.page_table_lock, why="a pte is written under its pte lock (page_table_lock)"
+        )
 
     def _pte_clear(self, mm: MmStruct, addr: int) -> Pte | None:
         old = mm.pgd.pop(addr, None)

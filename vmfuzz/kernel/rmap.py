@@ -140,6 +140,17 @@ def anon_vma_unlock(k: Kernel, anon_vma: AnonVma) -> None:
     k.sched.spin_unlock(anon_vma_lockptr(k, anon_vma))
 
 
+def anon_vma_list_writer(k: Kernel, anon_vma: AnonVma) -> None:
+    """Assert that the running task holds the lock anon_vma_lock() takes for ``anon_vma``:
+    ``anon_vma->head`` is written only under it (mm/rmap.c: anon_vma_chain_link,
+    anon_vma_prepare, anon_vma_unlink), as rmap walkers rely on.  A path that links or
+    unlinks a chain without it fails ``lock_not_held`` at the write, as lockdep_assert_held
+    would, whether or not a walker races with it."""
+    k.sched.assert_held(
+        anon_vma_lockptr(k, anon_vma), why="anon_vma->head is written under the anon_vma lock"
+    )
+
+
 def get_anon_vma(k: Kernel, anon_vma: AnonVma) -> None:
     """get_anon_vma(): atomic_inc(&anon_vma->external_refcount)."""
     anon_vma.refcount += 1
@@ -187,6 +198,7 @@ def anon_vma_chain_link(k: Kernel, vma: VmAreaStruct, anon_vma: AnonVma) -> Gen:
     avc = AnonVmaChain(vma, anon_vma)
     vma.anon_vma_chain.insert(0, avc)
     yield from anon_vma_lock(k, anon_vma)
+    anon_vma_list_writer(k, anon_vma)
     anon_vma.head.append(avc)
     anon_vma_unlock(k, anon_vma)
 
@@ -209,6 +221,7 @@ def anon_vma_prepare(k: Kernel, vma: VmAreaStruct) -> Gen:
         vma.anon_vma = anon_vma
         avc = AnonVmaChain(vma, anon_vma)
         vma.anon_vma_chain.insert(0, avc)
+        anon_vma_list_writer(k, anon_vma)
         anon_vma.head.append(avc)
         allocated = None
     k.sched.spin_unlock(mm.page_table_lock)
@@ -247,6 +260,7 @@ def anon_vma_unlink(k: Kernel, avc: AnonVmaChain) -> Gen:
     and no external reference is left (dropping its pin on the root first)."""
     anon_vma = avc.anon_vma
     yield from anon_vma_lock(k, anon_vma)
+    anon_vma_list_writer(k, anon_vma)
     for i, a in enumerate(anon_vma.head):
         if a is avc:
             del anon_vma.head[i]
