@@ -332,7 +332,11 @@ def page_add_new_anon_rmap(k: Kernel, page: Page, vma: VmAreaStruct, addr: int) 
 
 def page_add_anon_rmap(k: Kernel, page: Page, vma: VmAreaStruct, addr: int) -> None:
     """page_add_anon_rmap(): map an existing anon (or swap cache) page once more; the first
-    mapping of a page that has no anon_vma yet points it at the vma's root anon_vma."""
+    mapping of a page that has no anon_vma yet points it at the vma's root anon_vma.  The
+    caller holds the page lock (``VM_BUG_ON(!PageLocked(page))``: the page's anon_vma and
+    index are set or checked under it), asserted for a task's call (``lock_not_held``)."""
+    if k.sched.in_send:
+        k.sched.assert_held(page.lock, why="page_add_anon_rmap: VM_BUG_ON(!PageLocked(page))")
     page.mapcount += 1
     if page.mapcount == 1:
         __page_set_anon_rmap(page, vma, addr, False)
