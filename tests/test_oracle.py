@@ -168,6 +168,35 @@ def test_an_anon_vma_list_write_asserts_the_anon_vma_lock() -> None:
     assert "anon_vma->head" in info.value.message
 
 
+def test_a_vm_flags_write_asserts_mmap_sem_for_write() -> None:
+    """vm_flags is written under mmap_sem held for write (the fault path and reclaim read it
+    under the read lock)."""
+    from vmfuzz.kernel.mmap import vma_flags_writer
+
+    k = _forked()
+    mm = k.mms[0]
+
+    def path(write: bool) -> Generator[Any, None, None]:
+        if write:
+            yield k.sched.down_write(mm.mmap_sem)
+        else:
+            yield k.sched.down_read(mm.mmap_sem)
+        vma_flags_writer(k, mm)
+        if write:
+            k.sched.up_write(mm.mmap_sem)
+        else:
+            k.sched.up_read(mm.mmap_sem)
+        yield "done"
+
+    k.sched.spawn(path(True), "T0")
+    k.sched.run()
+    k.sched.spawn(path(False), "T1")
+    with pytest.raises(Violation) as info:
+        k.sched.run()
+    assert info.value.check == "lock_not_held"
+    assert "vm_flags is written under mmap_sem" in info.value.message
+
+
 def test_an_allocation_that_fails_finds_no_frame_free() -> None:
     from vmfuzz.kernel.page_alloc import alloc_page
 

@@ -30,6 +30,7 @@ from vmfuzz.kernel.mm_types import (
     PresentPte,
     VmAreaStruct,
 )
+from vmfuzz.kernel.mmap import vma_flags_writer
 from vmfuzz.kernel.ops import operation
 from vmfuzz.kernel.page_alloc import (
     get_page_unless_zero,
@@ -97,6 +98,7 @@ def munlock_vma_pages_range(k: Kernel, vma: VmAreaStruct, start: int, end: int) 
     """munlock_vma_pages_range(): clear VM_LOCKED, then munlock each present page of the range
     (taking a reference and the page lock, as follow_page(FOLL_GET) + lock_page)."""
     mm = vma.vm_mm
+    vma_flags_writer(k, mm)
     vma.vm_flags &= ~VM_LOCKED
     k.touch_mm(mm)
     for addr in range(start, end):
@@ -140,6 +142,7 @@ def mlock_fixup(
     if err:
         return err, vma
     if newflags & VM_LOCKED:
+        vma_flags_writer(k, mm)
         vma.vm_flags = newflags
         k.touch_mm(mm)
     else:

@@ -98,6 +98,17 @@ def vma_list_writer(k: Kernel, mm: MmStruct) -> None:
         )
 
 
+def vma_flags_writer(k: Kernel, mm: MmStruct) -> None:
+    """Assert that a writer of a vma's ``vm_flags`` holds ``mmap_sem`` for write (unless the
+    mm's last user is gone: exit_mmap).  Readers such as the fault path and reclaim's
+    VM_LOCKED test rely on it; a path that changes the flags under the read lock fails
+    ``lock_not_held`` at the write, as lockdep_assert_held would."""
+    if mm.users > 0 and k.sched.in_send:
+        k.sched.assert_held(
+            mm.mmap_sem, WRITE, why="vm_flags is written under mmap_sem held for write"
+        )
+
+
 def find_vma_prev(mm: MmStruct, addr: int) -> tuple[VmAreaStruct | None, VmAreaStruct | None]:
     """find_vma_prev(): the first vma with vm_end > addr, and the vma before it."""
     prev = None
@@ -612,7 +623,8 @@ def mprotect_fixup(
     err, vma = yield from merge_or_split(k, mm, vma, prev, start, end, newflags)
     if err:
         return err, vma
-    vma.vm_flags = newflags  # protected by mmap_sem held for write
+    vma_flags_writer(k, mm)
+    vma.vm_flags = newflags
     k.touch_mm(mm)
     yield from change_protection(k, vma, start, end)
     return 0, vma
