@@ -4,7 +4,7 @@ half-done state re-checked when the call that excused it returns."""
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import pytest
@@ -83,6 +83,20 @@ def test_lock_held_on_return_to_user_space() -> None:
     assert "returned from leaky holding" in info.value.message
 
 
+def _needs_lock(k: Kernel, path: Callable[[bool], Generator[Any, None, None]],
+                needle: str) -> None:
+    """``path(True)`` (with the lock) runs clean; ``path(False)`` fails lock_not_held with a
+    message containing ``needle``."""
+    k.sched.spawn(path(True), "T0")
+    k.sched.run()
+    k.sched.spawn(path(False), "T1")
+    with pytest.raises(Violation) as info:
+        k.sched.run()
+    assert info.value.check == "lock_not_held"
+    assert needle in info.value.message
+    k.sched.live.clear()
+
+
 @pytest.mark.parametrize("fn", ["mlock_vma_page", "munlock_vma_page"])
 def test_mlock_and_munlock_of_a_page_assert_its_lock(fn: str) -> None:
     """2.6.36 mlock_vma_page()/munlock_vma_page(): BUG_ON(!PageLocked(page))."""
@@ -103,13 +117,7 @@ def test_mlock_and_munlock_of_a_page_assert_its_lock(fn: str) -> None:
             k.sched.unlock_page(page.lock)
         yield "done"
 
-    k.sched.spawn(path(True), "T0")
-    k.sched.run()  # with the page lock: fine
-    k.sched.spawn(path(False), "T1")
-    with pytest.raises(Violation) as info:
-        k.sched.run()
-    assert info.value.check == "lock_not_held"
-    assert f"{fn}: BUG_ON(!PageLocked(page))" in info.value.message
+    _needs_lock(k, path, f"{fn}: BUG_ON(!PageLocked(page))")
 
 
 def test_a_pte_write_asserts_the_pte_lock() -> None:
@@ -130,16 +138,8 @@ def test_a_pte_write_asserts_the_pte_lock() -> None:
             k.sched.spin_unlock(mm.page_table_lock)
         yield "done"
 
-    k.sched.spawn(path(True, False), "T0")
-    k.sched.spawn(path(True, True), "T1")
-    k.sched.run()  # under the pte lock: fine
     for clear in (False, True):
-        k.sched.spawn(path(False, clear), "T2")
-        with pytest.raises(Violation) as info:
-            k.sched.run()
-        assert info.value.check == "lock_not_held"
-        assert "page_table_lock" in info.value.message
-        k.sched.live.clear()
+        _needs_lock(k, lambda locked, c=clear: path(locked, c), "page_table_lock")
 
 
 def test_an_anon_vma_list_write_asserts_the_anon_vma_lock() -> None:
@@ -159,13 +159,7 @@ def test_an_anon_vma_list_write_asserts_the_anon_vma_lock() -> None:
             rmap.anon_vma_unlock(k, anon_vma)
         yield "done"
 
-    k.sched.spawn(path(True), "T0")
-    k.sched.run()
-    k.sched.spawn(path(False), "T1")
-    with pytest.raises(Violation) as info:
-        k.sched.run()
-    assert info.value.check == "lock_not_held"
-    assert "anon_vma->head" in info.value.message
+    _needs_lock(k, path, "anon_vma->head")
 
 
 def test_a_vm_flags_write_asserts_mmap_sem_for_write() -> None:
@@ -188,13 +182,7 @@ def test_a_vm_flags_write_asserts_mmap_sem_for_write() -> None:
             k.sched.up_read(mm.mmap_sem)
         yield "done"
 
-    k.sched.spawn(path(True), "T0")
-    k.sched.run()
-    k.sched.spawn(path(False), "T1")
-    with pytest.raises(Violation) as info:
-        k.sched.run()
-    assert info.value.check == "lock_not_held"
-    assert "vm_flags is written under mmap_sem" in info.value.message
+    _needs_lock(k, path, "vm_flags is written under mmap_sem")
 
 
 def test_an_allocation_that_fails_finds_no_frame_free() -> None:
