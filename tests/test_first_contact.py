@@ -255,11 +255,14 @@ def test_a_bad_progress_interval_is_a_usage_error(
 
 
 def test_a_drawn_seed_is_printed_with_the_command_that_repeats_the_run() -> None:
-    first = vmfuzz_cli("fuzz", "--max-examples", "30", "--json", "--no-save")
+    # (a work budget too: the drawn seed must not decide how long the default run takes)
+    first = vmfuzz_cli("fuzz", "--max-examples", "30", "--budget", "30ksteps", "--json",
+                       "--no-save")
     assert first.returncode == 0, first.stderr
     a = json.loads(first.stdout)
     assert a["seed_drawn"] is True and isinstance(a["seed"], int)
-    assert a["repeat"] == f"vmfuzz fuzz --seed {a['seed']} --max-examples 30 --no-save"
+    assert a["repeat"] == (
+        f"vmfuzz fuzz --seed {a['seed']} --budget 30ksteps --max-examples 30 --no-save")
     assert a["kernel"] == "the fixed kernel (no historical bug switch on)"
     again = vmfuzz_cli(*shlex.split(a["repeat"])[1:], "--json")
     b = json.loads(again.stdout)
