@@ -26,6 +26,7 @@ from vmfuzz.pool import (
     WindowProbe,
     aba_readers,
     colliders,
+    enqueue,
     holders,
     in_flight,
     interleavings,
@@ -507,6 +508,40 @@ def test_a_pte_aba_queues_probes_at_the_first_fourth_sixteenth_meeting() -> None
     fresh.offer(full, run.sched.trace, run.outcome.steps, (), (), run.kernel.pte_aba)
     assert len(fresh._aba) == 1  # a probe may have one task more than a pool program
     assert len(aba_readers(full, 0, 3, fresh)[0].tasks) == fresh.max_threads + 1
+
+
+def test_probe_queues_take_every_kind_once_before_any_kind_twice() -> None:
+    """A probe queue is ranked by how many probes of the same kind, whatever the world, were
+    queued before: a kind met late runs before a second world of a kind met early, and a
+    full queue drops its highest ranks, not the newcomer of a new kind."""
+    case = _aba_case()
+    pool = Pool(KernelConfig())
+    kinds = ["a", "a", "b", "a", "c", "b"]
+    for i, kind in enumerate(kinds):
+        enqueue(pool._readers, ReaderProbe(case, 0, i, "T0", pool._rank(("reader", kind))), 4)
+    assert [p.at for p in pool._readers] == [0, 2, 4, 1]  # a, b, c, then a's second
+    assert [p.rank for p in pool._readers] == [0, 0, 0, 1]
+    # arrival order within a rank; nothing past the queue's size
+    enqueue(pool._readers, ReaderProbe(case, 0, 9, "T0", pool._rank(("reader", "a"))), 4)
+    assert [p.at for p in pool._readers] == [0, 2, 4, 1]
+    enqueue(pool._readers, ReaderProbe(case, 0, 10, "T0", pool._rank(("reader", "d"))), 4)
+    assert [p.at for p in pool._readers] == [0, 2, 4, 10]
+
+
+def test_a_kind_queued_in_another_world_ranks_behind_a_new_kind() -> None:
+    """The same pte ABA met in two worlds queues two probes; the second ranks behind the
+    first probe of another page's ABA queued after it."""
+    pool = Pool(KernelConfig())
+    case = _aba_case()
+    run = execute(case)
+    other = attrs.evolve(case, config=attrs.evolve(case.config, world=frozenset({"split"})))
+    pool.offer(case, run.sched.trace, run.outcome.steps, (), (), run.kernel.pte_aba)
+    pool.offer(other, run.sched.trace, run.outcome.steps, (), (), run.kernel.pte_aba)
+    assert [p.rank for p in pool._aba] == [0, 1]
+    step_, mm, addr, kind, since = run.kernel.pte_aba[0]
+    elsewhere = [(step_, mm, addr + 1, kind, since)]
+    pool.offer(case, run.sched.trace, run.outcome.steps, (), (), elsewhere)
+    assert [(p.addr, p.rank) for p in pool._aba] == [(addr, 0), (addr + 1, 0), (addr, 1)]
 
 
 def test_aba_readers_add_a_load_or_a_store_of_the_page_as_a_new_task() -> None:
