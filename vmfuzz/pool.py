@@ -35,6 +35,8 @@ every mm, or an operation on the mm) stalled inside its walk just before the cha
 working later (reclaim asleep in a driver's ->swapout with the vma it unmapped from) is probed
 with one more task aimed at that object, the path's task kept still while that task waits
 (:meth:`Pool._probe_flights`).
+Each kind of probe waits in a queue of its own, ranked so that every kind (whatever the world)
+is probed once before any is probed twice (:func:`enqueue`).
 The first violation becomes the campaign's failure (schedule = the recorded decisions), and
 the campaign's own shrinker takes it from there.  Everything is seeded: no set or hash order
 reaches a choice.  Nothing here knows about any kernel path.
