@@ -582,7 +582,8 @@ class Pool:
 
     def _rank(self, kind: tuple[Any, ...]) -> int:
         """How many probes of ``kind`` (a queue's name and the kind without the world) were
-        queued before this one (:func:`enqueue`)."""
+        offered to its queue before this one, those a full queue dropped included
+        (:func:`enqueue`)."""
         n = self.queued_kinds.get(kind, 0)
         self.queued_kinds[kind] = n + 1
         return n
